@@ -1,0 +1,117 @@
+#include "common/idx_file.h"
+
+#include <zlib.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace common {
+namespace {
+
+// Reads the whole (possibly gzipped) file. gzread passes plain files through.
+absl::StatusOr<std::vector<uint8_t>> ReadAll(const std::string& path) {
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  }
+  std::vector<uint8_t> bytes;
+  uint8_t buffer[1 << 16];
+  while (true) {
+    int n = gzread(file, buffer, sizeof(buffer));
+    if (n < 0) {
+      int err = 0;
+      std::string message = gzerror(file, &err);
+      gzclose(file);
+      return absl::DataLossError(
+          absl::StrCat("cannot read ", path, ": ", message));
+    }
+    if (n == 0) break;
+    bytes.insert(bytes.end(), buffer, buffer + n);
+  }
+  gzclose(file);
+  return bytes;
+}
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) |
+         (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+}  // namespace
+
+absl::StatusOr<IdxArray> ReadIdxFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadAll(path));
+  if (bytes.size() < 4) {
+    return absl::DataLossError(absl::StrCat(path, ": shorter than an IDX header"));
+  }
+  if (bytes[0] != 0 || bytes[1] != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": bad IDX magic number (not an IDX file)"));
+  }
+  if (bytes[2] != 0x08) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": IDX element type ", static_cast<int>(bytes[2]),
+        " is not supported (only unsigned byte, 8)"));
+  }
+  const int rank = bytes[3];
+  if (rank < 1 || rank > 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": IDX rank ", rank, " is not in [1, 4]"));
+  }
+  const size_t header = 4 + 4 * static_cast<size_t>(rank);
+  if (bytes.size() < header) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated IDX header"));
+  }
+  IdxArray array;
+  size_t total = 1;
+  for (int i = 0; i < rank; ++i) {
+    uint32_t dim = BigEndian32(bytes.data() + 4 + 4 * i);
+    array.dims.push_back(dim);
+    total *= dim;
+  }
+  if (bytes.size() - header < total) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated: expected ", total,
+                                            " values, found ",
+                                            bytes.size() - header));
+  }
+  if (bytes.size() - header > total) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": ", bytes.size() - header - total, " trailing bytes"));
+  }
+  array.data.assign(bytes.begin() + header, bytes.end());
+  return array;
+}
+
+namespace {
+
+absl::StatusOr<IdxArray> ReadWithRank(const std::string& path, int rank,
+                                      int64_t expected_count) {
+  ASSIGN_OR_RETURN(IdxArray array, ReadIdxFile(path));
+  if (static_cast<int>(array.dims.size()) != rank) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": expected a ", rank, "-d IDX array, found ",
+                     array.dims.size(), "-d (wrong magic number)"));
+  }
+  if (expected_count > 0 && array.count() != expected_count) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": expected ", expected_count, " items, found ", array.count()));
+  }
+  return array;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint8_t>> ReadIdxLabels(const std::string& path,
+                                                   int64_t expected_count) {
+  ASSIGN_OR_RETURN(IdxArray array, ReadWithRank(path, 1, expected_count));
+  return std::move(array.data);
+}
+
+absl::StatusOr<IdxArray> ReadIdxImages(const std::string& path,
+                                       int64_t expected_count) {
+  return ReadWithRank(path, 3, expected_count);
+}
+
+}  // namespace common
