@@ -1,0 +1,207 @@
+#include "oracle_server/audit_chain.h"
+
+#include <map>
+#include <memory>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "oracle_server/sqlite_label_store.h"
+
+namespace oracle_server {
+namespace {
+
+void AppendField(absl::string_view name, absl::string_view value,
+                 std::string* out) {
+  absl::StrAppend(out, name, "=", value.size(), ":", value, ";");
+}
+
+// Rows read from the store per ListAudit call while verifying.
+constexpr int64_t kVerifyPageSize = 10000;
+
+AuditVerification Bad(int64_t sequence, std::string reason,
+                      int64_t rows_verified) {
+  AuditVerification result;
+  result.ok = false;
+  result.bad_sequence = sequence;
+  result.reason = std::move(reason);
+  result.rows_verified = rows_verified;
+  return result;
+}
+
+}  // namespace
+
+std::string CanonicalAuditRow(const AuditRecord& row) {
+  std::string out;
+  AppendField("sequence", absl::StrCat(row.sequence), &out);
+  AppendField("time_unix_micros", absl::StrCat(row.time_unix_micros), &out);
+  AppendField("experiment", row.experiment, &out);
+  AppendField("client", row.client, &out);
+  AppendField("strategy", row.strategy, &out);
+  AppendField("round", absl::StrCat(row.round), &out);
+  AppendField("kind", row.kind, &out);
+  AppendField("ids_asked", absl::StrJoin(row.ids_asked, ","), &out);
+  AppendField("ids_revealed", absl::StrJoin(row.ids_revealed, ","), &out);
+  AppendField("outcome", OutcomeName(row.outcome), &out);
+  AppendField("detail", row.detail, &out);
+  return out;
+}
+
+std::string AuditRowHash(absl::string_view prev_hash, const AuditRecord& row) {
+  return common::Sha256Hex(absl::StrCat(prev_hash, CanonicalAuditRow(row)));
+}
+
+absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store) {
+  ASSIGN_OR_RETURN(std::vector<ExperimentRecord> experiments,
+                   store.ListExperiments());
+  std::map<std::string, const ExperimentRecord*> by_name;
+  std::map<int64_t, const ExperimentRecord*> by_id;
+  for (const ExperimentRecord& experiment : experiments) {
+    by_name[experiment.name] = &experiment;
+    by_id[experiment.id] = &experiment;
+  }
+
+  // (experiment name, sample id) -> the GRANTED row that revealed it.
+  std::map<std::pair<std::string, int64_t>, int64_t> revealed_by_row;
+  std::map<std::string, int64_t> spent;
+  int64_t rows = 0;
+  std::string prev_hash = kGenesisHash;
+  while (true) {
+    ASSIGN_OR_RETURN(std::vector<AuditRecord> page,
+                     store.ListAudit("", rows, kVerifyPageSize));
+    if (page.empty()) break;
+    for (const AuditRecord& row : page) {
+      if (row.sequence != rows + 1) {
+        return Bad(row.sequence,
+                   absl::StrCat("sequence jumps from ", rows, " to ",
+                                row.sequence, " (rows missing)"),
+                   rows);
+      }
+      if (row.prev_hash != prev_hash) {
+        return Bad(row.sequence,
+                   absl::StrCat("prev_hash ", row.prev_hash,
+                                " does not match the hash of row ", rows, " (",
+                                prev_hash, ")"),
+                   rows);
+      }
+      const std::string hash = AuditRowHash(row.prev_hash, row);
+      if (row.hash != hash) {
+        return Bad(row.sequence,
+                   absl::StrCat("hash ", row.hash,
+                                " does not match the row's "
+                                "content (recomputed ",
+                                hash, ")"),
+                   rows);
+      }
+      if (row.outcome != Outcome::kGranted && !row.ids_revealed.empty()) {
+        return Bad(row.sequence,
+                   absl::StrCat("a ", OutcomeName(row.outcome), " row reveals ",
+                                row.ids_revealed.size(), " ids"),
+                   rows);
+      }
+      if (row.outcome == Outcome::kGranted) {
+        auto experiment = by_name.find(row.experiment);
+        if (experiment == by_name.end()) {
+          return Bad(row.sequence,
+                     absl::StrCat("GRANTED row for unknown experiment \"",
+                                  row.experiment, "\""),
+                     rows);
+        }
+        const std::set<int64_t> asked(row.ids_asked.begin(),
+                                      row.ids_asked.end());
+        for (int64_t id : row.ids_revealed) {
+          if (asked.count(id) == 0) {
+            return Bad(row.sequence,
+                       absl::StrCat("reveals id ", id, " that was not asked"),
+                       rows);
+          }
+          auto [it, inserted] = revealed_by_row.emplace(
+              std::make_pair(row.experiment, id), row.sequence);
+          if (!inserted) {
+            return Bad(row.sequence,
+                       absl::StrCat("reveals id ", id, " to \"", row.experiment,
+                                    "\" again (already revealed by row ",
+                                    it->second, ")"),
+                       rows);
+          }
+        }
+        int64_t& experiment_spent = spent[row.experiment];
+        experiment_spent += static_cast<int64_t>(row.ids_revealed.size());
+        if (experiment_spent > experiment->second->label_budget) {
+          return Bad(row.sequence,
+                     absl::StrCat("\"", row.experiment, "\" has now seen ",
+                                  experiment_spent,
+                                  " labels, over its budget "
+                                  "of ",
+                                  experiment->second->label_budget),
+                     rows);
+        }
+      }
+      prev_hash = row.hash;
+      ++rows;
+    }
+  }
+
+  ASSIGN_OR_RETURN(auto head, store.GetAuditHead());
+  if (head.first != rows || head.second != prev_hash) {
+    return Bad(
+        rows + 1,
+        absl::StrCat("the log ends at row ", rows,
+                     " but the store recorded its newest row as ", head.first,
+                     " (", head.second, "); rows were removed from the end"),
+        rows);
+  }
+
+  ASSIGN_OR_RETURN(std::vector<RevealedRecord> revealed, store.ListRevealed());
+  std::set<std::pair<std::string, int64_t>> matched;
+  for (const RevealedRecord& record : revealed) {
+    auto experiment = by_id.find(record.experiment_id);
+    if (experiment == by_id.end()) {
+      return Bad(record.audit_sequence,
+                 absl::StrCat("id ", record.sample_id,
+                              " is recorded as revealed to unknown experiment ",
+                              record.experiment_id),
+                 rows);
+    }
+    const std::string& name = experiment->second->name;
+    auto row = revealed_by_row.find(std::make_pair(name, record.sample_id));
+    if (row == revealed_by_row.end() || row->second != record.audit_sequence) {
+      return Bad(record.audit_sequence,
+                 absl::StrCat("id ", record.sample_id,
+                              " is recorded as "
+                              "revealed to \"",
+                              name, "\" by row ", record.audit_sequence,
+                              " but no GRANTED row lists it there"),
+                 rows);
+    }
+    matched.insert(row->first);
+  }
+  for (const auto& [key, sequence] : revealed_by_row) {
+    if (matched.count(key) == 0) {
+      return Bad(sequence,
+                 absl::StrCat("reveals id ", key.second, " to \"", key.first,
+                              "\" but the revealed table does not record it"),
+                 rows);
+    }
+  }
+
+  AuditVerification result;
+  result.rows_verified = rows;
+  return result;
+}
+
+absl::StatusOr<AuditVerification> VerifyAuditLogFile(
+    const std::string& db_path) {
+  StoreOptions options;
+  options.db_path = db_path;
+  options.read_only = true;
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteLabelStore> store,
+                   SqliteLabelStore::Open(options));
+  return VerifyAuditLog(*store);
+}
+
+}  // namespace oracle_server

@@ -1,0 +1,378 @@
+#include "oracle_server/label_oracle.h"
+
+#include <algorithm>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/idx_file.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+
+namespace oracle_server {
+namespace {
+
+constexpr size_t kMaxNameLength = 128;
+constexpr int32_t kDefaultPageSize = 1000;
+constexpr int32_t kMaxPageSize = 10000;
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+absl::Status ValidateName(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("experiment name must be 1 to ", kMaxNameLength,
+                     " characters, got ", name.size()));
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "experiment name \"", name, "\" may only hold [A-Za-z0-9_.-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Compares two hex digests without an early exit.
+bool SameDigest(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i];
+  return diff == 0;
+}
+
+// UNAUTHENTICATED unless `token` opens `experiment`.
+absl::Status CheckToken(const ExperimentRecord& experiment,
+                        absl::string_view token) {
+  if (experiment.token_sha256.empty()) return absl::OkStatus();
+  if (token.empty()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("experiment \"", experiment.name,
+                     "\" requires a token (metadata x-oracle-token)"));
+  }
+  if (!SameDigest(common::Sha256Hex(token), experiment.token_sha256)) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("wrong token for experiment \"", experiment.name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExperimentRecord> FindExperiment(LabelStore& store,
+                                                absl::string_view name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError("experiment name is required");
+  }
+  return store.GetExperiment(name);
+}
+
+absl::Status ValidateIds(const google::protobuf::RepeatedField<int64_t>& ids,
+                         int64_t max_batch, int64_t train_count) {
+  if (ids.empty()) {
+    return absl::InvalidArgumentError("ids is empty; ask for at least one id");
+  }
+  if (ids.size() > max_batch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch of ", ids.size(), " ids exceeds max_batch ", max_batch));
+  }
+  std::unordered_map<int64_t, int> first_index;
+  first_index.reserve(ids.size());
+  for (int i = 0; i < ids.size(); ++i) {
+    const int64_t id = ids[i];
+    if (id < 0 || id >= train_count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "id ", id, " at index ", i, " is not in [0, ", train_count, ")"));
+    }
+    auto [it, inserted] = first_index.emplace(id, i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "id ", id, " appears twice (at index ", it->second, " and ", i, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LabelOracle>> LabelOracle::Create(
+    const OracleOptions& options, std::unique_ptr<LabelStore> store) {
+  if (options.default_budget <= 0 || options.max_batch <= 0 ||
+      options.eval_cap <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("default_budget (", options.default_budget,
+                     "), max_batch (", options.max_batch, ") and eval_cap (",
+                     options.eval_cap, ") must be positive"));
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> train_labels,
+                   store->LoadLabels(Split::kTrain));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> test_labels,
+                   store->LoadLabels(Split::kTest));
+  return std::unique_ptr<LabelOracle>(new LabelOracle(
+      options, std::move(store), static_cast<int64_t>(train_labels.size()),
+      std::move(test_labels)));
+}
+
+LabelOracle::LabelOracle(const OracleOptions& options,
+                         std::unique_ptr<LabelStore> store, int64_t train_count,
+                         std::vector<uint8_t> test_labels)
+    : options_(options),
+      store_(std::move(store)),
+      train_count_(train_count),
+      test_labels_(std::move(test_labels)) {}
+
+absl::Status LabelOracle::Deny(const absl::Status& denial, AuditRecord row) {
+  row.outcome = Outcome::kDeniedInvalid;
+  row.detail = absl::StrCat(absl::StatusCodeToString(denial.code()), ": ",
+                            denial.message());
+  RETURN_IF_ERROR(store_->AppendAudit(row).status());
+  return denial;
+}
+
+absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
+    const oracle::v1::CreateExperimentRequest& request,
+    absl::string_view token) {
+  RETURN_IF_ERROR(ValidateName(request.name()));
+  if (request.label_budget() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "label_budget must not be negative, got ", request.label_budget()));
+  }
+  ExperimentRecord wanted;
+  wanted.name = request.name();
+  wanted.label_budget = request.label_budget() > 0 ? request.label_budget()
+                                                   : options_.default_budget;
+  wanted.token_sha256 =
+      request.token().empty() ? "" : common::Sha256Hex(request.token());
+  wanted.evaluation_cap = options_.eval_cap;
+  bool created = false;
+  ASSIGN_OR_RETURN(ExperimentRecord stored,
+                   store_->CreateExperiment(wanted, &created));
+  if (!created) {
+    RETURN_IF_ERROR(
+        CheckToken(stored, request.token().empty() ? token : request.token()));
+    if (stored.token_sha256.empty() && !request.token().empty()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "experiment \"", stored.name, "\" already exists without a token"));
+    }
+    if (request.label_budget() != 0 &&
+        request.label_budget() != stored.label_budget) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "experiment \"", stored.name, "\" already exists with label_budget ",
+          stored.label_budget, ", not ", request.label_budget()));
+    }
+  }
+  oracle::v1::Experiment response;
+  response.set_id(stored.id);
+  response.set_name(stored.name);
+  response.set_label_budget(stored.label_budget);
+  response.set_created(created);
+  return response;
+}
+
+absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
+    const oracle::v1::QueryLabelsRequest& request, absl::string_view token) {
+  ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                   FindExperiment(*store_, request.experiment()));
+  RevealRequest reveal;
+  reveal.experiment = experiment.name;
+  reveal.ids.assign(request.ids().begin(), request.ids().end());
+  reveal.client = request.client();
+  reveal.strategy = request.strategy();
+  reveal.round = request.round();
+  reveal.time_unix_micros = NowMicros();
+
+  absl::Status invalid = CheckToken(experiment, token);
+  if (invalid.ok()) {
+    invalid = ValidateIds(request.ids(), options_.max_batch, train_count_);
+  }
+  if (!invalid.ok()) {
+    AuditRecord row;
+    row.time_unix_micros = reveal.time_unix_micros;
+    row.experiment = reveal.experiment;
+    row.client = reveal.client;
+    row.strategy = reveal.strategy;
+    row.round = reveal.round;
+    row.kind = kKindQuery;
+    row.ids_asked = std::move(reveal.ids);
+    return Deny(invalid, std::move(row));
+  }
+
+  ASSIGN_OR_RETURN(RevealResult result, store_->Reveal(reveal));
+  if (!result.granted) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("requested ", result.requested_new,
+                     " new labels but only ", result.remaining, " remain"));
+  }
+  oracle::v1::QueryLabelsResponse response;
+  response.mutable_labels()->Add(result.labels.begin(), result.labels.end());
+  response.set_newly_revealed(
+      static_cast<int64_t>(result.newly_revealed.size()));
+  response.set_remaining(result.remaining);
+  response.set_audit_sequence(result.audit_sequence);
+  return response;
+}
+
+absl::StatusOr<oracle::v1::BudgetStatus> LabelOracle::GetBudget(
+    const oracle::v1::GetBudgetRequest& request, absl::string_view token) {
+  ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                   FindExperiment(*store_, request.experiment()));
+  RETURN_IF_ERROR(CheckToken(experiment, token));
+  ASSIGN_OR_RETURN(ExperimentUsage usage, store_->GetUsage(experiment.name));
+  oracle::v1::BudgetStatus response;
+  response.set_experiment(experiment.name);
+  response.set_label_budget(experiment.label_budget);
+  response.set_spent(usage.spent);
+  response.set_remaining(experiment.label_budget - usage.spent);
+  response.set_requests_granted(usage.requests_granted);
+  response.set_requests_denied(usage.requests_denied);
+  response.set_evaluations(usage.evaluations);
+  response.set_evaluation_cap(experiment.evaluation_cap);
+  return response;
+}
+
+absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
+    const oracle::v1::EvaluateRequest& request, absl::string_view token) {
+  ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                   FindExperiment(*store_, request.experiment()));
+  const int64_t now = NowMicros();
+
+  absl::Status invalid = CheckToken(experiment, token);
+  if (invalid.ok() && request.predictions_size() != test_count()) {
+    invalid =
+        absl::InvalidArgumentError(absl::StrCat("expected ", test_count(),
+                                                " predictions (one per test "
+                                                "image), got ",
+                                                request.predictions_size()));
+  }
+  for (int i = 0; invalid.ok() && i < request.predictions_size(); ++i) {
+    const int32_t predicted = request.predictions(i);
+    if (predicted < 0 || predicted >= common::kNumClasses) {
+      invalid = absl::InvalidArgumentError(
+          absl::StrCat("prediction ", predicted, " at index ", i,
+                       " is not in [0, ", common::kNumClasses, ")"));
+    }
+  }
+  if (!invalid.ok()) {
+    AuditRecord row;
+    row.time_unix_micros = now;
+    row.experiment = experiment.name;
+    row.client = request.client();
+    row.kind = kKindEvaluate;
+    return Deny(invalid, std::move(row));
+  }
+
+  constexpr int kClasses = common::kNumClasses;
+  std::vector<int64_t> confusion(kClasses * kClasses, 0);
+  int64_t correct = 0;
+  for (int i = 0; i < request.predictions_size(); ++i) {
+    const int truth = test_labels_[i];
+    const int predicted = request.predictions(i);
+    ++confusion[truth * kClasses + predicted];
+    if (truth == predicted) ++correct;
+  }
+  const double accuracy =
+      test_count() > 0 ? static_cast<double>(correct) / test_count() : 0.0;
+
+  EvaluationRequest evaluation;
+  evaluation.experiment = experiment.name;
+  evaluation.client = request.client();
+  evaluation.time_unix_micros = now;
+  evaluation.detail = absl::StrFormat("accuracy=%.6f correct=%d/%d", accuracy,
+                                      correct, test_count());
+  if (!request.note().empty()) {
+    absl::StrAppend(&evaluation.detail, " note=", request.note());
+  }
+  ASSIGN_OR_RETURN(EvaluationResult recorded,
+                   store_->RecordEvaluation(evaluation));
+  if (!recorded.allowed) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("experiment \"", experiment.name, "\" has used all ",
+                     recorded.evaluation_cap, " evaluations"));
+  }
+
+  oracle::v1::EvaluateResponse response;
+  response.set_accuracy(accuracy);
+  response.set_num_classes(kClasses);
+  for (int truth = 0; truth < kClasses; ++truth) {
+    int64_t total = 0;
+    for (int predicted = 0; predicted < kClasses; ++predicted) {
+      total += confusion[truth * kClasses + predicted];
+    }
+    response.add_per_class_accuracy(
+        total > 0
+            ? static_cast<double>(confusion[truth * kClasses + truth]) / total
+            : 0.0);
+  }
+  response.mutable_confusion()->Add(confusion.begin(), confusion.end());
+  response.set_evaluations_left(recorded.evaluation_cap - recorded.evaluations);
+  return response;
+}
+
+absl::StatusOr<oracle::v1::ListQueriesResponse> LabelOracle::ListQueries(
+    const oracle::v1::ListQueriesRequest& request, absl::string_view token) {
+  if (!request.experiment().empty()) {
+    ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                     store_->GetExperiment(request.experiment()));
+    RETURN_IF_ERROR(CheckToken(experiment, token));
+  }
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_size must not be negative, got ", request.page_size()));
+  }
+  if (request.after_sequence() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "after_sequence must not be negative, got ", request.after_sequence()));
+  }
+  const int32_t page_size = request.page_size() == 0
+                                ? kDefaultPageSize
+                                : std::min(request.page_size(), kMaxPageSize);
+  ASSIGN_OR_RETURN(std::vector<AuditRecord> rows,
+                   store_->ListAudit(request.experiment(),
+                                     request.after_sequence(), page_size + 1));
+  oracle::v1::ListQueriesResponse response;
+  const bool more = static_cast<int32_t>(rows.size()) > page_size;
+  if (more) rows.resize(page_size);
+  for (const AuditRecord& row : rows) *response.add_rows() = ToProto(row);
+  response.set_next_after_sequence(more ? rows.back().sequence : 0);
+  return response;
+}
+
+oracle::v1::AuditRow ToProto(const AuditRecord& row) {
+  oracle::v1::AuditRow proto;
+  proto.set_sequence(row.sequence);
+  proto.set_time_unix_micros(row.time_unix_micros);
+  proto.set_experiment(row.experiment);
+  proto.set_client(row.client);
+  proto.set_strategy(row.strategy);
+  proto.set_round(row.round);
+  proto.set_kind(row.kind);
+  proto.mutable_ids_asked()->Add(row.ids_asked.begin(), row.ids_asked.end());
+  proto.mutable_ids_revealed()->Add(row.ids_revealed.begin(),
+                                    row.ids_revealed.end());
+  switch (row.outcome) {
+    case Outcome::kGranted:
+      proto.set_outcome(oracle::v1::GRANTED);
+      break;
+    case Outcome::kDeniedBudget:
+      proto.set_outcome(oracle::v1::DENIED_BUDGET);
+      break;
+    case Outcome::kDeniedInvalid:
+      proto.set_outcome(oracle::v1::DENIED_INVALID);
+      break;
+    case Outcome::kEvaluated:
+      proto.set_outcome(oracle::v1::EVALUATED);
+      break;
+    case Outcome::kDeniedEvaluationCap:
+      proto.set_outcome(oracle::v1::DENIED_EVALUATION_CAP);
+      break;
+  }
+  proto.set_detail(row.detail);
+  proto.set_prev_hash(row.prev_hash);
+  proto.set_hash(row.hash);
+  return proto;
+}
+
+}  // namespace oracle_server

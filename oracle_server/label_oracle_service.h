@@ -1,0 +1,74 @@
+// gRPC adapter for LabelOracle, and a helper that builds and starts a server
+// exposing it together with the standard health service.
+#ifndef ORACLE_SERVER_LABEL_ORACLE_SERVICE_H_
+#define ORACLE_SERVER_LABEL_ORACLE_SERVICE_H_
+
+#include <grpcpp/server.h>
+#include <grpcpp/server_context.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "oracle_server/label_oracle.h"
+#include "proto/oracle.grpc.pb.h"
+
+namespace oracle_server {
+
+// Metadata key carrying an experiment's secret token.
+inline constexpr char kTokenMetadataKey[] = "x-oracle-token";
+
+// Thin adapter: reads the token from the call's metadata, calls the oracle
+// and maps its status with common::ToGrpcStatus. Thread-safe; does not own
+// the oracle, which must outlive it.
+class LabelOracleService final : public oracle::v1::LabelOracle::Service {
+ public:
+  explicit LabelOracleService(LabelOracle* oracle) : oracle_(oracle) {}
+
+  grpc::Status CreateExperiment(
+      grpc::ServerContext* context,
+      const oracle::v1::CreateExperimentRequest* request,
+      oracle::v1::Experiment* response) override;
+  grpc::Status QueryLabels(grpc::ServerContext* context,
+                           const oracle::v1::QueryLabelsRequest* request,
+                           oracle::v1::QueryLabelsResponse* response) override;
+  grpc::Status GetBudget(grpc::ServerContext* context,
+                         const oracle::v1::GetBudgetRequest* request,
+                         oracle::v1::BudgetStatus* response) override;
+  grpc::Status Evaluate(grpc::ServerContext* context,
+                        const oracle::v1::EvaluateRequest* request,
+                        oracle::v1::EvaluateResponse* response) override;
+  grpc::Status ListQueries(grpc::ServerContext* context,
+                           const oracle::v1::ListQueriesRequest* request,
+                           oracle::v1::ListQueriesResponse* response) override;
+
+ private:
+  LabelOracle* const oracle_;
+};
+
+struct ServerOptions {
+  // Address to listen on ("0.0.0.0", "127.0.0.1", "::", a host name).
+  std::string host = "0.0.0.0";
+  // Port to listen on; 0 lets the OS pick one (see RunningServer::port).
+  int port = 50051;
+  // Largest request and response message, in bytes.
+  int max_message_bytes = 64 << 20;
+};
+
+// A started server. Members are destroyed server first, then the service.
+struct RunningServer {
+  std::unique_ptr<LabelOracleService> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;  // the port actually bound
+};
+
+// Builds and starts an insecure server for `oracle` (not owned; it must
+// outlive the server) with the default health service enabled and SERVING.
+// UNAVAILABLE if it cannot listen on host:port (SO_REUSEPORT is off, so a
+// port in use is refused).
+absl::StatusOr<RunningServer> StartOracleServer(const ServerOptions& options,
+                                                LabelOracle* oracle);
+
+}  // namespace oracle_server
+
+#endif  // ORACLE_SERVER_LABEL_ORACLE_SERVICE_H_

@@ -1,0 +1,145 @@
+// oracle_server: serves the label oracle (proto/oracle.proto) over gRPC.
+//
+//   oracle_server --db=oracle.db --port=50051 [--port_file=PATH]
+//
+// Imports the label files into a new --db, checks them against an existing
+// one, listens, and on SIGINT or SIGTERM stops accepting calls, lets the ones
+// in flight finish (up to 10 s), closes the database and exits 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/idx_file.h"
+#include "common/status_macros.h"
+#include "oracle_server/label_oracle.h"
+#include "oracle_server/label_oracle_service.h"
+#include "oracle_server/sqlite_label_store.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
+ABSL_FLAG(int, port, 50051, "port to listen on; 0 lets the OS pick one");
+ABSL_FLAG(std::string, port_file, "",
+          "if set, the bound port is written to this file once listening");
+ABSL_FLAG(std::string, db, "oracle.db", "SQLite database file");
+ABSL_FLAG(std::string, train_labels,
+          absl::StrCat(common::kDefaultDatasetDir, "/",
+                       common::kTrainLabelsFile),
+          "IDX train label file (imported into a new database)");
+ABSL_FLAG(std::string, test_labels,
+          absl::StrCat(common::kDefaultDatasetDir, "/",
+                       common::kTestLabelsFile),
+          "IDX test label file (imported into a new database)");
+ABSL_FLAG(int64_t, default_budget, 100,
+          "label budget of experiments created with budget 0");
+ABSL_FLAG(int64_t, max_batch, 10000, "most ids one QueryLabels call may ask");
+ABSL_FLAG(int64_t, eval_cap, 100, "evaluations allowed per experiment");
+
+namespace {
+
+// How long in-flight calls may take to finish after a shutdown signal.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
+
+// Writes `port` to `path` via a temporary file and rename, so a reader never
+// sees a partial number.
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string temporary = absl::StrCat(path, ".tmp");
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << port << "\n";
+    out.close();
+    if (!out) {
+      return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot rename ", temporary, " to ", path, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run(const sigset_t& shutdown_signals) {
+  oracle_server::StoreOptions store_options;
+  store_options.db_path = absl::GetFlag(FLAGS_db);
+  store_options.train_labels_path = absl::GetFlag(FLAGS_train_labels);
+  store_options.test_labels_path = absl::GetFlag(FLAGS_test_labels);
+  ASSIGN_OR_RETURN(std::unique_ptr<oracle_server::SqliteLabelStore> store,
+                   oracle_server::SqliteLabelStore::Open(store_options));
+
+  oracle_server::OracleOptions oracle_options;
+  oracle_options.default_budget = absl::GetFlag(FLAGS_default_budget);
+  oracle_options.max_batch = absl::GetFlag(FLAGS_max_batch);
+  oracle_options.eval_cap = absl::GetFlag(FLAGS_eval_cap);
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<oracle_server::LabelOracle> oracle,
+      oracle_server::LabelOracle::Create(oracle_options, std::move(store)));
+  ASSIGN_OR_RETURN(auto experiments, oracle->store().ListExperiments());
+  ASSIGN_OR_RETURN(auto head, oracle->store().GetAuditHead());
+
+  oracle_server::ServerOptions server_options;
+  server_options.host = absl::GetFlag(FLAGS_host);
+  server_options.port = absl::GetFlag(FLAGS_port);
+  ASSIGN_OR_RETURN(
+      oracle_server::RunningServer running,
+      oracle_server::StartOracleServer(server_options, oracle.get()));
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    RETURN_IF_ERROR(WritePortFile(port_file, running.port));
+  }
+  std::cerr << "oracle_server: db=" << store_options.db_path
+            << " train_labels=" << oracle->train_count()
+            << " test_labels=" << oracle->test_count()
+            << " experiments=" << experiments.size()
+            << " audit_rows=" << head.first
+            << " default_budget=" << oracle_options.default_budget
+            << " max_batch=" << oracle_options.max_batch
+            << " eval_cap=" << oracle_options.eval_cap << " listening on "
+            << server_options.host << ":" << running.port << std::endl;
+
+  int signal_number = 0;
+  sigwait(&shutdown_signals, &signal_number);
+  std::cerr << "oracle_server: signal " << signal_number << ", shutting down"
+            << std::endl;
+  running.server->Shutdown(absl::ToChronoTime(absl::Now() + kShutdownGrace));
+  running.server->Wait();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves the label oracle over gRPC.\n"
+      "  oracle_server --db=oracle.db --port=50051 [--port_file=PATH]");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the shutdown signals before gRPC starts threads, so that they are
+  // delivered only to sigwait in Run.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGINT);
+  sigaddset(&shutdown_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+
+  absl::Status status = Run(shutdown_signals);
+  if (!status.ok()) {
+    std::cerr << "oracle_server: " << status << std::endl;
+    return 1;
+  }
+  return 0;
+}

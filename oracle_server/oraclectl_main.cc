@@ -1,0 +1,115 @@
+// oraclectl: inspects a label oracle database and asks a running oracle.
+//
+//   oraclectl summary --db=PATH
+//   oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]
+//   oraclectl verify --db=PATH
+//   oraclectl query --server=HOST:PORT --experiment=X [--token=T]
+//                   [--budget=N] [--client=NAME] ID...
+//
+// summary, log and verify open the database read-only. Exit status: 0 on
+// success, 1 when verification fails or a command fails, 2 for bad usage.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "oracle_server/oraclectl.h"
+#include "oracle_server/sqlite_label_store.h"
+
+ABSL_FLAG(std::string, db, "oracle.db", "database (summary, log, verify)");
+ABSL_FLAG(std::string, experiment, "", "experiment (log: filter; query)");
+ABSL_FLAG(std::string, format, "table", "log format: table, csv or jsonl");
+ABSL_FLAG(std::string, server, "localhost:50051", "oracle address (query)");
+ABSL_FLAG(std::string, token, "", "experiment token (query)");
+ABSL_FLAG(int64_t, budget, 0,
+          "label budget when query creates the experiment; 0: server default");
+ABSL_FLAG(std::string, client, "oraclectl", "client name for the audit log");
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+int Usage(const std::string& message) {
+  std::cerr << "oraclectl: " << message << "\n"
+            << absl::ProgramUsageMessage() << "\n";
+  return kExitUsage;
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "oraclectl: " << status << "\n";
+  return kExitFailure;
+}
+
+absl::StatusOr<std::unique_ptr<oracle_server::SqliteLabelStore>>
+OpenReadOnly() {
+  oracle_server::StoreOptions options;
+  options.db_path = absl::GetFlag(FLAGS_db);
+  options.read_only = true;
+  return oracle_server::SqliteLabelStore::Open(options);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "oraclectl summary --db=PATH\n"
+      "  oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]\n"
+      "  oraclectl verify --db=PATH\n"
+      "  oraclectl query --server=HOST:PORT --experiment=X [--token=T] "
+      "[--budget=N] [--client=NAME] ID...");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) return Usage("missing command");
+  const std::string command = args[1];
+  const std::vector<std::string> operands(args.begin() + 2, args.end());
+
+  if (command == "summary" || command == "log" || command == "verify") {
+    if (!operands.empty()) return Usage("unexpected argument " + operands[0]);
+    auto store = OpenReadOnly();
+    if (!store.ok()) return Fail(store.status());
+    if (command == "summary") {
+      absl::Status status = oracle_server::PrintSummary(**store, std::cout);
+      return status.ok() ? 0 : Fail(status);
+    }
+    if (command == "log") {
+      auto format = oracle_server::ParseLogFormat(absl::GetFlag(FLAGS_format));
+      if (!format.ok()) return Usage(std::string(format.status().message()));
+      absl::Status status = oracle_server::PrintLog(
+          **store, absl::GetFlag(FLAGS_experiment), *format, std::cout);
+      return status.ok() ? 0 : Fail(status);
+    }
+    auto verified = oracle_server::PrintVerification(**store, std::cout);
+    if (!verified.ok()) return Fail(verified.status());
+    return *verified ? 0 : kExitFailure;
+  }
+
+  if (command == "query") {
+    oracle_server::QueryCommand query;
+    query.experiment = absl::GetFlag(FLAGS_experiment);
+    query.token = absl::GetFlag(FLAGS_token);
+    query.budget = absl::GetFlag(FLAGS_budget);
+    query.client = absl::GetFlag(FLAGS_client);
+    if (query.experiment.empty()) return Usage("query needs --experiment");
+    if (operands.empty()) return Usage("query needs at least one id");
+    for (const std::string& operand : operands) {
+      int64_t id = 0;
+      if (!absl::SimpleAtoi(operand, &id)) {
+        return Usage("\"" + operand + "\" is not an id");
+      }
+      query.ids.push_back(id);
+    }
+    auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server),
+                                       grpc::InsecureChannelCredentials());
+    auto stub = oracle::v1::LabelOracle::NewStub(channel);
+    absl::Status status = oracle_server::RunQuery(*stub, query, std::cout);
+    return status.ok() ? 0 : Fail(status);
+  }
+  return Usage("unknown command \"" + command + "\"");
+}

@@ -1,0 +1,128 @@
+// LabelStore on SQLite: one database file in WAL mode with synchronous=FULL,
+// so every write is on disk before the call that made it returns.
+#ifndef ORACLE_SERVER_SQLITE_LABEL_STORE_H_
+#define ORACLE_SERVER_SQLITE_LABEL_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "oracle_server/label_store.h"
+
+struct sqlite3;
+
+namespace oracle_server {
+
+struct StoreOptions {
+  // Database file; ":memory:" for a private in-memory database.
+  std::string db_path = "oracle.db";
+  // IDX label files imported into a new database and, for an existing one,
+  // checked against the labels it holds. Empty: no check (existing database
+  // only).
+  std::string train_labels_path =
+      "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz";
+  std::string test_labels_path =
+      "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+  // Number of labels each file must hold.
+  int64_t train_count = 60000;
+  int64_t test_count = 10000;
+  // Open without writing: no import, no label file check, every write fails
+  // with FAILED_PRECONDITION. The database must exist.
+  bool read_only = false;
+  // How long a write waits for another connection's lock before failing
+  // with UNAVAILABLE.
+  int busy_timeout_ms = 5000;
+  // Tests only: called inside every write transaction just before COMMIT; a
+  // non-OK status rolls the transaction back and is returned.
+  std::function<absl::Status()> before_commit;
+};
+
+class SqliteLabelStore final : public LabelStore {
+ public:
+  // Opens (creating if needed) the database of `options`. A new database
+  // imports both label files in one transaction; an existing one is checked
+  // against them. Returns NOT_FOUND / DATA_LOSS / INVALID_ARGUMENT /
+  // FAILED_PRECONDITION from reading the IDX files (wrong magic, wrong
+  // count, a label outside [0, 10)), FAILED_PRECONDITION if the database
+  // holds labels whose content hash differs from the files', NOT_FOUND for a
+  // missing database opened read-only.
+  static absl::StatusOr<std::unique_ptr<SqliteLabelStore>> Open(
+      const StoreOptions& options);
+
+  ~SqliteLabelStore() override;
+
+  SqliteLabelStore(const SqliteLabelStore&) = delete;
+  SqliteLabelStore& operator=(const SqliteLabelStore&) = delete;
+
+  absl::StatusOr<DatasetInfo> GetDatasetInfo() override;
+  absl::StatusOr<std::vector<uint8_t>> LoadLabels(Split split) override;
+  absl::StatusOr<ExperimentRecord> CreateExperiment(
+      const ExperimentRecord& experiment, bool* created) override;
+  absl::StatusOr<ExperimentRecord> GetExperiment(
+      absl::string_view name) override;
+  absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override;
+  absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override;
+  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override;
+  absl::StatusOr<EvaluationResult> RecordEvaluation(
+      const EvaluationRequest& request) override;
+  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override;
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(
+      absl::string_view experiment, int64_t after_sequence,
+      int64_t limit) override;
+  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override;
+  absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override;
+
+ private:
+  SqliteLabelStore(const StoreOptions& options, sqlite3* db);
+
+  absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Switches to WAL; returns the journal mode now in effect.
+  absl::StatusOr<std::string> JournalModeWalLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> ReadSchemaVersionLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates missing tables and metadata; inside a transaction.
+  absl::Status CreateSchemaLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Imports `labels` of `split` described by `file` into an empty database,
+  // or checks `file` against what an existing one holds (no check when
+  // `file` is null); inside a transaction.
+  absl::Status ImportOrCheckLocked(Split split, const DatasetSplitInfo* file,
+                                   const std::vector<uint8_t>& labels)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The labels of `split` as stored, indexed by sample id.
+  absl::StatusOr<std::vector<uint8_t>> ReadLabelsLocked(Split split)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` in a BEGIN IMMEDIATE transaction; commits if it and
+  // options_.before_commit succeed, else rolls back.
+  absl::Status InTransaction(const std::function<absl::Status()>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckWritable() const;
+  // Assigns sequence and hashes to `*row` and inserts it; inside a
+  // transaction.
+  absl::Status AppendAuditLocked(AuditRecord* row)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<ExperimentRecord> GetExperimentLocked(absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHeadLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> CountRevealedLocked(int64_t experiment_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const StoreOptions options_;
+  absl::Mutex mu_;
+  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  // Labels by sample id, loaded once at Open and never changed.
+  std::vector<uint8_t> train_labels_;
+  std::vector<uint8_t> test_labels_;
+};
+
+}  // namespace oracle_server
+
+#endif  // ORACLE_SERVER_SQLITE_LABEL_STORE_H_

@@ -1,0 +1,263 @@
+#include "oracle_server/audit_chain.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/sha256.h"
+#include "common/status_matchers.h"
+#include "oracle_server/sqlite_label_store.h"
+#include "tests/oracle_server/oracle_test_data.h"
+
+namespace oracle_server {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using testdata::SyntheticStoreOptions;
+using testdata::TestDir;
+using ::testing::HasSubstr;
+
+AuditRecord SampleRow() {
+  AuditRecord row;
+  row.sequence = 7;
+  row.time_unix_micros = 1700000000123456;
+  row.experiment = "exp";
+  row.client = "trainer@host";
+  row.strategy = "kcenter";
+  row.round = 2;
+  row.kind = kKindQuery;
+  row.ids_asked = {5, 12, 3};
+  row.ids_revealed = {12, 3};
+  row.outcome = Outcome::kGranted;
+  row.detail = "";
+  return row;
+}
+
+TEST(AuditChainTest, CanonicalRowHasEveryFieldLengthPrefixed) {
+  EXPECT_EQ(CanonicalAuditRow(SampleRow()),
+            "sequence=1:7;time_unix_micros=16:1700000000123456;"
+            "experiment=3:exp;client=12:trainer@host;strategy=7:kcenter;"
+            "round=1:2;kind=5:query;ids_asked=6:5,12,3;ids_revealed=4:12,3;"
+            "outcome=7:GRANTED;detail=0:;");
+}
+
+TEST(AuditChainTest, CanonicalRowIsUnambiguous) {
+  AuditRecord a = SampleRow();
+  a.client = "ab";
+  a.strategy = "c";
+  AuditRecord b = SampleRow();
+  b.client = "a";
+  b.strategy = "bc";
+  EXPECT_NE(CanonicalAuditRow(a), CanonicalAuditRow(b));
+
+  // A value that imitates the next field does not collide either.
+  AuditRecord c = SampleRow();
+  c.client = "x;strategy=7:kcenter";
+  c.strategy = "";
+  AuditRecord d = SampleRow();
+  d.client = "x";
+  EXPECT_NE(CanonicalAuditRow(c), CanonicalAuditRow(d));
+}
+
+TEST(AuditChainTest, HashIsSha256OfPrevHashAndRow) {
+  const AuditRecord row = SampleRow();
+  EXPECT_EQ(
+      AuditRowHash(kGenesisHash, row),
+      common::Sha256Hex(std::string(kGenesisHash) + CanonicalAuditRow(row)));
+  EXPECT_EQ(std::string(kGenesisHash), std::string(64, '0'));
+  AuditRecord other = row;
+  other.round = 3;
+  EXPECT_NE(AuditRowHash(kGenesisHash, row), AuditRowHash(kGenesisHash, other));
+}
+
+// A database with six audit rows: 1 granted {1,2}, 2 granted {3} (2 repeats),
+// 3 denied over budget, 4 an evaluation, 5 a denied invalid request, 6 a
+// granted reveal to a second experiment.
+class AuditChainFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_path_ = dir_.path() + "/oracle.db";
+    auto store = SqliteLabelStore::Open(
+        SyntheticStoreOptions(dir_.path(), 100, 20, db_path_));
+    ASSERT_THAT(store, IsOk());
+    for (const char* name : {"a", "b"}) {
+      ExperimentRecord experiment;
+      experiment.name = name;
+      experiment.label_budget = 3;
+      experiment.evaluation_cap = 2;
+      ASSERT_THAT((*store)->CreateExperiment(experiment, nullptr), IsOk());
+    }
+    ASSERT_THAT(Reveal(**store, "a", {1, 2}), IsOk());
+    ASSERT_THAT(Reveal(**store, "a", {2, 3}), IsOk());
+    ASSERT_THAT(Reveal(**store, "a", {4}), IsOk());
+    EvaluationRequest evaluation;
+    evaluation.experiment = "a";
+    evaluation.detail = "accuracy=0.250000";
+    ASSERT_THAT((*store)->RecordEvaluation(evaluation), IsOk());
+    AuditRecord invalid;
+    invalid.experiment = "a";
+    invalid.kind = kKindQuery;
+    invalid.ids_asked = {-1};
+    invalid.outcome = Outcome::kDeniedInvalid;
+    invalid.detail = "INVALID_ARGUMENT: id -1 at index 0 is not in [0, 100)";
+    ASSERT_THAT((*store)->AppendAudit(invalid), IsOk());
+    ASSERT_THAT(Reveal(**store, "b", {1}), IsOk());
+  }
+
+  static absl::Status Reveal(LabelStore& store, const std::string& experiment,
+                             std::vector<int64_t> ids) {
+    RevealRequest request;
+    request.experiment = experiment;
+    request.ids = std::move(ids);
+    request.client = "test";
+    return store.Reveal(request).status();
+  }
+
+  // Runs `sql` on the closed database file, as someone tampering with it.
+  void Tamper(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error),
+              SQLITE_OK)
+        << (error != nullptr ? error : "");
+    ASSERT_EQ(sqlite3_changes(db), 1) << sql;
+    sqlite3_close(db);
+  }
+
+  AuditVerification Verify() {
+    auto verification = VerifyAuditLogFile(db_path_);
+    EXPECT_THAT(verification, IsOk());
+    return verification.ok() ? *verification : AuditVerification();
+  }
+
+  TestDir dir_;
+  std::string db_path_;
+};
+
+TEST_F(AuditChainFileTest, UntouchedLogVerifies) {
+  AuditVerification verification = Verify();
+  EXPECT_TRUE(verification.ok) << verification.reason;
+  EXPECT_EQ(verification.rows_verified, 6);
+  EXPECT_EQ(verification.bad_sequence, 0);
+  EXPECT_EQ(verification.reason, "");
+}
+
+TEST_F(AuditChainFileTest, EditedRowFailsAtItsSequence) {
+  Tamper("UPDATE audit SET ids_revealed = '2' WHERE seq = 2");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 2);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("does not match the row's content"));
+  EXPECT_EQ(verification.rows_verified, 1);
+}
+
+TEST_F(AuditChainFileTest, EditedDetailFailsAtItsSequence) {
+  Tamper("UPDATE audit SET detail = 'accuracy=0.990000' WHERE seq = 4");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 4);
+}
+
+TEST_F(AuditChainFileTest, DeletedRowFails) {
+  Tamper("DELETE FROM audit WHERE seq = 3");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 4);
+  EXPECT_THAT(verification.reason, HasSubstr("sequence jumps from 2 to 4"));
+}
+
+TEST_F(AuditChainFileTest, RenumberedRowsBreakTheChain) {
+  // Hiding a deletion by renumbering still breaks prev_hash.
+  Tamper("DELETE FROM audit WHERE seq = 3");
+  Tamper("UPDATE audit SET seq = 3 WHERE seq = 4");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 3);
+  EXPECT_THAT(verification.reason, HasSubstr("prev_hash"));
+}
+
+TEST_F(AuditChainFileTest, DeletedLastRowFails) {
+  Tamper("DELETE FROM audit WHERE seq = 6");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 6);
+  EXPECT_THAT(verification.reason, HasSubstr("removed from the end"));
+}
+
+TEST_F(AuditChainFileTest, RevealedLabelWithoutGrantFails) {
+  Tamper(
+      "INSERT INTO revealed (experiment_id, sample_id, audit_seq) "
+      "SELECT id, 50, 2 FROM experiments WHERE name = 'a'");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 2);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("id 50 is recorded as revealed to \"a\" by row 2 but "
+                        "no GRANTED row lists it"));
+}
+
+TEST_F(AuditChainFileTest, GrantWithoutRevealedRowFails) {
+  Tamper("DELETE FROM revealed WHERE sample_id = 3");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 2);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("revealed table does not record it"));
+}
+
+// Rewrites row 2 and re-hashes it and every later row (and the head), as a
+// careful forger would; the chain then holds, so the other checks must catch
+// the forgery.
+TEST_F(AuditChainFileTest, RehashedForgeryIsCaughtByCrossChecks) {
+  StoreOptions options;
+  options.db_path = db_path_;
+  options.read_only = true;
+  std::vector<AuditRecord> rows;
+  {
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    auto listed = (*store)->ListAudit("", 0, 100);
+    ASSERT_THAT(listed, IsOk());
+    rows = *listed;
+  }
+  ASSERT_EQ(rows.size(), 6u);
+  // Claim row 2 revealed id 1 again instead of 3.
+  rows[1].ids_revealed = {1};
+  rows[1].ids_asked = {1};
+  std::string prev = kGenesisHash;
+  for (AuditRecord& row : rows) {
+    row.prev_hash = prev;
+    row.hash = AuditRowHash(prev, row);
+    prev = row.hash;
+  }
+  Tamper("UPDATE audit SET ids_asked = '1', ids_revealed = '1' WHERE seq = 2");
+  for (const AuditRecord& row : rows) {
+    if (row.sequence < 2) continue;
+    Tamper("UPDATE audit SET prev_hash = '" + row.prev_hash + "', hash = '" +
+           row.hash + "' WHERE seq = " + std::to_string(row.sequence));
+  }
+  Tamper("UPDATE metadata SET value = '" + prev +
+         "' WHERE key = 'audit_head_hash'");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 2);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("reveals id 1 to \"a\" again (already revealed by "
+                        "row 1)"));
+}
+
+TEST(AuditChainMissingFileTest, MissingDatabaseIsNotFound) {
+  TestDir dir;
+  EXPECT_THAT(VerifyAuditLogFile(dir.path() + "/absent.db"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace oracle_server

@@ -1,0 +1,319 @@
+#include "oracle_server/label_oracle_service.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_matchers.h"
+#include "oracle_server/label_oracle.h"
+#include "oracle_server/sqlite_label_store.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "proto/oracle.grpc.pb.h"
+#include "tests/oracle_server/oracle_test_data.h"
+
+namespace oracle_server {
+namespace {
+
+using ::common::IsOk;
+using testdata::TestDir;
+using testdata::TrainLabel;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr int64_t kTrainCount = 1000;
+constexpr int64_t kTestCount = 50;
+
+// Owns an oracle on an in-memory store and a server for it on 127.0.0.1:0.
+class LabelOracleServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = SqliteLabelStore::Open(
+        testdata::SyntheticStoreOptions(dir_.path(), kTrainCount, kTestCount));
+    ASSERT_THAT(store, IsOk());
+    OracleOptions options;
+    options.eval_cap = 1;
+    auto oracle = LabelOracle::Create(options, *std::move(store));
+    ASSERT_THAT(oracle, IsOk());
+    oracle_ = *std::move(oracle);
+    ServerOptions server_options;
+    server_options.host = "127.0.0.1";
+    server_options.port = 0;
+    auto running = StartOracleServer(server_options, oracle_.get());
+    ASSERT_THAT(running, IsOk());
+    server_ = *std::move(running);
+    ASSERT_GT(server_.port, 0);
+    stub_ = oracle::v1::LabelOracle::NewStub(
+        server_.server->InProcessChannel(grpc::ChannelArguments()));
+  }
+
+  void TearDown() override {
+    if (server_.server != nullptr) server_.server->Shutdown();
+  }
+
+  std::shared_ptr<grpc::Channel> TcpChannel() {
+    return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_.port),
+                               grpc::InsecureChannelCredentials());
+  }
+
+  grpc::Status CreateExperiment(const std::string& name, int64_t budget,
+                                const std::string& token = "",
+                                oracle::v1::Experiment* experiment = nullptr) {
+    grpc::ClientContext context;
+    oracle::v1::CreateExperimentRequest request;
+    request.set_name(name);
+    request.set_label_budget(budget);
+    request.set_token(token);
+    oracle::v1::Experiment ignored;
+    return stub_->CreateExperiment(
+        &context, request, experiment != nullptr ? experiment : &ignored);
+  }
+
+  grpc::Status QueryLabels(const std::string& experiment,
+                           const std::vector<int64_t>& ids,
+                           const std::string& token,
+                           oracle::v1::QueryLabelsResponse* response) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata(kTokenMetadataKey, token);
+    oracle::v1::QueryLabelsRequest request;
+    request.set_experiment(experiment);
+    request.mutable_ids()->Add(ids.begin(), ids.end());
+    request.set_client("service-test");
+    return stub_->QueryLabels(&context, request, response);
+  }
+
+  grpc::Status GetBudget(const std::string& experiment,
+                         const std::string& token,
+                         oracle::v1::BudgetStatus* response) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata(kTokenMetadataKey, token);
+    oracle::v1::GetBudgetRequest request;
+    request.set_experiment(experiment);
+    return stub_->GetBudget(&context, request, response);
+  }
+
+  grpc::Status Evaluate(const std::string& experiment,
+                        const std::vector<int32_t>& predictions,
+                        const std::string& token,
+                        oracle::v1::EvaluateResponse* response) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata(kTokenMetadataKey, token);
+    oracle::v1::EvaluateRequest request;
+    request.set_experiment(experiment);
+    request.mutable_predictions()->Add(predictions.begin(), predictions.end());
+    return stub_->Evaluate(&context, request, response);
+  }
+
+  grpc::Status ListQueries(const std::string& experiment,
+                           const std::string& token,
+                           oracle::v1::ListQueriesResponse* response) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata(kTokenMetadataKey, token);
+    oracle::v1::ListQueriesRequest request;
+    request.set_experiment(experiment);
+    return stub_->ListQueries(&context, request, response);
+  }
+
+  TestDir dir_;
+  std::unique_ptr<LabelOracle> oracle_;
+  RunningServer server_;
+  std::unique_ptr<oracle::v1::LabelOracle::Stub> stub_;
+};
+
+TEST_F(LabelOracleServiceTest, EveryRpcSucceedsInProcess) {
+  oracle::v1::Experiment experiment;
+  ASSERT_TRUE(CreateExperiment("e", 3, "", &experiment).ok());
+  EXPECT_TRUE(experiment.created());
+  EXPECT_EQ(experiment.name(), "e");
+  EXPECT_EQ(experiment.label_budget(), 3);
+
+  oracle::v1::QueryLabelsResponse query;
+  grpc::Status status = QueryLabels("e", {5, 6}, "", &query);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(query.labels(), ElementsAre(TrainLabel(5), TrainLabel(6)));
+  EXPECT_EQ(query.newly_revealed(), 2);
+  EXPECT_EQ(query.remaining(), 1);
+  EXPECT_EQ(query.audit_sequence(), 1);
+
+  oracle::v1::BudgetStatus budget;
+  ASSERT_TRUE(GetBudget("e", "", &budget).ok());
+  EXPECT_EQ(budget.spent(), 2);
+  EXPECT_EQ(budget.remaining(), 1);
+  EXPECT_EQ(budget.requests_granted(), 1);
+  EXPECT_EQ(budget.evaluation_cap(), 1);
+
+  std::vector<int32_t> predictions;
+  for (int64_t i = 0; i < kTestCount; ++i) {
+    predictions.push_back(testdata::TestLabel(i));
+  }
+  oracle::v1::EvaluateResponse evaluation;
+  ASSERT_TRUE(Evaluate("e", predictions, "", &evaluation).ok());
+  EXPECT_DOUBLE_EQ(evaluation.accuracy(), 1.0);
+  EXPECT_EQ(evaluation.num_classes(), 10);
+  EXPECT_EQ(evaluation.confusion_size(), 100);
+  EXPECT_EQ(evaluation.evaluations_left(), 0);
+
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(ListQueries("e", "", &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 2);
+  EXPECT_EQ(rows.rows(0).client(), "service-test");
+  EXPECT_THAT(rows.rows(0).ids_revealed(), ElementsAre(5, 6));
+  EXPECT_EQ(rows.rows(1).kind(), "evaluate");
+  EXPECT_EQ(rows.next_after_sequence(), 0);
+}
+
+TEST_F(LabelOracleServiceTest, ErrorCodesReachTheClientUnchanged) {
+  ASSERT_TRUE(CreateExperiment("e", 2).ok());
+  oracle::v1::QueryLabelsResponse query;
+
+  grpc::Status status = QueryLabels("e", {}, "", &query);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("ids is empty"));
+
+  status = QueryLabels("e", {1, 1}, "", &query);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "id 1 appears twice (at index 0 and 1)");
+
+  status = QueryLabels("e", {kTrainCount}, "", &query);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "id 1000 at index 0 is not in [0, 1000)");
+
+  status = QueryLabels("ghost", {1}, "", &query);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  status = QueryLabels("e", {1, 2, 3}, "", &query);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(status.error_message(), "requested 3 new labels but only 2 remain");
+
+  status = CreateExperiment("e", 5);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+
+  status = CreateExperiment("bad name", 5);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  oracle::v1::EvaluateResponse evaluation;
+  status = Evaluate("e", {1, 2, 3}, "", &evaluation);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("expected 50 predictions"));
+  const std::vector<int32_t> zeros(kTestCount, 0);
+  ASSERT_TRUE(Evaluate("e", zeros, "", &evaluation).ok());
+  status = Evaluate("e", zeros, "", &evaluation);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  oracle::v1::BudgetStatus budget;
+  status = GetBudget("ghost", "", &budget);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(GetBudget("e", "", &budget).ok());
+  EXPECT_EQ(budget.spent(), 0);
+  EXPECT_EQ(budget.requests_denied(), 4);
+  EXPECT_EQ(budget.evaluations(), 1);
+}
+
+TEST_F(LabelOracleServiceTest, TokenComesFromMetadata) {
+  ASSERT_TRUE(CreateExperiment("secure", 5, "tok").ok());
+  oracle::v1::QueryLabelsResponse query;
+  oracle::v1::BudgetStatus budget;
+  oracle::v1::EvaluateResponse evaluation;
+  oracle::v1::ListQueriesResponse rows;
+  const std::vector<int32_t> zeros(kTestCount, 0);
+  for (const std::string token : {"", "wrong"}) {
+    SCOPED_TRACE("token \"" + token + "\"");
+    EXPECT_EQ(QueryLabels("secure", {1}, token, &query).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(GetBudget("secure", token, &budget).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(Evaluate("secure", zeros, token, &evaluation).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(ListQueries("secure", token, &rows).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  EXPECT_EQ(CreateExperiment("secure", 0).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(CreateExperiment("secure", 0, "tok").ok());
+
+  grpc::Status status = QueryLabels("secure", {1}, "tok", &query);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(query.labels(), ElementsAre(TrainLabel(1)));
+  ASSERT_TRUE(GetBudget("secure", "tok", &budget).ok());
+  EXPECT_EQ(budget.spent(), 1);
+  ASSERT_TRUE(ListQueries("secure", "tok", &rows).ok());
+  EXPECT_EQ(rows.rows_size(), 5);  // 2 unauthenticated queries, 2
+                                   // unauthenticated evaluations, 1 grant.
+}
+
+TEST_F(LabelOracleServiceTest, ServesOverTcpWithLargeMessages) {
+  auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+  {
+    grpc::ClientContext context;
+    oracle::v1::CreateExperimentRequest request;
+    request.set_name("tcp");
+    request.set_label_budget(10);
+    oracle::v1::Experiment experiment;
+    grpc::Status status =
+        stub->CreateExperiment(&context, request, &experiment);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(experiment.created());
+  }
+  {
+    grpc::ClientContext context;
+    oracle::v1::QueryLabelsRequest request;
+    request.set_experiment("tcp");
+    request.add_ids(42);
+    oracle::v1::QueryLabelsResponse response;
+    grpc::Status status = stub->QueryLabels(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_THAT(response.labels(), ElementsAre(TrainLabel(42)));
+    EXPECT_EQ(response.remaining(), 9);
+  }
+  {
+    // About 5 MiB, over gRPC's default 4 MiB limit: the oracle itself
+    // answers, not the transport.
+    grpc::ClientContext context;
+    oracle::v1::EvaluateRequest request;
+    request.set_experiment("tcp");
+    request.mutable_predictions()->Resize(5 << 20, 1);
+    ASSERT_GT(request.ByteSizeLong(), 4u << 20);
+    oracle::v1::EvaluateResponse response;
+    grpc::Status status = stub->Evaluate(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(absl::StrCat("got ", 5 << 20)));
+  }
+}
+
+TEST_F(LabelOracleServiceTest, HealthCheckIsServing) {
+  auto health = grpc::health::v1::Health::NewStub(TcpChannel());
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = health->Check(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST(StartOracleServerTest, PortInUseIsUnavailable) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(
+      testdata::SyntheticStoreOptions(dir.path(), kTrainCount, kTestCount));
+  ASSERT_THAT(store, IsOk());
+  auto oracle = LabelOracle::Create(OracleOptions(), *std::move(store));
+  ASSERT_THAT(oracle, IsOk());
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  auto first = StartOracleServer(options, oracle->get());
+  ASSERT_THAT(first, IsOk());
+  options.port = first->port;
+  EXPECT_THAT(
+      StartOracleServer(options, oracle->get()),
+      common::StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("127.0.0.1:", first->port))));
+  first->server->Shutdown();
+}
+
+}  // namespace
+}  // namespace oracle_server

@@ -1,0 +1,466 @@
+#include "oracle_server/label_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/sha256.h"
+#include "common/status_matchers.h"
+#include "oracle_server/audit_chain.h"
+#include "oracle_server/failure_injecting_label_store.h"
+#include "oracle_server/sqlite_label_store.h"
+#include "tests/oracle_server/oracle_test_data.h"
+
+namespace oracle_server {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using testdata::IsOkAndHolds;
+using testdata::SyntheticStoreOptions;
+using testdata::TestDir;
+using testdata::TestLabels;
+using testdata::TrainLabels;
+using testdata::WriteIdxLabels;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+std::string Sha256Of(const std::vector<uint8_t>& bytes) {
+  return common::Sha256Hex(absl::string_view(
+      reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+ExperimentRecord Experiment(const std::string& name, int64_t budget) {
+  ExperimentRecord experiment;
+  experiment.name = name;
+  experiment.label_budget = budget;
+  experiment.evaluation_cap = 3;
+  return experiment;
+}
+
+RevealRequest Reveal(const std::string& experiment, std::vector<int64_t> ids) {
+  RevealRequest request;
+  request.experiment = experiment;
+  request.ids = std::move(ids);
+  request.client = "test";
+  request.strategy = "random";
+  request.round = 1;
+  request.time_unix_micros = 1000;
+  return request;
+}
+
+TEST(SqliteLabelStoreTest, ImportsSyntheticLabelFiles) {
+  TestDir dir;
+  StoreOptions options = SyntheticStoreOptions(dir.path(), 100, 20);
+  auto store = SqliteLabelStore::Open(options);
+  ASSERT_THAT(store, IsOk());
+
+  auto train = (*store)->LoadLabels(Split::kTrain);
+  ASSERT_THAT(train, IsOk());
+  EXPECT_EQ(*train, TrainLabels(100));
+  auto test = (*store)->LoadLabels(Split::kTest);
+  ASSERT_THAT(test, IsOk());
+  EXPECT_EQ(*test, TestLabels(20));
+
+  auto info = (*store)->GetDatasetInfo();
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->train.source_path, options.train_labels_path);
+  EXPECT_EQ(info->train.count, 100);
+  EXPECT_EQ(info->train.content_sha256, Sha256Of(TrainLabels(100)));
+  EXPECT_EQ(info->test.source_path, options.test_labels_path);
+  EXPECT_EQ(info->test.count, 20);
+  EXPECT_EQ(info->test.content_sha256, Sha256Of(TestLabels(20)));
+}
+
+TEST(SqliteLabelStoreTest, ImportsDebianFashionMnist) {
+  StoreOptions options;  // Defaults: the Debian files, 60000 and 10000.
+  options.db_path = ":memory:";
+  auto store = SqliteLabelStore::Open(options);
+  ASSERT_THAT(store, IsOk());
+  auto info = (*store)->GetDatasetInfo();
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->train.count, 60000);
+  EXPECT_EQ(info->test.count, 10000);
+  auto train = (*store)->LoadLabels(Split::kTrain);
+  ASSERT_THAT(train, IsOk());
+  ASSERT_EQ(train->size(), 60000u);
+  EXPECT_EQ(info->train.content_sha256, Sha256Of(*train));
+  // Fashion-MNIST is balanced: 6000 train images per class.
+  std::vector<int> per_class(10, 0);
+  for (uint8_t label : *train) ++per_class.at(label);
+  EXPECT_THAT(per_class, ::testing::Each(6000));
+}
+
+TEST(SqliteLabelStoreTest, ReopeningTheSameDatabaseIsIdempotent) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  {
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    bool created = false;
+    ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 10), &created),
+                IsOk());
+    EXPECT_TRUE(created);
+    ASSERT_THAT((*store)->Reveal(Reveal("e", {3, 4})), IsOk());
+  }
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    auto train = (*store)->LoadLabels(Split::kTrain);
+    ASSERT_THAT(train, IsOk());
+    EXPECT_EQ(*train, TrainLabels(100));
+    auto experiments = (*store)->ListExperiments();
+    ASSERT_THAT(experiments, IsOk());
+    ASSERT_EQ(experiments->size(), 1u);
+    EXPECT_EQ((*experiments)[0].name, "e");
+    EXPECT_EQ((*experiments)[0].label_budget, 10);
+    auto usage = (*store)->GetUsage("e");
+    ASSERT_THAT(usage, IsOk());
+    EXPECT_EQ(usage->spent, 2);
+    EXPECT_EQ(usage->requests_granted, 1);
+    auto head = (*store)->GetAuditHead();
+    ASSERT_THAT(head, IsOk());
+    EXPECT_EQ(head->first, 1);
+  }
+}
+
+TEST(SqliteLabelStoreTest, RefusesExistingDatabaseWithDifferentLabels) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  ASSERT_THAT(SqliteLabelStore::Open(options), IsOk());
+
+  std::vector<uint8_t> changed = TrainLabels(100);
+  changed[42] = (changed[42] + 1) % 10;
+  StoreOptions other = options;
+  other.train_labels_path = dir.path() + "/other-train-labels.gz";
+  WriteIdxLabels(other.train_labels_path, changed);
+  EXPECT_THAT(
+      SqliteLabelStore::Open(other),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr(options.train_labels_path),
+                     HasSubstr(other.train_labels_path),
+                     HasSubstr("train labels"), HasSubstr(Sha256Of(changed)))));
+  // The original files still open it.
+  EXPECT_THAT(SqliteLabelStore::Open(options), IsOk());
+}
+
+TEST(SqliteLabelStoreTest, RejectsLabelFilesWithWrongCountMagicOrValues) {
+  TestDir dir;
+  StoreOptions options = SyntheticStoreOptions(dir.path(), 100, 20);
+
+  StoreOptions wrong_count = options;
+  wrong_count.train_count = 101;
+  EXPECT_THAT(SqliteLabelStore::Open(wrong_count),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("expected 101 items, found 100")));
+
+  StoreOptions images = options;
+  images.train_labels_path = dir.path() + "/images.gz";
+  {
+    // A 3-d IDX file (magic 0x00000803): images, not labels.
+    gzFile file = gzopen(images.train_labels_path.c_str(), "wb");
+    ASSERT_NE(file, nullptr);
+    const unsigned char bytes[] = {0, 0, 8, 3, 0, 0, 0, 1, 0,
+                                   0, 0, 1, 0, 0, 0, 1, 7};
+    ASSERT_EQ(gzwrite(file, bytes, sizeof(bytes)), 17);
+    gzclose(file);
+  }
+  EXPECT_THAT(SqliteLabelStore::Open(images),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("wrong magic number")));
+
+  StoreOptions bad_label = options;
+  bad_label.test_labels_path = dir.path() + "/bad-test-labels.gz";
+  std::vector<uint8_t> labels = TestLabels(20);
+  labels[7] = 10;
+  WriteIdxLabels(bad_label.test_labels_path, labels);
+  EXPECT_THAT(SqliteLabelStore::Open(bad_label),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("label 10 of sample 7 is not in [0, 10)")));
+
+  StoreOptions missing = options;
+  missing.train_labels_path = dir.path() + "/missing.gz";
+  EXPECT_THAT(SqliteLabelStore::Open(missing),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.gz")));
+}
+
+TEST(SqliteLabelStoreTest, ReadOnlyOpen) {
+  TestDir dir;
+  StoreOptions read_only;
+  read_only.db_path = dir.path() + "/absent.db";
+  read_only.read_only = true;
+  EXPECT_THAT(SqliteLabelStore::Open(read_only),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  {
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 10), nullptr),
+                IsOk());
+  }
+  read_only.db_path = options.db_path;
+  read_only.train_labels_path = "";
+  read_only.test_labels_path = "";
+  auto store = SqliteLabelStore::Open(read_only);
+  ASSERT_THAT(store, IsOk());
+  auto train = (*store)->LoadLabels(Split::kTrain);
+  ASSERT_THAT(train, IsOk());
+  EXPECT_EQ(*train, TrainLabels(100));
+  EXPECT_THAT((*store)->GetExperiment("e"), IsOk());
+  EXPECT_THAT(
+      (*store)->Reveal(Reveal("e", {1})),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("read-only")));
+  EXPECT_THAT((*store)->CreateExperiment(Experiment("f", 10), nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(SqliteLabelStoreTest, FileDatabaseIsInWalMode) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  ASSERT_THAT(SqliteLabelStore::Open(options), IsOk());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(options.db_path.c_str(), &db, SQLITE_OPEN_READONLY,
+                            nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)),
+               "wal");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST(SqliteLabelStoreTest, ReadOnlyOpenOfAnotherDatabaseIsRefused) {
+  TestDir dir;
+  const std::string path = dir.path() + "/other.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t (x)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  StoreOptions options;
+  options.db_path = path;
+  options.read_only = true;
+  EXPECT_THAT(SqliteLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is not a label oracle database")));
+}
+
+TEST(SqliteLabelStoreTest, CreateExperimentKeepsTheFirstDefinition) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  ASSERT_THAT(store, IsOk());
+  bool created = false;
+  auto first = (*store)->CreateExperiment(Experiment("e", 10), &created);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(created);
+  EXPECT_GT(first->id, 0);
+  auto second = (*store)->CreateExperiment(Experiment("e", 99), &created);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(created);
+  EXPECT_EQ(second->id, first->id);
+  EXPECT_EQ(second->label_budget, 10);
+  EXPECT_THAT((*store)->GetExperiment("nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
+  EXPECT_THAT((*store)->GetUsage("nope"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(SqliteLabelStoreTest, RevealChargesNewIdsAndDeniesOverBudget) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  ASSERT_THAT(store, IsOk());
+  ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 3), nullptr), IsOk());
+
+  auto first = (*store)->Reveal(Reveal("e", {10, 20}));
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->granted);
+  EXPECT_THAT(first->newly_revealed, ElementsAre(10, 20));
+  EXPECT_THAT(first->labels,
+              ElementsAre(testdata::TrainLabel(10), testdata::TrainLabel(20)));
+  EXPECT_EQ(first->remaining, 1);
+  EXPECT_EQ(first->audit_sequence, 1);
+
+  auto second = (*store)->Reveal(Reveal("e", {20, 30}));
+  ASSERT_THAT(second, IsOk());
+  EXPECT_TRUE(second->granted);
+  EXPECT_THAT(second->newly_revealed, ElementsAre(30));
+  EXPECT_EQ(second->remaining, 0);
+
+  auto denied = (*store)->Reveal(Reveal("e", {10, 40}));
+  ASSERT_THAT(denied, IsOk());
+  EXPECT_FALSE(denied->granted);
+  EXPECT_EQ(denied->requested_new, 1);
+  EXPECT_EQ(denied->remaining, 0);
+  EXPECT_THAT(denied->labels, IsEmpty());
+  EXPECT_EQ(denied->audit_sequence, 3);
+
+  auto rows = (*store)->ListAudit("e", 0, 10);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[2].outcome, Outcome::kDeniedBudget);
+  EXPECT_EQ((*rows)[2].detail, "requested 1 new labels but only 0 remain");
+  EXPECT_THAT((*rows)[2].ids_asked, ElementsAre(10, 40));
+  EXPECT_THAT((*rows)[2].ids_revealed, IsEmpty());
+
+  auto revealed = (*store)->ListRevealed();
+  ASSERT_THAT(revealed, IsOk());
+  ASSERT_EQ(revealed->size(), 3u);
+  EXPECT_EQ((*revealed)[0].sample_id, 10);
+  EXPECT_EQ((*revealed)[0].audit_sequence, 1);
+  EXPECT_EQ((*revealed)[2].sample_id, 30);
+  EXPECT_EQ((*revealed)[2].audit_sequence, 2);
+
+  EXPECT_THAT((*store)->Reveal(Reveal("e", {1000})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("train id 1000 is not in [0, 1000)")));
+  EXPECT_THAT((*store)->Reveal(Reveal("nope", {1})),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(SqliteLabelStoreTest, RecordEvaluationEnforcesTheCap) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  ASSERT_THAT(store, IsOk());
+  ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 3), nullptr), IsOk());
+  EvaluationRequest request;
+  request.experiment = "e";
+  request.detail = "accuracy=0.5";
+  for (int i = 1; i <= 3; ++i) {
+    auto result = (*store)->RecordEvaluation(request);
+    ASSERT_THAT(result, IsOk());
+    EXPECT_TRUE(result->allowed);
+    EXPECT_EQ(result->evaluations, i);
+    EXPECT_EQ(result->evaluation_cap, 3);
+  }
+  auto denied = (*store)->RecordEvaluation(request);
+  ASSERT_THAT(denied, IsOk());
+  EXPECT_FALSE(denied->allowed);
+  EXPECT_EQ(denied->evaluations, 3);
+  auto rows = (*store)->ListAudit("", 0, 10);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 4u);
+  EXPECT_EQ((*rows)[0].kind, kKindEvaluate);
+  EXPECT_EQ((*rows)[0].detail, "accuracy=0.5");
+  EXPECT_EQ((*rows)[3].outcome, Outcome::kDeniedEvaluationCap);
+  EXPECT_EQ((*rows)[3].detail, "evaluation cap of 3 reached");
+  auto usage = (*store)->GetUsage("e");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->evaluations, 3);
+  EXPECT_EQ(usage->requests_denied, 0);
+}
+
+TEST(SqliteLabelStoreTest, AppendAuditRefusesRowsThatReveal) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  ASSERT_THAT(store, IsOk());
+  AuditRecord row;
+  row.experiment = "e";
+  row.kind = kKindQuery;
+  row.outcome = Outcome::kGranted;
+  EXPECT_THAT((*store)->AppendAudit(row),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  row.outcome = Outcome::kDeniedInvalid;
+  row.ids_asked = {1, 1};
+  row.detail = "INVALID_ARGUMENT: id 1 appears twice";
+  EXPECT_THAT((*store)->AppendAudit(row), IsOkAndHolds(1));
+  EXPECT_THAT((*store)->AppendAudit(row), IsOkAndHolds(2));
+}
+
+// A failure inside the transaction, after the revealed rows and the audit row
+// were written, rolls all of them back.
+TEST(SqliteLabelStoreTest, FailedCommitRevealsNothing) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  bool fail = false;
+  options.before_commit = [&fail]() {
+    return fail ? absl::UnavailableError("disk went away") : absl::OkStatus();
+  };
+  auto store = SqliteLabelStore::Open(options);
+  ASSERT_THAT(store, IsOk());
+  ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 5), nullptr), IsOk());
+  ASSERT_THAT((*store)->Reveal(Reveal("e", {1})), IsOk());
+
+  fail = true;
+  EXPECT_THAT(
+      (*store)->Reveal(Reveal("e", {2, 3})),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk went away")));
+  fail = false;
+
+  auto usage = (*store)->GetUsage("e");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 1);
+  auto head = (*store)->GetAuditHead();
+  ASSERT_THAT(head, IsOk());
+  EXPECT_EQ(head->first, 1);
+  auto next = (*store)->Reveal(Reveal("e", {2, 3}));
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->audit_sequence, 2);
+  EXPECT_EQ(next->remaining, 2);
+  auto verification = VerifyAuditLog(**store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 2);
+}
+
+TEST(FailureInjectingLabelStoreTest, FailedWriteRevealsNothing) {
+  TestDir dir;
+  auto sqlite = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  ASSERT_THAT(sqlite, IsOk());
+  FailureInjectingLabelStore store(*std::move(sqlite));
+  store.FailWrite(2);
+  store.FailWrite(4);
+
+  ASSERT_THAT(store.CreateExperiment(Experiment("e", 5), nullptr), IsOk());
+  EXPECT_THAT(store.Reveal(Reveal("e", {1, 2})),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("injected failure of write 2 (Reveal)")));
+  EXPECT_THAT(store.ListRevealed(), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store.ListAudit("", 0, 10), IsOkAndHolds(IsEmpty()));
+
+  auto granted = store.Reveal(Reveal("e", {1, 2}));
+  ASSERT_THAT(granted, IsOk());
+  EXPECT_EQ(granted->remaining, 3);
+  EvaluationRequest evaluation;
+  evaluation.experiment = "e";
+  EXPECT_THAT(store.RecordEvaluation(evaluation),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(store.writes(), 4);
+  auto usage = store.GetUsage("e");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 2);
+  EXPECT_EQ(usage->evaluations, 0);
+}
+
+TEST(LabelStoreTest, OutcomeNamesRoundTrip) {
+  for (Outcome outcome :
+       {Outcome::kGranted, Outcome::kDeniedBudget, Outcome::kDeniedInvalid,
+        Outcome::kEvaluated, Outcome::kDeniedEvaluationCap}) {
+    EXPECT_THAT(ParseOutcome(OutcomeName(outcome)), IsOkAndHolds(outcome));
+  }
+  EXPECT_EQ(OutcomeName(Outcome::kDeniedEvaluationCap),
+            "DENIED_EVALUATION_CAP");
+  EXPECT_THAT(ParseOutcome("granted"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(SplitName(Split::kTrain), "train");
+  EXPECT_EQ(SplitName(Split::kTest), "test");
+}
+
+}  // namespace
+}  // namespace oracle_server

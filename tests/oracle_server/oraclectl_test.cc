@@ -1,0 +1,262 @@
+#include "oracle_server/oraclectl.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_matchers.h"
+#include "oracle_server/label_oracle.h"
+#include "oracle_server/label_oracle_service.h"
+#include "oracle_server/sqlite_label_store.h"
+#include "tests/oracle_server/oracle_test_data.h"
+
+namespace oracle_server {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using testdata::IsOkAndHolds;
+using testdata::TestDir;
+using testdata::TrainLabel;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::StartsWith;
+
+constexpr int64_t kTrainCount = 1000;
+constexpr int64_t kTestCount = 50;
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+// Writes a database with two experiments: "alpha" (budget 3) with a granted
+// query {1, 2}, a query {3, 4} denied over budget and one evaluation, and
+// "beta" (budget 5, token) with nothing. Then reopens it read-only, as
+// oraclectl does.
+class OraclectlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_path_ = dir_.path() + "/oracle.db";
+    {
+      auto store = SqliteLabelStore::Open(testdata::SyntheticStoreOptions(
+          dir_.path(), kTrainCount, kTestCount, db_path_));
+      ASSERT_THAT(store, IsOk());
+      auto oracle = LabelOracle::Create(OracleOptions(), *std::move(store));
+      ASSERT_THAT(oracle, IsOk());
+      oracle::v1::CreateExperimentRequest create;
+      create.set_name("alpha");
+      create.set_label_budget(3);
+      ASSERT_THAT((*oracle)->CreateExperiment(create, ""), IsOk());
+      create.set_name("beta");
+      create.set_label_budget(5);
+      create.set_token("t");
+      ASSERT_THAT((*oracle)->CreateExperiment(create, ""), IsOk());
+
+      oracle::v1::QueryLabelsRequest query;
+      query.set_experiment("alpha");
+      query.set_client("trainer");
+      query.set_strategy("kcenter");
+      query.set_round(1);
+      query.add_ids(1);
+      query.add_ids(2);
+      ASSERT_THAT((*oracle)->QueryLabels(query, ""), IsOk());
+      query.set_round(2);
+      query.set_ids(0, 3);
+      query.set_ids(1, 4);
+      ASSERT_THAT((*oracle)->QueryLabels(query, ""),
+                  StatusIs(absl::StatusCode::kResourceExhausted));
+
+      oracle::v1::EvaluateRequest evaluate;
+      evaluate.set_experiment("alpha");
+      evaluate.set_client("trainer");
+      evaluate.set_note("a, \"quoted\"");
+      for (int64_t i = 0; i < kTestCount; ++i) {
+        evaluate.add_predictions(testdata::TestLabel(i));
+      }
+      ASSERT_THAT((*oracle)->Evaluate(evaluate, ""), IsOk());
+    }
+    StoreOptions read_only;
+    read_only.db_path = db_path_;
+    read_only.read_only = true;
+    auto store = SqliteLabelStore::Open(read_only);
+    ASSERT_THAT(store, IsOk());
+    store_ = *std::move(store);
+  }
+
+  TestDir dir_;
+  std::string db_path_;
+  std::unique_ptr<SqliteLabelStore> store_;
+};
+
+TEST_F(OraclectlTest, SummaryIsATablePerExperiment) {
+  std::ostringstream out;
+  ASSERT_THAT(PrintSummary(*store_, out), IsOk());
+  EXPECT_EQ(out.str(),
+            "experiment  budget  spent  remaining  granted  denied  "
+            "evaluations\n"
+            "alpha            3      2          1        1       1            "
+            "1\n"
+            "beta             5      0          5        0       0            "
+            "0\n");
+}
+
+TEST_F(OraclectlTest, LogAsTable) {
+  std::ostringstream out;
+  ASSERT_THAT(PrintLog(*store_, "", LogFormat::kTable, out), IsOk());
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], MatchesRegex("seq +time +experiment +client +strategy "
+                                     "+round +kind +outcome +asked +revealed "
+                                     "+detail"));
+  EXPECT_THAT(lines[1],
+              MatchesRegex("  1  [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z  alpha "
+                           "+trainer  kcenter +1  query +GRANTED +2 +2"));
+  EXPECT_THAT(lines[2], HasSubstr("DENIED_BUDGET"));
+  EXPECT_THAT(lines[2], HasSubstr("requested 2 new labels but only 1 remain"));
+  EXPECT_THAT(lines[3], HasSubstr("evaluate"));
+  EXPECT_THAT(lines[3], HasSubstr("accuracy=1.000000 correct=50/50"));
+}
+
+TEST_F(OraclectlTest, LogAsCsv) {
+  std::ostringstream out;
+  ASSERT_THAT(PrintLog(*store_, "alpha", LogFormat::kCsv, out), IsOk());
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0],
+            "sequence,time_unix_micros,experiment,client,strategy,round,kind,"
+            "ids_asked,ids_revealed,outcome,detail,prev_hash,hash");
+  EXPECT_THAT(lines[1], MatchesRegex("1,[0-9]+,alpha,trainer,kcenter,1,query,"
+                                     "1 2,1 2,GRANTED,,0{64},[0-9a-f]{64}"));
+  EXPECT_THAT(lines[2],
+              MatchesRegex("2,[0-9]+,alpha,trainer,kcenter,2,query,3 4,,"
+                           "DENIED_BUDGET,requested 2 new labels but only 1 "
+                           "remain,[0-9a-f]{64},[0-9a-f]{64}"));
+  EXPECT_THAT(lines[3],
+              HasSubstr(",EVALUATED,\"accuracy=1.000000 correct=50/50 "
+                        "note=a, \"\"quoted\"\"\","));
+}
+
+TEST_F(OraclectlTest, LogAsJsonLines) {
+  std::ostringstream out;
+  ASSERT_THAT(PrintLog(*store_, "", LogFormat::kJsonl, out), IsOk());
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], StartsWith("{\"sequence\":1,\"time_unix_micros\":"));
+  EXPECT_THAT(lines[0],
+              HasSubstr(",\"experiment\":\"alpha\",\"client\":\"trainer\","
+                        "\"strategy\":\"kcenter\",\"round\":1,\"kind\":"
+                        "\"query\",\"ids_asked\":[1,2],\"ids_revealed\":[1,2],"
+                        "\"outcome\":\"GRANTED\",\"detail\":\"\",\"prev_hash\":"
+                        "\"0000000000000000000000000000000000000000000000000000"
+                        "000000000000\",\"hash\":\""));
+  EXPECT_THAT(lines[1], HasSubstr("\"ids_asked\":[3,4],\"ids_revealed\":[]"));
+  EXPECT_THAT(lines[2],
+              HasSubstr("\"detail\":\"accuracy=1.000000 correct=50/50 note=a, "
+                        "\\\"quoted\\\"\""));
+}
+
+TEST_F(OraclectlTest, LogFiltersByExperiment) {
+  std::ostringstream out;
+  ASSERT_THAT(PrintLog(*store_, "beta", LogFormat::kJsonl, out), IsOk());
+  EXPECT_EQ(out.str(), "");
+  EXPECT_THAT(PrintLog(*store_, "ghost", LogFormat::kTable, out),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(OraclectlTest, VerifyReportsOkOrTheFirstBadRow) {
+  std::ostringstream ok;
+  EXPECT_THAT(PrintVerification(*store_, ok), IsOkAndHolds(true));
+  EXPECT_EQ(ok.str(), "OK: 3 rows verified\n");
+  store_.reset();
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE audit SET round = 7 WHERE seq = 2",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  StoreOptions read_only;
+  read_only.db_path = db_path_;
+  read_only.read_only = true;
+  auto store = SqliteLabelStore::Open(read_only);
+  ASSERT_THAT(store, IsOk());
+  std::ostringstream fail;
+  EXPECT_THAT(PrintVerification(**store, fail), IsOkAndHolds(false));
+  EXPECT_THAT(fail.str(), StartsWith("FAIL at row 2: hash "));
+  EXPECT_THAT(fail.str(), HasSubstr("does not match the row's content"));
+}
+
+TEST(OraclectlFormatTest, ParsesLogFormats) {
+  EXPECT_THAT(ParseLogFormat("table"), IsOkAndHolds(LogFormat::kTable));
+  EXPECT_THAT(ParseLogFormat("csv"), IsOkAndHolds(LogFormat::kCsv));
+  EXPECT_THAT(ParseLogFormat("jsonl"), IsOkAndHolds(LogFormat::kJsonl));
+  EXPECT_THAT(
+      ParseLogFormat("json"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"json\"")));
+}
+
+TEST(OraclectlQueryTest, CreatesOrJoinsAndPrintsLabels) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(
+      testdata::SyntheticStoreOptions(dir.path(), kTrainCount, kTestCount));
+  ASSERT_THAT(store, IsOk());
+  auto oracle = LabelOracle::Create(OracleOptions(), *std::move(store));
+  ASSERT_THAT(oracle, IsOk());
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  auto running = StartOracleServer(options, oracle->get());
+  ASSERT_THAT(running, IsOk());
+  auto stub = oracle::v1::LabelOracle::NewStub(
+      running->server->InProcessChannel(grpc::ChannelArguments()));
+
+  QueryCommand command;
+  command.experiment = "manual";
+  command.token = "tok";
+  command.budget = 3;
+  command.ids = {7, 9};
+  std::ostringstream out;
+  ASSERT_THAT(RunQuery(*stub, command, out), IsOk());
+  EXPECT_EQ(out.str(), absl::StrCat("7 ", TrainLabel(7), "\n9 ", TrainLabel(9),
+                                    "\nremaining 1\n"));
+
+  // Joining again costs nothing for repeats; the budget flag is the same.
+  command.ids = {9, 11};
+  std::ostringstream again;
+  ASSERT_THAT(RunQuery(*stub, command, again), IsOk());
+  EXPECT_THAT(Lines(again.str()),
+              ElementsAre(absl::StrCat("9 ", TrainLabel(9)),
+                          absl::StrCat("11 ", TrainLabel(11)), "remaining 0"));
+
+  command.ids = {12};
+  std::ostringstream denied;
+  EXPECT_THAT(RunQuery(*stub, command, denied),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "requested 1 new labels but only 0 remain"));
+  EXPECT_EQ(denied.str(), "");
+
+  command.token = "wrong";
+  EXPECT_THAT(RunQuery(*stub, command, denied),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  auto rows = (*oracle)->store().ListAudit("manual", 0, 10);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].client, "oraclectl");
+  running->server->Shutdown();
+}
+
+}  // namespace
+}  // namespace oracle_server

@@ -1,0 +1,355 @@
+#include "trainer/augment.h"
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+#include <utility>
+
+#include "common/status_matchers.h"
+
+namespace trainer {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+
+at::Generator Gen(uint64_t seed) {
+  auto gen = MakeGenerator(at::kCPU, seed);
+  EXPECT_THAT(gen, IsOk());
+  return *gen;
+}
+
+// [n, 1, 28, 28] zeros with a bright 10x6 block, rows 9..18, cols 11..16.
+at::Tensor BlockImages(int64_t n) {
+  at::Tensor x = at::zeros({n, 1, 28, 28});
+  x.narrow(2, 9, 10).narrow(3, 11, 6).fill_(0.8f);
+  return x;
+}
+
+at::Tensor Magnitude(int64_t n, float m) { return at::full({n}, m); }
+
+// Centre of mass (row, col) of image i of x.
+std::pair<double, double> Centroid(const at::Tensor& x, int64_t i) {
+  at::Tensor img = x[i][0];
+  const double mass = img.sum().item<double>();
+  at::Tensor rows = at::arange(img.size(0), img.options()).view({-1, 1});
+  at::Tensor cols = at::arange(img.size(1), img.options()).view({1, -1});
+  return {(img * rows).sum().item<double>() / mass,
+          (img * cols).sum().item<double>() / mass};
+}
+
+TEST(MakeGeneratorTest, CpuOkOtherDevicesNot) {
+  EXPECT_THAT(MakeGenerator(at::kCPU, 3), IsOk());
+  EXPECT_THAT(MakeGenerator(at::Device(at::kMeta), 3),
+              StatusIs(absl::StatusCode::kUnimplemented));
+}
+
+TEST(WeakAugmentTest, ShapeRangeAndDeterminism) {
+  at::Tensor x = at::rand({16, 1, 28, 28}, Gen(1));
+  at::Generator g1 = Gen(5), g2 = Gen(5), g3 = Gen(6);
+  at::Tensor a = WeakAugment(x, g1);
+  at::Tensor b = WeakAugment(x, g2);
+  at::Tensor c = WeakAugment(x, g3);
+  EXPECT_EQ(a.sizes(), x.sizes());
+  EXPECT_TRUE(a.is_contiguous());
+  EXPECT_GE(a.min().item<float>(), 0.0f);
+  EXPECT_LE(a.max().item<float>(), 1.0f);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, c));
+  // A second call continues the stream: different output.
+  EXPECT_FALSE(at::equal(a, WeakAugment(x, g1)));
+}
+
+TEST(WeakAugmentTest, NoFlipNoShiftIsIdentity) {
+  at::Tensor x = at::rand({4, 2, 28, 28}, Gen(1));
+  WeakAugmentOptions options;
+  options.flip_probability = 0.0;
+  options.max_translate = 0.0;
+  at::Generator gen = Gen(2);
+  EXPECT_TRUE(at::equal(WeakAugment(x, gen, options), x));
+}
+
+TEST(WeakAugmentTest, AlwaysFlipNoShiftIsMirror) {
+  at::Tensor x = at::rand({4, 1, 28, 28}, Gen(1));
+  WeakAugmentOptions options;
+  options.flip_probability = 1.0;
+  options.max_translate = 0.0;
+  at::Generator gen = Gen(2);
+  EXPECT_TRUE(at::equal(WeakAugment(x, gen, options), x.flip({3})));
+}
+
+TEST(WeakAugmentTest, ShiftsMoveWholeImageByAtMostFourPixels) {
+  const int64_t n = 64;
+  at::Tensor x = BlockImages(n);
+  WeakAugmentOptions options;
+  options.flip_probability = 0.0;
+  at::Generator gen = Gen(3);
+  at::Tensor out = WeakAugment(x, gen, options);
+  std::set<std::pair<int64_t, int64_t>> shifts;
+  for (int64_t i = 0; i < n; ++i) {
+    // The block stays inside the frame, so mass is exact.
+    EXPECT_NEAR(out[i].sum().item<float>(), x[i].sum().item<float>(), 1e-4);
+    auto [row, col] = Centroid(out, i);
+    const double dy = row - 13.5, dx = col - 13.5;
+    EXPECT_NEAR(dy, std::round(dy), 1e-4);
+    EXPECT_NEAR(dx, std::round(dx), 1e-4);
+    EXPECT_LE(std::abs(dy), 4.0 + 1e-4);
+    EXPECT_LE(std::abs(dx), 4.0 + 1e-4);
+    shifts.insert({std::lround(dy), std::lround(dx)});
+  }
+  EXPECT_GT(shifts.size(), 20u);  // of 81 possible
+}
+
+TEST(WeakAugmentTest, ShiftedInPixelsAreReflections) {
+  // Column j of every row holds j / 27: a right shift by s reflects, so the
+  // first column becomes s / 27 and the row stays a permutation of values.
+  at::Tensor x = (at::arange(28, at::kFloat) / 27).view({1, 1, 1, 28})
+                     .expand({32, 1, 28, 28})
+                     .contiguous();
+  WeakAugmentOptions options;
+  options.flip_probability = 0.0;
+  at::Generator gen = Gen(4);
+  at::Tensor out = WeakAugment(x, gen, options);
+  for (int64_t i = 0; i < 32; ++i) {
+    at::Tensor row = out[i][0][0] * 27;
+    const float first = row[0].item<float>();
+    const float second = row[1].item<float>();
+    // Either increasing from `first` or reflected about column 0.
+    EXPECT_NEAR(std::abs(second - first), 1.0f, 1e-4);
+    EXPECT_LE(first, 4.0f + 1e-4);
+  }
+}
+
+TEST(StrongAugmentTest, ShapeRangeAndDeterminism) {
+  at::Tensor x = at::rand({32, 1, 28, 28}, Gen(1));
+  at::Generator g1 = Gen(9), g2 = Gen(9), g3 = Gen(10);
+  at::Tensor a = StrongAugment(x, g1);
+  at::Tensor b = StrongAugment(x, g2);
+  at::Tensor c = StrongAugment(x, g3);
+  EXPECT_EQ(a.sizes(), x.sizes());
+  EXPECT_TRUE(a.is_contiguous());
+  EXPECT_GE(a.min().item<float>(), 0.0f);
+  EXPECT_LE(a.max().item<float>(), 1.0f);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, c));
+  EXPECT_FALSE(at::equal(a, x));
+}
+
+TEST(StrongAugmentTest, NoOpsNoCutoutIsIdentity) {
+  at::Tensor x = at::rand({8, 1, 28, 28}, Gen(1));
+  StrongAugmentOptions options;
+  options.num_ops = 0;
+  options.cutout_max_fraction = 0.0;
+  at::Generator gen = Gen(2);
+  EXPECT_TRUE(at::equal(StrongAugment(x, gen, options), x));
+}
+
+TEST(StrongAugmentTest, CutoutIsOneFilledRectangleOfAtMostHalfTheSide) {
+  const int64_t n = 64;
+  StrongAugmentOptions options;
+  options.num_ops = 0;
+  at::Generator gen = Gen(3);
+  at::Tensor out = StrongAugment(at::zeros({n, 1, 28, 28}), gen, options);
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    at::Tensor filled = out[i][0] == options.cutout_fill;
+    const int64_t count = filled.sum().item<int64_t>();
+    ASSERT_GE(count, 1);
+    at::Tensor rows = filled.any(1).nonzero();
+    at::Tensor cols = filled.any(0).nonzero();
+    const int64_t height = rows.max().item<int64_t>() - rows.min().item<int64_t>() + 1;
+    const int64_t width = cols.max().item<int64_t>() - cols.min().item<int64_t>() + 1;
+    EXPECT_EQ(height * width, count);  // a solid rectangle
+    EXPECT_LE(height, 14);
+    EXPECT_LE(width, 14);
+    EXPECT_EQ((out[i][0] == 0).sum().item<int64_t>(), 28 * 28 - count);
+    total += count;
+  }
+  // Side uniform in [1, 14]: mean area (clipping aside) about 61.
+  EXPECT_GT(total / n, 30);
+}
+
+TEST(StrongAugmentTest, ChangesNearlyEveryImage) {
+  // Ops are distinct, so at most one of an image's two is the identity; the
+  // other leaves a random image unchanged only at a magnitude very near its
+  // identity value.
+  at::Tensor x = at::rand({256, 1, 28, 28}, Gen(1));
+  StrongAugmentOptions options;
+  options.cutout_max_fraction = 0.0;
+  at::Generator gen = Gen(5);
+  at::Tensor out = StrongAugment(x, gen, options);
+  const int64_t changed =
+      (out - x).abs().flatten(1).amax(1).gt(1e-6).sum().item<int64_t>();
+  EXPECT_GT(changed, 240);
+}
+
+TEST(ApplyStrongOpTest, Identity) {
+  at::Tensor x = at::rand({4, 1, 28, 28}, Gen(1));
+  EXPECT_TRUE(at::equal(
+      ApplyStrongOp(x, StrongOp::kIdentity, Magnitude(4, 0.7f)), x));
+}
+
+TEST(ApplyStrongOpTest, AutocontrastStretchesToFullRange) {
+  at::Tensor x = 0.2f + 0.4f * at::rand({3, 1, 28, 28}, Gen(1));
+  at::Tensor flat = at::full({1, 1, 28, 28}, 0.3f);
+  at::Tensor out = ApplyStrongOp(at::cat({x, flat}), StrongOp::kAutocontrast,
+                                 Magnitude(4, 0.5f));
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_FLOAT_EQ(out[i].min().item<float>(), 0.0f);
+    EXPECT_NEAR(out[i].max().item<float>(), 1.0f, 1e-6);
+  }
+  EXPECT_TRUE(at::equal(out[3], flat[0]));  // constant image unchanged
+}
+
+TEST(ApplyStrongOpTest, EqualizeMatchesPil) {
+  // Two levels, 392 pixels each: PIL's step is (784 - 392) / 255 = 1, so
+  // level 51 maps to 0 and level 204 to min(392, 255) = 255.
+  at::Tensor x = at::full({1, 1, 28, 28}, 51.0f / 255);
+  x.narrow(2, 14, 14).fill_(204.0f / 255);
+  at::Tensor out = ApplyStrongOp(x, StrongOp::kEqualize, Magnitude(1, 0.5f));
+  EXPECT_FLOAT_EQ(out[0][0][0][0].item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(out[0][0][27][0].item<float>(), 1.0f);
+  // A single level: step 0, unchanged.
+  at::Tensor flat = at::full({1, 1, 28, 28}, 0.4f);
+  EXPECT_TRUE(at::equal(
+      ApplyStrongOp(flat, StrongOp::kEqualize, Magnitude(1, 0.5f)), flat));
+}
+
+TEST(ApplyStrongOpTest, SolarizeInvertsAboveThreshold) {
+  at::Tensor x = at::tensor({0.3f, 0.6f, 1.0f}).view({1, 1, 1, 3})
+                     .expand({3, 1, 1, 3})
+                     .contiguous();
+  at::Tensor m = at::tensor({0.0f, 0.5f, 1.0f});
+  at::Tensor out = ApplyStrongOp(x, StrongOp::kSolarize, m);
+  // m = 0: threshold 256/255, nothing inverted.
+  EXPECT_TRUE(at::allclose(out[0], x[0]));
+  // m = 0.5: threshold 128/255; 0.3 stays, 0.6 -> 0.4, 1 -> 0.
+  EXPECT_TRUE(at::allclose(out[1].flatten(), at::tensor({0.3f, 0.4f, 0.0f})));
+  // m = 1: everything inverted.
+  EXPECT_TRUE(at::allclose(out[2], 1 - x[2]));
+}
+
+TEST(ApplyStrongOpTest, PosterizeDropsLowBits) {
+  at::Tensor x = (at::tensor({200.0f, 37.0f, 255.0f}) / 255)
+                     .view({1, 1, 1, 3})
+                     .expand({2, 1, 1, 3})
+                     .contiguous();
+  at::Tensor out =
+      ApplyStrongOp(x, StrongOp::kPosterize, at::tensor({0.0f, 1.0f}));
+  EXPECT_TRUE(at::allclose(out[0], x[0]));  // 8 bits kept
+  // 4 bits kept: 200 -> 192, 37 -> 32, 255 -> 240.
+  EXPECT_TRUE(at::allclose(out[1].flatten(),
+                           at::tensor({192.0f, 32.0f, 240.0f}) / 255));
+}
+
+TEST(ApplyStrongOpTest, EnhanceOpsBlendWithTheirDegenerateImage) {
+  at::Tensor x = at::rand({1, 1, 28, 28}, Gen(1));
+  // m = 0.5 is factor 1: unchanged.
+  for (StrongOp op :
+       {StrongOp::kContrast, StrongOp::kBrightness, StrongOp::kSharpness}) {
+    EXPECT_TRUE(at::allclose(ApplyStrongOp(x, op, Magnitude(1, 0.5f)), x,
+                             1e-5, 1e-6));
+  }
+  // m = 0 is factor 0.1.
+  EXPECT_TRUE(at::allclose(
+      ApplyStrongOp(x, StrongOp::kBrightness, Magnitude(1, 0.0f)), x * 0.1f,
+      1e-5, 1e-6));
+  const float mean = std::round(x.mean().item<float>() * 255) / 255;
+  EXPECT_TRUE(at::allclose(
+      ApplyStrongOp(x, StrongOp::kContrast, Magnitude(1, 0.0f)),
+      mean + 0.1f * (x - mean), 1e-5, 1e-6));
+  // m = 1 is factor 1.9, clamped.
+  at::Tensor bright = ApplyStrongOp(x, StrongOp::kBrightness, Magnitude(1, 1.0f));
+  EXPECT_TRUE(at::allclose(bright, (x * 1.9f).clamp(0, 1), 1e-5, 1e-6));
+  // Sharpness keeps the border and a constant image.
+  at::Tensor sharp = ApplyStrongOp(x, StrongOp::kSharpness, Magnitude(1, 1.0f));
+  EXPECT_TRUE(at::equal(sharp[0][0][0], x[0][0][0]));
+  EXPECT_FALSE(at::allclose(sharp, x));
+  at::Tensor flat = at::full({1, 1, 28, 28}, 0.25f);
+  EXPECT_TRUE(at::allclose(
+      ApplyStrongOp(flat, StrongOp::kSharpness, Magnitude(1, 1.0f)), flat));
+}
+
+TEST(ApplyStrongOpTest, GeometricOpsAtMidMagnitudeAreIdentity) {
+  at::Tensor x = at::rand({2, 1, 28, 28}, Gen(1));
+  for (StrongOp op : {StrongOp::kRotate, StrongOp::kShearX, StrongOp::kShearY,
+                      StrongOp::kTranslateX, StrongOp::kTranslateY}) {
+    EXPECT_TRUE(at::allclose(ApplyStrongOp(x, op, Magnitude(2, 0.5f)), x,
+                             1e-4, 1e-5));
+  }
+}
+
+TEST(ApplyStrongOpTest, TranslateMovesByThirtyPercent) {
+  at::Tensor x = BlockImages(1);
+  for (StrongOp op : {StrongOp::kTranslateX, StrongOp::kTranslateY}) {
+    at::Tensor out = ApplyStrongOp(x, op, Magnitude(1, 1.0f));
+    auto [row, col] = Centroid(out, 0);
+    const double expected_shift = -0.3 * 28;  // sampling at p + t
+    if (op == StrongOp::kTranslateX) {
+      EXPECT_NEAR(col - 13.5, expected_shift, 0.05);
+      EXPECT_NEAR(row - 13.5, 0.0, 0.05);
+    } else {
+      EXPECT_NEAR(row - 13.5, expected_shift, 0.05);
+      EXPECT_NEAR(col - 13.5, 0.0, 0.05);
+    }
+    EXPECT_NEAR(out.sum().item<float>(), x.sum().item<float>(), 0.05f);
+  }
+}
+
+TEST(ApplyStrongOpTest, RotateAndShearKeepCentreAndMass) {
+  at::Tensor x = BlockImages(1);
+  for (StrongOp op : {StrongOp::kRotate, StrongOp::kShearX, StrongOp::kShearY}) {
+    at::Tensor out = ApplyStrongOp(x, op, Magnitude(1, 1.0f));
+    auto [row, col] = Centroid(out, 0);
+    EXPECT_NEAR(row, 13.5, 0.05);
+    EXPECT_NEAR(col, 13.5, 0.05);
+    EXPECT_NEAR(out.sum().item<float>() / x.sum().item<float>(), 1.0, 0.03);
+    EXPECT_FALSE(at::allclose(out, x, 1e-3, 1e-3));
+  }
+  // A 90-degree-symmetric check of the rotation angle: rotating a row
+  // vector by 30 degrees tilts its principal axis by 30 degrees.
+  at::Tensor line = at::zeros({1, 1, 28, 28});
+  line.narrow(2, 13, 2).narrow(3, 4, 20).fill_(1.0f);
+  at::Tensor rotated = ApplyStrongOp(line, StrongOp::kRotate, Magnitude(1, 1.0f));
+  at::Tensor img = rotated[0][0];
+  at::Tensor rows = at::arange(28, at::kFloat).view({-1, 1}) - 13.5;
+  at::Tensor cols = at::arange(28, at::kFloat).view({1, -1}) - 13.5;
+  const double syy = (img * rows * rows).sum().item<double>();
+  const double sxx = (img * cols * cols).sum().item<double>();
+  const double sxy = (img * rows * cols).sum().item<double>();
+  const double angle = 0.5 * std::atan2(2 * sxy, sxx - syy) * 180 / M_PI;
+  EXPECT_NEAR(std::abs(angle), 30.0, 1.5);
+}
+
+TEST(AugmentCudaTest, DeterministicInRangeAndOpsMatchCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  at::Tensor x = at::rand({64, 1, 28, 28}, Gen(1));
+  at::Tensor xc = x.to(cuda);
+  auto g1 = MakeGenerator(cuda, 5), g2 = MakeGenerator(cuda, 5);
+  ASSERT_THAT(g1, IsOk());
+  ASSERT_THAT(g2, IsOk());
+  at::Tensor weak1 = WeakAugment(xc, *g1), weak2 = WeakAugment(xc, *g2);
+  at::Tensor strong1 = StrongAugment(xc, *g1), strong2 = StrongAugment(xc, *g2);
+  EXPECT_EQ(weak1.device(), cuda);
+  EXPECT_TRUE(at::equal(weak1, weak2));
+  EXPECT_TRUE(at::equal(strong1, strong2));
+  EXPECT_GE(strong1.min().item<float>(), 0.0f);
+  EXPECT_LE(strong1.max().item<float>(), 1.0f);
+  // The ops themselves are deterministic: CUDA and CPU agree.
+  at::Tensor m = at::rand({64}, Gen(2));
+  for (int op = 0; op < kNumStrongOps; ++op) {
+    SCOPED_TRACE(op);
+    at::Tensor on_cpu = ApplyStrongOp(x, static_cast<StrongOp>(op), m);
+    at::Tensor on_cuda =
+        ApplyStrongOp(xc, static_cast<StrongOp>(op), m.to(cuda)).cpu();
+    EXPECT_TRUE(at::allclose(on_cpu, on_cuda, 1e-4, 1e-4));
+  }
+}
+
+}  // namespace
+}  // namespace trainer

@@ -1,0 +1,158 @@
+// trainer: FixMatch active learning that buys every label from the oracle.
+//
+//   trainer --oracle=localhost:50051 --budget=100 --strategy=typiclust \
+//           --out_dir=runs/typiclust-100
+//
+// Reads only the image files; prints a live progress line, writes
+// metrics.jsonl, rounds.csv, report.json and report.html under --out_dir.
+// SIGINT/SIGTERM checkpoint the run; --resume continues it.
+#include <csignal>
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "trainer/oracle_client.h"
+#include "trainer/trainer_run.h"
+
+ABSL_FLAG(std::string, oracle, "localhost:50051",
+          "host:port of the label oracle");
+ABSL_FLAG(std::string, experiment, "",
+          "oracle experiment (default: fmnist-<strategy>-<budget>-s<seed>)");
+ABSL_FLAG(std::string, token, "", "secret token of the experiment (optional)");
+ABSL_FLAG(int64_t, budget, 100, "labels the run may buy in total");
+ABSL_FLAG(std::string, schedule, "",
+          "labels bought per round, e.g. 40,30,30 (default: 40%,30%,30% of "
+          "--budget)");
+ABSL_FLAG(int64_t, steps, 20000, "training steps in the whole run");
+ABSL_FLAG(std::string, round_steps, "",
+          "steps after each round's purchase, e.g. 3000,3000,14000 (default: "
+          "15% for early rounds)");
+ABSL_FLAG(std::string, strategy, "typiclust",
+          "random | kcenter | typiclust | margin | grpc://host:port");
+ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
+          "folder with the IDX image files");
+ABSL_FLAG(int64_t, train_limit, 0,
+          "use only the first N training images as the pool (0: all)");
+ABSL_FLAG(std::string, out_dir, "",
+          "output folder (default: runs/<experiment>)");
+ABSL_FLAG(bool, resume, false, "continue the run in --out_dir");
+ABSL_FLAG(int64_t, eval_every, 2000,
+          "evaluate on the test set every N steps (0: at round ends only)");
+ABSL_FLAG(int64_t, log_every, 50, "metrics and progress every N steps");
+ABSL_FLAG(int64_t, checkpoint_every, 1000,
+          "checkpoint every N steps (0: round ends and stop only)");
+ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda[:N]");
+ABSL_FLAG(uint64_t, seed, 0,
+          "seed of initialisation, batches, augmentation, selection");
+ABSL_FLAG(std::string, client, "trainer", "client name recorded by the oracle");
+ABSL_FLAG(std::string, arch, "cnn", "cnn | wrn28_2");
+ABSL_FLAG(int32_t, width, 64, "base width of the cnn");
+ABSL_FLAG(int32_t, batch, 64, "labelled images per step (B)");
+ABSL_FLAG(int32_t, mu, 7, "unlabelled images per labelled image (mu)");
+ABSL_FLAG(double, threshold, 0.95, "pseudo-label confidence threshold (tau)");
+ABSL_FLAG(double, lambda_u, 1.0, "weight of the unlabelled loss");
+ABSL_FLAG(double, lr, 0.03, "peak learning rate");
+ABSL_FLAG(double, weight_decay, 5e-4,
+          "weight decay (not on batch-norm and biases)");
+ABSL_FLAG(double, ema, 0.999, "EMA decay of the evaluation weights");
+ABSL_FLAG(bool, ema_pseudo_labels, false, "pseudo-label with the EMA model");
+ABSL_FLAG(bool, bf16, true, "bf16 autocast on CUDA");
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+bool ParseList(const std::string& text, std::vector<int64_t>* out) {
+  out->clear();
+  if (text.empty()) return true;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(item, &value)) return false;
+    out->push_back(value);
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "FixMatch active learning; every label is bought from the oracle.\n"
+      "  trainer --oracle=localhost:50051 --budget=100 --strategy=typiclust");
+  absl::ParseCommandLine(argc, argv);
+
+  trainer::TrainerOptions options;
+  options.strategy = absl::GetFlag(FLAGS_strategy);
+  options.label_budget = absl::GetFlag(FLAGS_budget);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.experiment = absl::GetFlag(FLAGS_experiment);
+  if (options.experiment.empty()) {
+    std::string strategy = options.strategy;
+    if (strategy.rfind("grpc://", 0) == 0) strategy = "grpc";
+    options.experiment = absl::StrFormat("fmnist-%s-%d-s%d", strategy,
+                                         options.label_budget, options.seed);
+  }
+  options.experiment_token = absl::GetFlag(FLAGS_token);
+  if (!ParseList(absl::GetFlag(FLAGS_schedule), &options.schedule) ||
+      !ParseList(absl::GetFlag(FLAGS_round_steps), &options.round_steps)) {
+    std::cerr << "trainer: --schedule and --round_steps take comma-separated "
+                 "integers\n";
+    return 2;
+  }
+  options.total_steps = absl::GetFlag(FLAGS_steps);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.train_limit = absl::GetFlag(FLAGS_train_limit);
+  options.out_dir = absl::GetFlag(FLAGS_out_dir);
+  if (options.out_dir.empty()) options.out_dir = "runs/" + options.experiment;
+  options.resume = absl::GetFlag(FLAGS_resume);
+  options.eval_every = absl::GetFlag(FLAGS_eval_every);
+  options.log_every = absl::GetFlag(FLAGS_log_every);
+  options.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
+  options.device = absl::GetFlag(FLAGS_device);
+  options.client_name = absl::GetFlag(FLAGS_client);
+  options.model.arch = absl::GetFlag(FLAGS_arch);
+  options.model.width = absl::GetFlag(FLAGS_width);
+  options.fixmatch.batch_size = absl::GetFlag(FLAGS_batch);
+  options.fixmatch.mu = absl::GetFlag(FLAGS_mu);
+  options.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);
+  options.fixmatch.lambda_u = absl::GetFlag(FLAGS_lambda_u);
+  options.fixmatch.lr = absl::GetFlag(FLAGS_lr);
+  options.fixmatch.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  options.fixmatch.ema_decay = absl::GetFlag(FLAGS_ema);
+  options.fixmatch.use_ema_for_pseudo_labels =
+      absl::GetFlag(FLAGS_ema_pseudo_labels);
+  options.fixmatch.mixed_precision = absl::GetFlag(FLAGS_bf16);
+
+  trainer::OracleClientOptions client_options;
+  client_options.target = absl::GetFlag(FLAGS_oracle);
+  client_options.token = options.experiment_token;
+  auto oracle = trainer::MakeGrpcOracleClient(client_options);
+  if (!oracle.ok()) {
+    std::cerr << "trainer: " << oracle.status() << "\n";
+    return 2;
+  }
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  auto summary = trainer::RunTrainer(options, oracle->get(), &g_stop);
+  if (!summary.ok()) {
+    std::cerr << "trainer: " << summary.status() << "\n";
+    return summary.status().code() == absl::StatusCode::kCancelled ? 130 : 1;
+  }
+  std::cout << absl::StrFormat(
+      "accuracy %.2f %% | labels spent %d of %d | %d steps at %.1f steps/s on "
+      "%s | %.0f s | report %s\n",
+      100.0 * summary->accuracy, summary->labels_spent, summary->label_budget,
+      summary->steps, summary->steps_per_s, summary->device,
+      summary->wall_time_s, summary->report_path);
+  return 0;
+}
