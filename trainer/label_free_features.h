@@ -16,7 +16,7 @@ struct LabelFreeFeatureOptions {
   int dims = 64;
   // The covariance is estimated from at most this many images, taken at an
   // even stride (deterministic); every image is projected.
-  int64_t max_fit_images = 20000;
+  int64_t max_fit_images = 10000;
 };
 
 // Returns [N, dims] float features on the images' device: the images

@@ -52,6 +52,7 @@ ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda[:N]");
 ABSL_FLAG(uint64_t, seed, 0,
           "seed of initialisation, batches, augmentation, selection");
 ABSL_FLAG(std::string, client, "trainer", "client name recorded by the oracle");
+ABSL_FLAG(int32_t, label_free_dims, 64, "PCA dimensions of the features used before any model is trained");
 ABSL_FLAG(std::string, arch, "cnn", "cnn | wrn28_2");
 ABSL_FLAG(int32_t, width, 64, "base width of the cnn");
 ABSL_FLAG(int32_t, batch, 64, "labelled images per step (B)");
@@ -64,6 +65,8 @@ ABSL_FLAG(double, weight_decay, 5e-4,
 ABSL_FLAG(double, ema, 0.999, "EMA decay of the evaluation weights");
 ABSL_FLAG(bool, ema_pseudo_labels, false, "pseudo-label with the EMA model");
 ABSL_FLAG(bool, bf16, true, "bf16 autocast on CUDA");
+ABSL_FLAG(bool, print_device, false,
+          "print the device --device resolves to (cpu or cuda) and exit");
 
 namespace {
 
@@ -89,6 +92,15 @@ int main(int argc, char** argv) {
       "FixMatch active learning; every label is bought from the oracle.\n"
       "  trainer --oracle=localhost:50051 --budget=100 --strategy=typiclust");
   absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_print_device)) {
+    auto device = trainer::ResolveDevice(absl::GetFlag(FLAGS_device));
+    if (!device.ok()) {
+      std::cerr << "trainer: " << device.status() << "\n";
+      return 2;
+    }
+    std::cout << *device << "\n";
+    return 0;
+  }
 
   trainer::TrainerOptions options;
   options.strategy = absl::GetFlag(FLAGS_strategy);
@@ -119,6 +131,7 @@ int main(int argc, char** argv) {
   options.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
   options.device = absl::GetFlag(FLAGS_device);
   options.client_name = absl::GetFlag(FLAGS_client);
+  options.label_free_dims = absl::GetFlag(FLAGS_label_free_dims);
   options.model.arch = absl::GetFlag(FLAGS_arch);
   options.model.width = absl::GetFlag(FLAGS_width);
   options.fixmatch.batch_size = absl::GetFlag(FLAGS_batch);

@@ -227,26 +227,33 @@ torch::Tensor AssignToCenters(const torch::Tensor& x,
   const int64_t n = x.size(0);
   const int64_t block =
       std::max<int64_t>(1, max_block_elements / centers.size(0));
+  // argmin_c |x - c|^2 = argmin_c (|c|^2 - 2 x.c): one addmm per block.
   const torch::Tensor c_sq = centers.pow(2).sum(1).unsqueeze(0);
+  const torch::Tensor centers_t = centers.t();
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < n; start += block) {
     const torch::Tensor xb = x.slice(0, start, start + block);
-    parts.push_back((c_sq - 2 * xb.mm(centers.t())).argmin(1));
+    parts.push_back(
+        torch::addmm(c_sq, xb, centers_t, /*beta=*/1, /*alpha=*/-2).argmin(1));
   }
   return torch::cat(parts);
 }
 
 // k-means on the rows of x [N, D] float: k-means++ seeding (sampled on the
-// host from `rng`) then Lloyd's iterations until the assignment is stable or
-// `iterations` center updates were made. An emptied cluster keeps its center.
+// host from `rng`) then Lloyd's iterations until at most tolerance * N rows
+// change cluster or `iterations` center updates were made. An emptied cluster
+// keeps its center.
 // Returns the cluster of each row, [N] long on x's device; fewer than k
 // clusters are used when x has fewer than k distinct rows.
 torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
-                     std::mt19937_64& rng, int64_t max_block_elements) {
+                     double tolerance, std::mt19937_64& rng,
+                     int64_t max_block_elements) {
   const int64_t n = x.size(0);
   std::vector<int64_t> seeds = {static_cast<int64_t>(UniformBelow(rng, n))};
+  const torch::Tensor x_sq = x.pow(2).sum(1);
   const auto dist_to = [&](int64_t pos) {
-    return SquaredDistances(x, x.slice(0, pos, pos + 1)).squeeze(1);
+    const torch::Tensor c = x[pos];
+    return (x_sq + c.dot(c) - 2 * x.mv(c)).clamp_min_(0);
   };
   torch::Tensor min_d2 = dist_to(seeds[0]);
   while (static_cast<int64_t>(seeds.size()) < k) {
@@ -279,9 +286,9 @@ torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
     centers = torch::where((counts > 0).unsqueeze(1),
                            sums / counts.clamp_min(1).unsqueeze(1), centers);
     torch::Tensor next = AssignToCenters(x, centers, max_block_elements);
-    const bool stable = torch::equal(next, assign);
+    const int64_t changed = next.ne(assign).sum().item<int64_t>();
     assign = std::move(next);
-    if (stable) break;
+    if (changed <= tolerance * n) break;
   }
   return assign;
 }
@@ -415,8 +422,9 @@ class TypiclustStrategy final : public TorchStrategy {
     const int64_t k =
         std::min<int64_t>({static_cast<int64_t>(index.labelled.size()) + count,
                            options_.max_clusters, n});
-    const std::vector<int64_t> assign = ToVector(KMeans(
-        x, k, options_.kmeans_iterations, rng, options_.max_block_elements));
+    const std::vector<int64_t> assign = ToVector(
+        KMeans(x, k, options_.kmeans_iterations, options_.kmeans_tolerance, rng,
+               options_.max_block_elements));
 
     const int64_t clusters =
         *std::max_element(assign.begin(), assign.end()) + 1;
@@ -506,13 +514,15 @@ class MarginStrategy final : public TorchStrategy {
 };
 
 absl::Status ValidateOptions(const StrategyOptions& options) {
-  if (options.kmeans_iterations < 0 || options.max_clusters < 1 ||
+  if (options.kmeans_iterations < 0 || !(options.kmeans_tolerance >= 0) ||
+      options.kmeans_tolerance >= 1 || options.max_clusters < 1 ||
       options.min_cluster_size < 0 || options.typicality_neighbors < 1 ||
       options.typicality_max_references < 2 ||
       options.margin_candidates_factor < 1 || options.max_block_elements < 1 ||
       options.selector_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "StrategyOptions out of range: need kmeans_iterations >= 0, "
+        "0 <= kmeans_tolerance < 1, "
         "max_clusters >= 1, min_cluster_size >= 0, typicality_neighbors >= 1, "
         "typicality_max_references >= 2, margin_candidates_factor >= 1, "
         "max_block_elements >= 1, selector_deadline > 0");

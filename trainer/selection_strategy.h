@@ -28,8 +28,11 @@ struct PoolState {
 
 // Knobs of the built-in strategies.
 struct StrategyOptions {
-  // typiclust: Lloyd iterations of k-means (stops early once stable).
+  // typiclust: at most this many Lloyd iterations of k-means.
   int kmeans_iterations = 30;
+  // typiclust: Lloyd's stops once at most this fraction of points changed
+  // cluster in an iteration (0: only when none did).
+  double kmeans_tolerance = 1e-3;
   // typiclust: at most this many clusters (the paper's cap).
   int64_t max_clusters = 500;
   // typiclust: clusters of at most this many points are skipped while larger

@@ -476,6 +476,15 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
 
 }  // namespace
 
+absl::StatusOr<std::string> ResolveDevice(const std::string& spec) {
+  try {
+    ASSIGN_OR_RETURN(torch::Device device, ChooseDevice(spec));
+    return device.str();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(e.what_without_backtrace());
+  }
+}
+
 absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options) {
   if (options.label_budget <= 0) {
     return absl::InvalidArgumentError("label budget must be positive");

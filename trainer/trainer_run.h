@@ -88,6 +88,11 @@ absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
                                       OracleClient* oracle,
                                       const std::atomic<bool>* stop);
 
+// The device `spec` ("auto", "cpu", "cuda[:N]") resolves to, as text
+// ("cpu", "cuda:0"). UNAVAILABLE if CUDA is asked for but absent,
+// INVALID_ARGUMENT for a malformed spec.
+absl::StatusOr<std::string> ResolveDevice(const std::string& spec);
+
 // The per-round purchase and step plan derived from options (exposed for
 // tests). Returns INVALID_ARGUMENT when they do not add up.
 struct RoundPlan {

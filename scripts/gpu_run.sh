@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the trainer against the GPU machine's own CUDA LibTorch, starts an
+# oracle there, measures FixMatch steps/s and runs 100-label trainings side by
+# side (see shared/GPU.md for the machine and docs/BENCHMARKS.md for results).
+#
+# On the device machine (after scripts/make_gpu_bundle.sh here; carry .gpu):
+#   scripts/gpu_run.sh
+# Here on CPU with tiny settings, to check the script itself:
+#   GPU_RUN_LOCAL=1 TRAIN_SECONDS=60 scripts/gpu_run.sh
+#
+# Environment knobs: TRAIN_SECONDS (wall time the trainings may take, default
+# 330), STRATEGIES (default "random typiclust"), BUDGET (100), SCHEDULE
+# (40,30,30), OUT (results folder, default $OUT or out/gpu).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=${OUT:-$ROOT/out/gpu}
+mkdir -p "$OUT"
+LOG=$OUT/gpu_run.log
+exec > >(tee -a "$LOG") 2>&1
+T0=$(date +%s)
+stamp() { echo "[gpu_run +$(( $(date +%s) - T0 ))s] $*"; }
+
+TRAIN_SECONDS=${TRAIN_SECONDS:-330}
+STRATEGIES=${STRATEGIES:-"random typiclust"}
+BUDGET=${BUDGET:-100}
+SCHEDULE=${SCHEDULE:-40,30,30}
+WORK=${WORK:-/tmp/fewlabels-gpu}
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+if [[ -z "${GPU_RUN_LOCAL:-}" ]]; then
+  stamp "unpacking deps"
+  mkdir -p /opt/deps && tar xJf .gpu/deps.tar.xz -C /opt/deps || exit 1
+  export PATH=/opt/deps/usr/bin:$PATH
+  export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+  DATA_DIR=$ROOT/.gpu/data
+  TORCH_DIR=$(python3 -c "import torch;print(torch.utils.cmake_prefix_path)")
+  TORCH_LIB=$(python3 -c "import torch,os;print(os.path.join(os.path.dirname(torch.__file__),'lib'))")
+  export LD_LIBRARY_PATH=$TORCH_LIB:$LD_LIBRARY_PATH
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch;print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+  D=/opt/deps/usr
+  CMAKE_ARGS=(
+    -DCMAKE_PREFIX_PATH="$TORCH_DIR;$D"
+    -DCMAKE_POLICY_VERSION_MINIMUM=3.5
+    -DOPENSSL_ROOT_DIR=$D -DZLIB_ROOT=$D
+    -DPKG_CONFIG_EXECUTABLE=$D/bin/pkgconf
+    -DProtobuf_PROTOC_EXECUTABLE=$D/bin/protoc
+    -DProtobuf_INCLUDE_DIR=$D/include
+    -DProtobuf_LIBRARY=$D/lib/x86_64-linux-gnu/libprotobuf.so
+    -DGRPC_CPP_PLUGIN=$D/bin/grpc_cpp_plugin
+    -DSQLite3_INCLUDE_DIR=$D/include
+    -DSQLite3_LIBRARY=$D/lib/x86_64-linux-gnu/libsqlite3.so
+    -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc
+    -DTORCH_CUDA_ARCH_LIST=9.0
+  )
+  DEVICE=cuda
+else
+  DATA_DIR=/usr/share/datasets/fashion-mnist
+  CMAKE_ARGS=()
+  DEVICE=cpu
+fi
+
+BUILD=$ROOT/build-gpu
+stamp "configuring"
+cmake -S . -B "$BUILD" -G "$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')" \
+  -DCMAKE_BUILD_TYPE=Release -DFEWLABELS_BUILD_TESTS=OFF "${CMAKE_ARGS[@]}" \
+  > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+stamp "building"
+cmake --build "$BUILD" -j "$(nproc)" --target trainer oracle_server_main oraclectl fixmatch_bench \
+  >> "$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
+stamp "built"
+
+ORACLE=$BUILD/oracle_server/oracle_server
+"$ORACLE" --host=127.0.0.1 --port=0 --port_file="$WORK/port" --db="$WORK/oracle.db" \
+  --train_labels="$DATA_DIR/train-labels-idx1-ubyte.gz" \
+  --test_labels="$DATA_DIR/t10k-labels-idx1-ubyte.gz" > "$WORK/oracle.log" 2>&1 &
+ORACLE_PID=$!
+trap 'kill $ORACLE_PID 2>/dev/null' EXIT
+for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.1; done
+PORT=$(cat "$WORK/port") || { cat "$WORK/oracle.log"; exit 1; }
+stamp "oracle on port $PORT: $(cat "$WORK/oracle.log")"
+
+# Throughput of the default model, one process alone on the device.
+if [[ "$DEVICE" == cuda ]]; then BENCH_STEPS=300; else BENCH_STEPS=3; fi
+"$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 --steps=$BENCH_STEPS \
+  --warmup=20 2>&1 | tee "$OUT/bench.txt"
+RATE=$(grep -oE '[0-9.]+ steps/s' "$OUT/bench.txt" | head -1 | cut -d' ' -f1)
+RATE=${RATE:-1}
+NPROC=$(wc -w <<<"$STRATEGIES")
+# Processes share the device; keep a margin for selection and evaluation.
+STEPS=$(python3 -c "print(max(60, int($RATE / max(1, $NPROC * 0.8) * $TRAIN_SECONDS * 0.8)))")
+stamp "bench $RATE steps/s alone; $NPROC runs of $STEPS steps each"
+
+EXTRA=()
+if [[ "$DEVICE" == cpu ]]; then EXTRA=(--train_limit=3000 --width=16 --batch=16 --mu=2); fi
+PIDS=()
+for s in $STRATEGIES; do
+  "$BUILD/trainer/trainer" --oracle=127.0.0.1:$PORT --strategy=$s --budget=$BUDGET \
+    --schedule=$SCHEDULE --steps=$STEPS --eval_every=$(( STEPS / 8 + 1 )) --device=$DEVICE \
+    --data_dir="$DATA_DIR" --out_dir="$WORK/runs/$s" --checkpoint_every=0 "${EXTRA[@]}" \
+    > "$WORK/trainer-$s.log" 2>&1 &
+  PIDS+=($!)
+done
+# A hard stop: a trainer still running at the deadline checkpoints and stops.
+( sleep $(( TRAIN_SECONDS + 60 )); for p in "${PIDS[@]}"; do kill -TERM $p 2>/dev/null; done ) &
+WATCHDOG=$!
+for p in "${PIDS[@]}"; do wait $p; done
+kill $WATCHDOG 2>/dev/null
+stamp "trainings done"
+
+{
+  for s in $STRATEGIES; do
+    echo "== $s"; tail -3 "$WORK/trainer-$s.log"; cat "$WORK/runs/$s/rounds.csv" 2>/dev/null
+  done
+  echo "== oraclectl summary"
+  "$BUILD/oracle_server/oraclectl" summary --db="$WORK/oracle.db"
+  "$BUILD/oracle_server/oraclectl" verify --db="$WORK/oracle.db"
+} 2>&1 | tee "$OUT/summary.txt"
+kill -TERM $ORACLE_PID; wait $ORACLE_PID 2>/dev/null
+cp "$WORK/oracle.db" "$WORK/oracle.log" "$WORK"/trainer-*.log "$WORK/runs/" 2>/dev/null
+tar czf "$OUT/runs.tar.gz" -C "$WORK" runs oracle.log $(cd "$WORK" && ls trainer-*.log) oracle.db 2>/dev/null
+stamp "done; results in $OUT"
