@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libgtest-dev libgmock-dev zlib1g-dev libssl-dev
-  libtorch-dev dataset-fashion-mnist
+  libtorch-dev libopenblas0-pthread dataset-fashion-mnist
   python3-grpcio python3-protobuf
 )
 if [[ "${1:-}" == "--with-test-tools" ]]; then

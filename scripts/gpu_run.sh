@@ -82,23 +82,31 @@ PORT=$(cat "$WORK/port") || { cat "$WORK/oracle.log"; exit 1; }
 stamp "oracle on port $PORT: $(cat "$WORK/oracle.log")"
 
 # Throughput of the default model, one process alone on the device.
-if [[ "$DEVICE" == cuda ]]; then BENCH_STEPS=300; else BENCH_STEPS=3; fi
-"$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 --steps=$BENCH_STEPS \
-  --warmup=20 2>&1 | tee "$OUT/bench.txt"
+if [[ "$DEVICE" == cuda ]]; then BENCH=(--steps=300 --warmup=30); else BENCH=(--steps=2 --warmup=1 --width=16); fi
+EXTRA=()
+"$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" > "$OUT/bench.txt" 2>&1
+if [[ $? -ne 0 ]]; then
+  cat "$OUT/bench.txt"
+  stamp "bench failed; retrying without bf16 autocast"
+  "$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" \
+    --mixed_precision=false > "$OUT/bench.txt" 2>&1 || { cat "$OUT/bench.txt"; exit 1; }
+  EXTRA+=(--bf16=false)
+fi
+cat "$OUT/bench.txt"
 RATE=$(grep -oE '[0-9.]+ steps/s' "$OUT/bench.txt" | head -1 | cut -d' ' -f1)
 RATE=${RATE:-1}
 NPROC=$(wc -w <<<"$STRATEGIES")
 # Processes share the device; keep a margin for selection and evaluation.
-STEPS=$(python3 -c "print(max(60, int($RATE / max(1, $NPROC * 0.8) * $TRAIN_SECONDS * 0.8)))")
+STEPS=$(python3 -c "print(max(60, int($RATE / max(1, $NPROC * 0.8) * $TRAIN_SECONDS * 0.85)))")
 stamp "bench $RATE steps/s alone; $NPROC runs of $STEPS steps each"
 
-EXTRA=()
-if [[ "$DEVICE" == cpu ]]; then EXTRA=(--train_limit=3000 --width=16 --batch=16 --mu=2); fi
+if [[ "$DEVICE" == cpu ]]; then EXTRA+=(--train_limit=3000 --width=16 --batch=16 --mu=2); fi
 PIDS=()
 for s in $STRATEGIES; do
   "$BUILD/trainer/trainer" --oracle=127.0.0.1:$PORT --strategy=$s --budget=$BUDGET \
     --schedule=$SCHEDULE --steps=$STEPS --eval_every=$(( STEPS / 8 + 1 )) --device=$DEVICE \
-    --data_dir="$DATA_DIR" --out_dir="$WORK/runs/$s" --checkpoint_every=0 "${EXTRA[@]}" \
+    --data_dir="$DATA_DIR" --out_dir="$WORK/runs/$s" --checkpoint_every=0 \
+    --max_train_seconds=$TRAIN_SECONDS "${EXTRA[@]}" \
     > "$WORK/trainer-$s.log" 2>&1 &
   PIDS+=($!)
 done

@@ -3,11 +3,13 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
+#include <c10/util/string_utils.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/version.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <utility>
@@ -25,10 +27,26 @@
 #define TRAINER_AUTOCAST_DEVICE_API 0
 #endif
 
+// CUDA graph capture needs a CUDA build of LibTorch >= 2.4 (explicit
+// generator registration); CMake defines FEWLABELS_WITH_CUDA for those.
+#if defined(FEWLABELS_WITH_CUDA) && TRAINER_AUTOCAST_DEVICE_API
+#define TRAINER_CUDA_GRAPHS 1
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/cuda.h>
+#else
+#define TRAINER_CUDA_GRAPHS 0
+#endif
+
 namespace trainer {
 namespace {
 
 using torch::Tensor;
+
+#if TRAINER_CUDA_GRAPHS
+constexpr int kCudaGraphWarmupSteps = 3;
+#endif
 
 constexpr char kCheckpointFormat[] = "fewlabels-fixmatch-v1";
 constexpr double kPi = 3.14159265358979323846;
@@ -155,6 +173,73 @@ std::string ModelSignature(const ModelOptions& o) {
                       ";in=", o.in_channels);
 }
 
+#if TORCH_VERSION_MAJOR >= 2
+using OptimizerStateKey = void*;
+OptimizerStateKey StateKey(const Tensor& p) { return p.unsafeGetTensorImpl(); }
+#else
+using OptimizerStateKey = std::string;
+OptimizerStateKey StateKey(const Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
+#endif
+
+// Gives every parameter of `optimizer` a zero momentum buffer (so a step
+// never allocates one; the first step's buffer equals the gradient, as in
+// PyTorch).
+void InitMomentumBuffers(torch::optim::SGD& optimizer) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      auto state = std::make_unique<torch::optim::SGDParamState>();
+      state->momentum_buffer(at::zeros_like(p));
+      optimizer.state()[StateKey(p)] = std::move(state);
+    }
+  }
+}
+
+// torch::optim::SGD's update (coupled weight decay, momentum with
+// dampening, Nesterov) with one foreach kernel per stage and group instead
+// of several kernels per parameter; state stays in `optimizer`, so its
+// save/load still apply. Uses `neg_lr` (0-d, on device: -learning rate) when
+// defined, else `lr`.
+void SgdStep(torch::optim::SGD& optimizer, double lr, const Tensor& neg_lr) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer.param_groups()) {
+    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
+    std::vector<Tensor> params, grads, buffers;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      params.push_back(p);
+      grads.push_back(p.grad());
+      if (o.momentum() != 0) {
+        auto& state = static_cast<torch::optim::SGDParamState&>(
+            *optimizer.state().at(StateKey(p)));
+        buffers.push_back(state.momentum_buffer());
+      }
+    }
+    if (params.empty()) continue;
+    std::vector<Tensor> update =
+        o.weight_decay() != 0
+            ? at::_foreach_add(grads, params, o.weight_decay())
+            : grads;
+    if (o.momentum() != 0) {
+      at::_foreach_mul_(buffers, o.momentum());
+      at::_foreach_add_(buffers, update, 1.0 - o.dampening());
+      update = o.nesterov() ? at::_foreach_add(update, buffers, o.momentum())
+                            : buffers;
+    }
+    if (neg_lr.defined()) {
+#if TRAINER_CUDA_GRAPHS
+      at::_foreach_add_(params, at::_foreach_mul(update, neg_lr));
+#else
+      TORCH_CHECK(false, "device learning rate needs LibTorch >= 2.1");
+#endif
+    } else {
+      at::_foreach_add_(params, update, -lr);
+    }
+  }
+}
+
 }  // namespace
 
 FixMatchLoss ComputeFixMatchLoss(const Tensor& logits_x,
@@ -211,6 +296,46 @@ struct FixMatchTrainer::Networks {
   std::unique_ptr<torch::optim::SGD> optimizer;
 };
 
+#if TRAINER_CUDA_GRAPHS
+
+// A captured training step and its fixed inputs and outputs.
+struct FixMatchTrainer::CudaGraphStep {
+  at::cuda::CUDAGraph graph;
+  Tensor neg_lr;  // 0-d float32, -learning rate, written before each replay
+  Tensor stats;   // [4]: total, supervised, unsupervised, mask_rate
+  // Private copies of the inputs (their addresses are baked into the graph)
+  // and the caller's tensors they were last copied from, with versions.
+  std::array<Tensor, 3> inputs;
+  std::array<Tensor, 3> sources;
+  std::array<int64_t, 3> source_versions{};
+
+  bool FitsShapes(const std::array<Tensor, 3>& x) const {
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (x[i].sizes() != inputs[i].sizes()) return false;
+    }
+    return true;
+  }
+
+  // Copies each of `x` into the graph's inputs unless it is the tensor last
+  // copied and unmodified since (same version counter).
+  void Refresh(const std::array<Tensor, 3>& x) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (x[i].is_same(sources[i]) && x[i]._version() == source_versions[i]) {
+        continue;
+      }
+      inputs[i].copy_(x[i]);
+      sources[i] = x[i];
+      source_versions[i] = x[i]._version();
+    }
+  }
+};
+
+#else
+
+struct FixMatchTrainer::CudaGraphStep {};
+
+#endif  // TRAINER_CUDA_GRAPHS
+
 absl::StatusOr<std::unique_ptr<FixMatchTrainer::Networks>>
 FixMatchTrainer::BuildNetworks(const ModelOptions& model_options,
                                const FixMatchOptions& options,
@@ -249,6 +374,7 @@ FixMatchTrainer::BuildNetworks(const ModelOptions& model_options,
                         std::make_unique<torch::optim::SGDOptions>(sgd(0.0)));
     networks->optimizer =
         std::make_unique<torch::optim::SGD>(std::move(groups), sgd(0.0));
+    if (options.momentum != 0) InitMomentumBuffers(*networks->optimizer);
   } catch (const c10::Error& e) {
     return absl::UnavailableError(absl::StrCat("cannot place the model on ",
                                                device.str(), ": ",
@@ -264,6 +390,10 @@ absl::StatusOr<std::unique_ptr<FixMatchTrainer>> FixMatchTrainer::Create(
   if (device.is_cuda() && !device.has_index())
     device = torch::Device(torch::kCUDA, 0);
   const bool channels_last = options.channels_last && device.is_cuda();
+  if (options.cuda_graph && device.is_cuda() && !TRAINER_CUDA_GRAPHS) {
+    return absl::UnimplementedError(
+        "cuda_graph needs a CUDA build of LibTorch >= 2.4");
+  }
   ASSIGN_OR_RETURN(at::Generator generator,
                    MakeGenerator(device, options.seed));
   ASSIGN_OR_RETURN(
@@ -284,6 +414,7 @@ FixMatchTrainer::FixMatchTrainer(const ModelOptions& model_options,
       device_(device),
       channels_last_(options.channels_last && device.is_cuda()),
       mixed_precision_(options.mixed_precision && device.is_cuda()),
+      use_cuda_graph_(options.cuda_graph && device.is_cuda()),
       networks_(std::move(networks)),
       generator_(std::move(generator)) {}
 
@@ -314,73 +445,169 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::Step(
     return absl::InvalidArgumentError(
         "labelled and unlabelled images differ in [C, H, W]");
   }
-  Networks& nets = *networks_;
   try {
-    const int64_t b = options_.batch_size;
-    const int64_t ub = static_cast<int64_t>(options_.mu) * b;
-    const auto index_options =
-        torch::TensorOptions().dtype(at::kLong).device(device_);
-    Tensor labelled_index =
-        at::randint(labelled_images.size(0), {b}, generator_, index_options);
-    Tensor unlabelled_index =
-        at::randint(unlabelled_images.size(0), {ub}, generator_, index_options);
-    Tensor targets = labelled_targets.index_select(0, labelled_index);
-    Tensor unlabelled = unlabelled_images.index_select(0, unlabelled_index);
-    // One gather for the labelled batch, the weak unlabelled views and the
-    // flip-and-shift base of the strong views (independent draws each).
-    Tensor weak =
-        WeakAugment(at::cat({labelled_images.index_select(0, labelled_index),
-                             unlabelled, unlabelled}),
-                    generator_, options_.weak);
-    Tensor strong =
-        StrongAugment(weak.narrow(0, b + ub, ub), generator_, options_.strong);
-    weak = weak.narrow(0, 0, b + ub);
-    const bool teacher_is_ema = options_.use_ema_for_pseudo_labels;
-    Tensor inputs = teacher_is_ema ? at::cat({weak.narrow(0, 0, b), strong})
-                                   : at::cat({weak, strong});
-    if (channels_last_) {
-      inputs = inputs.contiguous(at::MemoryFormat::ChannelsLast);
+#if TRAINER_CUDA_GRAPHS
+    if (use_cuda_graph_) {
+      return GraphStep(labelled_images, labelled_targets, unlabelled_images);
     }
-    Tensor logits;
-    Tensor logits_u_weak;
-    {
-      ScopedCudaAutocast autocast(mixed_precision_);
-      logits = nets.model->forward(inputs).logits;
-      if (teacher_is_ema) {
-        torch::NoGradGuard no_grad;
-        Tensor teacher_inputs = weak.narrow(0, b, ub);
-        if (channels_last_) {
-          teacher_inputs =
-              teacher_inputs.contiguous(at::MemoryFormat::ChannelsLast);
-        }
-        logits_u_weak = nets.ema->forward(teacher_inputs).logits;
-      }
-    }
-    Tensor logits_x = logits.narrow(0, 0, b);
-    Tensor logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
-    if (!teacher_is_ema) logits_u_weak = logits.narrow(0, b, ub);
-    FixMatchLoss loss =
-        ComputeFixMatchLoss(logits_x, targets, logits_u_weak, logits_u_strong,
-                            options_.threshold, options_.lambda_u);
-
+#endif
     const double lr = next_lr();
-    for (auto& group : nets.optimizer->param_groups()) {
-      static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
-      for (auto& p : group.params()) p.mutable_grad() = Tensor();
-    }
-    loss.total.backward();
-    nets.optimizer->step();
-    UpdateEma(*nets.ema, *nets.model, options_.ema_decay);
+    FixMatchLoss loss = RunStep(labelled_images, labelled_targets,
+                                unlabelled_images, lr, /*neg_lr=*/Tensor());
     ++step_;
-    return FixMatchStepStats{
-        {loss.total.detach(), loss.supervised.detach(),
-         loss.unsupervised.detach(), loss.mask_rate.detach()},
-        lr,
-        step_};
+    return FixMatchStepStats{{loss.total.detach(), loss.supervised.detach(),
+                              loss.unsupervised.detach(),
+                              loss.mask_rate.detach()},
+                             lr,
+                             step_};
   } catch (const c10::Error& e) {
     return TorchErrorToStatus(e, "FixMatch step failed");
   }
 }
+
+FixMatchLoss FixMatchTrainer::RunStep(const Tensor& labelled_images,
+                                      const Tensor& labelled_targets,
+                                      const Tensor& unlabelled_images,
+                                      double lr, const Tensor& neg_lr) {
+  Networks& nets = *networks_;
+  const int64_t b = options_.batch_size;
+  const int64_t ub = static_cast<int64_t>(options_.mu) * b;
+  const auto index_options =
+      torch::TensorOptions().dtype(at::kLong).device(device_);
+  Tensor labelled_index =
+      at::randint(labelled_images.size(0), {b}, generator_, index_options);
+  Tensor unlabelled_index =
+      at::randint(unlabelled_images.size(0), {ub}, generator_, index_options);
+  Tensor targets = labelled_targets.index_select(0, labelled_index);
+  Tensor unlabelled = unlabelled_images.index_select(0, unlabelled_index);
+  // One gather for the labelled batch, the weak unlabelled views and the
+  // flip-and-shift base of the strong views (independent draws each).
+  Tensor weak = WeakAugment(
+      at::cat({labelled_images.index_select(0, labelled_index), unlabelled,
+               unlabelled}),
+      generator_, options_.weak);
+  Tensor strong =
+      StrongAugment(weak.narrow(0, b + ub, ub), generator_, options_.strong);
+  weak = weak.narrow(0, 0, b + ub);
+  const bool teacher_is_ema = options_.use_ema_for_pseudo_labels;
+  Tensor inputs = teacher_is_ema ? at::cat({weak.narrow(0, 0, b), strong})
+                                 : at::cat({weak, strong});
+  if (channels_last_) {
+    inputs = inputs.contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  Tensor logits;
+  Tensor logits_u_weak;
+  {
+    ScopedCudaAutocast autocast(mixed_precision_);
+    logits = nets.model->forward(inputs).logits;
+    if (teacher_is_ema) {
+      torch::NoGradGuard no_grad;
+      Tensor teacher_inputs = weak.narrow(0, b, ub);
+      if (channels_last_) {
+        teacher_inputs =
+            teacher_inputs.contiguous(at::MemoryFormat::ChannelsLast);
+      }
+      logits_u_weak = nets.ema->forward(teacher_inputs).logits;
+    }
+  }
+  Tensor logits_x = logits.narrow(0, 0, b);
+  Tensor logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
+  if (!teacher_is_ema) logits_u_weak = logits.narrow(0, b, ub);
+  FixMatchLoss loss =
+      ComputeFixMatchLoss(logits_x, targets, logits_u_weak, logits_u_strong,
+                          options_.threshold, options_.lambda_u);
+
+  for (auto& group : nets.optimizer->param_groups()) {
+    static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+    for (auto& p : group.params()) p.mutable_grad() = Tensor();
+  }
+  loss.total.backward();
+  SgdStep(*nets.optimizer, lr, neg_lr);
+  UpdateEma(*nets.ema, *nets.model, options_.ema_decay);
+  return loss;
+}
+
+#if TRAINER_CUDA_GRAPHS
+
+absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
+    const Tensor& labelled_images, const Tensor& labelled_targets,
+    const Tensor& unlabelled_images) {
+  const std::array<Tensor, 3> inputs = {labelled_images, labelled_targets,
+                                        unlabelled_images};
+  if (graph_ != nullptr && !graph_->FitsShapes(inputs)) {
+    graph_.reset();
+    graph_warmup_done_ = 0;
+  }
+  if (graph_ == nullptr) {
+    // Eager warm-up steps on a side stream (cuDNN autotuning, lazy
+    // initialisation), then capture on it: PyTorch's whole-network capture
+    // recipe.
+    c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
+    torch::cuda::synchronize();
+    if (graph_warmup_done_ < kCudaGraphWarmupSteps) {
+      const double lr = next_lr();
+      FixMatchLoss loss;
+      {
+        c10::cuda::CUDAStreamGuard guard(side);
+        loss = RunStep(labelled_images, labelled_targets, unlabelled_images,
+                       lr, /*neg_lr=*/Tensor());
+      }
+      torch::cuda::synchronize();
+      ++graph_warmup_done_;
+      ++step_;
+      return FixMatchStepStats{{loss.total.detach(), loss.supervised.detach(),
+                                loss.unsupervised.detach(),
+                                loss.mask_rate.detach()},
+                               lr,
+                               step_};
+    }
+    auto captured = std::make_unique<CudaGraphStep>();
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      captured->inputs[i] = inputs[i].clone();
+      captured->sources[i] = inputs[i];
+      captured->source_versions[i] = inputs[i]._version();
+    }
+    captured->neg_lr = at::zeros(
+        {}, torch::TensorOptions().dtype(at::kFloat).device(device_));
+    torch::cuda::synchronize();
+    {
+      c10::cuda::CUDAStreamGuard guard(side);
+      const bool cache_was_enabled = at::autocast::is_autocast_cache_enabled();
+      at::autocast::set_autocast_cache_enabled(false);
+      captured->graph.register_generator_state(generator_);
+      captured->graph.capture_begin();
+      try {
+        FixMatchLoss loss =
+            RunStep(captured->inputs[0], captured->inputs[1],
+                    captured->inputs[2], /*lr=*/0.0, captured->neg_lr);
+        captured->stats = at::stack(
+            {loss.total.detach(), loss.supervised.detach(),
+             loss.unsupervised.detach(), loss.mask_rate.detach()});
+      } catch (...) {
+        // Leave capture mode so the stream stays usable, then rethrow.
+        try {
+          captured->graph.capture_end();
+        } catch (...) {
+        }
+        at::autocast::set_autocast_cache_enabled(cache_was_enabled);
+        throw;
+      }
+      captured->graph.capture_end();
+      at::autocast::set_autocast_cache_enabled(cache_was_enabled);
+    }
+    torch::cuda::synchronize();
+    graph_ = std::move(captured);
+  }
+  graph_->Refresh(inputs);
+  const double lr = next_lr();
+  graph_->neg_lr.fill_(-lr);
+  graph_->graph.replay();
+  ++step_;
+  Tensor stats = graph_->stats.clone();
+  return FixMatchStepStats{{stats[0], stats[1], stats[2], stats[3]}, lr, step_};
+}
+
+#endif  // TRAINER_CUDA_GRAPHS
 
 absl::StatusOr<Predictions> FixMatchTrainer::Predict(const Tensor& images,
                                                      bool use_ema) {
@@ -501,6 +728,8 @@ absl::Status FixMatchTrainer::Load(const std::string& path) {
     return absl::DataLossError(absl::StrCat("cannot read checkpoint ", path,
                                             ": ", e.what_without_backtrace()));
   }
+  graph_.reset();
+  graph_warmup_done_ = 0;
   networks_ = std::move(networks);
   step_ = step;
   return absl::OkStatus();

@@ -48,6 +48,13 @@ struct FixMatchOptions {
   bool mixed_precision = true;
   // channels_last weights and inputs on CUDA; ignored on CPU.
   bool channels_last = true;
+  // On CUDA, capture the whole step (sampling, augmentation, forward,
+  // backward, SGD, EMA) as a CUDA graph and replay it, removing nearly all
+  // host overhead. The first 3 steps after the input tensors change run
+  // eagerly (warm-up), the 4th captures. Needs a CUDA build of LibTorch
+  // >= 2.4 and no other CUDA work on the device while a capture runs;
+  // ignored on CPU.
+  bool cuda_graph = false;
   // Seed of the trainer's generator (batch sampling and augmentation).
   uint64_t seed = 0;
   // Images per forward pass in Predict.
@@ -104,13 +111,15 @@ struct Predictions {
 
 // Owns a classifier, its EMA copy, an SGD optimizer, the step counter and a
 // generator, all on one device. Not thread-safe: call from one thread.
+// The optimizer holds the parameter groups and momentum buffers (and is what
+// Save writes); steps apply its update rule with foreach kernels.
 class FixMatchTrainer {
  public:
   // Builds the model and EMA copy (identical at start) on `device`. Returns
   // INVALID_ARGUMENT for bad options (see MakeModel; batch_size, mu,
   // total_steps, predict_batch_size must be positive, threshold in [0, 1],
-  // ema_decay in [0, 1]) and UNAVAILABLE / UNIMPLEMENTED if `device` cannot
-  // be used.
+  // ema_decay in [0, 1]; nesterov needs momentum > 0) and UNAVAILABLE /
+  // UNIMPLEMENTED if `device` (or cuda_graph on it) cannot be used.
   static absl::StatusOr<std::unique_ptr<FixMatchTrainer>> Create(
       const ModelOptions& model_options, const FixMatchOptions& options,
       torch::Device device);
@@ -126,7 +135,8 @@ class FixMatchTrainer {
   // and updates the EMA. labelled_images [L, C, H, W] and
   // unlabelled_images [U, C, H, W] are float32 in [0, 1] and
   // labelled_targets [L] int64 in [0, num_classes), all on device(); L, U > 0.
-  // Does not synchronise with the device. Returns INVALID_ARGUMENT for
+  // Does not synchronise with the device (except around warm-up and capture
+  // with cuda_graph). Returns INVALID_ARGUMENT for
   // inputs of the wrong shape, type or device, RESOURCE_EXHAUSTED when
   // memory runs out and INTERNAL for other LibTorch errors.
   absl::StatusOr<FixMatchStepStats> Step(
@@ -172,6 +182,21 @@ class FixMatchTrainer {
       const ModelOptions& model_options, const FixMatchOptions& options,
       const torch::Device& device, bool channels_last);
 
+  // One eager step (inputs already validated) at learning rate `lr`, or at
+  // -neg_lr read on the device when neg_lr is defined. Throws c10::Error.
+  FixMatchLoss RunStep(const torch::Tensor& labelled_images,
+                       const torch::Tensor& labelled_targets,
+                       const torch::Tensor& unlabelled_images, double lr,
+                       const torch::Tensor& neg_lr);
+
+  // A captured step and what it reads; defined in CUDA builds only.
+  struct CudaGraphStep;
+  // Step with cuda_graph: warm-up, capture, then replay. Throws c10::Error.
+  absl::StatusOr<FixMatchStepStats> GraphStep(
+      const torch::Tensor& labelled_images,
+      const torch::Tensor& labelled_targets,
+      const torch::Tensor& unlabelled_images);
+
   FixMatchTrainer(const ModelOptions& model_options,
                   const FixMatchOptions& options, torch::Device device,
                   std::unique_ptr<Networks> networks, at::Generator generator);
@@ -182,9 +207,14 @@ class FixMatchTrainer {
   // Channels-last and autocast apply (CUDA only).
   bool channels_last_;
   bool mixed_precision_;
+  bool use_cuda_graph_;
   std::unique_ptr<Networks> networks_;
   at::Generator generator_;
   int64_t step_ = 0;
+  // cuda_graph: the captured step, and eager warm-up steps taken since the
+  // inputs last changed.
+  std::unique_ptr<CudaGraphStep> graph_;
+  int graph_warmup_done_ = 0;
 };
 
 }  // namespace trainer

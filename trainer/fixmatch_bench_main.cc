@@ -4,8 +4,10 @@
 //   fixmatch_bench --data_dir=/usr/share/datasets/fashion-mnist --steps=4000
 // Throughput is measured between two device synchronisations.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -33,6 +35,7 @@ ABSL_FLAG(std::string, device, "auto", "auto (cuda if available), cpu or cuda.")
 ABSL_FLAG(bool, mixed_precision, true, "bf16 autocast on CUDA.");
 ABSL_FLAG(bool, channels_last, true, "channels_last on CUDA.");
 ABSL_FLAG(bool, ema_teacher, false, "Pseudo-label with the EMA model.");
+ABSL_FLAG(bool, cuda_graph, false, "Capture and replay steps as CUDA graphs.");
 ABSL_FLAG(bool, cudnn_benchmark, true,
           "Let cuDNN pick the fastest algorithms (process-wide setting).");
 ABSL_FLAG(uint64_t, seed, 0, "Trainer and labelled-subset seed.");
@@ -117,6 +120,7 @@ int Run() {
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.channels_last = absl::GetFlag(FLAGS_channels_last);
   options.use_ema_for_pseudo_labels = absl::GetFlag(FLAGS_ema_teacher);
+  options.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
   options.seed = absl::GetFlag(FLAGS_seed);
   const int steps = absl::GetFlag(FLAGS_steps);
   options.total_steps = std::max(steps, 1);
@@ -125,12 +129,13 @@ int Run() {
   if (!trainer.ok()) return Fail(trainer.status());
   std::printf(
       "device=%s arch=%s width=%d batch=%d mu=%d bf16=%d channels_last=%d "
-      "ema_teacher=%d\n",
+      "ema_teacher=%d cuda_graph=%d\n",
       device.str().c_str(), model_options.arch.c_str(), model_options.width,
       options.batch_size, options.mu,
       options.mixed_precision && use_cuda ? 1 : 0,
       options.channels_last && use_cuda ? 1 : 0,
-      options.use_ema_for_pseudo_labels ? 1 : 0);
+      options.use_ema_for_pseudo_labels ? 1 : 0,
+      options.cuda_graph && use_cuda ? 1 : 0);
 
   Data data;
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);

@@ -1,6 +1,6 @@
 #include "trainer/label_free_features.h"
 
-#include <torch/linalg.h>
+#include <ATen/ATen.h>
 #include <torch/utils.h>
 
 #include <tuple>
@@ -35,8 +35,7 @@ absl::StatusOr<torch::Tensor> LabelFreeFeatures(
     const torch::Tensor fit = x.slice(0, 0, n, stride) - mean;
     const torch::Tensor covariance = fit.t().mm(fit) / (fit.size(0) - 1);
     // eigh: ascending eigenvalues; the last `dims` columns are the top ones.
-    const torch::Tensor vectors =
-        std::get<1>(torch::linalg::eigh(covariance, "L"));
+    const torch::Tensor vectors = std::get<1>(at::linalg_eigh(covariance, "L"));
     torch::Tensor components =
         vectors.slice(1, pixels - options.dims, pixels).flip({1});
     const torch::Tensor largest = components.abs().argmax(0, /*keepdim=*/true);

@@ -95,8 +95,8 @@ int main(int argc, char** argv) {
   trainer::StrategyOptions options;
   options.kmeans_iterations = absl::GetFlag(FLAGS_kmeans_iterations);
   options.kmeans_tolerance = absl::GetFlag(FLAGS_kmeans_tolerance);
-  const std::vector<std::string> specs = absl::StrSplit(
-      absl::GetFlag(FLAGS_strategies), ',', absl::SkipEmpty());
+  const std::vector<std::string> specs =
+      absl::StrSplit(absl::GetFlag(FLAGS_strategies), ',', absl::SkipEmpty());
   for (const std::string& spec : specs) {
     absl::StatusOr<std::unique_ptr<trainer::SelectionStrategy>> strategy =
         trainer::MakeSelectionStrategy(spec, options);

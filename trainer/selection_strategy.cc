@@ -293,10 +293,11 @@ torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
   return assign;
 }
 
-// The member with the highest typicality, 1 / (mean distance to its
-// `neighbors` nearest other members). Neighbours are looked for among at most
-// `max_references` members drawn from `rng` (all when fewer); every member is
-// scored. members: positions into x, not empty.
+// The member with the highest typicality, 1 / (mean L2 distance to its k
+// nearest other members), k = min(typicality_neighbors, references / 2).
+// The references are at most typicality_max_references members drawn from
+// `rng` (all members when fewer); every member is scored against them.
+// members: positions into x, not empty.
 int64_t MostTypical(const torch::Tensor& x, const std::vector<int64_t>& members,
                     const StrategyOptions& options, std::mt19937_64& rng) {
   const int64_t n = members.size();
@@ -410,7 +411,12 @@ class TypiclustStrategy final : public TorchStrategy {
   // those with fewer labelled points, larger first (clusters of at most
   // min_cluster_size points only once the others are used up), and each visit
   // takes the most typical point among the cluster's unlabelled, unselected
-  // points.
+  // points. Differences from the authors' code: k-means++ and Lloyd's on the
+  // device instead of scikit-learn, plain rather than squared L2 distances in
+  // the typicality, and typicality measured against at most
+  // typicality_max_references points of a cluster (only clusters larger than
+  // that are affected: with 2000 references, an estimate of each point's
+  // 20-NN density that keeps the cost linear in the cluster's size).
   absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
                                                   int64_t count) override {
     ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));

@@ -102,6 +102,7 @@ class Run {
   double window_steps_per_s_ = 0;
   double last_mask_rate_ = 0;
   double last_loss_ = 0;
+  bool time_limit_logged_ = false;
 };
 
 ProgressState Run::Progress() const {
@@ -290,6 +291,16 @@ absl::Status Run::TrainUntil(int round, int64_t end_step) {
   int64_t window_first_step = trainer_->step();
   double window_excluded_s = 0;
   while (trainer_->step() < end_step) {
+    if (options_.max_train_seconds > 0 &&
+        absl::ToDoubleSeconds(absl::Now() - start_) > options_.max_train_seconds) {
+      if (!time_limit_logged_) {
+        Log(absl::StrCat("time limit of ", options_.max_train_seconds,
+                         " s reached at step ", trainer_->step(),
+                         "; no further training"));
+        time_limit_logged_ = true;
+      }
+      break;
+    }
     if (StopRequested()) {
       RETURN_IF_ERROR(Checkpoint());
       progress_.Finish(Progress());

@@ -57,6 +57,10 @@ struct TrainerOptions {
   int64_t log_every = 50;
   // Checkpoint every N steps (0: only at round ends and on stop).
   int64_t checkpoint_every = 1000;
+  // Wall-clock limit on training, counted from the start of the run (0: none).
+  // Once reached, every remaining round still buys its labels but trains no
+  // further; the run then evaluates and writes its report as usual.
+  double max_train_seconds = 0;
   // "auto" (CUDA when available), "cpu" or "cuda[:index]".
   std::string device = "auto";
   // Seeds model initialisation, batches, augmentation and selection.

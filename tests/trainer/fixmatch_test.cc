@@ -170,6 +170,16 @@ FixMatchOptions ToyFixMatch(uint64_t seed) {
   return options;
 }
 
+TEST(FixMatchTrainerTest, CudaGraphIsIgnoredOnCpu) {
+  ToyData data = MakeToyData();
+  FixMatchOptions options = ToyFixMatch(1);
+  options.cuda_graph = true;
+  auto trainer = FixMatchTrainer::Create(ToyModel(), options, at::kCPU);
+  ASSERT_THAT(trainer, IsOk());
+  EXPECT_THAT((*trainer)->Step(data.labelled, data.targets, data.unlabelled),
+              IsOk());
+}
+
 TEST(FixMatchTrainerTest, CreateRejectsBadOptions) {
   FixMatchOptions zero_batch = ToyFixMatch(1);
   zero_batch.batch_size = 0;
@@ -440,6 +450,61 @@ TEST(FixMatchCudaTest, TrainsPredictsAndRoundTrips) {
   }
   // The restored trainer keeps training.
   EXPECT_THAT((*restored)->Step(labelled, targets, unlabelled), IsOk());
+}
+
+TEST(FixMatchCudaTest, CudaGraphStepsTrainFollowInputsAndRoundTrip) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  ToyData data = MakeToyData();
+  at::Tensor labelled = data.labelled.to(cuda), targets = data.targets.to(cuda),
+             unlabelled = data.unlabelled.to(cuda), test = data.test.to(cuda);
+  FixMatchOptions options = ToyFixMatch(7);
+  options.cuda_graph = true;
+  auto trainer = FixMatchTrainer::Create(ToyModel(), options, cuda);
+  ASSERT_THAT(trainer, IsOk());
+  std::vector<double> losses;
+  for (int i = 0; i < 40; ++i) {
+    auto stats = (*trainer)->Step(labelled, targets, unlabelled);
+    ASSERT_THAT(stats, IsOk());
+    EXPECT_EQ(stats->step, i + 1);
+    EXPECT_DOUBLE_EQ(stats->lr, CosineLearningRate(0.03, i, 100));
+    losses.push_back(stats->loss.supervised.item<double>());
+  }
+  // Replayed steps report their own losses (not one captured value).
+  EXPECT_NE(losses[10], losses[11]);
+  EXPECT_LT(losses[36] + losses[37] + losses[38] + losses[39],
+            0.5 * (losses[0] + losses[1] + losses[2] + losses[3]));
+  auto predictions = (*trainer)->Predict(test, /*use_ema=*/false);
+  ASSERT_THAT(predictions, IsOk());
+  EXPECT_GE(predictions->probs.argmax(1).cpu().eq(data.test_targets)
+                .to(at::kFloat).mean().item<double>(),
+            0.9);
+
+  // New tensors of the same shapes are copied in; a new shape recaptures.
+  at::Tensor unlabelled_copy = unlabelled.clone();
+  EXPECT_THAT((*trainer)->Step(labelled, targets, unlabelled_copy), IsOk());
+  unlabelled_copy.mul_(0.5f);  // in-place change is seen too
+  EXPECT_THAT((*trainer)->Step(labelled, targets, unlabelled_copy), IsOk());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THAT((*trainer)->Step(labelled.narrow(0, 0, 10),
+                                 targets.narrow(0, 0, 10), unlabelled),
+                IsOk());
+  }
+  EXPECT_EQ((*trainer)->step(), 47);
+
+  const std::string path = testing::TempDir() + "/fixmatch_cuda_graph.pt";
+  ASSERT_THAT((*trainer)->Save(path), IsOk());
+  auto restored = FixMatchTrainer::Create(ToyModel(), options, cuda);
+  ASSERT_THAT(restored, IsOk());
+  ASSERT_THAT((*restored)->Load(path), IsOk());
+  auto a = (*trainer)->Predict(test, true);
+  auto b = (*restored)->Predict(test, true);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_TRUE(at::allclose(a->probs, b->probs, 1e-5, 1e-6));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THAT((*restored)->Step(labelled, targets, unlabelled), IsOk());
+  }
 }
 
 }  // namespace

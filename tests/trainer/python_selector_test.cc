@@ -1,13 +1,12 @@
 // GrpcSelectionStrategy against examples/selector_random.py run as a child
 // process. Skipped where the configured Python cannot import grpc.
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -37,7 +36,8 @@ int RunQuietly(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
   std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid;
   const int rc =
@@ -67,11 +67,11 @@ class PythonSelectorTest : public testing::Test {
         "--port_file=" + port_file,
         std::string("--stubs_dir=") + FEWLABELS_PY_STUBS_DIR};
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    ASSERT_EQ(posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(),
-                          environ),
-              0);
+    ASSERT_EQ(
+        posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ), 0);
 
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(30);

@@ -209,15 +209,15 @@ TEST(KCenterStrategyTest, ValidOnARandomPool) {
 PoolState TwoClusters() {
   // (radius, angle in degrees) around the axis; radius 0 is the centre.
   const std::vector<std::pair<double, double>> a = {
-      {0, 0},      {0.05, 0},   {0.05, 60},  {0.05, 120}, {0.05, 180},
-      {0.05, 240}, {0.05, 300}, {0.3, 30},   {0.3, 120},  {0.3, 210},
-      {0.3, 300}};
+      {0, 0},      {0.05, 0}, {0.05, 60}, {0.05, 120}, {0.05, 180}, {0.05, 240},
+      {0.05, 300}, {0.3, 30}, {0.3, 120}, {0.3, 210},  {0.3, 300}};
   const std::vector<std::pair<double, double>> b = {
-      {0.05, 0},    {0.05, 60},  {0.05, 120}, {0, 0},    {0.05, 180},
+      {0.05, 0},   {0.05, 60},  {0.05, 120}, {0, 0},    {0.05, 180},
       {0.05, 240}, {0.05, 300}, {0.3, 90},   {0.3, 270}};
   const auto ring = [](double radius, double degrees) {
-    return std::make_pair(static_cast<float>(radius * std::cos(degrees * kPi / 180)),
-                          static_cast<float>(radius * std::sin(degrees * kPi / 180)));
+    return std::make_pair(
+        static_cast<float>(radius * std::cos(degrees * kPi / 180)),
+        static_cast<float>(radius * std::sin(degrees * kPi / 180)));
   };
   PoolState pool;
   std::vector<torch::Tensor> rows;
@@ -351,7 +351,8 @@ class FakeSelectorClient final : public SelectorClient {
                                      query.labelled_ids.end());
     std::vector<int64_t> ids;
     for (int64_t id : query.pool_ids) {
-      if (static_cast<int64_t>(ids.size()) < query.count && !labelled.count(id)) {
+      if (static_cast<int64_t>(ids.size()) < query.count &&
+          !labelled.count(id)) {
         ids.push_back(id);
       }
     }
@@ -384,7 +385,8 @@ TEST(GrpcSelectionStrategyTest, SendsThePoolAsPlainVectors) {
   EXPECT_EQ(seen.embedding_dim, 2);
   EXPECT_THAT(seen.embeddings, ElementsAre(0, 1, 2, 3, 4, 5));
   EXPECT_EQ(seen.num_classes, 2);
-  EXPECT_THAT(seen.probabilities, ElementsAre(0.25f, 0.5f, 0.75f, 1.0f, 0.5f, 0.0f));
+  EXPECT_THAT(seen.probabilities,
+              ElementsAre(0.25f, 0.5f, 0.75f, 1.0f, 0.5f, 0.0f));
   EXPECT_THAT(seen.labelled_ids, ElementsAre(5));
   EXPECT_EQ(seen.round, 3);
   EXPECT_EQ(seen.seed, 9u);
@@ -426,9 +428,9 @@ TEST(LabelFreeFeaturesTest, RejectsBadDims) {
   EXPECT_THAT(LabelFreeFeatures(images, 785),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "dims must be in [1, 784], got 785"));
-  EXPECT_THAT(LabelFreeFeatures(torch::rand({1, 1, 28, 28}), 8),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("N >= 2")));
+  EXPECT_THAT(
+      LabelFreeFeatures(torch::rand({1, 1, 28, 28}), 8),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("N >= 2")));
 }
 
 TEST(LabelFreeFeaturesTest, UnitRowsAtMnistShape) {
@@ -440,8 +442,8 @@ TEST(LabelFreeFeaturesTest, UnitRowsAtMnistShape) {
       LabelFreeFeatures(torch::rand({1000, 1, 28, 28}), options);
   ASSERT_THAT(features, IsOk());
   ASSERT_EQ(features->sizes(), torch::IntArrayRef({1000, 32}));
-  EXPECT_TRUE(torch::allclose(features->norm(2, {1}), torch::ones({1000}),
-                              1e-4, 1e-5));
+  EXPECT_TRUE(
+      torch::allclose(features->norm(2, {1}), torch::ones({1000}), 1e-4, 1e-5));
 }
 
 }  // namespace
