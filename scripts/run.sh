@@ -47,8 +47,8 @@ if [[ "$DEVICE" == cuda* ]]; then
   CONFIG=(--steps=20000 --eval_every=2000)
 else
   echo "== no CUDA: short CPU configuration (checks the pipeline; the >90 % target needs a GPU)"
-  CONFIG=(--steps=300 --train_limit=5000 --width=16 --batch=32 --mu=3 --eval_every=100
-          --log_every=10)
+  CONFIG=(--steps=300 --train_limit=5000 --width=16 --batch=16 --mu=2 --eval_every=0
+          --log_every=10 --checkpoint_every=100)
 fi
 "$BUILD_DIR/trainer/trainer" --oracle=127.0.0.1:$PORT --budget="$BUDGET" \
   --experiment="main-$(basename "$RUN_DIR")" --out_dir="$RUN_DIR/trainer" \

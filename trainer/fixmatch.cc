@@ -300,6 +300,13 @@ struct FixMatchTrainer::Networks {
 
 // A captured training step and its fixed inputs and outputs.
 struct FixMatchTrainer::CudaGraphStep {
+  // Warm-up steps and capture run on this stream (one per trainer shape
+  // set, so cuDNN/cuBLAS state warmed up is the state captured).
+  c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  // Eager warm-up steps taken; the graph is captured after
+  // kCudaGraphWarmupSteps of them.
+  int warmup_steps = 0;
+  bool captured = false;
   at::cuda::CUDAGraph graph;
   Tensor neg_lr;  // 0-d float32, -learning rate, written before each replay
   Tensor stats;   // [4]: total, supervised, unsupervised, mask_rate
@@ -309,9 +316,12 @@ struct FixMatchTrainer::CudaGraphStep {
   std::array<Tensor, 3> sources;
   std::array<int64_t, 3> source_versions{};
 
+  // Whether `x` has the shapes of the last inputs seen (warm-up or capture).
   bool FitsShapes(const std::array<Tensor, 3>& x) const {
     for (size_t i = 0; i < x.size(); ++i) {
-      if (x[i].sizes() != inputs[i].sizes()) return false;
+      if (!sources[i].defined() || x[i].sizes() != sources[i].sizes()) {
+        return false;
+      }
     }
     return true;
   }
@@ -534,26 +544,28 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
     const Tensor& unlabelled_images) {
   const std::array<Tensor, 3> inputs = {labelled_images, labelled_targets,
                                         unlabelled_images};
-  if (graph_ != nullptr && !graph_->FitsShapes(inputs)) {
+  if (graph_ != nullptr && graph_->captured && !graph_->FitsShapes(inputs)) {
     graph_.reset();
-    graph_warmup_done_ = 0;
   }
-  if (graph_ == nullptr) {
-    // Eager warm-up steps on a side stream (cuDNN autotuning, lazy
-    // initialisation), then capture on it: PyTorch's whole-network capture
-    // recipe.
-    c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
+  if (graph_ == nullptr) graph_ = std::make_unique<CudaGraphStep>();
+  CudaGraphStep& g = *graph_;
+  if (!g.captured) {
+    // PyTorch's whole-network capture recipe: eager warm-up steps on a side
+    // stream (cuDNN autotuning, lazy initialisation), then capture on it.
     torch::cuda::synchronize();
-    if (graph_warmup_done_ < kCudaGraphWarmupSteps) {
+    // Warm up (again) for new shapes: capture must not autotune.
+    if (g.warmup_steps > 0 && !g.FitsShapes(inputs)) g.warmup_steps = 0;
+    if (g.warmup_steps < kCudaGraphWarmupSteps) {
+      g.sources = inputs;
       const double lr = next_lr();
       FixMatchLoss loss;
       {
-        c10::cuda::CUDAStreamGuard guard(side);
+        c10::cuda::CUDAStreamGuard guard(g.stream);
         loss = RunStep(labelled_images, labelled_targets, unlabelled_images,
                        lr, /*neg_lr=*/Tensor());
       }
       torch::cuda::synchronize();
-      ++graph_warmup_done_;
+      ++g.warmup_steps;
       ++step_;
       return FixMatchStepStats{{loss.total.detach(), loss.supervised.detach(),
                                 loss.unsupervised.detach(),
@@ -561,49 +573,48 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
                                lr,
                                step_};
     }
-    auto captured = std::make_unique<CudaGraphStep>();
     for (size_t i = 0; i < inputs.size(); ++i) {
-      captured->inputs[i] = inputs[i].clone();
-      captured->sources[i] = inputs[i];
-      captured->source_versions[i] = inputs[i]._version();
+      g.inputs[i] = inputs[i].clone();
+      g.sources[i] = inputs[i];
+      g.source_versions[i] = inputs[i]._version();
     }
-    captured->neg_lr = at::zeros(
+    g.neg_lr = at::zeros(
         {}, torch::TensorOptions().dtype(at::kFloat).device(device_));
     torch::cuda::synchronize();
     {
-      c10::cuda::CUDAStreamGuard guard(side);
+      c10::cuda::CUDAStreamGuard guard(g.stream);
       const bool cache_was_enabled = at::autocast::is_autocast_cache_enabled();
       at::autocast::set_autocast_cache_enabled(false);
-      captured->graph.register_generator_state(generator_);
-      captured->graph.capture_begin();
+      g.graph.register_generator_state(generator_);
+      g.graph.capture_begin();
       try {
-        FixMatchLoss loss =
-            RunStep(captured->inputs[0], captured->inputs[1],
-                    captured->inputs[2], /*lr=*/0.0, captured->neg_lr);
-        captured->stats = at::stack(
-            {loss.total.detach(), loss.supervised.detach(),
-             loss.unsupervised.detach(), loss.mask_rate.detach()});
+        FixMatchLoss loss = RunStep(g.inputs[0], g.inputs[1], g.inputs[2],
+                                    /*lr=*/0.0, g.neg_lr);
+        g.stats = at::stack({loss.total.detach(), loss.supervised.detach(),
+                             loss.unsupervised.detach(),
+                             loss.mask_rate.detach()});
       } catch (...) {
         // Leave capture mode so the stream stays usable, then rethrow.
         try {
-          captured->graph.capture_end();
+          g.graph.capture_end();
         } catch (...) {
         }
         at::autocast::set_autocast_cache_enabled(cache_was_enabled);
+        graph_.reset();
         throw;
       }
-      captured->graph.capture_end();
+      g.graph.capture_end();
       at::autocast::set_autocast_cache_enabled(cache_was_enabled);
     }
     torch::cuda::synchronize();
-    graph_ = std::move(captured);
+    g.captured = true;
   }
-  graph_->Refresh(inputs);
+  g.Refresh(inputs);
   const double lr = next_lr();
-  graph_->neg_lr.fill_(-lr);
-  graph_->graph.replay();
+  g.neg_lr.fill_(-lr);
+  g.graph.replay();
   ++step_;
-  Tensor stats = graph_->stats.clone();
+  Tensor stats = g.stats.clone();
   return FixMatchStepStats{{stats[0], stats[1], stats[2], stats[3]}, lr, step_};
 }
 
@@ -729,7 +740,6 @@ absl::Status FixMatchTrainer::Load(const std::string& path) {
                                             ": ", e.what_without_backtrace()));
   }
   graph_.reset();
-  graph_warmup_done_ = 0;
   networks_ = std::move(networks);
   step_ = step;
   return absl::OkStatus();

@@ -211,10 +211,9 @@ class FixMatchTrainer {
   std::unique_ptr<Networks> networks_;
   at::Generator generator_;
   int64_t step_ = 0;
-  // cuda_graph: the captured step, and eager warm-up steps taken since the
-  // inputs last changed.
+  // cuda_graph: warm-up state and the captured step for the current input
+  // shapes.
   std::unique_ptr<CudaGraphStep> graph_;
-  int graph_warmup_done_ = 0;
 };
 
 }  // namespace trainer

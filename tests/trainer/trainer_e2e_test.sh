@@ -113,7 +113,7 @@ diff <(journal_bought "$TMP/run2/purchases.log" | cut -d: -f1) <(audit_revealed 
 echo "== 4: an intent without a purchase is replayed with the same ids"
 mkdir -p "$TMP/run3"
 printf 'intent 0 5,7,11,13,17,19\n' > "$TMP/run3/purchases.log"
-"$BUILD/trainer/trainer" "${TINY[@]}" --experiment=replay --steps=4 --out_dir="$TMP/run3" \
+"$BUILD/trainer/trainer" "${TINY[@]}" --experiment=replay --steps=4 --round_steps=2,2 --out_dir="$TMP/run3" \
   --resume > /dev/null 2> "$TMP/run3.err" || { cat "$TMP/run3.err"; fail "replay run failed"; }
 grep -q "^bought 0 5:.*,7:.*,11:.*,13:.*,17:.*,19:" "$TMP/run3/purchases.log" ||
   fail "intent not replayed: $(cat "$TMP/run3/purchases.log")"
