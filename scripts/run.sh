@@ -8,7 +8,7 @@
 #
 # With CUDA LibTorch it runs the full configuration (100 labels, 20k steps).
 # On a CPU-only build (Debian's LibTorch) it runs a short configuration
-# automatically (a 5,000-image pool, a narrow model, a few hundred steps):
+# automatically (a 5,000-image pool, a narrow model, 1,000 steps):
 # that proves the pipeline end to end but cannot reach the accuracy target,
 # which needs a GPU.
 #
@@ -47,8 +47,8 @@ if [[ "$DEVICE" == cuda* ]]; then
   CONFIG=(--steps=20000 --eval_every=2000)
 else
   echo "== no CUDA: short CPU configuration (checks the pipeline; the >90 % target needs a GPU)"
-  CONFIG=(--steps=300 --train_limit=5000 --width=16 --batch=16 --mu=2 --eval_every=0
-          --log_every=10 --checkpoint_every=100)
+  CONFIG=(--steps=1000 --train_limit=5000 --width=16 --batch=16 --mu=2 --eval_every=0
+          --ema=0.99 --log_every=20 --checkpoint_every=200)
 fi
 "$BUILD_DIR/trainer/trainer" --oracle=127.0.0.1:$PORT --budget="$BUDGET" \
   --experiment="main-$(basename "$RUN_DIR")" --out_dir="$RUN_DIR/trainer" \

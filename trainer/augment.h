@@ -52,10 +52,14 @@ inline constexpr int kNumStrongOps = 13;
 
 // RandAugment ranges as in FixMatch's RandAugment (AutoAugment's PIL ops);
 // each chosen op gets a magnitude m drawn uniformly from [0, 1] per image.
+// Geometric ops use the signed amount (2m - 1) * max. Solarize inverts
+// pixels >= (1 - m) * 256 / 255 (m = 0: none); posterize keeps
+// 8 - floor(m * (9 - min_posterize_bits)) bits; autocontrast and equalize
+// (PIL's, on the 8-bit histogram) ignore m.
 struct StrongAugmentOptions {
   // Distinct ops per image, 0..kNumStrongOps.
   int num_ops = 2;
-  // Rotation angle up to +-max_rotate_degrees (m scales the angle).
+  // Rotation angle up to +-max_rotate_degrees.
   double max_rotate_degrees = 30.0;
   // Shear factor up to +-max_shear.
   double max_shear = 0.3;
@@ -63,15 +67,15 @@ struct StrongAugmentOptions {
   double max_translate = 0.3;
   // Posterize keeps between min_posterize_bits and 8 bits.
   int min_posterize_bits = 4;
-  // Contrast, brightness and sharpness use a PIL enhance factor in
-  // [min_enhance, max_enhance] (1 is identity).
+  // Contrast, brightness and sharpness use the PIL enhance factor
+  // min_enhance + m * (max_enhance - min_enhance) (1 is identity).
   double min_enhance = 0.1;
   double max_enhance = 1.9;
-  // Solarize inverts pixels >= 1 - m (m = 0 leaves the image unchanged).
   // Cutout: after the ops, a square of side uniform in [1, cutout_max_fraction
   // * side] pixels at a uniform centre (clipped at the border) is set to
-  // cutout_fill. FixMatch's range is up to half the side.
+  // cutout_fill; 0 disables it. FixMatch's range is up to half the side.
   double cutout_max_fraction = 0.5;
+  // Value of cutout pixels (mid grey, as in FixMatch).
   float cutout_fill = 0.5f;
   // Value geometric ops shift in from outside the image (0 = background).
   float geometric_fill = 0.0f;

@@ -205,7 +205,8 @@ void InitMomentumBuffers(torch::optim::SGD& optimizer) {
 void SgdStep(torch::optim::SGD& optimizer, double lr, const Tensor& neg_lr) {
   torch::NoGradGuard no_grad;
   for (auto& group : optimizer.param_groups()) {
-    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
+    const auto& o =
+        static_cast<const torch::optim::SGDOptions&>(group.options());
     std::vector<Tensor> params, grads, buffers;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
@@ -465,11 +466,11 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::Step(
     FixMatchLoss loss = RunStep(labelled_images, labelled_targets,
                                 unlabelled_images, lr, /*neg_lr=*/Tensor());
     ++step_;
-    return FixMatchStepStats{{loss.total.detach(), loss.supervised.detach(),
-                              loss.unsupervised.detach(),
-                              loss.mask_rate.detach()},
-                             lr,
-                             step_};
+    return FixMatchStepStats{
+        {loss.total.detach(), loss.supervised.detach(),
+         loss.unsupervised.detach(), loss.mask_rate.detach()},
+        lr,
+        step_};
   } catch (const c10::Error& e) {
     return TorchErrorToStatus(e, "FixMatch step failed");
   }
@@ -492,10 +493,10 @@ FixMatchLoss FixMatchTrainer::RunStep(const Tensor& labelled_images,
   Tensor unlabelled = unlabelled_images.index_select(0, unlabelled_index);
   // One gather for the labelled batch, the weak unlabelled views and the
   // flip-and-shift base of the strong views (independent draws each).
-  Tensor weak = WeakAugment(
-      at::cat({labelled_images.index_select(0, labelled_index), unlabelled,
-               unlabelled}),
-      generator_, options_.weak);
+  Tensor weak =
+      WeakAugment(at::cat({labelled_images.index_select(0, labelled_index),
+                           unlabelled, unlabelled}),
+                  generator_, options_.weak);
   Tensor strong =
       StrongAugment(weak.narrow(0, b + ub, ub), generator_, options_.strong);
   weak = weak.narrow(0, 0, b + ub);
@@ -561,25 +562,25 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
       FixMatchLoss loss;
       {
         c10::cuda::CUDAStreamGuard guard(g.stream);
-        loss = RunStep(labelled_images, labelled_targets, unlabelled_images,
-                       lr, /*neg_lr=*/Tensor());
+        loss = RunStep(labelled_images, labelled_targets, unlabelled_images, lr,
+                       /*neg_lr=*/Tensor());
       }
       torch::cuda::synchronize();
       ++g.warmup_steps;
       ++step_;
-      return FixMatchStepStats{{loss.total.detach(), loss.supervised.detach(),
-                                loss.unsupervised.detach(),
-                                loss.mask_rate.detach()},
-                               lr,
-                               step_};
+      return FixMatchStepStats{
+          {loss.total.detach(), loss.supervised.detach(),
+           loss.unsupervised.detach(), loss.mask_rate.detach()},
+          lr,
+          step_};
     }
     for (size_t i = 0; i < inputs.size(); ++i) {
       g.inputs[i] = inputs[i].clone();
       g.sources[i] = inputs[i];
       g.source_versions[i] = inputs[i]._version();
     }
-    g.neg_lr = at::zeros(
-        {}, torch::TensorOptions().dtype(at::kFloat).device(device_));
+    g.neg_lr =
+        at::zeros({}, torch::TensorOptions().dtype(at::kFloat).device(device_));
     torch::cuda::synchronize();
     {
       c10::cuda::CUDAStreamGuard guard(g.stream);
@@ -590,9 +591,9 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
       try {
         FixMatchLoss loss = RunStep(g.inputs[0], g.inputs[1], g.inputs[2],
                                     /*lr=*/0.0, g.neg_lr);
-        g.stats = at::stack({loss.total.detach(), loss.supervised.detach(),
-                             loss.unsupervised.detach(),
-                             loss.mask_rate.detach()});
+        g.stats =
+            at::stack({loss.total.detach(), loss.supervised.detach(),
+                       loss.unsupervised.detach(), loss.mask_rate.detach()});
       } catch (...) {
         // Leave capture mode so the stream stays usable, then rethrow.
         try {

@@ -50,9 +50,11 @@ struct FixMatchOptions {
   bool channels_last = true;
   // On CUDA, capture the whole step (sampling, augmentation, forward,
   // backward, SGD, EMA) as a CUDA graph and replay it, removing nearly all
-  // host overhead. The first 3 steps after the input tensors change run
-  // eagerly (warm-up), the 4th captures. Needs a CUDA build of LibTorch
-  // >= 2.4 and no other CUDA work on the device while a capture runs;
+  // host overhead. The first 3 steps for new input shapes run eagerly
+  // (warm-up), the 4th captures. The graph reads private copies of the
+  // inputs (extra device memory of their size), refreshed when Step gets
+  // other tensors or ones modified in place. Needs a CUDA build of LibTorch
+  // >= 2.4 and no other CUDA work in the process while a capture runs;
   // ignored on CPU.
   bool cuda_graph = false;
   // Seed of the trainer's generator (batch sampling and augmentation).

@@ -31,7 +31,8 @@ ABSL_FLAG(int, batch, 64, "Labelled images per step.");
 ABSL_FLAG(int, mu, 7, "Unlabelled images per labelled image.");
 ABSL_FLAG(int, steps, 100, "Timed steps (also the cosine schedule length).");
 ABSL_FLAG(int, warmup, 10, "Untimed steps before timing (synthetic data).");
-ABSL_FLAG(std::string, device, "auto", "auto (cuda if available), cpu or cuda.");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (cuda if available), cpu or cuda.");
 ABSL_FLAG(bool, mixed_precision, true, "bf16 autocast on CUDA.");
 ABSL_FLAG(bool, channels_last, true, "channels_last on CUDA.");
 ABSL_FLAG(bool, ema_teacher, false, "Pseudo-label with the EMA model.");
@@ -91,11 +92,11 @@ absl::StatusOr<Data> LoadData(const std::string& dir, int num_labelled,
 }
 
 void PrintStats(const char* what, const trainer::FixMatchStepStats& s) {
-  std::printf(
-      "%s step %lld: loss %.4f sup %.4f unsup %.4f mask %.3f lr %.5f\n", what,
-      static_cast<long long>(s.step), s.loss.total.item<float>(),
-      s.loss.supervised.item<float>(), s.loss.unsupervised.item<float>(),
-      s.loss.mask_rate.item<float>(), s.lr);
+  std::printf("%s step %lld: loss %.4f sup %.4f unsup %.4f mask %.3f lr %.5f\n",
+              what, static_cast<long long>(s.step), s.loss.total.item<float>(),
+              s.loss.supervised.item<float>(),
+              s.loss.unsupervised.item<float>(), s.loss.mask_rate.item<float>(),
+              s.lr);
 }
 
 int Fail(const absl::Status& status) {
@@ -107,8 +108,8 @@ int Run() {
   const std::string device_flag = absl::GetFlag(FLAGS_device);
   const bool use_cuda = device_flag == "cuda" ||
                         (device_flag == "auto" && torch::cuda::is_available());
-  const torch::Device device = use_cuda ? torch::Device(torch::kCUDA, 0)
-                                        : torch::Device(torch::kCPU);
+  const torch::Device device =
+      use_cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   at::globalContext().setBenchmarkCuDNN(absl::GetFlag(FLAGS_cudnn_benchmark));
 
   trainer::ModelOptions model_options;
@@ -140,8 +141,8 @@ int Run() {
   Data data;
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (!data_dir.empty()) {
-    auto loaded = LoadData(data_dir, absl::GetFlag(FLAGS_labelled),
-                           options.seed, device);
+    auto loaded =
+        LoadData(data_dir, absl::GetFlag(FLAGS_labelled), options.seed, device);
     if (!loaded.ok()) return Fail(loaded.status());
     data = *std::move(loaded);
   } else {
@@ -205,8 +206,8 @@ int Run() {
   }
   Sync(device);
   const double seconds = SecondsSince(start);
-  std::printf("%d steps: %.2f steps/s (%.3f ms/step)\n", steps,
-              steps / seconds, 1000.0 * seconds / steps);
+  std::printf("%d steps: %.2f steps/s (%.3f ms/step)\n", steps, steps / seconds,
+              1000.0 * seconds / steps);
   PrintStats("last", last);
 
   const int sync_steps = absl::GetFlag(FLAGS_sync_steps);

@@ -66,6 +66,8 @@ ABSL_FLAG(double, weight_decay, 5e-4,
 ABSL_FLAG(double, ema, 0.999, "EMA decay of the evaluation weights");
 ABSL_FLAG(bool, ema_pseudo_labels, false, "pseudo-label with the EMA model");
 ABSL_FLAG(bool, bf16, true, "bf16 autocast on CUDA");
+ABSL_FLAG(bool, cuda_graph, true,
+          "on CUDA, capture each FixMatch step in a CUDA graph and replay it");
 ABSL_FLAG(bool, print_device, false,
           "print the device --device resolves to (cpu or cuda) and exit");
 
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
   options.fixmatch.use_ema_for_pseudo_labels =
       absl::GetFlag(FLAGS_ema_pseudo_labels);
   options.fixmatch.mixed_precision = absl::GetFlag(FLAGS_bf16);
+  options.fixmatch.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
 
   trainer::OracleClientOptions client_options;
   client_options.target = absl::GetFlag(FLAGS_oracle);

@@ -206,18 +206,28 @@ absl::StatusOr<Classifier> MakeModel(const ModelOptions& options) {
   return Classifier(options);
 }
 
+namespace {
+
+// A channels_last copy of `t` with true NHWC strides. (contiguous() leaves
+// tensors whose layout is ambiguous, such as a one-input-channel conv
+// weight, with NCHW strides, and cuDNN then runs that conv and the
+// BatchNorm after it in slow NCHW kernels.)
+at::Tensor NhwcCopy(const at::Tensor& t) {
+  at::Tensor nhwc = at::empty(
+      t.sizes(), t.options().memory_format(at::MemoryFormat::ChannelsLast));
+  nhwc.copy_(t);
+  return nhwc;
+}
+
+}  // namespace
+
 void ToChannelsLast(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& parameter : module.parameters()) {
-    if (parameter.dim() == 4) {
-      parameter.set_data(
-          parameter.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
+    if (parameter.dim() == 4) parameter.set_data(NhwcCopy(parameter.data()));
   }
   for (auto& buffer : module.buffers()) {
-    if (buffer.dim() == 4) {
-      buffer.set_data(buffer.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
+    if (buffer.dim() == 4) buffer.set_data(NhwcCopy(buffer.data()));
   }
 }
 

@@ -173,6 +173,9 @@ absl::Status Run::Prepare() {
   FixMatchOptions fixmatch = options_.fixmatch;
   fixmatch.total_steps = options_.total_steps;
   fixmatch.seed = options_.seed;
+  if (!device_.is_cuda()) fixmatch.cuda_graph = false;
+  // Fixed input shapes: let cuDNN pick its fastest algorithms.
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   ASSIGN_OR_RETURN(trainer_,
                    FixMatchTrainer::Create(model_options, fixmatch, device_));
   if (options_.resume && std::filesystem::exists(checkpoint)) {

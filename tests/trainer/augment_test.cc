@@ -1,9 +1,9 @@
 #include "trainer/augment.h"
 
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <cmath>
 #include <set>
@@ -107,7 +107,8 @@ TEST(WeakAugmentTest, ShiftsMoveWholeImageByAtMostFourPixels) {
 TEST(WeakAugmentTest, ShiftedInPixelsAreReflections) {
   // Column j of every row holds j / 27: a right shift by s reflects, so the
   // first column becomes s / 27 and the row stays a permutation of values.
-  at::Tensor x = (at::arange(28, at::kFloat) / 27).view({1, 1, 1, 28})
+  at::Tensor x = (at::arange(28, at::kFloat) / 27)
+                     .view({1, 1, 1, 28})
                      .expand({32, 1, 28, 28})
                      .contiguous();
   WeakAugmentOptions options;
@@ -161,8 +162,10 @@ TEST(StrongAugmentTest, CutoutIsOneFilledRectangleOfAtMostHalfTheSide) {
     ASSERT_GE(count, 1);
     at::Tensor rows = filled.any(1).nonzero();
     at::Tensor cols = filled.any(0).nonzero();
-    const int64_t height = rows.max().item<int64_t>() - rows.min().item<int64_t>() + 1;
-    const int64_t width = cols.max().item<int64_t>() - cols.min().item<int64_t>() + 1;
+    const int64_t height =
+        rows.max().item<int64_t>() - rows.min().item<int64_t>() + 1;
+    const int64_t width =
+        cols.max().item<int64_t>() - cols.min().item<int64_t>() + 1;
     EXPECT_EQ(height * width, count);  // a solid rectangle
     EXPECT_LE(height, 14);
     EXPECT_LE(width, 14);
@@ -189,8 +192,8 @@ TEST(StrongAugmentTest, ChangesNearlyEveryImage) {
 
 TEST(ApplyStrongOpTest, Identity) {
   at::Tensor x = at::rand({4, 1, 28, 28}, Gen(1));
-  EXPECT_TRUE(at::equal(
-      ApplyStrongOp(x, StrongOp::kIdentity, Magnitude(4, 0.7f)), x));
+  EXPECT_TRUE(
+      at::equal(ApplyStrongOp(x, StrongOp::kIdentity, Magnitude(4, 0.7f)), x));
 }
 
 TEST(ApplyStrongOpTest, AutocontrastStretchesToFullRange) {
@@ -220,7 +223,8 @@ TEST(ApplyStrongOpTest, EqualizeMatchesPil) {
 }
 
 TEST(ApplyStrongOpTest, SolarizeInvertsAboveThreshold) {
-  at::Tensor x = at::tensor({0.3f, 0.6f, 1.0f}).view({1, 1, 1, 3})
+  at::Tensor x = at::tensor({0.3f, 0.6f, 1.0f})
+                     .view({1, 1, 1, 3})
                      .expand({3, 1, 1, 3})
                      .contiguous();
   at::Tensor m = at::tensor({0.0f, 0.5f, 1.0f});
@@ -251,19 +255,20 @@ TEST(ApplyStrongOpTest, EnhanceOpsBlendWithTheirDegenerateImage) {
   // m = 0.5 is factor 1: unchanged.
   for (StrongOp op :
        {StrongOp::kContrast, StrongOp::kBrightness, StrongOp::kSharpness}) {
-    EXPECT_TRUE(at::allclose(ApplyStrongOp(x, op, Magnitude(1, 0.5f)), x,
-                             1e-5, 1e-6));
+    EXPECT_TRUE(
+        at::allclose(ApplyStrongOp(x, op, Magnitude(1, 0.5f)), x, 1e-5, 1e-6));
   }
   // m = 0 is factor 0.1.
-  EXPECT_TRUE(at::allclose(
-      ApplyStrongOp(x, StrongOp::kBrightness, Magnitude(1, 0.0f)), x * 0.1f,
-      1e-5, 1e-6));
+  EXPECT_TRUE(
+      at::allclose(ApplyStrongOp(x, StrongOp::kBrightness, Magnitude(1, 0.0f)),
+                   x * 0.1f, 1e-5, 1e-6));
   const float mean = std::round(x.mean().item<float>() * 255) / 255;
-  EXPECT_TRUE(at::allclose(
-      ApplyStrongOp(x, StrongOp::kContrast, Magnitude(1, 0.0f)),
-      mean + 0.1f * (x - mean), 1e-5, 1e-6));
+  EXPECT_TRUE(
+      at::allclose(ApplyStrongOp(x, StrongOp::kContrast, Magnitude(1, 0.0f)),
+                   mean + 0.1f * (x - mean), 1e-5, 1e-6));
   // m = 1 is factor 1.9, clamped.
-  at::Tensor bright = ApplyStrongOp(x, StrongOp::kBrightness, Magnitude(1, 1.0f));
+  at::Tensor bright =
+      ApplyStrongOp(x, StrongOp::kBrightness, Magnitude(1, 1.0f));
   EXPECT_TRUE(at::allclose(bright, (x * 1.9f).clamp(0, 1), 1e-5, 1e-6));
   // Sharpness keeps the border and a constant image.
   at::Tensor sharp = ApplyStrongOp(x, StrongOp::kSharpness, Magnitude(1, 1.0f));
@@ -278,8 +283,8 @@ TEST(ApplyStrongOpTest, GeometricOpsAtMidMagnitudeAreIdentity) {
   at::Tensor x = at::rand({2, 1, 28, 28}, Gen(1));
   for (StrongOp op : {StrongOp::kRotate, StrongOp::kShearX, StrongOp::kShearY,
                       StrongOp::kTranslateX, StrongOp::kTranslateY}) {
-    EXPECT_TRUE(at::allclose(ApplyStrongOp(x, op, Magnitude(2, 0.5f)), x,
-                             1e-4, 1e-5));
+    EXPECT_TRUE(
+        at::allclose(ApplyStrongOp(x, op, Magnitude(2, 0.5f)), x, 1e-4, 1e-5));
   }
 }
 
@@ -302,7 +307,8 @@ TEST(ApplyStrongOpTest, TranslateMovesByThirtyPercent) {
 
 TEST(ApplyStrongOpTest, RotateAndShearKeepCentreAndMass) {
   at::Tensor x = BlockImages(1);
-  for (StrongOp op : {StrongOp::kRotate, StrongOp::kShearX, StrongOp::kShearY}) {
+  for (StrongOp op :
+       {StrongOp::kRotate, StrongOp::kShearX, StrongOp::kShearY}) {
     at::Tensor out = ApplyStrongOp(x, op, Magnitude(1, 1.0f));
     auto [row, col] = Centroid(out, 0);
     EXPECT_NEAR(row, 13.5, 0.05);
@@ -314,7 +320,8 @@ TEST(ApplyStrongOpTest, RotateAndShearKeepCentreAndMass) {
   // vector by 30 degrees tilts its principal axis by 30 degrees.
   at::Tensor line = at::zeros({1, 1, 28, 28});
   line.narrow(2, 13, 2).narrow(3, 4, 20).fill_(1.0f);
-  at::Tensor rotated = ApplyStrongOp(line, StrongOp::kRotate, Magnitude(1, 1.0f));
+  at::Tensor rotated =
+      ApplyStrongOp(line, StrongOp::kRotate, Magnitude(1, 1.0f));
   at::Tensor img = rotated[0][0];
   at::Tensor rows = at::arange(28, at::kFloat).view({-1, 1}) - 13.5;
   at::Tensor cols = at::arange(28, at::kFloat).view({1, -1}) - 13.5;

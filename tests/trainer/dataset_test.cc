@@ -26,7 +26,8 @@ std::string WriteIdx(const std::string& name, uint32_t magic,
   const std::string path = testing::TempDir() + "/" + name;
   std::ofstream out(path, std::ios::binary);
   auto put32 = [&out](uint32_t v) {
-    const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+    const char bytes[4] = {static_cast<char>(v >> 24),
+                           static_cast<char>(v >> 16),
                            static_cast<char>(v >> 8), static_cast<char>(v)};
     out.write(bytes, 4);
   };
@@ -61,7 +62,8 @@ TEST(LoadImagesTest, ReportsCountMismatchAndMissingFile) {
 }
 
 TEST(LoadLabelsTest, ReadsInt64Labels) {
-  const std::string path = WriteIdx("labels.idx", 0x00000801, {4}, {3, 0, 9, 1});
+  const std::string path =
+      WriteIdx("labels.idx", 0x00000801, {4}, {3, 0, 9, 1});
   auto labels = LoadLabels(path, 4, at::kCPU);
   ASSERT_THAT(labels, IsOk());
   EXPECT_EQ(labels->scalar_type(), at::kLong);
@@ -71,8 +73,8 @@ TEST(LoadLabelsTest, ReadsInt64Labels) {
 }
 
 TEST(LoadImagesTest, FashionMnistTestSet) {
-  const std::string path = std::string(common::kDefaultDatasetDir) + "/" +
-                           common::kTestImagesFile;
+  const std::string path =
+      std::string(common::kDefaultDatasetDir) + "/" + common::kTestImagesFile;
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not installed";
   auto images = LoadImages(path, common::kTestCount, at::kCPU);
   ASSERT_THAT(images, IsOk());

@@ -1,9 +1,9 @@
 #include "trainer/fixmatch.h"
 
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <cmath>
 #include <fstream>
@@ -77,8 +77,8 @@ TEST(ComputeFixMatchLossTest, ThresholdIsInclusive) {
 
 TEST(ComputeFixMatchLossTest, AcceptsBfloat16Logits) {
   at::Tensor logits = at::zeros({2, 4}, at::kBFloat16);
-  FixMatchLoss loss = ComputeFixMatchLoss(
-      logits, at::tensor({0, 3}, at::kLong), logits, logits, 0.95, 1.0);
+  FixMatchLoss loss = ComputeFixMatchLoss(logits, at::tensor({0, 3}, at::kLong),
+                                          logits, logits, 0.95, 1.0);
   EXPECT_EQ(loss.total.scalar_type(), at::kFloat);
   EXPECT_NEAR(loss.total.item<double>(), std::log(4.0), 1e-6);
 }
@@ -86,8 +86,8 @@ TEST(ComputeFixMatchLossTest, AcceptsBfloat16Logits) {
 TEST(CosineLearningRateTest, FollowsSevenSixteenthsCosine) {
   const double pi = std::acos(-1.0);
   EXPECT_DOUBLE_EQ(CosineLearningRate(0.03, 0, 1000), 0.03);
-  EXPECT_NEAR(CosineLearningRate(0.03, 500, 1000),
-              0.03 * std::cos(7 * pi / 32), 1e-12);
+  EXPECT_NEAR(CosineLearningRate(0.03, 500, 1000), 0.03 * std::cos(7 * pi / 32),
+              1e-12);
   EXPECT_NEAR(CosineLearningRate(0.03, 1000, 1000),
               0.03 * std::cos(7 * pi / 16), 1e-12);
   EXPECT_DOUBLE_EQ(CosineLearningRate(0.03, 5000, 1000),
@@ -227,8 +227,9 @@ TEST(FixMatchTrainerTest, StepValidatesInputs) {
                                data.unlabelled.narrow(3, 0, 20)),
               StatusIs(absl::StatusCode::kInvalidArgument));
   // A target out of range surfaces as INVALID_ARGUMENT, not a crash.
-  EXPECT_THAT((*trainer)->Step(data.labelled, data.targets + 5, data.unlabelled),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      (*trainer)->Step(data.labelled, data.targets + 5, data.unlabelled),
+      StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ((*trainer)->step(), 0);
 }
 
@@ -255,10 +256,11 @@ TEST(FixMatchTrainerTest, TrainingReducesSupervisedLoss) {
 
   auto predictions = (*trainer)->Predict(data.test, /*use_ema=*/false);
   ASSERT_THAT(predictions, IsOk());
-  const double accuracy =
-      predictions->probs.argmax(1).eq(data.test_targets).to(at::kFloat)
-          .mean()
-          .item<double>();
+  const double accuracy = predictions->probs.argmax(1)
+                              .eq(data.test_targets)
+                              .to(at::kFloat)
+                              .mean()
+                              .item<double>();
   EXPECT_GE(accuracy, 0.9);
 }
 
@@ -276,7 +278,8 @@ TEST(FixMatchTrainerTest, PredictShapesAndModes) {
   // Chunked prediction equals one pass in eval mode.
   torch::NoGradGuard no_grad;
   (*trainer)->model()->eval();
-  at::Tensor direct = at::softmax((*trainer)->model()->forward(data.test).logits, 1);
+  at::Tensor direct =
+      at::softmax((*trainer)->model()->forward(data.test).logits, 1);
   (*trainer)->model()->train();
   auto predictions = (*trainer)->Predict(data.test, false);
   ASSERT_THAT(predictions, IsOk());
@@ -337,7 +340,8 @@ TEST(FixMatchTrainerTest, SaveLoadRoundTrip) {
   ASSERT_THAT(a, IsOk());
   ASSERT_THAT(b, IsOk());
   for (int i = 0; i < 3; ++i) {
-    ASSERT_THAT((*a)->Step(data.labelled, data.targets, data.unlabelled), IsOk());
+    ASSERT_THAT((*a)->Step(data.labelled, data.targets, data.unlabelled),
+                IsOk());
   }
   const std::string path = testing::TempDir() + "/fixmatch_roundtrip.pt";
   ASSERT_THAT((*a)->Save(path), IsOk());
@@ -385,12 +389,14 @@ TEST(FixMatchTrainerTest, SaveLoadErrors) {
   const std::string path = testing::TempDir() + "/fixmatch_wider.pt";
   ASSERT_THAT((*other)->Save(path), IsOk());
   std::vector<at::Tensor> before;
-  for (const auto& p : (*trainer)->model()->parameters()) before.push_back(p.clone());
+  for (const auto& p : (*trainer)->model()->parameters())
+    before.push_back(p.clone());
   EXPECT_THAT((*trainer)->Load(path),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // Unchanged on error.
   auto after = (*trainer)->model()->parameters();
-  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(at::equal(before[i], after[i]));
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(at::equal(before[i], after[i]));
 }
 
 TEST(FixMatchCudaTest, TrainsPredictsAndRoundTrips) {
@@ -422,7 +428,8 @@ TEST(FixMatchCudaTest, TrainsPredictsAndRoundTrips) {
   EXPECT_EQ(predictions->probs.scalar_type(), at::kFloat);
   EXPECT_TRUE(at::allclose(predictions->probs.sum(1).cpu(), at::ones({64}),
                            1e-4, 1e-4));
-  const double accuracy = predictions->probs.argmax(1).cpu()
+  const double accuracy = predictions->probs.argmax(1)
+                              .cpu()
                               .eq(data.test_targets)
                               .to(at::kFloat)
                               .mean()
@@ -476,8 +483,12 @@ TEST(FixMatchCudaTest, CudaGraphStepsTrainFollowInputsAndRoundTrip) {
             0.5 * (losses[0] + losses[1] + losses[2] + losses[3]));
   auto predictions = (*trainer)->Predict(test, /*use_ema=*/false);
   ASSERT_THAT(predictions, IsOk());
-  EXPECT_GE(predictions->probs.argmax(1).cpu().eq(data.test_targets)
-                .to(at::kFloat).mean().item<double>(),
+  EXPECT_GE(predictions->probs.argmax(1)
+                .cpu()
+                .eq(data.test_targets)
+                .to(at::kFloat)
+                .mean()
+                .item<double>(),
             0.9);
 
   // New tensors of the same shapes are copied in; a new shape recaptures.

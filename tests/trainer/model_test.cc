@@ -125,8 +125,12 @@ TEST(ToChannelsLastTest, ConvertsWeightsAndKeepsOutputs) {
     at::Tensor before = (*model)->forward(x).logits;
     at::Tensor first_weight = (*model)->parameters()[0];
     ToChannelsLast(**model);
-    // Same tensor object, new layout.
+    // Same tensor object, new layout; true NHWC strides also for the
+    // one-input-channel first conv ([4, 1, 3, 3] or [16, 1, 3, 3]).
     EXPECT_TRUE((*model)->parameters()[0].is_same(first_weight));
+    EXPECT_EQ(first_weight.stride(1), 1);
+    EXPECT_EQ(first_weight.stride(2), 3);
+    EXPECT_EQ(first_weight.stride(0), 9);
     for (const auto& p : (*model)->parameters()) {
       if (p.dim() == 4 && p.size(1) > 1) {
         EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast));
