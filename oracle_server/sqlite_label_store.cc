@@ -2,9 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <optional>
-#include <unordered_set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -106,13 +107,28 @@ class Statement {
     if (rc != SQLITE_OK) {
       return SqliteError(db, rc, absl::StrCat("prepare \"", sql, "\""));
     }
-    return Statement(db, stmt);
+    return Statement(db, stmt, /*owned=*/true);
+  }
+
+  // Uses `stmt`, prepared and owned by someone else; resets it on
+  // destruction.
+  static Statement Borrow(sqlite3* db, sqlite3_stmt* stmt) {
+    return Statement(db, stmt, /*owned=*/false);
   }
 
   Statement(Statement&& other) noexcept
-      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+      : db_(other.db_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        owned_(other.owned_) {}
   Statement& operator=(Statement&&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() {
+    if (stmt_ == nullptr) return;
+    if (owned_) {
+      sqlite3_finalize(stmt_);
+    } else {
+      Reset();
+    }
+  }
 
   Statement& Bind(int index, int64_t value) {
     sqlite3_bind_int64(stmt_, index, value);
@@ -155,10 +171,12 @@ class Statement {
   }
 
  private:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, bool owned)
+      : db_(db), stmt_(stmt), owned_(owned) {}
 
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  bool owned_;
 };
 
 absl::Status Exec(sqlite3* db, const char* sql) {
@@ -173,6 +191,31 @@ absl::Status Exec(sqlite3* db, const char* sql) {
 std::string FormatIds(const std::vector<int64_t>& ids) {
   return absl::StrJoin(ids, ",");
 }
+
+// Bitsets of sample ids, 64 per word.
+size_t BitsetWords(size_t count) { return (count + 63) / 64; }
+bool TestBit(const std::vector<uint64_t>& bits, int64_t id) {
+  return (bits[static_cast<size_t>(id) >> 6] >> (id & 63)) & 1;
+}
+void SetBit(std::vector<uint64_t>& bits, int64_t id) {
+  bits[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+}
+void ClearBit(std::vector<uint64_t>& bits, int64_t id) {
+  bits[static_cast<size_t>(id) >> 6] &= ~(uint64_t{1} << (id & 63));
+}
+
+constexpr char kSelectAuditHead[] =
+    "SELECT (SELECT value FROM metadata WHERE key = 'audit_head_seq'), "
+    "(SELECT value FROM metadata WHERE key = 'audit_head_hash')";
+constexpr char kUpdateMetadata[] =
+    "UPDATE metadata SET value = ? WHERE key = ?";
+constexpr char kInsertRevealed[] =
+    "INSERT INTO revealed (experiment_id, sample_id, audit_seq) "
+    "VALUES (?, ?, ?)";
+constexpr char kInsertAudit[] =
+    "INSERT INTO audit (seq, time_us, experiment, client, strategy, round, "
+    "kind, ids_asked, ids_revealed, outcome, detail, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 absl::StatusOr<std::vector<int64_t>> ParseIds(absl::string_view text,
                                               int64_t sequence) {
@@ -273,7 +316,13 @@ absl::StatusOr<std::unique_ptr<SqliteLabelStore>> SqliteLabelStore::Open(
     sqlite3_close(db);
     return status;
   }
+  if (options.max_group_size <= 0) {
+    sqlite3_close(db);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_group_size must be positive, got ", options.max_group_size));
+  }
   std::unique_ptr<SqliteLabelStore> store(new SqliteLabelStore(options, db));
+  absl::MutexLock db_lock(&store->db_mu_);
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(store->Initialize());
   return store;
@@ -282,7 +331,11 @@ absl::StatusOr<std::unique_ptr<SqliteLabelStore>> SqliteLabelStore::Open(
 SqliteLabelStore::SqliteLabelStore(const StoreOptions& options, sqlite3* db)
     : options_(options), db_(db) {}
 
-SqliteLabelStore::~SqliteLabelStore() { sqlite3_close(db_); }
+SqliteLabelStore::~SqliteLabelStore() {
+  absl::MutexLock db_lock(&db_mu_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
 
 absl::Status SqliteLabelStore::Initialize() {
   sqlite3_busy_timeout(db_, options_.busy_timeout_ms);
@@ -302,6 +355,9 @@ absl::Status SqliteLabelStore::Initialize() {
           "\")"));
     }
     RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous = FULL"));
+    // 64 MiB of page cache: the revealed and audit B-trees of a busy server
+    // stay in memory instead of being re-read for every group.
+    RETURN_IF_ERROR(Exec(db_, "PRAGMA cache_size = -65536"));
 
     // Read the label files before taking the write lock.
     std::optional<ImportedLabels> train;
@@ -326,7 +382,7 @@ absl::Status SqliteLabelStore::Initialize() {
   }
   ASSIGN_OR_RETURN(train_labels_, ReadLabelsLocked(Split::kTrain));
   ASSIGN_OR_RETURN(test_labels_, ReadLabelsLocked(Split::kTest));
-  return absl::OkStatus();
+  return LoadStateLocked();
 }
 
 absl::StatusOr<std::string> SqliteLabelStore::JournalModeWalLocked() {
@@ -439,13 +495,88 @@ absl::StatusOr<std::vector<uint8_t>> SqliteLabelStore::ReadLabelsLocked(
   return labels;
 }
 
+struct SqliteLabelStore::ExperimentState {
+  ExperimentRecord record;
+  int64_t spent = 0;               // committed revealed ids
+  std::vector<uint64_t> revealed;  // committed revealed ids, by sample id
+  std::vector<uint64_t> pending;   // ids granted by the group being committed
+};
+
+struct SqliteLabelStore::AuditCounters {
+  int64_t requests_granted = 0;
+  int64_t requests_denied = 0;
+  int64_t evaluations = 0;
+
+  // Counts `n` rows of `kind` with outcome `outcome_name`.
+  void Count(absl::string_view kind, absl::string_view outcome_name,
+             int64_t n) {
+    if (kind == kKindQuery) {
+      if (outcome_name == OutcomeName(Outcome::kGranted)) {
+        requests_granted += n;
+      } else if (absl::StartsWith(outcome_name, "DENIED")) {
+        requests_denied += n;
+      }
+    } else if (kind == kKindEvaluate &&
+               outcome_name == OutcomeName(Outcome::kEvaluated)) {
+      evaluations += n;
+    }
+  }
+  void Add(const AuditCounters& other) {
+    requests_granted += other.requests_granted;
+    requests_denied += other.requests_denied;
+    evaluations += other.evaluations;
+  }
+};
+
+// One queued Reveal, RecordEvaluation or AppendAudit call; exactly one of the
+// request pointers is set. Owned by the caller, who waits until `done`.
+struct SqliteLabelStore::Write {
+  const RevealRequest* reveal = nullptr;
+  const EvaluationRequest* evaluation = nullptr;
+  const AuditRecord* audit = nullptr;
+
+  absl::Status status;  // the call's own error, or its group's
+  RevealResult reveal_result;
+  EvaluationResult evaluation_result;
+  int64_t audit_sequence = 0;  // for `audit`
+  bool done = false;
+};
+
+// What a group will write, decided before any of it is written.
+struct SqliteLabelStore::GroupPlan {
+  std::string prev_hash;          // hash of the row before the first
+  std::vector<AuditRecord> rows;  // in sequence order; hashes set on write
+  std::vector<RevealedRecord> revealed;
+  // Ids marked pending by granted reveals.
+  std::vector<std::pair<ExperimentState*, int64_t>> pending;
+  std::unordered_map<ExperimentState*, int64_t> spent_delta;
+  std::map<std::string, AuditCounters> counter_delta;
+};
+
+absl::StatusOr<sqlite3_stmt*> SqliteLabelStore::CachedStatement(
+    const char* sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                              nullptr);
+  if (rc != SQLITE_OK) {
+    return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
+  }
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
+
 absl::Status SqliteLabelStore::InTransaction(
     const std::function<absl::Status()>& body) {
-  RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+  ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedStatement("BEGIN IMMEDIATE"));
+  RETURN_IF_ERROR(Statement::Borrow(db_, begin).Run());
   absl::Status status = body();
   if (status.ok() && options_.before_commit) status = options_.before_commit();
   if (status.ok()) {
-    status = Exec(db_, "COMMIT");
+    absl::StatusOr<sqlite3_stmt*> commit = CachedStatement("COMMIT");
+    status =
+        commit.ok() ? Statement::Borrow(db_, *commit).Run() : commit.status();
     if (status.ok()) return status;
   }
   // Rolls back whatever the body wrote; harmless if SQLite already did.
@@ -463,69 +594,326 @@ absl::Status SqliteLabelStore::CheckWritable() const {
   return absl::OkStatus();
 }
 
-absl::Status SqliteLabelStore::AppendAuditLocked(AuditRecord* row) {
-  ASSIGN_OR_RETURN(auto head, GetAuditHeadLocked());
-  row->sequence = head.first + 1;
-  row->prev_hash = std::move(head.second);
-  row->hash = AuditRowHash(row->prev_hash, *row);
+absl::StatusOr<std::pair<int64_t, std::string>>
+SqliteLabelStore::GetAuditHeadLocked() {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedStatement(kSelectAuditHead));
+  Statement head = Statement::Borrow(db_, stmt);
+  ASSIGN_OR_RETURN(bool has_head, head.Step());
+  int64_t sequence = 0;
+  if (!has_head || !absl::SimpleAtoi(head.Text(0), &sequence)) {
+    return absl::DataLossError("audit head is missing from metadata");
+  }
+  return std::make_pair(sequence, head.Text(1));
+}
 
-  ASSIGN_OR_RETURN(
-      Statement insert,
-      Statement::Prepare(db_, absl::StrCat("INSERT INTO audit (", kAuditColumns,
-                                           ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                                           "?, ?, ?, ?, ?)")));
-  RETURN_IF_ERROR(insert.Bind(1, row->sequence)
-                      .Bind(2, row->time_unix_micros)
-                      .Bind(3, row->experiment)
-                      .Bind(4, row->client)
-                      .Bind(5, row->strategy)
-                      .Bind(6, int64_t{row->round})
-                      .Bind(7, row->kind)
-                      .Bind(8, FormatIds(row->ids_asked))
-                      .Bind(9, FormatIds(row->ids_revealed))
-                      .Bind(10, OutcomeName(row->outcome))
-                      .Bind(11, row->detail)
-                      .Bind(12, row->prev_hash)
-                      .Bind(13, row->hash)
-                      .Run());
-  ASSIGN_OR_RETURN(
-      Statement update,
-      Statement::Prepare(db_, "UPDATE metadata SET value = ? WHERE key = ?"));
-  RETURN_IF_ERROR(update.Bind(1, absl::StrCat(row->sequence))
+absl::Status SqliteLabelStore::LoadStateLocked() {
+  std::map<std::string, ExperimentState> experiments;
+  std::map<std::string, AuditCounters> counters;
+  const size_t words = BitsetWords(train_labels_.size());
+  std::unordered_map<int64_t, ExperimentState*> by_id;
+  {
+    ASSIGN_OR_RETURN(
+        Statement select,
+        Statement::Prepare(db_, absl::StrCat("SELECT ", kExperimentColumns,
+                                             " FROM experiments")));
+    while (true) {
+      ASSIGN_OR_RETURN(bool has_row, select.Step());
+      if (!has_row) break;
+      ExperimentRecord record = ReadExperiment(select);
+      ExperimentState& state = experiments[record.name];
+      state.record = std::move(record);
+      state.revealed.assign(words, 0);
+      state.pending.assign(words, 0);
+      by_id[state.record.id] = &state;
+    }
+  }
+  {
+    // Rows naming an unknown experiment or an id out of range are left for
+    // VerifyAuditLog to report; they still count as spent.
+    ASSIGN_OR_RETURN(Statement select,
+                     Statement::Prepare(db_,
+                                        "SELECT experiment_id, sample_id "
+                                        "FROM revealed"));
+    while (true) {
+      ASSIGN_OR_RETURN(bool has_row, select.Step());
+      if (!has_row) break;
+      auto it = by_id.find(select.Int(0));
+      if (it == by_id.end()) continue;
+      ++it->second->spent;
+      const int64_t id = select.Int(1);
+      if (id >= 0 && id < static_cast<int64_t>(train_labels_.size())) {
+        SetBit(it->second->revealed, id);
+      }
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Statement::Prepare(db_,
+                                        "SELECT experiment, kind, outcome, "
+                                        "COUNT(*) FROM audit GROUP BY "
+                                        "experiment, kind, outcome"));
+    while (true) {
+      ASSIGN_OR_RETURN(bool has_row, select.Step());
+      if (!has_row) break;
+      counters[select.Text(0)].Count(select.Text(1), select.Text(2),
+                                     select.Int(3));
+    }
+  }
+  ASSIGN_OR_RETURN(auto head, GetAuditHeadLocked());
+  experiments_ = std::move(experiments);
+  counters_ = std::move(counters);
+  head_sequence_ = head.first;
+  head_hash_ = std::move(head.second);
+  return absl::OkStatus();
+}
+
+void SqliteLabelStore::SubmitWrite(Write* write) {
+  mu_.Lock();
+  writers_.push_back(write);
+  auto done_or_first = [this, write]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return write->done || writers_.front() == write;
+  };
+  mu_.Await(absl::Condition(&done_or_first));
+  if (write->done) {
+    mu_.Unlock();
+    return;
+  }
+  // This caller commits every write queued so far, its own first.
+  std::vector<Write*> group;
+  for (Write* queued : writers_) {
+    if (static_cast<int>(group.size()) == options_.max_group_size) break;
+    group.push_back(queued);
+  }
+  mu_.Unlock();
+
+  absl::Status status;
+  {
+    absl::MutexLock db_lock(&db_mu_);
+    status = CommitGroup(group);
+  }
+
+  absl::MutexLock lock(&mu_);
+  for (Write* committed : group) {
+    if (!status.ok()) committed->status = status;
+    committed->done = true;
+    writers_.pop_front();
+  }
+}
+
+absl::Status SqliteLabelStore::CommitGroup(const std::vector<Write*>& group) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedStatement("BEGIN IMMEDIATE"));
+  RETURN_IF_ERROR(Statement::Borrow(db_, begin).Run());
+  GroupPlan plan;
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(auto head, GetAuditHeadLocked());
+    {
+      absl::MutexLock lock(&mu_);
+      // Another connection wrote, or an earlier commit failed in a way that
+      // left its outcome unknown: start again from what is on disk.
+      if (head.first != head_sequence_ || head.second != head_hash_) {
+        RETURN_IF_ERROR(LoadStateLocked());
+      }
+      PlanGroupLocked(group, &plan);
+    }
+    RETURN_IF_ERROR(WriteGroupLocked(&plan));
+    if (options_.before_commit) RETURN_IF_ERROR(options_.before_commit());
+    ASSIGN_OR_RETURN(sqlite3_stmt * commit, CachedStatement("COMMIT"));
+    return Statement::Borrow(db_, commit).Run();
+  }();
+  if (!status.ok() && !sqlite3_get_autocommit(db_)) {
+    Exec(db_, "ROLLBACK").IgnoreError();
+  }
+  absl::MutexLock lock(&mu_);
+  FinishGroupLocked(plan, status.ok());
+  return status;
+}
+
+void SqliteLabelStore::PlanGroupLocked(const std::vector<Write*>& group,
+                                       GroupPlan* plan) {
+  int64_t sequence = head_sequence_;
+  plan->prev_hash = head_hash_;
+  plan->rows.reserve(group.size());
+  size_t ids = 0;
+  for (const Write* write : group) {
+    if (write->reveal != nullptr) ids += write->reveal->ids.size();
+  }
+  plan->revealed.reserve(ids);
+  plan->pending.reserve(ids);
+  for (Write* write : group) {
+    if (write->audit != nullptr) {
+      AuditRecord& row = plan->rows.emplace_back(*write->audit);
+      row.sequence = ++sequence;
+      plan->counter_delta[row.experiment].Count(row.kind,
+                                                OutcomeName(row.outcome), 1);
+      write->audit_sequence = row.sequence;
+      continue;
+    }
+    const std::string& name = write->reveal != nullptr
+                                  ? write->reveal->experiment
+                                  : write->evaluation->experiment;
+    auto found = experiments_.find(name);
+    if (found == experiments_.end()) {
+      write->status = absl::NotFoundError(
+          absl::StrCat("no experiment named \"", name, "\""));
+      continue;
+    }
+    ExperimentState& experiment = found->second;
+    AuditCounters& counters = plan->counter_delta[name];
+
+    if (write->evaluation != nullptr) {
+      const EvaluationRequest& request = *write->evaluation;
+      auto committed = counters_.find(name);
+      const int64_t evaluations =
+          (committed != counters_.end() ? committed->second.evaluations : 0) +
+          counters.evaluations;
+      AuditRecord& row = plan->rows.emplace_back();
+      row.sequence = ++sequence;
+      row.time_unix_micros = request.time_unix_micros;
+      row.experiment = name;
+      row.client = request.client;
+      row.kind = kKindEvaluate;
+      EvaluationResult& result = write->evaluation_result;
+      result.evaluation_cap = experiment.record.evaluation_cap;
+      if (evaluations >= experiment.record.evaluation_cap) {
+        row.outcome = Outcome::kDeniedEvaluationCap;
+        row.detail = absl::StrCat("evaluation cap of ",
+                                  experiment.record.evaluation_cap, " reached");
+        result.allowed = false;
+        result.evaluations = evaluations;
+      } else {
+        row.outcome = Outcome::kEvaluated;
+        row.detail = request.detail;
+        result.allowed = true;
+        result.evaluations = evaluations + 1;
+      }
+      counters.Count(row.kind, OutcomeName(row.outcome), 1);
+      result.audit_sequence = row.sequence;
+      continue;
+    }
+
+    const RevealRequest& request = *write->reveal;
+    int64_t& spent_delta = plan->spent_delta[&experiment];
+    const int64_t spent = experiment.spent + spent_delta;
+    const int64_t remaining = experiment.record.label_budget - spent;
+    // New ids are those neither committed nor granted earlier in the group;
+    // marking them pending as they are found also skips repeats.
+    std::vector<int64_t> new_ids;
+    for (int64_t id : request.ids) {
+      if (TestBit(experiment.revealed, id) || TestBit(experiment.pending, id)) {
+        continue;
+      }
+      SetBit(experiment.pending, id);
+      new_ids.push_back(id);
+    }
+    AuditRecord& row = plan->rows.emplace_back();
+    row.sequence = ++sequence;
+    row.time_unix_micros = request.time_unix_micros;
+    row.experiment = name;
+    row.client = request.client;
+    row.strategy = request.strategy;
+    row.round = request.round;
+    row.kind = kKindQuery;
+    row.ids_asked = request.ids;
+    RevealResult& result = write->reveal_result;
+    result.requested_new = static_cast<int64_t>(new_ids.size());
+    result.audit_sequence = row.sequence;
+    if (result.requested_new > remaining) {
+      for (int64_t id : new_ids) ClearBit(experiment.pending, id);
+      row.outcome = Outcome::kDeniedBudget;
+      row.detail = absl::StrCat("requested ", new_ids.size(),
+                                " new labels but only ", remaining, " remain");
+      result.granted = false;
+      result.spent = spent;
+      result.remaining = remaining;
+    } else {
+      row.outcome = Outcome::kGranted;
+      for (int64_t id : new_ids) {
+        plan->pending.emplace_back(&experiment, id);
+        plan->revealed.push_back({experiment.record.id, id, row.sequence});
+      }
+      spent_delta += result.requested_new;
+      result.granted = true;
+      result.spent = spent + result.requested_new;
+      result.remaining = remaining - result.requested_new;
+      row.ids_revealed = new_ids;
+      result.newly_revealed = std::move(new_ids);
+    }
+    counters.Count(row.kind, OutcomeName(row.outcome), 1);
+  }
+}
+
+absl::Status SqliteLabelStore::WriteGroupLocked(GroupPlan* plan) {
+  if (plan->rows.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(sqlite3_stmt * insert_audit, CachedStatement(kInsertAudit));
+  const std::string* prev_hash = &plan->prev_hash;
+  for (AuditRecord& row : plan->rows) {
+    row.prev_hash = *prev_hash;
+    row.hash = AuditRowHash(row.prev_hash, row);
+    prev_hash = &row.hash;
+    RETURN_IF_ERROR(Statement::Borrow(db_, insert_audit)
+                        .Bind(1, row.sequence)
+                        .Bind(2, row.time_unix_micros)
+                        .Bind(3, row.experiment)
+                        .Bind(4, row.client)
+                        .Bind(5, row.strategy)
+                        .Bind(6, int64_t{row.round})
+                        .Bind(7, row.kind)
+                        .Bind(8, FormatIds(row.ids_asked))
+                        .Bind(9, FormatIds(row.ids_revealed))
+                        .Bind(10, OutcomeName(row.outcome))
+                        .Bind(11, row.detail)
+                        .Bind(12, row.prev_hash)
+                        .Bind(13, row.hash)
+                        .Run());
+  }
+  ASSIGN_OR_RETURN(sqlite3_stmt * insert_revealed,
+                   CachedStatement(kInsertRevealed));
+  for (const RevealedRecord& revealed : plan->revealed) {
+    RETURN_IF_ERROR(Statement::Borrow(db_, insert_revealed)
+                        .Bind(1, revealed.experiment_id)
+                        .Bind(2, revealed.sample_id)
+                        .Bind(3, revealed.audit_sequence)
+                        .Run());
+  }
+  ASSIGN_OR_RETURN(sqlite3_stmt * update, CachedStatement(kUpdateMetadata));
+  RETURN_IF_ERROR(Statement::Borrow(db_, update)
+                      .Bind(1, absl::StrCat(plan->rows.back().sequence))
                       .Bind(2, "audit_head_seq")
                       .Run());
-  update.Reset();
-  return update.Bind(1, row->hash).Bind(2, "audit_head_hash").Run();
+  return Statement::Borrow(db_, update)
+      .Bind(1, plan->rows.back().hash)
+      .Bind(2, "audit_head_hash")
+      .Run();
 }
 
-absl::StatusOr<ExperimentRecord> SqliteLabelStore::GetExperimentLocked(
-    absl::string_view name) {
-  ASSIGN_OR_RETURN(Statement select,
-                   Statement::Prepare(
-                       db_, absl::StrCat("SELECT ", kExperimentColumns,
-                                         " FROM experiments WHERE name = ?")));
-  select.Bind(1, name);
-  ASSIGN_OR_RETURN(bool found, select.Step());
-  if (!found) {
-    return absl::NotFoundError(
-        absl::StrCat("no experiment named \"", name, "\""));
+void SqliteLabelStore::FinishGroupLocked(const GroupPlan& plan,
+                                         bool committed) {
+  for (const auto& [experiment, id] : plan.pending) {
+    ClearBit(experiment->pending, id);
+    if (committed) SetBit(experiment->revealed, id);
   }
-  return ReadExperiment(select);
+  if (!committed || plan.rows.empty()) return;
+  for (const auto& [experiment, delta] : plan.spent_delta) {
+    experiment->spent += delta;
+  }
+  for (const auto& [name, delta] : plan.counter_delta) {
+    counters_[name].Add(delta);
+  }
+  head_sequence_ = plan.rows.back().sequence;
+  head_hash_ = plan.rows.back().hash;
 }
 
-absl::StatusOr<int64_t> SqliteLabelStore::CountRevealedLocked(
-    int64_t experiment_id) {
-  ASSIGN_OR_RETURN(
-      Statement count,
-      Statement::Prepare(
-          db_, "SELECT COUNT(*) FROM revealed WHERE experiment_id = ?"));
-  count.Bind(1, experiment_id);
-  RETURN_IF_ERROR(count.Step().status());
-  return count.Int(0);
+bool SqliteLabelStore::AwaitQueuedWritesForTesting(int n,
+                                                   absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto queued = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return static_cast<int>(writers_.size()) >= n + 1;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&queued), timeout);
 }
 
 absl::StatusOr<DatasetInfo> SqliteLabelStore::GetDatasetInfo() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&db_mu_);
   ASSIGN_OR_RETURN(Statement select,
                    Statement::Prepare(db_,
                                       "SELECT split, source_path, "
@@ -550,33 +938,57 @@ absl::StatusOr<std::vector<uint8_t>> SqliteLabelStore::LoadLabels(Split split) {
 absl::StatusOr<ExperimentRecord> SqliteLabelStore::CreateExperiment(
     const ExperimentRecord& experiment, bool* created) {
   RETURN_IF_ERROR(CheckWritable());
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock db_lock(&db_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = experiments_.find(experiment.name);
+    if (it != experiments_.end()) {
+      if (created != nullptr) *created = false;
+      return it->second.record;
+    }
+  }
+  static constexpr char kSelect[] =
+      "SELECT id, name, label_budget, token_sha256, created_unix_micros, "
+      "evaluation_cap FROM experiments WHERE name = ?";
   ExperimentRecord stored;
   bool inserted = false;
   RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
-    absl::StatusOr<ExperimentRecord> existing =
-        GetExperimentLocked(experiment.name);
-    if (existing.ok()) {
-      stored = *std::move(existing);
+    ASSIGN_OR_RETURN(sqlite3_stmt * select_stmt, CachedStatement(kSelect));
+    Statement select = Statement::Borrow(db_, select_stmt);
+    select.Bind(1, experiment.name);
+    ASSIGN_OR_RETURN(bool exists, select.Step());
+    if (exists) {
+      // Created by another connection since this store loaded its state.
+      stored = ReadExperiment(select);
       return absl::OkStatus();
     }
-    if (!absl::IsNotFound(existing.status())) return existing.status();
     ASSIGN_OR_RETURN(
         Statement insert,
         Statement::Prepare(db_,
                            "INSERT INTO experiments (name, label_budget, "
                            "token_sha256, created_unix_micros, evaluation_cap) "
                            "VALUES (?, ?, ?, ?, ?)"));
-    RETURN_IF_ERROR(insert.Bind(1, experiment.name)
-                        .Bind(2, experiment.label_budget)
-                        .Bind(3, experiment.token_sha256)
-                        .Bind(4, absl::ToUnixMicros(absl::Now()))
-                        .Bind(5, experiment.evaluation_cap)
+    stored = experiment;
+    stored.created_unix_micros = absl::ToUnixMicros(absl::Now());
+    RETURN_IF_ERROR(insert.Bind(1, stored.name)
+                        .Bind(2, stored.label_budget)
+                        .Bind(3, stored.token_sha256)
+                        .Bind(4, stored.created_unix_micros)
+                        .Bind(5, stored.evaluation_cap)
                         .Run());
-    ASSIGN_OR_RETURN(stored, GetExperimentLocked(experiment.name));
+    stored.id = sqlite3_last_insert_rowid(db_);
     inserted = true;
     return absl::OkStatus();
   }));
+  absl::MutexLock lock(&mu_);
+  if (inserted) {
+    ExperimentState& state = experiments_[stored.name];
+    state.record = stored;
+    state.revealed.assign(BitsetWords(train_labels_.size()), 0);
+    state.pending.assign(BitsetWords(train_labels_.size()), 0);
+  } else {
+    RETURN_IF_ERROR(LoadStateLocked());
+  }
   if (created != nullptr) *created = inserted;
   return stored;
 }
@@ -584,45 +996,45 @@ absl::StatusOr<ExperimentRecord> SqliteLabelStore::CreateExperiment(
 absl::StatusOr<ExperimentRecord> SqliteLabelStore::GetExperiment(
     absl::string_view name) {
   absl::MutexLock lock(&mu_);
-  return GetExperimentLocked(name);
+  auto it = experiments_.find(std::string(name));
+  if (it == experiments_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no experiment named \"", name, "\""));
+  }
+  return it->second.record;
 }
 
 absl::StatusOr<std::vector<ExperimentRecord>>
 SqliteLabelStore::ListExperiments() {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(
-      Statement select,
-      Statement::Prepare(db_, absl::StrCat("SELECT ", kExperimentColumns,
-                                           " FROM experiments ORDER BY id")));
   std::vector<ExperimentRecord> experiments;
-  while (true) {
-    ASSIGN_OR_RETURN(bool has_row, select.Step());
-    if (!has_row) break;
-    experiments.push_back(ReadExperiment(select));
+  experiments.reserve(experiments_.size());
+  for (const auto& [name, state] : experiments_) {
+    experiments.push_back(state.record);
   }
+  std::sort(experiments.begin(), experiments.end(),
+            [](const ExperimentRecord& a, const ExperimentRecord& b) {
+              return a.id < b.id;
+            });
   return experiments;
 }
 
 absl::StatusOr<ExperimentUsage> SqliteLabelStore::GetUsage(
     absl::string_view name) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(ExperimentRecord experiment, GetExperimentLocked(name));
+  auto it = experiments_.find(std::string(name));
+  if (it == experiments_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no experiment named \"", name, "\""));
+  }
   ExperimentUsage usage;
-  ASSIGN_OR_RETURN(usage.spent, CountRevealedLocked(experiment.id));
-  ASSIGN_OR_RETURN(
-      Statement counts,
-      Statement::Prepare(
-          db_,
-          "SELECT "
-          "  COALESCE(SUM(kind = 'query' AND outcome = 'GRANTED'), 0), "
-          "  COALESCE(SUM(kind = 'query' AND outcome LIKE 'DENIED%'), 0), "
-          "  COALESCE(SUM(kind = 'evaluate' AND outcome = 'EVALUATED'), 0) "
-          "FROM audit WHERE experiment = ?"));
-  counts.Bind(1, experiment.name);
-  RETURN_IF_ERROR(counts.Step().status());
-  usage.requests_granted = counts.Int(0);
-  usage.requests_denied = counts.Int(1);
-  usage.evaluations = counts.Int(2);
+  usage.spent = it->second.spent;
+  auto counters = counters_.find(it->first);
+  if (counters != counters_.end()) {
+    usage.requests_granted = counters->second.requests_granted;
+    usage.requests_denied = counters->second.requests_denied;
+    usage.evaluations = counters->second.evaluations;
+  }
   return usage;
 }
 
@@ -635,74 +1047,11 @@ absl::StatusOr<RevealResult> SqliteLabelStore::Reveal(
           "train id ", id, " is not in [0, ", train_labels_.size(), ")"));
     }
   }
-  absl::MutexLock lock(&mu_);
-  RevealResult result;
-  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
-    result = RevealResult();
-    ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                     GetExperimentLocked(request.experiment));
-    ASSIGN_OR_RETURN(int64_t spent, CountRevealedLocked(experiment.id));
-    ASSIGN_OR_RETURN(Statement seen,
-                     Statement::Prepare(db_,
-                                        "SELECT 1 FROM revealed WHERE "
-                                        "experiment_id = ? AND sample_id = ?"));
-    std::unordered_set<int64_t> new_ids;
-    std::vector<int64_t> new_in_order;
-    for (int64_t id : request.ids) {
-      if (new_ids.count(id) > 0) continue;
-      seen.Bind(1, experiment.id).Bind(2, id);
-      ASSIGN_OR_RETURN(bool revealed_before, seen.Step());
-      seen.Reset();
-      if (!revealed_before) {
-        new_ids.insert(id);
-        new_in_order.push_back(id);
-      }
-    }
-    const int64_t remaining = experiment.label_budget - spent;
-
-    AuditRecord row;
-    row.time_unix_micros = request.time_unix_micros;
-    row.experiment = experiment.name;
-    row.client = request.client;
-    row.strategy = request.strategy;
-    row.round = request.round;
-    row.kind = kKindQuery;
-    row.ids_asked = request.ids;
-    if (static_cast<int64_t>(new_in_order.size()) > remaining) {
-      row.outcome = Outcome::kDeniedBudget;
-      row.detail = absl::StrCat("requested ", new_in_order.size(),
-                                " new labels but only ", remaining, " remain");
-      RETURN_IF_ERROR(AppendAuditLocked(&row));
-      result.granted = false;
-      result.spent = spent;
-      result.remaining = remaining;
-      result.requested_new = static_cast<int64_t>(new_in_order.size());
-      result.audit_sequence = row.sequence;
-      return absl::OkStatus();
-    }
-    row.outcome = Outcome::kGranted;
-    row.ids_revealed = new_in_order;
-    RETURN_IF_ERROR(AppendAuditLocked(&row));
-    ASSIGN_OR_RETURN(Statement insert,
-                     Statement::Prepare(db_,
-                                        "INSERT INTO revealed (experiment_id, "
-                                        "sample_id, audit_seq) VALUES (?, ?, "
-                                        "?)"));
-    for (int64_t id : new_in_order) {
-      RETURN_IF_ERROR(insert.Bind(1, experiment.id)
-                          .Bind(2, id)
-                          .Bind(3, row.sequence)
-                          .Run());
-      insert.Reset();
-    }
-    result.granted = true;
-    result.requested_new = static_cast<int64_t>(new_in_order.size());
-    result.newly_revealed = std::move(new_in_order);
-    result.spent = spent + result.requested_new;
-    result.remaining = remaining - result.requested_new;
-    result.audit_sequence = row.sequence;
-    return absl::OkStatus();
-  }));
+  Write write;
+  write.reveal = &request;
+  SubmitWrite(&write);
+  RETURN_IF_ERROR(write.status);
+  RevealResult result = std::move(write.reveal_result);
   if (result.granted) {
     result.labels.reserve(request.ids.size());
     for (int64_t id : request.ids) result.labels.push_back(train_labels_[id]);
@@ -713,43 +1062,11 @@ absl::StatusOr<RevealResult> SqliteLabelStore::Reveal(
 absl::StatusOr<EvaluationResult> SqliteLabelStore::RecordEvaluation(
     const EvaluationRequest& request) {
   RETURN_IF_ERROR(CheckWritable());
-  absl::MutexLock lock(&mu_);
-  EvaluationResult result;
-  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                     GetExperimentLocked(request.experiment));
-    ASSIGN_OR_RETURN(
-        Statement count,
-        Statement::Prepare(db_,
-                           "SELECT COUNT(*) FROM audit WHERE experiment = ? "
-                           "AND kind = 'evaluate' AND outcome = 'EVALUATED'"));
-    count.Bind(1, experiment.name);
-    RETURN_IF_ERROR(count.Step().status());
-    const int64_t evaluations = count.Int(0);
-
-    AuditRecord row;
-    row.time_unix_micros = request.time_unix_micros;
-    row.experiment = experiment.name;
-    row.client = request.client;
-    row.kind = kKindEvaluate;
-    result.evaluation_cap = experiment.evaluation_cap;
-    if (evaluations >= experiment.evaluation_cap) {
-      row.outcome = Outcome::kDeniedEvaluationCap;
-      row.detail = absl::StrCat("evaluation cap of ", experiment.evaluation_cap,
-                                " reached");
-      result.allowed = false;
-      result.evaluations = evaluations;
-    } else {
-      row.outcome = Outcome::kEvaluated;
-      row.detail = request.detail;
-      result.allowed = true;
-      result.evaluations = evaluations + 1;
-    }
-    RETURN_IF_ERROR(AppendAuditLocked(&row));
-    result.audit_sequence = row.sequence;
-    return absl::OkStatus();
-  }));
-  return result;
+  Write write;
+  write.evaluation = &request;
+  SubmitWrite(&write);
+  RETURN_IF_ERROR(write.status);
+  return write.evaluation_result;
 }
 
 absl::StatusOr<int64_t> SqliteLabelStore::AppendAudit(const AuditRecord& row) {
@@ -758,15 +1075,16 @@ absl::StatusOr<int64_t> SqliteLabelStore::AppendAudit(const AuditRecord& row) {
     return absl::InvalidArgumentError(
         "AppendAudit is for rows that reveal nothing; use Reveal");
   }
-  absl::MutexLock lock(&mu_);
-  AuditRecord copy = row;
-  RETURN_IF_ERROR(InTransaction([&]() { return AppendAuditLocked(&copy); }));
-  return copy.sequence;
+  Write write;
+  write.audit = &row;
+  SubmitWrite(&write);
+  RETURN_IF_ERROR(write.status);
+  return write.audit_sequence;
 }
 
 absl::StatusOr<std::vector<AuditRecord>> SqliteLabelStore::ListAudit(
     absl::string_view experiment, int64_t after_sequence, int64_t limit) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&db_mu_);
   ASSIGN_OR_RETURN(
       Statement select,
       Statement::Prepare(
@@ -789,28 +1107,12 @@ absl::StatusOr<std::vector<AuditRecord>> SqliteLabelStore::ListAudit(
 
 absl::StatusOr<std::pair<int64_t, std::string>>
 SqliteLabelStore::GetAuditHead() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&db_mu_);
   return GetAuditHeadLocked();
 }
 
-absl::StatusOr<std::pair<int64_t, std::string>>
-SqliteLabelStore::GetAuditHeadLocked() {
-  ASSIGN_OR_RETURN(
-      Statement head,
-      Statement::Prepare(db_,
-                         "SELECT (SELECT value FROM metadata WHERE key = "
-                         "'audit_head_seq'), (SELECT value FROM metadata "
-                         "WHERE key = 'audit_head_hash')"));
-  ASSIGN_OR_RETURN(bool has_head, head.Step());
-  int64_t sequence = 0;
-  if (!has_head || !absl::SimpleAtoi(head.Text(0), &sequence)) {
-    return absl::DataLossError("audit head is missing from metadata");
-  }
-  return std::make_pair(sequence, head.Text(1));
-}
-
 absl::StatusOr<std::vector<RevealedRecord>> SqliteLabelStore::ListRevealed() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&db_mu_);
   ASSIGN_OR_RETURN(Statement select,
                    Statement::Prepare(db_,
                                       "SELECT experiment_id, sample_id, "

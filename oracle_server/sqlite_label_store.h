@@ -1,12 +1,16 @@
 // LabelStore on SQLite: one database file in WAL mode with synchronous=FULL,
-// so every write is on disk before the call that made it returns.
+// so every write is on disk before the call that made it returns. Concurrent
+// writes are group-committed: one transaction and one fsync for all of them.
 #ifndef ORACLE_SERVER_SQLITE_LABEL_STORE_H_
 #define ORACLE_SERVER_SQLITE_LABEL_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -14,9 +18,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "oracle_server/label_store.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace oracle_server {
 
@@ -39,11 +45,27 @@ struct StoreOptions {
   // How long a write waits for another connection's lock before failing
   // with UNAVAILABLE.
   int busy_timeout_ms = 5000;
+  // Most Reveal / RecordEvaluation / AppendAudit calls committed together in
+  // one transaction (group commit); must be positive.
+  int max_group_size = 256;
   // Tests only: called inside every write transaction just before COMMIT; a
-  // non-OK status rolls the transaction back and is returned.
+  // non-OK status rolls the transaction back and is returned (to every call
+  // of the group).
   std::function<absl::Status()> before_commit;
 };
 
+// Reveal, RecordEvaluation and AppendAudit calls that arrive while a commit
+// is in flight are queued; the oldest waiting caller then commits the whole
+// queue (up to max_group_size calls) in one transaction, deciding each call
+// in arrival order against the state left by the calls before it, and every
+// caller returns once that transaction is durable. A failed commit fails
+// every call of its group and changes nothing.
+//
+// Experiments, spent counts, revealed ids and audit counters are kept in
+// memory, loaded at Open and updated after each successful commit; so only
+// one SqliteLabelStore may write a database at a time (a read-only store sees
+// experiments and usage as of its Open, audit and revealed rows live).
+// Another writer is detected at the next write, which then reloads.
 class SqliteLabelStore final : public LabelStore {
  public:
   // Opens (creating if needed) the database of `options`. A new database
@@ -79,45 +101,91 @@ class SqliteLabelStore final : public LabelStore {
   absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override;
   absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override;
 
+  // Tests only: waits up to `timeout` until at least `n` writes are queued
+  // behind the one being committed; returns whether they are.
+  bool AwaitQueuedWritesForTesting(int n, absl::Duration timeout);
+
  private:
+  struct Write;
+  struct ExperimentState;
+  struct AuditCounters;
+  struct GroupPlan;
+
   SqliteLabelStore(const StoreOptions& options, sqlite3* db);
 
-  absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_, mu_);
   // Switches to WAL; returns the journal mode now in effect.
   absl::StatusOr<std::string> JournalModeWalLocked()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::StatusOr<std::string> ReadSchemaVersionLocked()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // Creates missing tables and metadata; inside a transaction.
-  absl::Status CreateSchemaLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CreateSchemaLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // Imports `labels` of `split` described by `file` into an empty database,
   // or checks `file` against what an existing one holds (no check when
   // `file` is null); inside a transaction.
   absl::Status ImportOrCheckLocked(Split split, const DatasetSplitInfo* file,
                                    const std::vector<uint8_t>& labels)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // The labels of `split` as stored, indexed by sample id.
   absl::StatusOr<std::vector<uint8_t>> ReadLabelsLocked(Split split)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // Runs `body` in a BEGIN IMMEDIATE transaction; commits if it and
   // options_.before_commit succeed, else rolls back.
   absl::Status InTransaction(const std::function<absl::Status()>& body)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status CheckWritable() const;
-  // Assigns sequence and hashes to `*row` and inserts it; inside a
-  // transaction.
-  absl::Status AppendAuditLocked(AuditRecord* row)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<ExperimentRecord> GetExperimentLocked(absl::string_view name)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The statement for `sql` (a string with static storage duration),
+  // prepared on first use and kept until the store is destroyed; callers
+  // reset it after use.
+  absl::StatusOr<sqlite3_stmt*> CachedStatement(const char* sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHeadLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Replaces the in-memory state with what the database holds; leaves it
+  // unchanged on error. No group may be in flight.
+  absl::Status LoadStateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_, mu_);
+
+  // Queues `write` and returns once it is committed or has failed.
+  void SubmitWrite(Write* write) ABSL_LOCKS_EXCLUDED(mu_, db_mu_);
+  // Decides and commits `group` in one transaction; the status of a failed
+  // transaction (every write of the group fails with it).
+  absl::Status CommitGroup(const std::vector<Write*>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Decides every write of `group` in order against the committed state and
+  // the earlier writes of the group; fills `plan`.
+  void PlanGroupLocked(const std::vector<Write*>& group, GroupPlan* plan)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<int64_t> CountRevealedLocked(int64_t experiment_id)
+  // Makes the decisions of a committed `plan` part of the state, or (when
+  // `committed` is false) forgets them.
+  void FinishGroupLocked(const GroupPlan& plan, bool committed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hashes and inserts the rows of `plan`, its revealed ids and the new
+  // audit head; inside the group's transaction.
+  absl::Status WriteGroupLocked(GroupPlan* plan)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
 
   const StoreOptions options_;
-  absl::Mutex mu_;
-  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  // Lock order: db_mu_ before mu_. Only the writer committing a group (or
+  // CreateExperiment) holds db_mu_ for long; mu_ is never held across SQLite
+  // calls that write.
+  absl::Mutex db_mu_;
+  sqlite3* const db_ ABSL_PT_GUARDED_BY(db_mu_);
+  // Prepared statements by the address of their SQL text (which must have
+  // static storage duration).
+  std::unordered_map<const char*, sqlite3_stmt*> statements_
+      ABSL_GUARDED_BY(db_mu_);
+
+  absl::Mutex mu_ ABSL_ACQUIRED_AFTER(db_mu_);
+  // Writes waiting to be committed; the front one's caller commits.
+  std::deque<Write*> writers_ ABSL_GUARDED_BY(mu_);
+  // Committed state. Experiments by name (std::map: pointers stay valid).
+  std::map<std::string, ExperimentState> experiments_ ABSL_GUARDED_BY(mu_);
+  // Audit row counts by experiment name (also for names of no experiment).
+  std::map<std::string, AuditCounters> counters_ ABSL_GUARDED_BY(mu_);
+  int64_t head_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string head_hash_ ABSL_GUARDED_BY(mu_);
+
   // Labels by sample id, loaded once at Open and never changed.
   std::vector<uint8_t> train_labels_;
   std::vector<uint8_t> test_labels_;

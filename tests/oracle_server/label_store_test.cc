@@ -4,12 +4,16 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/sha256.h"
 #include "common/status_matchers.h"
 #include "oracle_server/audit_chain.h"
@@ -26,6 +30,7 @@ using testdata::IsOkAndHolds;
 using testdata::SyntheticStoreOptions;
 using testdata::TestDir;
 using testdata::TestLabels;
+using testdata::TrainLabel;
 using testdata::TrainLabels;
 using testdata::WriteIdxLabels;
 using ::testing::AllOf;
@@ -417,6 +422,232 @@ TEST(SqliteLabelStoreTest, FailedCommitRevealsNothing) {
   ASSERT_THAT(verification, IsOk());
   EXPECT_TRUE(verification->ok) << verification->reason;
   EXPECT_EQ(verification->rows_verified, 2);
+}
+
+// Holds the first commit after `Block()` inside before_commit until
+// `Release()`, so that the test can queue writes behind it and have them
+// committed as one group. Optionally fails the commits after that one.
+class CommitGate {
+ public:
+  void Install(StoreOptions* options) {
+    options->before_commit = [this]() -> absl::Status {
+      ++commits_;
+      if (block_.exchange(false)) {
+        entered_.Notify();
+        released_.WaitForNotification();
+        return absl::OkStatus();
+      }
+      return fail_ ? absl::UnavailableError("disk went away")
+                   : absl::OkStatus();
+    };
+  }
+  void Block() { block_ = true; }
+  void WaitUntilBlocked() { entered_.WaitForNotification(); }
+  void Release() { released_.Notify(); }
+  void set_fail(bool fail) { fail_ = fail; }
+  int commits() const { return commits_; }
+
+ private:
+  std::atomic<bool> block_{false};
+  std::atomic<bool> fail_{false};
+  std::atomic<int> commits_{0};
+  absl::Notification entered_;
+  absl::Notification released_;
+};
+
+AuditRecord InvalidQueryRow(const std::string& experiment) {
+  AuditRecord row;
+  row.time_unix_micros = 1000;
+  row.experiment = experiment;
+  row.client = "test";
+  row.kind = kKindQuery;
+  row.outcome = Outcome::kDeniedInvalid;
+  row.detail = "INVALID_ARGUMENT: ids is empty";
+  return row;
+}
+
+// Reveals queued while another commit is in flight are committed as one group
+// and decided in arrival order: the second is denied because the first used
+// the budget, and the third is charged only for the id the first did not
+// already reveal.
+TEST(SqliteLabelStoreTest, GroupCommitDecidesEachCallInOrder) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  CommitGate gate;
+  gate.Install(&options);
+  auto opened = SqliteLabelStore::Open(options);
+  ASSERT_THAT(opened, IsOk());
+  SqliteLabelStore& store = **opened;
+  ASSERT_THAT(store.CreateExperiment(Experiment("e", 5), nullptr), IsOk());
+
+  gate.Block();
+  std::thread blocker([&] {
+    EXPECT_THAT(store.AppendAudit(InvalidQueryRow("e")), IsOkAndHolds(1));
+  });
+  gate.WaitUntilBlocked();
+  const int commits_before = gate.commits();
+
+  absl::StatusOr<RevealResult> first, second, third;
+  std::thread first_thread([&] {
+    first = store.Reveal(Reveal("e", {1, 2, 3, 4}));
+  });
+  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(1, absl::Seconds(30)));
+  std::thread second_thread([&] {
+    second = store.Reveal(Reveal("e", {5, 6}));
+  });
+  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(2, absl::Seconds(30)));
+  std::thread third_thread([&] { third = store.Reveal(Reveal("e", {4, 5})); });
+  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(3, absl::Seconds(30)));
+  gate.Release();
+  for (std::thread* thread :
+       {&blocker, &first_thread, &second_thread, &third_thread}) {
+    thread->join();
+  }
+
+  // One commit for the blocker, one for the group of three.
+  EXPECT_EQ(gate.commits(), commits_before + 1);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->granted);
+  EXPECT_EQ(first->audit_sequence, 2);
+  EXPECT_EQ(first->remaining, 1);
+  EXPECT_THAT(first->labels, ElementsAre(TrainLabel(1), TrainLabel(2),
+                                         TrainLabel(3), TrainLabel(4)));
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(second->granted);
+  EXPECT_EQ(second->audit_sequence, 3);
+  EXPECT_EQ(second->requested_new, 2);
+  EXPECT_EQ(second->spent, 4);
+  EXPECT_EQ(second->remaining, 1);
+  EXPECT_THAT(second->labels, IsEmpty());
+  ASSERT_THAT(third, IsOk());
+  EXPECT_TRUE(third->granted);
+  EXPECT_EQ(third->audit_sequence, 4);
+  EXPECT_THAT(third->newly_revealed, ElementsAre(5));
+  EXPECT_EQ(third->remaining, 0);
+
+  auto usage = store.GetUsage("e");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 5);
+  EXPECT_EQ(usage->requests_granted, 2);
+  EXPECT_EQ(usage->requests_denied, 2);
+  auto rows = store.ListAudit("", 0, 10);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 4u);
+  EXPECT_EQ((*rows)[1].outcome, Outcome::kGranted);
+  EXPECT_EQ((*rows)[2].outcome, Outcome::kDeniedBudget);
+  EXPECT_EQ((*rows)[2].detail, "requested 2 new labels but only 1 remain");
+  EXPECT_THAT((*rows)[3].ids_revealed, ElementsAre(5));
+  auto verification = VerifyAuditLog(store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 4);
+
+  // The in-memory state matches what a fresh open loads from disk.
+  opened->reset();
+  options.before_commit = nullptr;
+  auto reopened = SqliteLabelStore::Open(options);
+  ASSERT_THAT(reopened, IsOk());
+  auto reloaded = (*reopened)->GetUsage("e");
+  ASSERT_THAT(reloaded, IsOk());
+  EXPECT_EQ(reloaded->spent, 5);
+  EXPECT_EQ(reloaded->requests_granted, 2);
+  EXPECT_EQ(reloaded->requests_denied, 2);
+  EXPECT_THAT((*reopened)->Reveal(Reveal("e", {1, 9})),
+              IsOkAndHolds(testing::Field(&RevealResult::granted, false)));
+}
+
+// A commit that fails fails every call of its group: nothing is revealed, no
+// row is added, and the next group is decided as if they never happened.
+TEST(SqliteLabelStoreTest, FailedGroupCommitFailsEveryCallOfTheGroup) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  CommitGate gate;
+  gate.Install(&options);
+  auto opened = SqliteLabelStore::Open(options);
+  ASSERT_THAT(opened, IsOk());
+  SqliteLabelStore& store = **opened;
+  ASSERT_THAT(store.CreateExperiment(Experiment("e", 5), nullptr), IsOk());
+
+  gate.Block();
+  std::thread blocker([&] {
+    EXPECT_THAT(store.AppendAudit(InvalidQueryRow("e")), IsOkAndHolds(1));
+  });
+  gate.WaitUntilBlocked();
+  gate.set_fail(true);
+
+  absl::StatusOr<RevealResult> first, second;
+  absl::StatusOr<EvaluationResult> evaluation;
+  std::thread first_thread([&] { first = store.Reveal(Reveal("e", {1, 2})); });
+  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(1, absl::Seconds(30)));
+  std::thread second_thread([&] { second = store.Reveal(Reveal("e", {3})); });
+  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(2, absl::Seconds(30)));
+  std::thread evaluation_thread([&] {
+    EvaluationRequest request;
+    request.experiment = "e";
+    request.detail = "accuracy=0.5";
+    evaluation = store.RecordEvaluation(request);
+  });
+  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(3, absl::Seconds(30)));
+  gate.Release();
+  for (std::thread* thread :
+       {&blocker, &first_thread, &second_thread, &evaluation_thread}) {
+    thread->join();
+  }
+
+  EXPECT_THAT(first, StatusIs(absl::StatusCode::kUnavailable,
+                              HasSubstr("disk went away")));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable,
+                               HasSubstr("disk went away")));
+  EXPECT_THAT(evaluation, StatusIs(absl::StatusCode::kUnavailable,
+                                   HasSubstr("disk went away")));
+  auto usage = store.GetUsage("e");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 0);
+  EXPECT_EQ(usage->requests_granted, 0);
+  EXPECT_EQ(usage->requests_denied, 1);
+  EXPECT_EQ(usage->evaluations, 0);
+  EXPECT_THAT(store.ListRevealed(), IsOkAndHolds(IsEmpty()));
+  auto head = store.GetAuditHead();
+  ASSERT_THAT(head, IsOk());
+  EXPECT_EQ(head->first, 1);
+
+  gate.set_fail(false);
+  auto next = store.Reveal(Reveal("e", {1, 2, 3}));
+  ASSERT_THAT(next, IsOk());
+  EXPECT_TRUE(next->granted);
+  EXPECT_EQ(next->audit_sequence, 2);
+  EXPECT_EQ(next->requested_new, 3);
+  EXPECT_EQ(next->remaining, 2);
+  auto verification = VerifyAuditLog(store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 2);
+}
+
+// Writes by another connection (here, a second store on the same file) are
+// noticed at the next write, which reloads the state before deciding.
+TEST(SqliteLabelStoreTest, ReloadsStateWrittenByAnotherConnection) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  auto first = SqliteLabelStore::Open(options);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT((*first)->CreateExperiment(Experiment("e", 3), nullptr), IsOk());
+  {
+    auto second = SqliteLabelStore::Open(options);
+    ASSERT_THAT(second, IsOk());
+    ASSERT_THAT((*second)->Reveal(Reveal("e", {1, 2})), IsOk());
+  }
+  auto denied = (*first)->Reveal(Reveal("e", {3, 4}));
+  ASSERT_THAT(denied, IsOk());
+  EXPECT_FALSE(denied->granted);
+  EXPECT_EQ(denied->remaining, 1);
+  EXPECT_EQ(denied->audit_sequence, 2);
+  auto verification = VerifyAuditLog(**first);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
 }
 
 TEST(FailureInjectingLabelStoreTest, FailedWriteRevealsNothing) {
