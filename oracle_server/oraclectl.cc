@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/json_writer.h"
 #include "common/status_macros.h"
 #include "oracle_server/audit_chain.h"
 #include "oracle_server/label_oracle_service.h"
@@ -65,36 +66,6 @@ std::string CsvField(absl::string_view value) {
   return quoted;
 }
 
-std::string JsonString(absl::string_view value) {
-  std::string out = "\"";
-  for (unsigned char c : value) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 std::string FormatTime(int64_t unix_micros) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
@@ -128,16 +99,16 @@ void PrintCsvRow(const AuditRecord& row, std::ostream& out) {
 void PrintJsonRow(const AuditRecord& row, std::ostream& out) {
   out << "{\"sequence\":" << row.sequence
       << ",\"time_unix_micros\":" << row.time_unix_micros
-      << ",\"experiment\":" << JsonString(row.experiment)
-      << ",\"client\":" << JsonString(row.client)
-      << ",\"strategy\":" << JsonString(row.strategy)
-      << ",\"round\":" << row.round << ",\"kind\":" << JsonString(row.kind)
+      << ",\"experiment\":" << common::JsonQuote(row.experiment)
+      << ",\"client\":" << common::JsonQuote(row.client)
+      << ",\"strategy\":" << common::JsonQuote(row.strategy)
+      << ",\"round\":" << row.round << ",\"kind\":" << common::JsonQuote(row.kind)
       << ",\"ids_asked\":[" << absl::StrJoin(row.ids_asked, ",") << "]"
       << ",\"ids_revealed\":[" << absl::StrJoin(row.ids_revealed, ",") << "]"
-      << ",\"outcome\":" << JsonString(OutcomeName(row.outcome))
-      << ",\"detail\":" << JsonString(row.detail)
-      << ",\"prev_hash\":" << JsonString(row.prev_hash)
-      << ",\"hash\":" << JsonString(row.hash) << "}\n";
+      << ",\"outcome\":" << common::JsonQuote(OutcomeName(row.outcome))
+      << ",\"detail\":" << common::JsonQuote(row.detail)
+      << ",\"prev_hash\":" << common::JsonQuote(row.prev_hash)
+      << ",\"hash\":" << common::JsonQuote(row.hash) << "}\n";
 }
 
 }  // namespace

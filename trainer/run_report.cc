@@ -24,11 +24,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
-#include "trainer/json_writer.h"
+#include "common/json_writer.h"
 #include "trainer/report_html.h"
 
 namespace trainer {
 namespace {
+
+using ::common::JsonNumber;
+using ::common::JsonWriter;
 
 std::string JoinPath(const std::string& dir, absl::string_view name) {
   return (std::filesystem::path(dir) / std::string(name)).string();

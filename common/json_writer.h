@@ -1,6 +1,6 @@
 // A minimal JSON writer: compact output, correct string escaping, no parser.
-#ifndef TRAINER_JSON_WRITER_H_
-#define TRAINER_JSON_WRITER_H_
+#ifndef COMMON_JSON_WRITER_H_
+#define COMMON_JSON_WRITER_H_
 
 #include <cstdint>
 #include <string>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace trainer {
+namespace common {
 
 // Returns `text` as a JSON string literal, quotes included. Escapes '"', '\\'
 // and control characters; bytes that are not valid UTF-8 become U+FFFD, so
@@ -58,6 +58,6 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
-}  // namespace trainer
+}  // namespace common
 
-#endif  // TRAINER_JSON_WRITER_H_
+#endif  // COMMON_JSON_WRITER_H_

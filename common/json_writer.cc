@@ -1,4 +1,4 @@
-#include "trainer/json_writer.h"
+#include "common/json_writer.h"
 
 #include <charconv>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace trainer {
+namespace common {
 namespace {
 
 // Returns the length of the valid UTF-8 sequence starting at text[i], or 0
@@ -190,4 +190,4 @@ JsonWriter& JsonWriter::Null() {
   return *this;
 }
 
-}  // namespace trainer
+}  // namespace common

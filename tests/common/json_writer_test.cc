@@ -1,4 +1,4 @@
-#include "trainer/json_writer.h"
+#include "common/json_writer.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <limits>
 #include <string>
 
-namespace trainer {
+namespace common {
 namespace {
 
 TEST(JsonQuoteTest, EscapesQuotesBackslashesAndControlCharacters) {
@@ -84,4 +84,4 @@ TEST(JsonWriterTest, WritesTopLevelArrayOfScalars) {
 }
 
 }  // namespace
-}  // namespace trainer
+}  // namespace common
