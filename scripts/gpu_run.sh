@@ -51,7 +51,7 @@ if [[ -z "${GPU_RUN_LOCAL:-}" ]]; then
     -DGRPC_CPP_PLUGIN=$D/bin/grpc_cpp_plugin
     -DSQLite3_INCLUDE_DIR=$D/include
     -DSQLite3_LIBRARY=$D/lib/x86_64-linux-gnu/libsqlite3.so
-    -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc
+    -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda
     -DTORCH_CUDA_ARCH_LIST=9.0
   )
   DEVICE=cuda

@@ -6,12 +6,16 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <numeric>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/idx_file.h"
 #include "common/status_macros.h"
@@ -71,6 +75,7 @@ class Run {
   absl::Status Checkpoint();
   absl::Status RebuildLabelledTensors();
   absl::StatusOr<RunSummary> Finish(const Evaluation& evaluation);
+  void RestoreRounds();
   void Log(const std::string& message) { progress_.Log(message); }
   ProgressState Progress() const;
   bool StopRequested() const { return stop_ != nullptr && stop_->load(); }
@@ -189,6 +194,32 @@ absl::Status Run::Prepare() {
   ASSIGN_OR_RETURN(report_,
                    RunReportWriter::Create(options_.out_dir, options_.resume));
   return RebuildLabelledTensors();
+}
+
+// Reads back the rounds a resumed run already recorded in rounds.csv (the
+// last row of each round wins), so the final report shows the whole run.
+void Run::RestoreRounds() {
+  std::ifstream in(JoinPath(options_.out_dir, RunReportWriter::kRoundsFile));
+  std::map<int, RoundRecord> by_round;
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields = absl::StrSplit(line, absl::MaxSplits(',', 4));
+    RoundRecord record;
+    if (fields.size() != 5 || !absl::SimpleAtoi(fields[0], &record.round) ||
+        !absl::SimpleAtoi(fields[1], &record.labels_spent) ||
+        !absl::SimpleAtod(fields[2], &record.test_accuracy) ||
+        !absl::SimpleAtoi(fields[3], &record.steps)) {
+      continue;  // a torn or foreign line: the report just omits it
+    }
+    record.strategy = fields[4];
+    by_round[record.round] = record;
+  }
+  for (const auto& [round, record] : by_round) {
+    rounds_.push_back(record);
+    label_curve_.push_back({record.labels_spent, record.test_accuracy});
+    step_curve_.push_back({record.steps, record.test_accuracy});
+  }
 }
 
 absl::Status Run::RebuildLabelledTensors() {
@@ -402,6 +433,18 @@ absl::StatusOr<RunSummary> Run::Go() {
     record.steps = trainer_->step();
     record.strategy = strategy_->name();
     RETURN_IF_ERROR(report_->AppendRound(record));
+    // A round recorded before a resume is replaced by its new record.
+    rounds_.erase(std::remove_if(rounds_.begin(), rounds_.end(),
+                                 [&](const RoundRecord& r) {
+                                   return r.round == round;
+                                 }),
+                  rounds_.end());
+    label_curve_.erase(
+        std::remove_if(label_curve_.begin(), label_curve_.end(),
+                       [&](const LabelCurvePoint& p) {
+                         return p.labels_spent == spent;
+                       }),
+        label_curve_.end());
     rounds_.push_back(record);
     label_curve_.push_back({spent, evaluation->accuracy});
     progress_.Finish(Progress());

@@ -109,6 +109,14 @@ diff <(echo "$BEFORE") <(journal_bought "$TMP/run2/purchases.log" | grep -xF -f 
   fail "round 0 labels changed across the resume"
 diff <(journal_bought "$TMP/run2/purchases.log" | cut -d: -f1) <(audit_revealed resume) ||
   fail "journal and audit log disagree after resume"
+$PY -c '
+import json, sys
+report = json.load(open(sys.argv[1]))
+rounds = [r["round"] for r in report["rounds"]]
+assert rounds == [0, 1], rounds
+assert report["labels_spent"] == 12, report["labels_spent"]
+assert len(report["queried"]) == 12, len(report["queried"])
+' "$TMP/run2/report.json" || fail "report.json after resume"
 
 echo "== 4: an intent without a purchase is replayed with the same ids"
 mkdir -p "$TMP/run3"
