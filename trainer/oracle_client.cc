@@ -166,6 +166,10 @@ absl::StatusOr<std::unique_ptr<OracleClient>> MakeGrpcOracleClient(
   if (options.target.empty()) {
     return absl::InvalidArgumentError("oracle target is empty");
   }
+  if (options.target.back() == ':') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle target \"", options.target, "\" has no port (use host:port)"));
+  }
   if (options.call_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("oracle call_deadline must be positive, got ",

@@ -298,6 +298,14 @@ TEST(OracleClientFactoryTest, RejectsEmptyTarget) {
       StatusIs(absl::StatusCode::kInvalidArgument, "oracle target is empty"));
 }
 
+TEST(OracleClientFactoryTest, RejectsTargetWithoutPort) {
+  OracleClientOptions options;
+  options.target = "127.0.0.1:";
+  EXPECT_THAT(MakeGrpcOracleClient(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "oracle target \"127.0.0.1:\" has no port (use host:port)"));
+}
+
 TEST(OracleClientFactoryTest, TalksToAServerOverTcpWithToken) {
   FakeOracle oracle;
   grpc::ServerBuilder builder;
