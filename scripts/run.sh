@@ -6,7 +6,7 @@
 #   scripts/run.sh                      # default configuration
 #   scripts/run.sh --strategy=random    # extra flags go to the trainer
 #
-# With CUDA LibTorch it runs the full configuration (100 labels, 20k steps).
+# With CUDA LibTorch it runs the full configuration (100 labels, 40k steps).
 # On a CPU-only build (Debian's LibTorch) it runs a short configuration
 # automatically (a 5,000-image pool, a narrow model, 1,000 steps):
 # that proves the pipeline end to end but cannot reach the accuracy target,
@@ -44,7 +44,7 @@ cat "$RUN_DIR/oracle.log"
 DEVICE=$("$BUILD_DIR/trainer/trainer" --print_device)
 if [[ "$DEVICE" == cuda* ]]; then
   echo "== CUDA found: full configuration"
-  CONFIG=(--steps=20000 --eval_every=2000)
+  CONFIG=(--steps=40000 --eval_every=4000)
 else
   echo "== no CUDA: short CPU configuration (checks the pipeline; the >90 % target needs a GPU)"
   CONFIG=(--steps=1000 --train_limit=5000 --width=16 --batch=16 --mu=2 --eval_every=0

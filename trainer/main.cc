@@ -30,7 +30,7 @@ ABSL_FLAG(int64_t, budget, 100, "labels the run may buy in total");
 ABSL_FLAG(std::string, schedule, "",
           "labels bought per round, e.g. 40,30,30 (default: 40%,30%,30% of "
           "--budget)");
-ABSL_FLAG(int64_t, steps, 20000, "training steps in the whole run");
+ABSL_FLAG(int64_t, steps, 40000, "training steps in the whole run");
 ABSL_FLAG(std::string, round_steps, "",
           "steps after each round's purchase, e.g. 3000,3000,14000 (default: "
           "15% for early rounds)");

@@ -31,7 +31,7 @@ struct TrainerOptions {
   // Empty: 40 %, 30 %, 30 % of the budget in three rounds.
   std::vector<int64_t> schedule;
   // Training steps in the whole run (the cosine schedule's length).
-  int64_t total_steps = 20000;
+  int64_t total_steps = 40000;
   // Training steps after each round's purchase, one entry per round, summing
   // to total_steps. Empty: every round but the last trains
   // total_steps * early_round_fraction, the last trains the rest.
