@@ -36,11 +36,14 @@ absl::Status CallWithRetry(const RetryPolicy& policy, const RetryEnv& env,
           status.code(),
           absl::StrCat(service, " at ", target, " unreachable after ", attempts,
                        attempts == 1 ? " attempt" : " attempts", " over ",
-                       absl::FormatDuration(env.now() - start), ": ",
+                       absl::FormatDuration(
+                           absl::Trunc(env.now() - start, absl::Milliseconds(1))),
+                       ": ",
                        status.message()));
     }
     env.log(absl::StrCat(service, " unreachable at ", target, ", retrying in ",
-                         absl::FormatDuration(wait), " (attempt ", attempts,
+                         absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1))),
+                         " (attempt ", attempts,
                          "): ", status.message()));
     env.sleep(wait);
     backoff = std::min(policy.max_backoff, backoff * policy.backoff_multiplier);

@@ -147,6 +147,10 @@ absl::Status Run::Prepare() {
         "to continue it or choose another --out_dir"));
   }
 
+  // Everything that can be checked locally is checked before the oracle is
+  // contacted (which may retry for minutes when it is unreachable).
+  ASSIGN_OR_RETURN(strategy_, MakeSelectionStrategy(options_.strategy,
+                                                    options_.strategy_options));
   ASSIGN_OR_RETURN(device_, ChooseDevice(options_.device));
   ASSIGN_OR_RETURN(train_images_, LoadImages(JoinPath(options_.data_dir,
                                                       common::kTrainImagesFile),
@@ -158,20 +162,6 @@ absl::Status Run::Prepare() {
   ASSIGN_OR_RETURN(test_images_, LoadImages(JoinPath(options_.data_dir,
                                                      common::kTestImagesFile),
                                             common::kTestCount, device_));
-
-  ASSIGN_OR_RETURN(
-      ExperimentInfo experiment,
-      oracle_->CreateExperiment(options_.experiment, options_.label_budget,
-                                options_.experiment_token));
-  if (experiment.label_budget != options_.label_budget) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("experiment ", experiment.name, " has a budget of ",
-                     experiment.label_budget, ", not ", options_.label_budget));
-  }
-  Log(absl::StrCat(experiment.created ? "created" : "joined", " experiment ",
-                   experiment.name, " (budget ", experiment.label_budget,
-                   ") on device ", device_.str(), "; pool ",
-                   train_images_.size(0), " images"));
 
   ModelOptions model_options = options_.model;
   model_options.init_seed = options_.seed;
@@ -188,11 +178,23 @@ absl::Status Run::Prepare() {
     Log(absl::StrCat("resumed from ", checkpoint, " at step ", trainer_->step(),
                      " with ", history.bought.size(), " labels bought"));
   }
-  StrategyOptions strategy_options = options_.strategy_options;
-  ASSIGN_OR_RETURN(strategy_,
-                   MakeSelectionStrategy(options_.strategy, strategy_options));
+  ASSIGN_OR_RETURN(
+      ExperimentInfo experiment,
+      oracle_->CreateExperiment(options_.experiment, options_.label_budget,
+                                options_.experiment_token));
+  if (experiment.label_budget != options_.label_budget) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", experiment.name, " has a budget of ",
+                     experiment.label_budget, ", not ", options_.label_budget));
+  }
+  Log(absl::StrCat(experiment.created ? "created" : "joined", " experiment ",
+                   experiment.name, " (budget ", experiment.label_budget,
+                   ") on device ", device_.str(), "; pool ",
+                   train_images_.size(0), " images"));
+
   ASSIGN_OR_RETURN(report_,
                    RunReportWriter::Create(options_.out_dir, options_.resume));
+  if (options_.resume) RestoreRounds();
   return RebuildLabelledTensors();
 }
 
