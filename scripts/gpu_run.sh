@@ -9,8 +9,11 @@
 #   GPU_RUN_LOCAL=1 TRAIN_SECONDS=60 scripts/gpu_run.sh
 #
 # Environment knobs: TRAIN_SECONDS (wall time the trainings may take, default
-# 330), STRATEGIES (default "random typiclust"), BUDGET (100), SCHEDULE
-# (40,30,30), OUT (results folder, default $OUT or out/gpu).
+# 330), DEADLINE (seconds after the script starts by which it must be done;
+# TRAIN_SECONDS shrinks to fit, e.g. when the build was slow; default none),
+# STRATEGIES (default "random typiclust"), BUDGET (100), SCHEDULE (40,30,30),
+# OUT (results folder, default $OUT or out/gpu), FIRST_EXTRA (flags for the
+# first start of each trainer only; a bad one checks the retry path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -97,36 +100,84 @@ cat "$OUT/bench.txt"
 RATE=$(grep -oE '[0-9.]+ steps/s' "$OUT/bench.txt" | head -1 | cut -d' ' -f1)
 RATE=${RATE:-1}
 NPROC=$(wc -w <<<"$STRATEGIES")
-# Processes share the device; keep a margin for selection and evaluation.
-STEPS=$(python3 -c "print(max(60, int($RATE / max(1, $NPROC * 0.8) * $TRAIN_SECONDS * 0.85)))")
+if [[ -n "${DEADLINE:-}" ]]; then
+  # Leave 60 s after training for the final evaluation, reports and summary.
+  LEFT=$(( DEADLINE - ($(date +%s) - T0) - 60 ))
+  if (( LEFT < TRAIN_SECONDS )); then
+    stamp "only $LEFT s left before the deadline: TRAIN_SECONDS $TRAIN_SECONDS -> $LEFT"
+    TRAIN_SECONDS=$(( LEFT > 30 ? LEFT : 30 ))
+  fi
+fi
+# Processes share the device (assume no gain from sharing); keep a margin for
+# start-up, selection and evaluation so the cosine schedule runs to its end.
+STEPS=$(python3 -c "print(max(60, int($RATE / $NPROC * $TRAIN_SECONDS * 0.85)))")
 stamp "bench $RATE steps/s alone; $NPROC runs of $STEPS steps each"
 
 if [[ "$DEVICE" == cpu ]]; then EXTRA+=(--train_limit=3000 --width=16 --batch=16 --mu=2); fi
-PIDS=()
-for s in $STRATEGIES; do
+TRAIN_T0=$(date +%s)
+declare -A PID RETRIED
+# launch STRATEGY RUN_NAME STEPS [FLAGS...]: starts one trainer in the
+# background with whatever is left of TRAIN_SECONDS.
+launch() {
+  local s=$1 name=$2 steps=$3; shift 3
+  local secs=$(( TRAIN_SECONDS - ($(date +%s) - TRAIN_T0) ))
   "$BUILD/trainer/trainer" --oracle=127.0.0.1:$PORT --strategy=$s --budget=$BUDGET \
-    --schedule=$SCHEDULE --steps=$STEPS --eval_every=$(( STEPS / 8 + 1 )) --device=$DEVICE \
-    --data_dir="$DATA_DIR" --out_dir="$WORK/runs/$s" --checkpoint_every=0 \
-    --max_train_seconds=$TRAIN_SECONDS "${EXTRA[@]}" \
-    > "$WORK/trainer-$s.log" 2>&1 &
-  PIDS+=($!)
+    --experiment="fmnist-$name-$BUDGET" --schedule=$SCHEDULE --steps=$steps \
+    --eval_every=$(( steps / 8 + 1 )) --device=$DEVICE --data_dir="$DATA_DIR" \
+    --out_dir="$WORK/runs/$name" --checkpoint_every=0 \
+    --max_train_seconds=$(( secs > 30 ? secs : 30 )) "${EXTRA[@]}" "$@" \
+    > "$WORK/trainer-$name.log" 2>&1 &
+  PID[$s]=$!
+}
+for s in $STRATEGIES; do launch $s $s $STEPS ${FIRST_EXTRA:-}; done
+# Wait for the trainers. One that fails is started once more, as a new
+# experiment, without CUDA graphs and bf16 (the fallback the bench uses),
+# for the time that is left. At the hard stop a trainer still running gets
+# SIGTERM: it checkpoints and stops.
+HARD_STOP=$(( TRAIN_T0 + TRAIN_SECONDS + 45 ))
+while :; do
+  running=0
+  for s in $STRATEGIES; do
+    p=${PID[$s]:-}; [[ -z "$p" ]] && continue
+    if kill -0 "$p" 2>/dev/null; then
+      running=1
+      (( $(date +%s) > HARD_STOP )) && kill -TERM "$p" 2>/dev/null
+      continue
+    fi
+    wait "$p"; rc=$?; PID[$s]=""
+    [[ $rc -eq 0 ]] && { stamp "trainer $s finished"; continue; }
+    stamp "trainer $s failed (exit $rc): $(tail -2 "$WORK/trainer-$s.log" | tr '\n' ' ')"
+    left=$(( TRAIN_SECONDS - ($(date +%s) - TRAIN_T0) ))
+    if [[ -z "${RETRIED[$s]:-}" && $left -gt 60 ]]; then
+      RETRIED[$s]=1
+      steps=$(python3 -c "print(max(60, int($STEPS * $left / $TRAIN_SECONDS * 0.7)))")
+      stamp "retrying $s as fmnist-$s-eager-$BUDGET: $steps steps in $left s, eager fp32"
+      launch $s $s-eager $steps --cuda_graph=false --bf16=false
+      running=1
+    fi
+  done
+  (( running )) || break
+  sleep 2
 done
-# A hard stop: a trainer still running at the deadline checkpoints and stops.
-( sleep $(( TRAIN_SECONDS + 60 )); for p in "${PIDS[@]}"; do kill -TERM $p 2>/dev/null; done ) &
-WATCHDOG=$!
-for p in "${PIDS[@]}"; do wait $p; done
-kill $WATCHDOG 2>/dev/null
 stamp "trainings done"
 
 {
-  for s in $STRATEGIES; do
-    echo "== $s"; tail -3 "$WORK/trainer-$s.log"; cat "$WORK/runs/$s/rounds.csv" 2>/dev/null
+  for log in "$WORK"/trainer-*.log; do
+    s=$(basename "$log" .log); s=${s#trainer-}
+    echo "== $s"; tail -3 "$log"; cat "$WORK/runs/$s/rounds.csv" 2>/dev/null
+    python3 - "$WORK/runs/$s/report.json" <<'PY' 2>/dev/null || echo "(no report.json)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("report: labels_spent=%d accuracy=%.4f steps=%d steps_per_s=%.1f wall_time_s=%.0f device=%s"
+      % (r["labels_spent"], r["accuracy"], r["steps"], r["steps_per_s"], r["wall_time_s"], r["device"]))
+PY
   done
   echo "== oraclectl summary"
   "$BUILD/oracle_server/oraclectl" summary --db="$WORK/oracle.db"
   "$BUILD/oracle_server/oraclectl" verify --db="$WORK/oracle.db"
 } 2>&1 | tee "$OUT/summary.txt"
 kill -TERM $ORACLE_PID; wait $ORACLE_PID 2>/dev/null
-cp "$WORK/oracle.db" "$WORK/oracle.log" "$WORK"/trainer-*.log "$WORK/runs/" 2>/dev/null
-tar czf "$OUT/runs.tar.gz" -C "$WORK" runs oracle.log $(cd "$WORK" && ls trainer-*.log) oracle.db 2>/dev/null
+# Reports, metrics, journals, logs and the oracle's database; no checkpoints.
+tar czf "$OUT/runs.tar.gz" -C "$WORK" --exclude='*.pt' runs oracle.log \
+  $(cd "$WORK" && ls trainer-*.log) oracle.db 2>/dev/null
 stamp "done; results in $OUT"
