@@ -11,7 +11,9 @@
 # Environment knobs: TRAIN_SECONDS (wall time the trainings may take, default
 # 330), DEADLINE (seconds after the script starts by which it must be done;
 # TRAIN_SECONDS shrinks to fit, e.g. when the build was slow; default none),
-# STRATEGIES (default "random typiclust"), BUDGET (100), SCHEDULE (40,30,30),
+# STRATEGIES (default "random typiclust"), SEEDS (one run per strategy and
+# seed; default one run with seed 0), BUDGET (100), SCHEDULE (40,30,30),
+# BENCH_RATE (steps/s measured before: skips the bench),
 # OUT (results folder, default $OUT or out/gpu), FIRST_EXTRA (flags for the
 # first start of each trainer only; a bad one checks the retry path).
 set -uo pipefail
@@ -84,22 +86,38 @@ for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.1; done
 PORT=$(cat "$WORK/port") || { cat "$WORK/oracle.log"; exit 1; }
 stamp "oracle on port $PORT: $(cat "$WORK/oracle.log")"
 
-# Throughput of the default model, one process alone on the device.
-if [[ "$DEVICE" == cuda ]]; then BENCH=(--steps=300 --warmup=30 --cuda_graph=true); else BENCH=(--steps=2 --warmup=1 --width=16); fi
 EXTRA=()
-"$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" > "$OUT/bench.txt" 2>&1
-if [[ $? -ne 0 ]]; then
+if [[ -n "${BENCH_RATE:-}" ]]; then
+  # Throughput already measured on this kind of device: skip the bench.
+  RATE=$BENCH_RATE
+  echo "bench skipped: BENCH_RATE=$RATE" > "$OUT/bench.txt"
+else
+  # Throughput of the default model, one process alone on the device.
+  if [[ "$DEVICE" == cuda ]]; then BENCH=(--steps=300 --warmup=30 --cuda_graph=true); else BENCH=(--steps=2 --warmup=1 --width=16); fi
+  "$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" > "$OUT/bench.txt" 2>&1
+  if [[ $? -ne 0 ]]; then
+    cat "$OUT/bench.txt"
+    stamp "bench failed; retrying without CUDA graphs and bf16 autocast"
+    "$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" \
+      --mixed_precision=false --cuda_graph=false > "$OUT/bench.txt" 2>&1 ||
+      { cat "$OUT/bench.txt"; exit 1; }
+    EXTRA+=(--bf16=false --cuda_graph=false)
+  fi
   cat "$OUT/bench.txt"
-  stamp "bench failed; retrying without CUDA graphs and bf16 autocast"
-  "$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" \
-    --mixed_precision=false --cuda_graph=false > "$OUT/bench.txt" 2>&1 ||
-    { cat "$OUT/bench.txt"; exit 1; }
-  EXTRA+=(--bf16=false --cuda_graph=false)
+  RATE=$(grep -oE '[0-9.]+ steps/s' "$OUT/bench.txt" | head -1 | cut -d' ' -f1)
+  RATE=${RATE:-1}
 fi
-cat "$OUT/bench.txt"
-RATE=$(grep -oE '[0-9.]+ steps/s' "$OUT/bench.txt" | head -1 | cut -d' ' -f1)
-RATE=${RATE:-1}
-NPROC=$(wc -w <<<"$STRATEGIES")
+# One run per strategy and seed, named after the strategy (and the seed when
+# SEEDS is given).
+RUNS=()
+declare -A RUN_STRATEGY RUN_SEED PID RETRIED
+for s in $STRATEGIES; do
+  for seed in ${SEEDS:-0}; do
+    name=$s${SEEDS:+-s$seed}
+    RUNS+=("$name"); RUN_STRATEGY[$name]=$s; RUN_SEED[$name]=$seed
+  done
+done
+NPROC=${#RUNS[@]}
 if [[ -n "${DEADLINE:-}" ]]; then
   # Leave 60 s after training for the final evaluation, reports and summary.
   LEFT=$(( DEADLINE - ($(date +%s) - T0) - 60 ))
@@ -115,21 +133,21 @@ stamp "bench $RATE steps/s alone; $NPROC runs of $STEPS steps each"
 
 if [[ "$DEVICE" == cpu ]]; then EXTRA+=(--train_limit=3000 --width=16 --batch=16 --mu=2); fi
 TRAIN_T0=$(date +%s)
-declare -A PID RETRIED
-# launch STRATEGY RUN_NAME STEPS [FLAGS...]: starts one trainer in the
+# launch RUN EXPERIMENT_NAME STEPS [FLAGS...]: starts one trainer in the
 # background with whatever is left of TRAIN_SECONDS.
 launch() {
-  local s=$1 name=$2 steps=$3; shift 3
+  local run=$1 name=$2 steps=$3; shift 3
   local secs=$(( TRAIN_SECONDS - ($(date +%s) - TRAIN_T0) ))
-  "$BUILD/trainer/trainer" --oracle=127.0.0.1:$PORT --strategy=$s --budget=$BUDGET \
+  "$BUILD/trainer/trainer" --oracle=127.0.0.1:$PORT --strategy=${RUN_STRATEGY[$run]} \
+    --seed=${RUN_SEED[$run]} --budget=$BUDGET \
     --experiment="fmnist-$name-$BUDGET" --schedule=$SCHEDULE --steps=$steps \
     --eval_every=$(( steps / 8 + 1 )) --device=$DEVICE --data_dir="$DATA_DIR" \
     --out_dir="$WORK/runs/$name" --checkpoint_every=0 \
     --max_train_seconds=$(( secs > 30 ? secs : 30 )) "${EXTRA[@]}" "$@" \
     > "$WORK/trainer-$name.log" 2>&1 &
-  PID[$s]=$!
+  PID[$run]=$!
 }
-for s in $STRATEGIES; do launch $s $s $STEPS ${FIRST_EXTRA:-}; done
+for r in "${RUNS[@]}"; do launch $r $r $STEPS ${FIRST_EXTRA:-}; done
 # Wait for the trainers. One that fails is started once more, as a new
 # experiment, without CUDA graphs and bf16 (the fallback the bench uses),
 # for the time that is left. At the hard stop a trainer still running gets
@@ -137,7 +155,7 @@ for s in $STRATEGIES; do launch $s $s $STEPS ${FIRST_EXTRA:-}; done
 HARD_STOP=$(( TRAIN_T0 + TRAIN_SECONDS + 45 ))
 while :; do
   running=0
-  for s in $STRATEGIES; do
+  for s in "${RUNS[@]}"; do
     p=${PID[$s]:-}; [[ -z "$p" ]] && continue
     if kill -0 "$p" 2>/dev/null; then
       running=1
