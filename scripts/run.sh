@@ -13,7 +13,9 @@
 # which needs a GPU.
 #
 # Environment: BUILD_DIR (default build), RUN_DIR (default runs/main-<time>),
-# ORACLE_PORT (default 0: the OS picks), BUDGET (default 100).
+# ORACLE_PORT (default 0: the OS picks), BUDGET (default 100), TORCH_DIR (the
+# CMake folder of another LibTorch to build against, e.g. a CUDA one's
+# share/cmake/Torch; default: Debian's CPU LibTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +24,13 @@ BUILD_DIR=${BUILD_DIR:-build}
 RUN_DIR=${RUN_DIR:-runs/main-$(date +%Y%m%d-%H%M%S)}
 BUDGET=${BUDGET:-100}
 echo "== building into $BUILD_DIR"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+CMAKE_ARGS=()
+if [[ -n "${TORCH_DIR:-}" ]]; then
+  [[ -f "$TORCH_DIR/TorchConfig.cmake" ]] ||
+    { echo "TORCH_DIR=$TORCH_DIR has no TorchConfig.cmake" >&2; exit 2; }
+  CMAKE_ARGS+=(-DTorch_DIR="$TORCH_DIR")
+fi
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${CMAKE_ARGS[@]}" >/dev/null
 ninja -C "$BUILD_DIR" trainer oracle_server_main oraclectl >/dev/null
 
 mkdir -p "$RUN_DIR"
