@@ -15,7 +15,10 @@
 # seed; default one run with seed 0), BUDGET (100), SCHEDULE (40,30,30),
 # BENCH_RATE (steps/s measured before: skips the bench),
 # OUT (results folder, default $OUT or out/gpu), FIRST_EXTRA (flags for the
-# first start of each trainer only; a bad one checks the retry path).
+# first start of each trainer only; a bad one checks the retry path), WORK
+# (scratch folder, default /tmp/fewlabels-gpu). CPU mode only: GPU_RUN_BUILT
+# (a build folder to use instead of building), DATA_DIR, LOCAL_TRAINER_FLAGS
+# (the tiny model and pool).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -61,20 +64,26 @@ if [[ -z "${GPU_RUN_LOCAL:-}" ]]; then
   )
   DEVICE=cuda
 else
-  DATA_DIR=/usr/share/datasets/fashion-mnist
+  DATA_DIR=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
   CMAKE_ARGS=()
   DEVICE=cpu
 fi
 
-BUILD=$ROOT/build-gpu
-stamp "configuring"
-cmake -S . -B "$BUILD" -G "$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')" \
-  -DCMAKE_BUILD_TYPE=Release -DFEWLABELS_BUILD_TESTS=OFF "${CMAKE_ARGS[@]}" \
-  > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-stamp "building"
-cmake --build "$BUILD" -j "$(nproc)" --target trainer oracle_server_main oraclectl fixmatch_bench \
-  >> "$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
-stamp "built"
+if [[ -n "${GPU_RUN_BUILT:-}" ]]; then
+  # A build folder that already holds the four binaries (tests use theirs).
+  BUILD=$GPU_RUN_BUILT
+  stamp "using the binaries in $BUILD"
+else
+  BUILD=$ROOT/build-gpu
+  stamp "configuring"
+  cmake -S . -B "$BUILD" -G "$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')" \
+    -DCMAKE_BUILD_TYPE=Release -DFEWLABELS_BUILD_TESTS=OFF "${CMAKE_ARGS[@]}" \
+    > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  stamp "building"
+  cmake --build "$BUILD" -j "$(nproc)" --target trainer oracle_server_main oraclectl fixmatch_bench \
+    >> "$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  stamp "built"
+fi
 
 ORACLE=$BUILD/oracle_server/oracle_server
 "$ORACLE" --host=127.0.0.1 --port=0 --port_file="$WORK/port" --db="$WORK/oracle.db" \
@@ -131,7 +140,10 @@ fi
 STEPS=$(python3 -c "print(max(60, int($RATE / $NPROC * $TRAIN_SECONDS * 0.85)))")
 stamp "bench $RATE steps/s alone; $NPROC runs of $STEPS steps each"
 
-if [[ "$DEVICE" == cpu ]]; then EXTRA+=(--train_limit=3000 --width=16 --batch=16 --mu=2); fi
+if [[ "$DEVICE" == cpu ]]; then
+  read -ra LOCAL_FLAGS <<<"${LOCAL_TRAINER_FLAGS:---train_limit=3000 --width=16 --batch=16 --mu=2}"
+  EXTRA+=("${LOCAL_FLAGS[@]}")
+fi
 TRAIN_T0=$(date +%s)
 # launch RUN EXPERIMENT_NAME STEPS [FLAGS...]: starts one trainer in the
 # background with whatever is left of TRAIN_SECONDS.
