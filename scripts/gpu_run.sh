@@ -103,11 +103,11 @@ if [[ -n "${BENCH_RATE:-}" ]]; then
 else
   # Throughput of the default model, one process alone on the device.
   if [[ "$DEVICE" == cuda ]]; then BENCH=(--steps=300 --warmup=30 --cuda_graph=true); else BENCH=(--steps=2 --warmup=1 --width=16); fi
-  "$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" > "$OUT/bench.txt" 2>&1
+  "$BUILD/trainer/learn/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" > "$OUT/bench.txt" 2>&1
   if [[ $? -ne 0 ]]; then
     cat "$OUT/bench.txt"
     stamp "bench failed; retrying without CUDA graphs and bf16 autocast"
-    "$BUILD/trainer/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" \
+    "$BUILD/trainer/learn/fixmatch_bench" --device=$DEVICE --batch=64 --mu=7 "${BENCH[@]}" \
       --mixed_precision=false --cuda_graph=false > "$OUT/bench.txt" 2>&1 ||
       { cat "$OUT/bench.txt"; exit 1; }
     EXTRA+=(--bf16=false --cuda_graph=false)

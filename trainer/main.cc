@@ -18,8 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "trainer/oracle_client.h"
-#include "trainer/trainer_run.h"
+#include "trainer/rpc/oracle_client.h"
+#include "trainer/run/trainer_run.h"
 
 ABSL_FLAG(std::string, oracle, "localhost:50051",
           "host:port of the label oracle");

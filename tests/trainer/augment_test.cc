@@ -1,4 +1,4 @@
-#include "trainer/augment.h"
+#include "trainer/learn/augment.h"
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>

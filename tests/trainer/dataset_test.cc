@@ -1,4 +1,4 @@
-#include "trainer/dataset.h"
+#include "trainer/learn/dataset.h"
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>

@@ -1,4 +1,4 @@
-#include "trainer/fixmatch.h"
+#include "trainer/learn/fixmatch.h"
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>

@@ -1,4 +1,4 @@
-#include "trainer/model.h"
+#include "trainer/learn/model.h"
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>

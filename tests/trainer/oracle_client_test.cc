@@ -1,4 +1,4 @@
-#include "trainer/oracle_client.h"
+#include "trainer/rpc/oracle_client.h"
 
 #include <gmock/gmock.h>
 #include <grpcpp/server.h>
@@ -14,7 +14,7 @@
 
 #include "common/status_matchers.h"
 #include "proto/oracle.grpc.pb.h"
-#include "trainer/grpc_clients.h"
+#include "trainer/rpc/grpc_clients.h"
 
 namespace trainer {
 namespace {

@@ -1,4 +1,4 @@
-#include "trainer/png_encoder.h"
+#include "trainer/report/png_encoder.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

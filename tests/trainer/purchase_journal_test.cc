@@ -1,4 +1,4 @@
-#include "trainer/purchase_journal.h"
+#include "trainer/run/purchase_journal.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/status_matchers.h"
-#include "trainer/selection_strategy.h"
+#include "trainer/select/selection_strategy.h"
 
 extern char** environ;
 

@@ -1,4 +1,4 @@
-#include "trainer/report_html.h"
+#include "trainer/report/report_html.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/status_matchers.h"
-#include "trainer/run_report.h"
+#include "trainer/report/run_report.h"
 
 namespace trainer {
 namespace {

@@ -1,4 +1,4 @@
-#include "trainer/rpc_retry.h"
+#include "trainer/rpc/rpc_retry.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "trainer/selection_strategy.h"
+#include "trainer/select/selection_strategy.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/status_matchers.h"
-#include "trainer/label_free_features.h"
+#include "trainer/select/label_free_features.h"
 
 namespace trainer {
 namespace {

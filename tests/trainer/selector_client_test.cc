@@ -1,4 +1,4 @@
-#include "trainer/selector_client.h"
+#include "trainer/rpc/selector_client.h"
 
 #include <gmock/gmock.h>
 #include <grpcpp/server.h>
@@ -13,7 +13,7 @@
 
 #include "common/status_matchers.h"
 #include "proto/selector.grpc.pb.h"
-#include "trainer/grpc_clients.h"
+#include "trainer/rpc/grpc_clients.h"
 
 namespace trainer {
 namespace {

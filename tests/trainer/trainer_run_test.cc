@@ -1,4 +1,4 @@
-#include "trainer/trainer_run.h"
+#include "trainer/run/trainer_run.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

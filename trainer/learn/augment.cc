@@ -1,0 +1,295 @@
+#include "trainer/learn/augment.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/util/Exception.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace trainer {
+namespace {
+
+using at::Tensor;
+
+constexpr double kPi = 3.14159265358979323846;
+
+// [N] -> [N, 1, 1, 1], for per-image scalars.
+Tensor PerImage(const Tensor& v) { return v.view({-1, 1, 1, 1}); }
+
+void CheckImages(const Tensor& images) {
+  TORCH_CHECK(images.dim() == 4, "images must be [N, C, H, W], got ",
+              images.sizes());
+  TORCH_CHECK(images.scalar_type() == at::kFloat, "images must be float32");
+}
+
+// Maps indices in [-(n-1), 2(n-1)] into [0, n-1] by reflection about the
+// first and last pixel (numpy/PyTorch "reflect" padding).
+Tensor Reflect(const Tensor& index, int64_t n) {
+  return (n - 1) - ((n - 1) - index.abs()).abs();
+}
+
+// Whole-pixel shift in [-pad, pad] drawn from u in [0, 1).
+Tensor Shift(const Tensor& u, int64_t pad) {
+  return (u * (2 * pad + 1)).floor().clamp_max(2 * pad).to(at::kLong) - pad;
+}
+
+Tensor Autocontrast(const Tensor& x) {
+  Tensor flat = x.flatten(2);
+  auto [lo, hi] = at::aminmax(flat, /*dim=*/2, /*keepdim=*/true);
+  Tensor range = hi - lo;
+  Tensor stretched = (flat - lo) / range.clamp_min(1e-12);
+  return at::where(range > 0, stretched, flat).view_as(x);
+}
+
+// PIL ImageOps.equalize, per image and channel, on the 8-bit quantised image.
+Tensor Equalize(const Tensor& x) {
+  const int64_t pixels = x.size(2) * x.size(3);
+  Tensor flat = x.reshape({-1, pixels});
+  Tensor q = flat.mul(255.0f).round_().clamp_(0, 255).to(at::kLong);
+  Tensor hist = at::zeros({flat.size(0), 256}, q.options())
+                    .scatter_add_(1, q, at::ones_like(q));
+  Tensor last_count = hist.gather(1, q.amax(1, /*keepdim=*/true));
+  Tensor step = (pixels - last_count).div(255, "floor");
+  Tensor before = hist.cumsum(1) - hist;
+  Tensor lut = (before + step.div(2, "floor")).div(step.clamp_min(1), "floor");
+  Tensor equalized = lut.clamp_max_(255).gather(1, q).to(at::kFloat) / 255.0f;
+  return at::where(step > 0, equalized, flat).view_as(x);
+}
+
+// Inverts pixels >= (1 - m) * 256 / 255 (PIL's threshold 256 - 256 m).
+Tensor Solarize(const Tensor& x, const Tensor& m) {
+  Tensor threshold = PerImage((1 - m) * (256.0f / 255.0f));
+  return at::where(x >= threshold, 1 - x, x);
+}
+
+// Keeps 8 - floor(m * (9 - min_bits)) (at least min_bits) high bits.
+Tensor Posterize(const Tensor& x, const Tensor& m, int min_bits) {
+  const int max_drop = 8 - min_bits;
+  Tensor drop = (m * (max_drop + 1)).floor().clamp_max(max_drop);
+  Tensor bucket = PerImage(at::exp2(drop));
+  return (x * 255.0f).round().div(bucket).floor().mul(bucket).div(255.0f);
+}
+
+Tensor EnhanceFactor(const Tensor& m, const StrongAugmentOptions& options) {
+  return PerImage(options.min_enhance +
+                  m * (options.max_enhance - options.min_enhance));
+}
+
+// PIL ImageEnhance: blend of `degenerate` and `x` with `factor` (1 = x).
+Tensor Blend(const Tensor& degenerate, const Tensor& x, const Tensor& factor) {
+  return (degenerate + factor * (x - degenerate)).clamp_(0, 1);
+}
+
+Tensor Contrast(const Tensor& x, const Tensor& factor) {
+  Tensor mean =
+      x.mean({1, 2, 3}, /*keepdim=*/true).mul(255.0f).round().div(255.0f);
+  return Blend(mean, x, factor);
+}
+
+Tensor Brightness(const Tensor& x, const Tensor& factor) {
+  return (x * factor).clamp_(0, 1);
+}
+
+// PIL's SMOOTH filter ([[1,1,1],[1,5,1],[1,1,1]] / 13) on the interior,
+// border pixels unchanged, as ImageEnhance.Sharpness's degenerate image.
+Tensor Sharpness(const Tensor& x, const Tensor& factor) {
+  const int64_t h = x.size(2), w = x.size(3);
+  if (h < 3 || w < 3) return x;
+  Tensor kernel = at::full({1, 1, 3, 3}, 1.0f / 13.0f, x.options());
+  kernel.select(2, 1).select(2, 1).fill_(5.0f / 13.0f);
+  Tensor planes = x.reshape({-1, 1, h, w});
+  Tensor degenerate = planes.clone();
+  degenerate.narrow(2, 1, h - 2)
+      .narrow(3, 1, w - 2)
+      .copy_(at::conv2d(planes, kernel));
+  return Blend(degenerate.view_as(x), x, factor);
+}
+
+Tensor ApplyPixelOp(const Tensor& x, StrongOp op, const Tensor& m,
+                    const StrongAugmentOptions& options) {
+  switch (op) {
+    case StrongOp::kAutocontrast:
+      return Autocontrast(x);
+    case StrongOp::kEqualize:
+      return Equalize(x);
+    case StrongOp::kSolarize:
+      return Solarize(x, m);
+    case StrongOp::kPosterize:
+      return Posterize(x, m, options.min_posterize_bits);
+    case StrongOp::kContrast:
+      return Contrast(x, EnhanceFactor(m, options));
+    case StrongOp::kBrightness:
+      return Brightness(x, EnhanceFactor(m, options));
+    case StrongOp::kSharpness:
+      return Sharpness(x, EnhanceFactor(m, options));
+    default:
+      return x;
+  }
+}
+
+bool IsPixelOp(StrongOp op) {
+  return op >= StrongOp::kAutocontrast && op <= StrongOp::kSharpness;
+}
+
+// Sampling matrices (output -> input, affine_grid's normalised coordinates)
+// for op choices `ops` ([K, N] int64) with magnitudes `m` ([K, N]); an image
+// whose op at round k is not geometric gets the identity there. Returns the
+// per-image composition over the K rounds, [N, 2, 3].
+Tensor AffineFromOps(const Tensor& ops, const Tensor& m,
+                     const StrongAugmentOptions& options) {
+  auto is = [&ops](StrongOp op) { return ops == static_cast<int>(op); };
+  Tensor g = 2 * m - 1;
+  Tensor angle = g * (options.max_rotate_degrees * kPi / 180.0);
+  Tensor cos = angle.cos(), sin = angle.sin();
+  Tensor zero = at::zeros_like(g), one = at::ones_like(g);
+  Tensor shear = g * options.max_shear;
+  Tensor shift = g * (2.0 * options.max_translate);
+  Tensor rotate = is(StrongOp::kRotate);
+  Tensor a00 = at::where(rotate, cos, one);
+  Tensor a01 =
+      at::where(rotate, -sin, at::where(is(StrongOp::kShearX), shear, zero));
+  Tensor a10 =
+      at::where(rotate, sin, at::where(is(StrongOp::kShearY), shear, zero));
+  Tensor a02 = at::where(is(StrongOp::kTranslateX), shift, zero);
+  Tensor a12 = at::where(is(StrongOp::kTranslateY), shift, zero);
+  Tensor matrices =
+      at::stack({a00, a01, a02, a10, a00, a12, zero, zero, one}, -1)
+          .view({ops.size(0), ops.size(1), 3, 3});
+  Tensor theta = matrices[0];
+  for (int64_t k = 1; k < ops.size(0); ++k) theta = at::bmm(theta, matrices[k]);
+  return theta.narrow(1, 0, 2);
+}
+
+// Bilinear warp of x by sampling matrices theta ([N, 2, 3]); pixels sampled
+// from outside the image read `fill`.
+Tensor WarpAffine(const Tensor& x, const Tensor& theta, float fill) {
+  Tensor grid =
+      at::affine_grid_generator(theta, x.sizes(), /*align_corners=*/false);
+  Tensor shifted = fill == 0.0f ? x : x - fill;
+  Tensor out = at::grid_sampler(shifted, grid, /*interpolation_mode=*/0,
+                                /*padding_mode=*/0, /*align_corners=*/false);
+  return fill == 0.0f ? out : out + fill;
+}
+
+// Sets a square of side in [1, max_side] at a uniform centre to `fill`;
+// u is [3, N] uniform in [0, 1).
+Tensor Cutout(const Tensor& x, const Tensor& u, double max_fraction,
+              float fill) {
+  const int64_t h = x.size(2), w = x.size(3);
+  const int64_t max_side =
+      std::max<int64_t>(1, std::lround(max_fraction * std::min(h, w)));
+  Tensor side = (u[0] * max_side).floor().clamp_max(max_side - 1) + 1;
+  Tensor top = (u[1] * h).floor() - (side / 2).floor();
+  Tensor left = (u[2] * w).floor() - (side / 2).floor();
+  Tensor rows = at::arange(h, x.options()).view({1, h});
+  Tensor cols = at::arange(w, x.options()).view({1, w});
+  Tensor in_rows =
+      (rows >= top.view({-1, 1})) & (rows < (top + side).view({-1, 1}));
+  Tensor in_cols =
+      (cols >= left.view({-1, 1})) & (cols < (left + side).view({-1, 1}));
+  Tensor mask = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1);
+  return x.masked_fill(mask, fill);
+}
+
+}  // namespace
+
+absl::StatusOr<at::Generator> MakeGenerator(c10::Device device, uint64_t seed) {
+  if (device.is_cpu()) return at::detail::createCPUGenerator(seed);
+  if (device.is_cuda()) {
+#if TORCH_VERSION_MAJOR >= 2
+    try {
+      at::Generator gen = at::detail::getCUDAHooks().getNewGenerator(
+          device.has_index() ? device.index() : 0);
+      gen.set_current_seed(seed);
+      return gen;
+    } catch (const c10::Error& e) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot create a CUDA generator: ", e.what_without_backtrace()));
+    }
+#endif
+  }
+  return absl::UnimplementedError(
+      absl::StrCat("no independent generator for device ", device.str()));
+}
+
+at::Tensor WeakAugment(const at::Tensor& images, at::Generator& gen,
+                       const WeakAugmentOptions& options) {
+  CheckImages(images);
+  const int64_t n = images.size(0), c = images.size(1), h = images.size(2),
+                w = images.size(3);
+  const int64_t pad_h =
+      std::clamp<int64_t>(std::lround(options.max_translate * h), 0, h - 1);
+  const int64_t pad_w =
+      std::clamp<int64_t>(std::lround(options.max_translate * w), 0, w - 1);
+  Tensor u = at::rand({3, n}, gen, images.options());
+  Tensor flip = (u[0] < options.flip_probability).view({n, 1});
+  auto long_options = images.options().dtype(at::kLong);
+  Tensor rows = at::arange(h, long_options).view({1, h});
+  Tensor cols = at::arange(w, long_options).view({1, w});
+  Tensor src_rows = Reflect(rows + Shift(u[1], pad_h).view({n, 1}), h);
+  Tensor src_cols = Reflect(
+      at::where(flip, (w - 1) - cols, cols) + Shift(u[2], pad_w).view({n, 1}),
+      w);
+  Tensor index = (src_rows.unsqueeze(2) * w + src_cols.unsqueeze(1))
+                     .view({n, 1, h * w})
+                     .expand({n, c, h * w});
+  return images.reshape({n, c, h * w}).gather(2, index).view({n, c, h, w});
+}
+
+at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,
+                         const StrongAugmentOptions& options) {
+  CheckImages(images);
+  TORCH_CHECK(options.num_ops >= 0 && options.num_ops <= kNumStrongOps,
+              "num_ops must be in [0, ", kNumStrongOps, "]");
+  const int64_t n = images.size(0);
+  const int64_t k = options.num_ops;
+  // One draw: op ranking scores, magnitudes, cutout parameters.
+  Tensor u = at::rand({n, kNumStrongOps + k + 3}, gen, images.options());
+  Tensor x = images.contiguous();
+  if (k > 0) {
+    Tensor ops = u.narrow(1, 0, kNumStrongOps)
+                     .argsort(int64_t{1}, /*descending=*/false)
+                     .narrow(1, 0, k)
+                     .t();
+    Tensor m = u.narrow(1, kNumStrongOps, k).t();
+    Tensor chosen =
+        ops.unsqueeze(0) ==
+        at::arange(kNumStrongOps, ops.options()).view({kNumStrongOps, 1, 1});
+    Tensor selected = chosen.any(1);                      // [ops, N]
+    Tensor magnitude = (chosen * m.unsqueeze(0)).sum(1);  // [ops, N]
+    for (int op = 0; op < kNumStrongOps; ++op) {
+      const auto strong_op = static_cast<StrongOp>(op);
+      if (!IsPixelOp(strong_op)) continue;
+      Tensor y = ApplyPixelOp(x, strong_op, magnitude[op], options);
+      x = at::where(PerImage(selected[op]), y, x);
+    }
+    x = WarpAffine(x, AffineFromOps(ops, m, options), options.geometric_fill);
+  }
+  if (options.cutout_max_fraction > 0) {
+    x = Cutout(x, u.narrow(1, kNumStrongOps + k, 3).t(),
+               options.cutout_max_fraction, options.cutout_fill);
+  }
+  return x.clamp(0, 1);
+}
+
+at::Tensor ApplyStrongOp(const at::Tensor& images, StrongOp op,
+                         const at::Tensor& magnitude,
+                         const StrongAugmentOptions& options) {
+  CheckImages(images);
+  Tensor x = images.contiguous();
+  if (IsPixelOp(op)) return ApplyPixelOp(x, op, magnitude, options).clamp(0, 1);
+  if (op == StrongOp::kIdentity) return x.clone();
+  Tensor ops = at::full({1, images.size(0)}, static_cast<int64_t>(op),
+                        images.options().dtype(at::kLong));
+  Tensor theta = AffineFromOps(ops, magnitude.view({1, -1}), options);
+  return WarpAffine(x, theta, options.geometric_fill).clamp(0, 1);
+}
+
+}  // namespace trainer

@@ -1,0 +1,113 @@
+// Batched, on-device image augmentation for FixMatch. Every function works on
+// a whole batch with tensor ops (no per-image host loop, no host sync) and
+// draws all its randomness from the generator it is given, so equal
+// generator states give bit-identical output on the same device.
+#ifndef TRAINER_LEARN_AUGMENT_H_
+#define TRAINER_LEARN_AUGMENT_H_
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
+namespace trainer {
+
+// Creates a generator for `device` (CPU, or CUDA on LibTorch >= 2) seeded
+// with `seed`, independent of the global default generators. Returns
+// UNIMPLEMENTED for other devices (and for CUDA on LibTorch 1.x).
+absl::StatusOr<at::Generator> MakeGenerator(c10::Device device, uint64_t seed);
+
+struct WeakAugmentOptions {
+  // Chance of a horizontal flip, per image.
+  double flip_probability = 0.5;
+  // Largest shift per axis as a fraction of the side, rounded to whole
+  // pixels (0.125 of 28 -> 4 px, FixMatch's pad-and-crop). Shifted-in
+  // pixels are reflections of the image (like reflect padding).
+  double max_translate = 0.125;
+};
+
+// The augmentations throw c10::Error if images is not a 4-d float32 tensor
+// or `gen` is not a generator for its device.
+
+// Operations StrongAugment chooses among, in the order they are applied.
+enum class StrongOp : int {
+  kIdentity = 0,
+  kAutocontrast,
+  kEqualize,
+  kSolarize,
+  kPosterize,
+  kContrast,
+  kBrightness,
+  kSharpness,
+  kRotate,
+  kShearX,
+  kShearY,
+  kTranslateX,
+  kTranslateY,
+};
+inline constexpr int kNumStrongOps = 13;
+
+// RandAugment ranges as in FixMatch's RandAugment (AutoAugment's PIL ops);
+// each chosen op gets a magnitude m drawn uniformly from [0, 1] per image.
+// Geometric ops use the signed amount (2m - 1) * max. Solarize inverts
+// pixels >= (1 - m) * 256 / 255 (m = 0: none); posterize keeps
+// 8 - floor(m * (9 - min_posterize_bits)) bits; autocontrast and equalize
+// (PIL's, on the 8-bit histogram) ignore m.
+struct StrongAugmentOptions {
+  // Distinct ops per image, 0..kNumStrongOps.
+  int num_ops = 2;
+  // Rotation angle up to +-max_rotate_degrees.
+  double max_rotate_degrees = 30.0;
+  // Shear factor up to +-max_shear.
+  double max_shear = 0.3;
+  // Translation up to +-max_translate of the side.
+  double max_translate = 0.3;
+  // Posterize keeps between min_posterize_bits and 8 bits.
+  int min_posterize_bits = 4;
+  // Contrast, brightness and sharpness use the PIL enhance factor
+  // min_enhance + m * (max_enhance - min_enhance) (1 is identity).
+  double min_enhance = 0.1;
+  double max_enhance = 1.9;
+  // Cutout: after the ops, a square of side uniform in [1, cutout_max_fraction
+  // * side] pixels at a uniform centre (clipped at the border) is set to
+  // cutout_fill; 0 disables it. FixMatch's range is up to half the side.
+  double cutout_max_fraction = 0.5;
+  // Value of cutout pixels (mid grey, as in FixMatch).
+  float cutout_fill = 0.5f;
+  // Value geometric ops shift in from outside the image (0 = background).
+  float geometric_fill = 0.0f;
+};
+
+// Weak augmentation of `images` ([N, C, H, W] float in [0, 1], any device):
+// each image is flipped horizontally with flip_probability and shifted by a
+// whole number of pixels in [-p, p] per axis, p = round(max_translate * side),
+// all in one gather. Returns a contiguous tensor of the same shape whose
+// pixels are a permutation-with-repeats of the input's (so values stay in
+// [0, 1]). `gen` must be a generator for images' device.
+at::Tensor WeakAugment(const at::Tensor& images, at::Generator& gen,
+                       const WeakAugmentOptions& options = {});
+
+// Strong augmentation (RandAugment + Cutout) of `images` ([N, C, H, W] float
+// in [0, 1]): each image gets num_ops distinct ops drawn uniformly from
+// StrongOp with a random magnitude each. Pixel ops are computed for the whole
+// batch and selected per image; they run in StrongOp order, then the
+// geometric ops of each image are composed into one affine map applied with
+// a single bilinear grid_sample, then Cutout. Returns a contiguous tensor of
+// the same shape with values in [0, 1].
+at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,
+                         const StrongAugmentOptions& options = {});
+
+// Applies exactly one StrongOp with magnitude `magnitude` ([N] float in
+// [0, 1] on images' device; geometric ops map it to a signed amount
+// (2m - 1) * max) to every image, without Cutout. Deterministic; for tests
+// and inspection.
+at::Tensor ApplyStrongOp(const at::Tensor& images, StrongOp op,
+                         const at::Tensor& magnitude,
+                         const StrongAugmentOptions& options = {});
+
+}  // namespace trainer
+
+#endif  // TRAINER_LEARN_AUGMENT_H_

@@ -1,0 +1,379 @@
+#include "trainer/report/run_report.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "common/json_writer.h"
+#include "trainer/report/report_html.h"
+
+namespace trainer {
+namespace {
+
+using ::common::JsonNumber;
+using ::common::JsonWriter;
+
+std::string JoinPath(const std::string& dir, absl::string_view name) {
+  return (std::filesystem::path(dir) / std::string(name)).string();
+}
+
+absl::Status ErrnoError(int error_number, absl::string_view what,
+                        absl::string_view path) {
+  return absl::ErrnoToStatus(error_number, absl::StrCat(what, " ", path));
+}
+
+// Truncates the file at `path` after its last '\n', dropping a partial last
+// line left by a crash mid-write. A missing file is not an error.
+absl::Status DropTornLine(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return errno == ENOENT ? absl::OkStatus()
+                           : ErrnoError(errno, "cannot open", path);
+  }
+  const std::string content((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+  if (in.bad()) return ErrnoError(errno, "cannot read", path);
+  if (content.empty() || content.back() == '\n') return absl::OkStatus();
+  const size_t last_newline = content.rfind('\n');
+  const size_t keep = last_newline == std::string::npos ? 0 : last_newline + 1;
+  std::error_code error;
+  std::filesystem::resize_file(path, keep, error);
+  if (error) return ErrnoError(error.value(), "cannot truncate", path);
+  return absl::OkStatus();
+}
+
+// Returns the time_s of the last record in metrics.jsonl at `path`, 0 if the
+// file is missing or has no records.
+absl::StatusOr<double> LastTimeS(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return 0.0;
+  std::string line;
+  double last = 0;
+  while (std::getline(in, line)) {
+    static constexpr char kKey[] = "\"time_s\":";
+    const size_t key = line.find(kKey);
+    if (key == std::string::npos) continue;
+    const size_t begin = key + sizeof(kKey) - 1;
+    const size_t end = line.find_first_of(",}", begin);
+    if (end == std::string::npos) continue;
+    double value;
+    if (absl::SimpleAtod(absl::string_view(line).substr(begin, end - begin),
+                         &value) &&
+        std::isfinite(value)) {
+      last = value;
+    }
+  }
+  if (in.bad()) return ErrnoError(errno, "cannot read", path);
+  return last;
+}
+
+// Quotes a CSV field when it contains a separator, quote or line break
+// (RFC 4180).
+std::string CsvField(absl::string_view text) {
+  if (text.find_first_of(",\"\r\n") == absl::string_view::npos) {
+    return std::string(text);
+  }
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+// Writes `line` and flushes `file`.
+absl::Status WriteLine(std::FILE* file, const std::string& line,
+                       const std::string& path) {
+  if (std::fwrite(line.data(), 1, line.size(), file) != line.size() ||
+      std::fputc('\n', file) == EOF || std::fflush(file) != 0) {
+    return ErrnoError(errno, "cannot write", path);
+  }
+  return absl::OkStatus();
+}
+
+// Writes `content` to `path` atomically: a synced temporary file in the same
+// directory is renamed over `path`.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view content) {
+  std::string temp_path = path + ".tmp.XXXXXX";
+  const int fd = mkstemp(temp_path.data());
+  if (fd < 0) return ErrnoError(errno, "cannot create", temp_path);
+  absl::Status status;
+  if (fchmod(fd, 0644) != 0)
+    status = ErrnoError(errno, "cannot chmod", temp_path);
+  size_t written = 0;
+  while (status.ok() && written < content.size()) {
+    const ssize_t n =
+        write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      status = ErrnoError(errno, "cannot write", temp_path);
+    } else {
+      written += static_cast<size_t>(n);
+    }
+  }
+  if (status.ok() && fsync(fd) != 0) {
+    status = ErrnoError(errno, "cannot sync", temp_path);
+  }
+  if (close(fd) != 0 && status.ok()) {
+    status = ErrnoError(errno, "cannot close", temp_path);
+  }
+  if (status.ok() && std::rename(temp_path.c_str(), path.c_str()) != 0) {
+    status = ErrnoError(errno, "cannot rename to", path);
+  }
+  if (!status.ok()) unlink(temp_path.c_str());
+  return status;
+}
+
+void WriteRound(const RoundRecord& round, JsonWriter& json) {
+  json.BeginObject();
+  json.Key("round").Int(round.round);
+  json.Key("labels_spent").Int(round.labels_spent);
+  json.Key("test_accuracy").Double(round.test_accuracy);
+  json.Key("steps").Int(round.steps);
+  json.Key("strategy").String(round.strategy);
+  json.EndObject();
+}
+
+}  // namespace
+
+const std::vector<std::string>& FashionMnistClassNames() {
+  static const auto* const kNames = new std::vector<std::string>{
+      "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return *kNames;
+}
+
+absl::Status ValidateFinalReport(const FinalReport& report) {
+  const size_t num_classes = report.class_names.size();
+  if (num_classes == 0) {
+    return absl::InvalidArgumentError("report: class_names is empty");
+  }
+  if (report.per_class_accuracy.size() != num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "report: per_class_accuracy has ", report.per_class_accuracy.size(),
+        " entries, expected ", num_classes));
+  }
+  if (report.confusion.size() != num_classes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("report: confusion has ", report.confusion.size(),
+                     " rows, expected ", num_classes));
+  }
+  for (size_t row = 0; row < num_classes; ++row) {
+    if (report.confusion[row].size() != num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "report: confusion row ", row, " has ", report.confusion[row].size(),
+          " columns, expected ", num_classes));
+    }
+  }
+  for (const QueriedSample& sample : report.queried) {
+    if (sample.label < 0 || static_cast<size_t>(sample.label) >= num_classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("report: queried sample ", sample.id, " has label ",
+                       sample.label, ", expected [0, ", num_classes, ")"));
+    }
+    if (sample.pixels.size() != kImageSide * kImageSide) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "report: queried sample ", sample.id, " has ", sample.pixels.size(),
+          " pixels, expected ", kImageSide * kImageSide));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string RenderReportJson(const FinalReport& report) {
+  JsonWriter json;
+  json.BeginObject();
+  json.Key("experiment").String(report.experiment);
+  json.Key("strategy").String(report.strategy);
+  json.Key("labels_spent").Int(report.labels_spent);
+  json.Key("label_budget").Int(report.label_budget);
+  json.Key("accuracy").Double(report.accuracy);
+  json.Key("per_class_accuracy").BeginArray();
+  for (double accuracy : report.per_class_accuracy) json.Double(accuracy);
+  json.EndArray();
+  json.Key("confusion").BeginArray();
+  for (const std::vector<int64_t>& row : report.confusion) {
+    json.BeginArray();
+    for (int64_t count : row) json.Int(count);
+    json.EndArray();
+  }
+  json.EndArray();
+  json.Key("class_names").BeginArray();
+  for (const std::string& name : report.class_names) json.String(name);
+  json.EndArray();
+  json.Key("wall_time_s").Double(report.wall_time_s);
+  json.Key("steps").Int(report.steps);
+  json.Key("steps_per_s").Double(report.steps_per_s);
+  json.Key("device").String(report.device);
+  json.Key("config").BeginObject();
+  for (const auto& [key, value] : report.config) json.Key(key).String(value);
+  json.EndObject();
+  json.Key("rounds").BeginArray();
+  for (const RoundRecord& round : report.rounds) WriteRound(round, json);
+  json.EndArray();
+  json.Key("label_curve").BeginArray();
+  for (const LabelCurvePoint& point : report.label_curve) {
+    json.BeginObject();
+    json.Key("labels_spent").Int(point.labels_spent);
+    json.Key("accuracy").Double(point.accuracy);
+    json.EndObject();
+  }
+  json.EndArray();
+  json.Key("step_curve").BeginArray();
+  for (const StepCurvePoint& point : report.step_curve) {
+    json.BeginObject();
+    json.Key("step").Int(point.step);
+    json.Key("accuracy").Double(point.accuracy);
+    json.EndObject();
+  }
+  json.EndArray();
+  json.Key("queried").BeginArray();
+  for (const QueriedSample& sample : report.queried) {
+    json.BeginObject();
+    json.Key("id").Int(sample.id);
+    json.Key("label").Int(sample.label);
+    json.Key("round").Int(sample.round);
+    json.Key("pixels_b64")
+        .String(absl::Base64Escape(absl::string_view(
+            reinterpret_cast<const char*>(sample.pixels.data()),
+            sample.pixels.size())));
+    json.EndObject();
+  }
+  json.EndArray();
+  json.EndObject();
+  return json.str();
+}
+
+absl::StatusOr<std::unique_ptr<RunReportWriter>> RunReportWriter::Create(
+    const std::string& out_dir, bool resume) {
+  RunReportOptions options;
+  options.out_dir = out_dir;
+  options.resume = resume;
+  return Create(options);
+}
+
+absl::StatusOr<std::unique_ptr<RunReportWriter>> RunReportWriter::Create(
+    const RunReportOptions& options) {
+  if (options.out_dir.empty()) {
+    return absl::InvalidArgumentError("RunReportWriter: out_dir is empty");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(options.out_dir, error);
+  if (error) {
+    return ErrnoError(error.value(), "cannot create directory",
+                      options.out_dir);
+  }
+  const std::string metrics_path = JoinPath(options.out_dir, kMetricsFile);
+  const std::string rounds_path = JoinPath(options.out_dir, kRoundsFile);
+  double time_offset_s = 0;
+  if (options.resume) {
+    RETURN_IF_ERROR(DropTornLine(metrics_path));
+    RETURN_IF_ERROR(DropTornLine(rounds_path));
+    ASSIGN_OR_RETURN(time_offset_s, LastTimeS(metrics_path));
+  }
+  const char* mode = options.resume ? "ab" : "wb";
+  std::FILE* metrics = std::fopen(metrics_path.c_str(), mode);
+  if (metrics == nullptr) return ErrnoError(errno, "cannot open", metrics_path);
+  std::FILE* rounds = std::fopen(rounds_path.c_str(), mode);
+  if (rounds == nullptr) {
+    const int error_number = errno;
+    std::fclose(metrics);
+    return ErrnoError(error_number, "cannot open", rounds_path);
+  }
+  // In append mode the position is the end of the file, i.e. its size.
+  std::fseek(rounds, 0, SEEK_END);
+  const bool rounds_has_header = std::ftell(rounds) > 0;
+  std::function<absl::Time()> clock =
+      options.clock ? options.clock : [] { return absl::Now(); };
+  const absl::Time start = clock();
+  return std::unique_ptr<RunReportWriter>(
+      new RunReportWriter(options.out_dir, std::move(clock), start,
+                          time_offset_s, metrics, rounds, rounds_has_header));
+}
+
+RunReportWriter::RunReportWriter(std::string out_dir,
+                                 std::function<absl::Time()> clock,
+                                 absl::Time start, double time_offset_s,
+                                 std::FILE* metrics, std::FILE* rounds,
+                                 bool rounds_has_header)
+    : out_dir_(std::move(out_dir)),
+      clock_(std::move(clock)),
+      start_(start),
+      time_offset_s_(time_offset_s),
+      metrics_(metrics),
+      rounds_(rounds),
+      rounds_has_header_(rounds_has_header) {}
+
+RunReportWriter::~RunReportWriter() {
+  std::fclose(metrics_);
+  std::fclose(rounds_);
+}
+
+absl::Status RunReportWriter::AppendMetrics(const StepMetrics& metrics) {
+  const double elapsed_s =
+      time_offset_s_ + absl::ToDoubleSeconds(clock_() - start_);
+  JsonWriter json;
+  json.BeginObject();
+  json.Key("step").Int(metrics.step);
+  json.Key("time_s").Double(std::round(elapsed_s * 1000) / 1000);
+  json.Key("loss").Double(metrics.loss);
+  json.Key("loss_x").Double(metrics.loss_x);
+  json.Key("loss_u").Double(metrics.loss_u);
+  json.Key("mask_rate").Double(metrics.mask_rate);
+  json.Key("lr").Double(metrics.lr);
+  json.Key("steps_per_s").Double(metrics.steps_per_s);
+  if (metrics.test_accuracy.has_value()) {
+    json.Key("test_accuracy").Double(*metrics.test_accuracy);
+  }
+  json.EndObject();
+  return WriteLine(metrics_, json.str(), JoinPath(out_dir_, kMetricsFile));
+}
+
+absl::Status RunReportWriter::AppendRound(const RoundRecord& record) {
+  const std::string path = JoinPath(out_dir_, kRoundsFile);
+  if (!rounds_has_header_) {
+    RETURN_IF_ERROR(WriteLine(
+        rounds_, "round,labels_spent,test_accuracy,steps,strategy", path));
+    rounds_has_header_ = true;
+  }
+  const std::string accuracy = std::isfinite(record.test_accuracy)
+                                   ? JsonNumber(record.test_accuracy)
+                                   : "";
+  return WriteLine(
+      rounds_,
+      absl::StrCat(record.round, ",", record.labels_spent, ",", accuracy, ",",
+                   record.steps, ",", CsvField(record.strategy)),
+      path);
+}
+
+absl::Status RunReportWriter::WriteReport(const FinalReport& report) {
+  RETURN_IF_ERROR(ValidateFinalReport(report));
+  ASSIGN_OR_RETURN(const std::string html, RenderReportHtml(report));
+  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out_dir_, kReportJsonFile),
+                                      RenderReportJson(report) + "\n"));
+  return WriteFileAtomically(JoinPath(out_dir_, kReportHtmlFile), html);
+}
+
+}  // namespace trainer

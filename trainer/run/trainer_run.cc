@@ -1,0 +1,625 @@
+#include "trainer/run/trainer_run.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/idx_file.h"
+#include "common/status_macros.h"
+#include "trainer/learn/dataset.h"
+#include "trainer/select/label_free_features.h"
+#include "trainer/report/progress.h"
+#include "trainer/run/purchase_journal.h"
+#include "trainer/report/run_report.h"
+
+namespace trainer {
+namespace {
+
+constexpr char kJournalFile[] = "purchases.log";
+constexpr char kCheckpointFile[] = "checkpoint.pt";
+
+absl::StatusOr<torch::Device> ChooseDevice(const std::string& spec) {
+  if (spec == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
+  }
+  try {
+    torch::Device device(spec);
+    if (device.is_cuda() && !torch::cuda::is_available()) {
+      return absl::UnavailableError(absl::StrCat(
+          "device ", spec, " requested but CUDA is not available"));
+    }
+    return device;
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad --device '", spec, "': use auto, cpu or cuda[:N]"));
+  }
+}
+
+std::string JoinPath(const std::string& dir, const std::string& file) {
+  return (std::filesystem::path(dir) / file).string();
+}
+
+// Everything one run holds while it goes.
+class Run {
+ public:
+  Run(const TrainerOptions& options, OracleClient* oracle,
+      const std::atomic<bool>* stop)
+      : options_(options),
+        oracle_(oracle),
+        stop_(stop),
+        progress_(ProgressLine::ForStderr()),
+        start_(absl::Now()) {}
+
+  absl::StatusOr<RunSummary> Go();
+
+ private:
+  absl::Status Prepare();
+  absl::Status Buy(int round, const std::vector<int64_t>& ids);
+  absl::Status SelectAndBuy(int round, int64_t count);
+  absl::Status TrainUntil(int round, int64_t end_step);
+  absl::StatusOr<Evaluation> Evaluate(const std::string& note);
+  absl::Status Checkpoint();
+  absl::Status RebuildLabelledTensors();
+  absl::StatusOr<RunSummary> Finish(const Evaluation& evaluation);
+  void RestoreRounds();
+  void Log(const std::string& message) { progress_.Log(message); }
+  ProgressState Progress() const;
+  bool StopRequested() const { return stop_ != nullptr && stop_->load(); }
+
+  const TrainerOptions& options_;
+  OracleClient* const oracle_;
+  const std::atomic<bool>* const stop_;
+  ProgressLine progress_;
+  const absl::Time start_;
+
+  RoundPlan plan_;
+  torch::Device device_{torch::kCPU};
+  torch::Tensor train_images_;  // [N, 1, 28, 28] in [0, 1], on device_
+  torch::Tensor test_images_;
+  std::unique_ptr<PurchaseJournal> journal_;
+  std::unique_ptr<FixMatchTrainer> trainer_;
+  std::unique_ptr<SelectionStrategy> strategy_;
+  std::unique_ptr<RunReportWriter> report_;
+  torch::Tensor labelled_images_;
+  torch::Tensor labelled_targets_;
+  int current_round_ = 0;
+  std::optional<double> last_accuracy_;
+  std::vector<RoundRecord> rounds_;
+  std::vector<LabelCurvePoint> label_curve_;
+  std::vector<StepCurvePoint> step_curve_;
+  // Training-only time and steps, for steps/s (evaluation excluded).
+  double train_seconds_ = 0;
+  int64_t trained_steps_ = 0;
+  double window_steps_per_s_ = 0;
+  double last_mask_rate_ = 0;
+  double last_loss_ = 0;
+  bool time_limit_logged_ = false;
+};
+
+ProgressState Run::Progress() const {
+  ProgressState state;
+  state.round = current_round_ + 1;
+  state.num_rounds = static_cast<int>(plan_.labels.size());
+  state.step = trainer_ ? trainer_->step() : 0;
+  state.total_steps = options_.total_steps;
+  state.steps_per_s = window_steps_per_s_;
+  state.mask_rate = last_mask_rate_;
+  state.loss = last_loss_;
+  state.last_accuracy = last_accuracy_;
+  state.labels_spent =
+      journal_ ? static_cast<int64_t>(journal_->history().bought.size()) : 0;
+  state.label_budget = options_.label_budget;
+  return state;
+}
+
+absl::Status Run::Prepare() {
+  ASSIGN_OR_RETURN(plan_, PlanRounds(options_));
+  std::error_code error;
+  std::filesystem::create_directories(options_.out_dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot create --out_dir ", options_.out_dir, ": ", error.message()));
+  }
+  const std::string checkpoint = JoinPath(options_.out_dir, kCheckpointFile);
+  ASSIGN_OR_RETURN(journal_, PurchaseJournal::Open(
+                                 JoinPath(options_.out_dir, kJournalFile)));
+  const PurchaseHistory& history = journal_->history();
+  if (!options_.resume &&
+      (!history.bought.empty() || history.pending_intent.has_value() ||
+       std::filesystem::exists(checkpoint))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        options_.out_dir,
+        " already holds a run (purchases.log or checkpoint.pt); pass --resume "
+        "to continue it or choose another --out_dir"));
+  }
+
+  // Everything that can be checked locally is checked before the oracle is
+  // contacted (which may retry for minutes when it is unreachable).
+  ASSIGN_OR_RETURN(strategy_, MakeSelectionStrategy(options_.strategy,
+                                                    options_.strategy_options));
+  ASSIGN_OR_RETURN(device_, ChooseDevice(options_.device));
+  ASSIGN_OR_RETURN(train_images_, LoadImages(JoinPath(options_.data_dir,
+                                                      common::kTrainImagesFile),
+                                             common::kTrainCount, device_));
+  if (options_.train_limit > 0 && options_.train_limit < common::kTrainCount) {
+    train_images_ =
+        train_images_.narrow(0, 0, options_.train_limit).contiguous();
+  }
+  ASSIGN_OR_RETURN(test_images_, LoadImages(JoinPath(options_.data_dir,
+                                                     common::kTestImagesFile),
+                                            common::kTestCount, device_));
+
+  ModelOptions model_options = options_.model;
+  model_options.init_seed = options_.seed;
+  FixMatchOptions fixmatch = options_.fixmatch;
+  fixmatch.total_steps = options_.total_steps;
+  fixmatch.seed = options_.seed;
+  if (!device_.is_cuda()) fixmatch.cuda_graph = false;
+  // Fixed input shapes: let cuDNN pick its fastest algorithms.
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  ASSIGN_OR_RETURN(trainer_,
+                   FixMatchTrainer::Create(model_options, fixmatch, device_));
+  if (options_.resume && std::filesystem::exists(checkpoint)) {
+    RETURN_IF_ERROR(trainer_->Load(checkpoint));
+    Log(absl::StrCat("resumed from ", checkpoint, " at step ", trainer_->step(),
+                     " with ", history.bought.size(), " labels bought"));
+  }
+  ASSIGN_OR_RETURN(
+      ExperimentInfo experiment,
+      oracle_->CreateExperiment(options_.experiment, options_.label_budget,
+                                options_.experiment_token));
+  if (experiment.label_budget != options_.label_budget) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", experiment.name, " has a budget of ",
+                     experiment.label_budget, ", not ", options_.label_budget));
+  }
+  Log(absl::StrCat(experiment.created ? "created" : "joined", " experiment ",
+                   experiment.name, " (budget ", experiment.label_budget,
+                   ") on device ", device_.str(), "; pool ",
+                   train_images_.size(0), " images"));
+
+  ASSIGN_OR_RETURN(report_,
+                   RunReportWriter::Create(options_.out_dir, options_.resume));
+  if (options_.resume) RestoreRounds();
+  return RebuildLabelledTensors();
+}
+
+// Reads back the rounds a resumed run already recorded in rounds.csv (the
+// last row of each round wins), so the final report shows the whole run.
+void Run::RestoreRounds() {
+  std::ifstream in(JoinPath(options_.out_dir, RunReportWriter::kRoundsFile));
+  std::map<int, RoundRecord> by_round;
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields = absl::StrSplit(line, absl::MaxSplits(',', 4));
+    RoundRecord record;
+    if (fields.size() != 5 || !absl::SimpleAtoi(fields[0], &record.round) ||
+        !absl::SimpleAtoi(fields[1], &record.labels_spent) ||
+        !absl::SimpleAtod(fields[2], &record.test_accuracy) ||
+        !absl::SimpleAtoi(fields[3], &record.steps)) {
+      continue;  // a torn or foreign line: the report just omits it
+    }
+    record.strategy = fields[4];
+    by_round[record.round] = record;
+  }
+  for (const auto& [round, record] : by_round) {
+    rounds_.push_back(record);
+    label_curve_.push_back({record.labels_spent, record.test_accuracy});
+    step_curve_.push_back({record.steps, record.test_accuracy});
+  }
+}
+
+absl::Status Run::RebuildLabelledTensors() {
+  const std::vector<LabelledSample>& bought = journal_->history().bought;
+  if (bought.empty()) return absl::OkStatus();
+  std::vector<int64_t> ids, labels;
+  for (const LabelledSample& sample : bought) {
+    if (sample.id < 0 || sample.id >= train_images_.size(0)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "bought id ", sample.id, " is outside the pool of ",
+          train_images_.size(0), " images (was --train_limit changed?)"));
+    }
+    ids.push_back(sample.id);
+    labels.push_back(sample.label);
+  }
+  torch::Tensor index = torch::tensor(ids, torch::kLong).to(device_);
+  labelled_images_ = train_images_.index_select(0, index);
+  labelled_targets_ = torch::tensor(labels, torch::kLong).to(device_);
+  return absl::OkStatus();
+}
+
+absl::Status Run::Buy(int round, const std::vector<int64_t>& ids) {
+  RETURN_IF_ERROR(journal_->RecordIntent(round, ids));
+  ASSIGN_OR_RETURN(
+      LabelBatch batch,
+      oracle_->QueryLabels(options_.experiment, ids, options_.client_name,
+                           strategy_->name(), round));
+  if (batch.labels.size() != ids.size()) {
+    return absl::InternalError(absl::StrCat("oracle returned ",
+                                            batch.labels.size(), " labels for ",
+                                            ids.size(), " ids"));
+  }
+  RETURN_IF_ERROR(journal_->RecordPurchase(round, ids, batch.labels));
+  Log(absl::StrCat("round ", round, ": bought ", ids.size(), " labels (",
+                   batch.newly_revealed, " new), ", batch.remaining,
+                   " left of the budget"));
+  return RebuildLabelledTensors();
+}
+
+absl::Status Run::SelectAndBuy(int round, int64_t count) {
+  PoolState pool;
+  pool.pool_ids.resize(train_images_.size(0));
+  std::iota(pool.pool_ids.begin(), pool.pool_ids.end(), 0);
+  for (const LabelledSample& sample : journal_->history().bought) {
+    pool.labelled_ids.push_back(sample.id);
+  }
+  pool.round = round;
+  pool.seed = options_.seed;
+  if (trainer_->step() == 0) {
+    ASSIGN_OR_RETURN(
+        pool.embeddings,
+        LabelFreeFeatures(train_images_, options_.label_free_dims));
+  } else {
+    ASSIGN_OR_RETURN(Predictions predictions,
+                     trainer_->Predict(train_images_, /*use_ema=*/true));
+    pool.embeddings = predictions.embeddings;
+    pool.probabilities = predictions.probs;
+  }
+  const absl::Time begin = absl::Now();
+  ASSIGN_OR_RETURN(std::vector<int64_t> ids, strategy_->Select(pool, count));
+  std::string note = strategy_->last_note();
+  Log(absl::StrCat("round ", round, ": ", strategy_->name(), " chose ",
+                   ids.size(), " ids in ",
+                   absl::FormatDuration(absl::Now() - begin),
+                   note.empty() ? "" : " (" + note + ")"));
+  return Buy(round, ids);
+}
+
+absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
+  ASSIGN_OR_RETURN(Predictions predictions,
+                   trainer_->Predict(test_images_, /*use_ema=*/true));
+  torch::Tensor classes =
+      predictions.probs.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
+  std::vector<int32_t> predicted(classes.data_ptr<int32_t>(),
+                                 classes.data_ptr<int32_t>() + classes.numel());
+  ASSIGN_OR_RETURN(Evaluation evaluation,
+                   oracle_->Evaluate(options_.experiment, predicted,
+                                     options_.client_name, note));
+  last_accuracy_ = evaluation.accuracy;
+  step_curve_.push_back({trainer_->step(), evaluation.accuracy});
+  return evaluation;
+}
+
+absl::Status Run::Checkpoint() {
+  const std::string path = JoinPath(options_.out_dir, kCheckpointFile);
+  const std::string temp = path + ".tmp";
+  RETURN_IF_ERROR(trainer_->Save(temp));
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) {
+    return absl::DataLossError(absl::StrCat("cannot rename ", temp, " to ",
+                                            path, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run::TrainUntil(int round, int64_t end_step) {
+  if (trainer_->step() >= end_step) return absl::OkStatus();
+  if (!labelled_images_.defined()) {
+    return absl::FailedPreconditionError("no labels bought before training");
+  }
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_first_step = trainer_->step();
+  double window_excluded_s = 0;
+  while (trainer_->step() < end_step) {
+    if (options_.max_train_seconds > 0 &&
+        absl::ToDoubleSeconds(absl::Now() - start_) > options_.max_train_seconds) {
+      if (!time_limit_logged_) {
+        Log(absl::StrCat("time limit of ", options_.max_train_seconds,
+                         " s reached at step ", trainer_->step(),
+                         "; no further training"));
+        time_limit_logged_ = true;
+      }
+      break;
+    }
+    if (StopRequested()) {
+      RETURN_IF_ERROR(Checkpoint());
+      progress_.Finish(Progress());
+      return absl::CancelledError(absl::StrCat(
+          "stopped at step ", trainer_->step(), "; checkpoint saved in ",
+          options_.out_dir, " (continue with --resume)"));
+    }
+    ASSIGN_OR_RETURN(
+        FixMatchStepStats stats,
+        trainer_->Step(labelled_images_, labelled_targets_, train_images_));
+    const int64_t step = trainer_->step();
+    const bool log_now = step % options_.log_every == 0 || step == end_step;
+    const bool eval_now = options_.eval_every > 0 &&
+                          step % options_.eval_every == 0 && step != end_step;
+    if (log_now || eval_now) {
+      StepMetrics metrics;
+      metrics.step = step;
+      metrics.loss = stats.loss.total.item<double>();  // synchronises
+      metrics.loss_x = stats.loss.supervised.item<double>();
+      metrics.loss_u = stats.loss.unsupervised.item<double>();
+      metrics.mask_rate = stats.loss.mask_rate.item<double>();
+      metrics.lr = stats.lr;
+      const auto now = std::chrono::steady_clock::now();
+      const double elapsed =
+          std::chrono::duration<double>(now - window_start).count() -
+          window_excluded_s;
+      const int64_t steps = step - window_first_step;
+      if (elapsed > 0 && steps > 0) {
+        window_steps_per_s_ = steps / elapsed;
+        train_seconds_ += elapsed;
+        trained_steps_ += steps;
+      }
+      metrics.steps_per_s = window_steps_per_s_;
+      last_mask_rate_ = metrics.mask_rate;
+      last_loss_ = metrics.loss;
+      if (eval_now) {
+        ASSIGN_OR_RETURN(
+            Evaluation evaluation,
+            Evaluate(absl::StrCat("round ", round, " step ", step)));
+        metrics.test_accuracy = evaluation.accuracy;
+      }
+      RETURN_IF_ERROR(report_->AppendMetrics(metrics));
+      progress_.Update(Progress());
+      if (options_.checkpoint_every > 0 &&
+          step % options_.checkpoint_every == 0) {
+        RETURN_IF_ERROR(Checkpoint());
+      }
+      window_start = std::chrono::steady_clock::now();
+      window_first_step = step;
+      window_excluded_s = 0;
+    } else if (options_.checkpoint_every > 0 &&
+               step % options_.checkpoint_every == 0) {
+      auto begin = std::chrono::steady_clock::now();
+      RETURN_IF_ERROR(Checkpoint());
+      window_excluded_s += std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() - begin)
+                               .count();
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RunSummary> Run::Go() {
+  RETURN_IF_ERROR(Prepare());
+  const PurchaseHistory& history = journal_->history();
+  if (history.pending_intent.has_value()) {
+    // Stopped between intent and purchase: buy exactly those ids again
+    // (free for any the oracle already revealed).
+    const auto intent = *history.pending_intent;
+    Log(absl::StrCat("replaying the unfinished purchase of round ",
+                     intent.first, " (", intent.second.size(), " ids)"));
+    RETURN_IF_ERROR(Buy(intent.first, intent.second));
+  }
+  std::optional<Evaluation> evaluation;
+  const int num_rounds = static_cast<int>(plan_.labels.size());
+  for (int round = 0; round < num_rounds; ++round) {
+    current_round_ = round;
+    if (!journal_->history().RoundBought(round)) {
+      RETURN_IF_ERROR(SelectAndBuy(round, plan_.labels[round]));
+    }
+    const bool trained_before = trainer_->step() >= plan_.end_step[round];
+    RETURN_IF_ERROR(TrainUntil(round, plan_.end_step[round]));
+    if (trained_before && round + 1 < num_rounds &&
+        journal_->history().RoundBought(round + 1)) {
+      continue;  // resumed past this round: nothing new to record
+    }
+    RETURN_IF_ERROR(Checkpoint());
+    ASSIGN_OR_RETURN(evaluation,
+                     Evaluate(absl::StrCat("end of round ", round)));
+    const int64_t spent =
+        static_cast<int64_t>(journal_->history().bought.size());
+    RoundRecord record;
+    record.round = round;
+    record.labels_spent = spent;
+    record.test_accuracy = evaluation->accuracy;
+    record.steps = trainer_->step();
+    record.strategy = strategy_->name();
+    RETURN_IF_ERROR(report_->AppendRound(record));
+    // A round recorded before a resume is replaced by its new record.
+    rounds_.erase(std::remove_if(rounds_.begin(), rounds_.end(),
+                                 [&](const RoundRecord& r) {
+                                   return r.round == round;
+                                 }),
+                  rounds_.end());
+    label_curve_.erase(
+        std::remove_if(label_curve_.begin(), label_curve_.end(),
+                       [&](const LabelCurvePoint& p) {
+                         return p.labels_spent == spent;
+                       }),
+        label_curve_.end());
+    rounds_.push_back(record);
+    label_curve_.push_back({spent, evaluation->accuracy});
+    progress_.Finish(Progress());
+    Log(absl::StrFormat(
+        "round %d done: %d labels, step %d, test accuracy %.2f %%", round,
+        spent, trainer_->step(), 100.0 * evaluation->accuracy));
+  }
+  if (!evaluation.has_value()) {
+    ASSIGN_OR_RETURN(evaluation, Evaluate("final"));
+  }
+  return Finish(*evaluation);
+}
+
+absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
+  ASSIGN_OR_RETURN(BudgetInfo budget, oracle_->GetBudget(options_.experiment));
+  FinalReport report;
+  report.experiment = options_.experiment;
+  report.strategy = strategy_->name();
+  report.labels_spent = budget.spent;
+  report.label_budget = budget.label_budget;
+  report.accuracy = evaluation.accuracy;
+  report.per_class_accuracy = evaluation.per_class_accuracy;
+  const int classes = evaluation.num_classes;
+  report.confusion.assign(classes, std::vector<int64_t>(classes, 0));
+  for (int t = 0; t < classes; ++t) {
+    for (int p = 0; p < classes; ++p) {
+      report.confusion[t][p] = evaluation.confusion[t * classes + p];
+    }
+  }
+  report.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start_);
+  report.steps = trainer_->step();
+  report.steps_per_s =
+      train_seconds_ > 0 ? trained_steps_ / train_seconds_ : 0.0;
+  report.device = device_.str();
+  const ModelOptions& model = trainer_->model_options();
+  const FixMatchOptions& fm = trainer_->options();
+  report.config = {
+      {"strategy", strategy_->name()},
+      {"schedule", absl::StrJoin(plan_.labels, ",")},
+      {"round end steps", absl::StrJoin(plan_.end_step, ",")},
+      {"model", absl::StrCat(model.arch, " width ", model.width)},
+      {"batch / mu", absl::StrCat(fm.batch_size, " / ", fm.mu)},
+      {"threshold", absl::StrCat(fm.threshold)},
+      {"lr / wd", absl::StrCat(fm.lr, " / ", fm.weight_decay)},
+      {"ema decay", absl::StrCat(fm.ema_decay)},
+      {"pool", absl::StrCat(train_images_.size(0), " images")},
+      {"seed", absl::StrCat(options_.seed)},
+      {"out_dir", options_.out_dir},
+  };
+  report.rounds = rounds_;
+  report.label_curve = label_curve_;
+  report.step_curve = step_curve_;
+  const std::vector<LabelledSample>& bought = journal_->history().bought;
+  if (!bought.empty()) {
+    std::vector<int64_t> ids;
+    for (const LabelledSample& sample : bought) ids.push_back(sample.id);
+    torch::Tensor pixels =
+        (train_images_.index_select(0, torch::tensor(ids).to(device_)) * 255)
+            .round()
+            .to(torch::kCPU, torch::kByte)
+            .contiguous();
+    const uint8_t* data = pixels.data_ptr<uint8_t>();
+    const int64_t per_image = kImageSide * kImageSide;
+    for (size_t i = 0; i < bought.size(); ++i) {
+      QueriedSample sample;
+      sample.id = bought[i].id;
+      sample.label = bought[i].label;
+      sample.round = bought[i].round;
+      sample.pixels.assign(data + i * per_image, data + (i + 1) * per_image);
+      report.queried.push_back(std::move(sample));
+    }
+  }
+  RETURN_IF_ERROR(report_->WriteReport(report));
+  RunSummary summary;
+  summary.accuracy = evaluation.accuracy;
+  summary.labels_spent = budget.spent;
+  summary.label_budget = budget.label_budget;
+  summary.steps = trainer_->step();
+  summary.steps_per_s = report.steps_per_s;
+  summary.wall_time_s = report.wall_time_s;
+  summary.device = report.device;
+  summary.report_path =
+      JoinPath(options_.out_dir, RunReportWriter::kReportHtmlFile);
+  return summary;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveDevice(const std::string& spec) {
+  try {
+    ASSIGN_OR_RETURN(torch::Device device, ChooseDevice(spec));
+    return device.str();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(e.what_without_backtrace());
+  }
+}
+
+absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options) {
+  if (options.label_budget <= 0) {
+    return absl::InvalidArgumentError("label budget must be positive");
+  }
+  if (options.total_steps <= 0) {
+    return absl::InvalidArgumentError("total_steps must be positive");
+  }
+  RoundPlan plan;
+  plan.labels = options.schedule;
+  if (plan.labels.empty()) {
+    const int64_t first = options.label_budget * 4 / 10;
+    const int64_t second = options.label_budget * 3 / 10;
+    plan.labels = {first, second, options.label_budget - first - second};
+    plan.labels.erase(std::remove(plan.labels.begin(), plan.labels.end(), 0),
+                      plan.labels.end());
+  }
+  int64_t sum = 0;
+  for (int64_t n : plan.labels) {
+    if (n <= 0)
+      return absl::InvalidArgumentError("schedule entries must be positive");
+    sum += n;
+  }
+  if (sum != options.label_budget) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schedule ", absl::StrJoin(plan.labels, ","), " sums to ",
+                     sum, ", not the label budget ", options.label_budget));
+  }
+  const size_t rounds = plan.labels.size();
+  std::vector<int64_t> steps = options.round_steps;
+  if (steps.empty()) {
+    const int64_t early = static_cast<int64_t>(options.total_steps *
+                                               options.early_round_fraction);
+    int64_t used = 0;
+    for (size_t r = 0; r + 1 < rounds; ++r) {
+      steps.push_back(early);
+      used += early;
+    }
+    steps.push_back(options.total_steps - used);
+  }
+  if (steps.size() != rounds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round_steps has ", steps.size(), " entries for ", rounds, " rounds"));
+  }
+  int64_t cumulative = 0;
+  for (int64_t n : steps) {
+    if (n <= 0) {
+      return absl::InvalidArgumentError(
+          "every round must train at least one step (raise total_steps or "
+          "lower early_round_fraction)");
+    }
+    cumulative += n;
+    plan.end_step.push_back(cumulative);
+  }
+  if (cumulative != options.total_steps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round_steps sum to ", cumulative, ", not total_steps ",
+                     options.total_steps));
+  }
+  return plan;
+}
+
+absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
+                                      OracleClient* oracle,
+                                      const std::atomic<bool>* stop) {
+  if (options.log_every <= 0) {
+    return absl::InvalidArgumentError("log_every must be positive");
+  }
+  try {
+    Run run(options, oracle, stop);
+    return run.Go();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(e.what());
+  }
+}
+
+}  // namespace trainer

@@ -1,0 +1,110 @@
+// One active-learning run: rounds of (choose ids, buy their labels from the
+// oracle, train FixMatch), scored on the hidden test set through the oracle.
+//
+// The run reads only image files. Every label comes from OracleClient, every
+// purchase is journaled before and after the oracle call (purchase_journal.h)
+// and the model is checkpointed, so a run stopped at any moment resumes
+// without buying anything twice.
+#ifndef TRAINER_RUN_TRAINER_RUN_H_
+#define TRAINER_RUN_TRAINER_RUN_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/learn/fixmatch.h"
+#include "trainer/learn/model.h"
+#include "trainer/rpc/oracle_client.h"
+#include "trainer/select/selection_strategy.h"
+
+namespace trainer {
+
+struct TrainerOptions {
+  // Oracle experiment to create or join, and its secret token (may be empty).
+  std::string experiment = "fashion-mnist";
+  std::string experiment_token;
+  // Labels the run may buy in total (the experiment's budget).
+  int64_t label_budget = 100;
+  // Labels bought at the start of each round; must sum to label_budget.
+  // Empty: 40 %, 30 %, 30 % of the budget in three rounds.
+  std::vector<int64_t> schedule;
+  // Training steps in the whole run (the cosine schedule's length).
+  int64_t total_steps = 40000;
+  // Training steps after each round's purchase, one entry per round, summing
+  // to total_steps. Empty: every round but the last trains
+  // total_steps * early_round_fraction, the last trains the rest.
+  std::vector<int64_t> round_steps;
+  double early_round_fraction = 0.15;
+  // Selection strategy spec (see MakeSelectionStrategy).
+  std::string strategy = "typiclust";
+  StrategyOptions strategy_options;
+  // Dimensions of the label-free (PCA) features used before any model is
+  // trained.
+  int label_free_dims = 64;
+  // Folder with the IDX image files (label files there are never opened).
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  // Use only the first N training images as the pool (0: all 60,000).
+  int64_t train_limit = 0;
+  // Output folder: journal, checkpoint, metrics, reports.
+  std::string out_dir = "runs/latest";
+  // Continue the run in out_dir instead of starting a new one.
+  bool resume = false;
+  // Evaluate on the test set every N steps (0: only at the end of rounds).
+  int64_t eval_every = 2000;
+  // Write metrics.jsonl and refresh the progress line every N steps.
+  int64_t log_every = 50;
+  // Checkpoint every N steps (0: only at round ends and on stop).
+  int64_t checkpoint_every = 1000;
+  // Wall-clock limit on training, counted from the start of the run (0: none).
+  // Once reached, every remaining round still buys its labels but trains no
+  // further; the run then evaluates and writes its report as usual.
+  double max_train_seconds = 0;
+  // "auto" (CUDA when available), "cpu" or "cuda[:index]".
+  std::string device = "auto";
+  // Seeds model initialisation, batches, augmentation and selection.
+  uint64_t seed = 0;
+  // Who asks, recorded by the oracle with every query.
+  std::string client_name = "trainer";
+  ModelOptions model;
+  FixMatchOptions fixmatch;  // total_steps and seed are set from the above
+};
+
+// What a finished run reports.
+struct RunSummary {
+  double accuracy = 0;       // final test accuracy (EMA model)
+  int64_t labels_spent = 0;  // as the oracle counts them
+  int64_t label_budget = 0;
+  int64_t steps = 0;
+  double steps_per_s = 0;  // training steps only
+  double wall_time_s = 0;
+  std::string device;
+  std::string report_path;  // report.html
+};
+
+// Runs (or, with options.resume, continues) the run. `oracle` must outlive
+// the call. `stop`, if non-null, is polled between steps: once true the run
+// checkpoints and returns CANCELLED. Returns INVALID_ARGUMENT for
+// inconsistent options, FAILED_PRECONDITION if out_dir already holds a run
+// and resume is false, and the oracle's or LibTorch's errors otherwise.
+absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
+                                      OracleClient* oracle,
+                                      const std::atomic<bool>* stop);
+
+// The device `spec` ("auto", "cpu", "cuda[:N]") resolves to, as text
+// ("cpu", "cuda:0"). UNAVAILABLE if CUDA is asked for but absent,
+// INVALID_ARGUMENT for a malformed spec.
+absl::StatusOr<std::string> ResolveDevice(const std::string& spec);
+
+// The per-round purchase and step plan derived from options (exposed for
+// tests). Returns INVALID_ARGUMENT when they do not add up.
+struct RoundPlan {
+  std::vector<int64_t> labels;    // bought at the start of round r
+  std::vector<int64_t> end_step;  // cumulative steps at the end of round r
+};
+absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options);
+
+}  // namespace trainer
+
+#endif  // TRAINER_RUN_TRAINER_RUN_H_

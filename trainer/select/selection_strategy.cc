@@ -1,0 +1,600 @@
+#include "trainer/select/selection_strategy.h"
+
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <iostream>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace trainer {
+
+SelectionStrategy::~SelectionStrategy() = default;
+
+std::string SelectionStrategy::last_note() const { return ""; }
+
+namespace {
+
+constexpr char kGrpcScheme[] = "grpc://";
+constexpr char kValidSpecs[] =
+    "random, kcenter, typiclust, margin, grpc://host:port";
+
+// Positions (row indices into the pool) split by whether they are labelled.
+struct PoolIndex {
+  std::vector<int64_t> available;  // unlabelled positions, ascending
+  std::vector<int64_t> labelled;   // labelled positions, ascending
+};
+
+// Checks the ids and count; INVALID_ARGUMENT naming the first problem.
+absl::StatusOr<PoolIndex> IndexPool(const PoolState& pool, int64_t count) {
+  if (count < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("count must not be negative, got ", count));
+  }
+  const absl::flat_hash_set<int64_t> labelled(pool.labelled_ids.begin(),
+                                              pool.labelled_ids.end());
+  absl::flat_hash_set<int64_t> seen;
+  seen.reserve(pool.pool_ids.size());
+  PoolIndex index;
+  for (size_t i = 0; i < pool.pool_ids.size(); ++i) {
+    const int64_t id = pool.pool_ids[i];
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pool id ", id, " appears more than once"));
+    }
+    (labelled.contains(id) ? index.labelled : index.available)
+        .push_back(static_cast<int64_t>(i));
+  }
+  if (count > static_cast<int64_t>(index.available.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("asked for ", count, " ids but only ",
+                     index.available.size(), " unlabelled pool ids remain"));
+  }
+  return index;
+}
+
+// E.g. "Float [3, 2]".
+std::string DescribeTensor(const torch::Tensor& t) {
+  return absl::StrCat(c10::toString(t.scalar_type()), " [",
+                      absl::StrJoin(t.sizes(), ", "), "]");
+}
+
+absl::Status CheckEmbeddings(const PoolState& pool) {
+  const torch::Tensor& e = pool.embeddings;
+  if (!e.defined())
+    return absl::InvalidArgumentError("embeddings are undefined");
+  if (e.dim() != 2 || e.size(0) != static_cast<int64_t>(pool.pool_ids.size()) ||
+      e.size(1) < 1 || !e.is_floating_point()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "embeddings must be a floating point [", pool.pool_ids.size(),
+        ", D >= 1] tensor, got ", DescribeTensor(e)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckProbabilities(const PoolState& pool) {
+  const torch::Tensor& p = pool.probabilities;
+  if (p.dim() != 2 || p.size(0) != static_cast<int64_t>(pool.pool_ids.size()) ||
+      p.size(1) < 2 || !p.is_floating_point()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "probabilities must be a floating point [", pool.pool_ids.size(),
+        ", C >= 2] tensor, got ", DescribeTensor(p)));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int64_t> IdsAt(const PoolState& pool,
+                           const std::vector<int64_t>& positions) {
+  std::vector<int64_t> ids;
+  ids.reserve(positions.size());
+  for (int64_t p : positions) ids.push_back(pool.pool_ids[p]);
+  return ids;
+}
+
+// A generator that depends on both the run's seed and the round.
+std::mt19937_64 MakeRng(uint64_t seed, int round) {
+  std::seed_seq seq{static_cast<uint32_t>(seed),
+                    static_cast<uint32_t>(seed >> 32),
+                    static_cast<uint32_t>(round)};
+  return std::mt19937_64(seq);
+}
+
+// Uniform in [0, n), n > 0, by rejection: the same sequence on every
+// standard library (std::uniform_int_distribution is not).
+uint64_t UniformBelow(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() -
+                         std::numeric_limits<uint64_t>::max() % n;
+  uint64_t r;
+  do {
+    r = rng();
+  } while (r >= limit);
+  return r % n;
+}
+
+// The first `k` entries of `values` become a uniform random k-subset, in
+// random order (partial Fisher-Yates); the vector is truncated to k.
+void SampleInPlace(std::vector<int64_t>& values, int64_t k,
+                   std::mt19937_64& rng) {
+  const uint64_t n = values.size();
+  for (uint64_t i = 0; i < static_cast<uint64_t>(k); ++i) {
+    std::swap(values[i], values[i + UniformBelow(rng, n - i)]);
+  }
+  values.resize(k);
+}
+
+torch::Tensor ToTensor(const std::vector<int64_t>& values,
+                       const torch::Device& device) {
+  return torch::tensor(values, torch::kLong).to(device);
+}
+
+std::vector<int64_t> ToVector(const torch::Tensor& t) {
+  torch::Tensor cpu = t.to(torch::kCPU, torch::kLong).contiguous();
+  return std::vector<int64_t>(cpu.data_ptr<int64_t>(),
+                              cpu.data_ptr<int64_t>() + cpu.numel());
+}
+
+torch::Tensor MaskOf(const std::vector<int64_t>& positions, int64_t n,
+                     const torch::Device& device) {
+  torch::Tensor mask = torch::zeros(
+      {n}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  if (!positions.empty())
+    mask.index_fill_(0, ToTensor(positions, device), true);
+  return mask;
+}
+
+// Rows scaled to unit L2 norm, float32, on the input's device.
+torch::Tensor Normalise(const torch::Tensor& x) {
+  torch::Tensor f = x.to(torch::kFloat);
+  return f / f.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+// [a, b] squared L2 distances between the rows of a [a, D] and b [b, D].
+torch::Tensor SquaredDistances(const torch::Tensor& a, const torch::Tensor& b) {
+  torch::Tensor d = a.pow(2).sum(1, /*keepdim=*/true) +
+                    b.pow(2).sum(1).unsqueeze(0) - 2 * a.mm(b.t());
+  return d.clamp_min_(0);
+}
+
+// Greedy k-center: starting from the centers (or, if there are none, from
+// the candidate nearest the candidates' mean), repeatedly takes the candidate
+// farthest from its nearest center and makes it a center. x: [N, D] float;
+// candidate: [N] bool on x's device. Returns `count` candidate positions in
+// the order taken; count must not exceed the candidates. One matrix-vector
+// product per pick, no host synchronisation inside the loop.
+std::vector<int64_t> GreedyKCenter(const torch::Tensor& x,
+                                   const torch::Tensor& candidate,
+                                   const std::vector<int64_t>& centers,
+                                   int64_t count, int64_t max_block_elements) {
+  if (count == 0) return {};
+  const int64_t n = x.size(0);
+  const torch::Tensor x_sq = x.pow(2).sum(1);
+  torch::Tensor min_dist =
+      torch::full({n}, std::numeric_limits<float>::infinity(), x.options());
+  const auto take = [&](const torch::Tensor& idx) {
+    const torch::Tensor c = x.index_select(0, idx).squeeze(0);
+    const torch::Tensor d = (x_sq + c.dot(c) - 2 * x.mv(c)).clamp_min_(0);
+    min_dist = torch::minimum(min_dist, d);
+    min_dist.index_fill_(0, idx, -1.0);
+  };
+
+  if (!centers.empty()) {
+    const torch::Tensor center_pos = ToTensor(centers, x.device());
+    const int64_t block = std::max<int64_t>(1, max_block_elements / n);
+    for (int64_t start = 0; start < center_pos.size(0); start += block) {
+      const torch::Tensor c =
+          x.index_select(0, center_pos.slice(0, start, start + block));
+      min_dist = torch::minimum(min_dist, SquaredDistances(x, c).amin(1));
+    }
+  }
+  // Centers and non-candidates get -1, below every real distance, forever.
+  min_dist.masked_fill_(candidate.logical_not(), -1.0);
+
+  torch::Tensor selected =
+      torch::empty({count}, x.options().dtype(torch::kLong));
+  int64_t k = 0;
+  if (centers.empty()) {
+    const torch::Tensor w = candidate.to(torch::kFloat).unsqueeze(1);
+    const torch::Tensor mean = (x * w).sum(0, /*keepdim=*/true) / w.sum();
+    torch::Tensor d = SquaredDistances(x, mean).squeeze(1);
+    d.masked_fill_(candidate.logical_not(),
+                   std::numeric_limits<float>::infinity());
+    const torch::Tensor first = d.argmin().view({1});
+    selected.narrow(0, 0, 1).copy_(first);
+    take(first);
+    k = 1;
+  }
+  for (; k < count; ++k) {
+    const torch::Tensor next = min_dist.argmax().view({1});
+    selected.narrow(0, k, 1).copy_(next);
+    take(next);
+  }
+  return ToVector(selected);
+}
+
+// Index of the nearest center for each row of x, [N] long.
+torch::Tensor AssignToCenters(const torch::Tensor& x,
+                              const torch::Tensor& centers,
+                              int64_t max_block_elements) {
+  const int64_t n = x.size(0);
+  const int64_t block =
+      std::max<int64_t>(1, max_block_elements / centers.size(0));
+  // argmin_c |x - c|^2 = argmin_c (|c|^2 - 2 x.c): one addmm per block.
+  const torch::Tensor c_sq = centers.pow(2).sum(1).unsqueeze(0);
+  const torch::Tensor centers_t = centers.t();
+  std::vector<torch::Tensor> parts;
+  for (int64_t start = 0; start < n; start += block) {
+    const torch::Tensor xb = x.slice(0, start, start + block);
+    parts.push_back(
+        torch::addmm(c_sq, xb, centers_t, /*beta=*/1, /*alpha=*/-2).argmin(1));
+  }
+  return torch::cat(parts);
+}
+
+// k-means on the rows of x [N, D] float: k-means++ seeding (sampled on the
+// host from `rng`) then Lloyd's iterations until at most tolerance * N rows
+// change cluster or `iterations` center updates were made. An emptied cluster
+// keeps its center.
+// Returns the cluster of each row, [N] long on x's device; fewer than k
+// clusters are used when x has fewer than k distinct rows.
+torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
+                     double tolerance, std::mt19937_64& rng,
+                     int64_t max_block_elements) {
+  const int64_t n = x.size(0);
+  std::vector<int64_t> seeds = {static_cast<int64_t>(UniformBelow(rng, n))};
+  const torch::Tensor x_sq = x.pow(2).sum(1);
+  const auto dist_to = [&](int64_t pos) {
+    const torch::Tensor c = x[pos];
+    return (x_sq + c.dot(c) - 2 * x.mv(c)).clamp_min_(0);
+  };
+  torch::Tensor min_d2 = dist_to(seeds[0]);
+  while (static_cast<int64_t>(seeds.size()) < k) {
+    const torch::Tensor w = min_d2.to(torch::kCPU, torch::kDouble).contiguous();
+    const double* weights = w.data_ptr<double>();
+    const double total = std::accumulate(weights, weights + n, 0.0);
+    if (!(total > 0.0)) break;
+    const double r = static_cast<double>(rng() >> 11) * 0x1.0p-53 * total;
+    double acc = 0.0;
+    int64_t pick = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (weights[i] <= 0.0) continue;
+      pick = i;
+      acc += weights[i];
+      if (acc > r) break;
+    }
+    seeds.push_back(pick);
+    min_d2 = torch::minimum(min_d2, dist_to(pick));
+  }
+
+  torch::Tensor centers = x.index_select(0, ToTensor(seeds, x.device()));
+  const int64_t clusters = centers.size(0);
+  torch::Tensor assign = AssignToCenters(x, centers, max_block_elements);
+  const torch::Tensor ones = torch::ones({n}, x.options());
+  for (int it = 0; it < iterations; ++it) {
+    const torch::Tensor sums = torch::zeros({clusters, x.size(1)}, x.options())
+                                   .index_add_(0, assign, x);
+    const torch::Tensor counts =
+        torch::zeros({clusters}, x.options()).index_add_(0, assign, ones);
+    centers = torch::where((counts > 0).unsqueeze(1),
+                           sums / counts.clamp_min(1).unsqueeze(1), centers);
+    torch::Tensor next = AssignToCenters(x, centers, max_block_elements);
+    const int64_t changed = next.ne(assign).sum().item<int64_t>();
+    assign = std::move(next);
+    if (changed <= tolerance * n) break;
+  }
+  return assign;
+}
+
+// The member with the highest typicality, 1 / (mean L2 distance to its k
+// nearest other members), k = min(typicality_neighbors, references / 2).
+// The references are at most typicality_max_references members drawn from
+// `rng` (all members when fewer); every member is scored against them.
+// members: positions into x, not empty.
+int64_t MostTypical(const torch::Tensor& x, const std::vector<int64_t>& members,
+                    const StrategyOptions& options, std::mt19937_64& rng) {
+  const int64_t n = members.size();
+  if (n == 1) return members[0];
+  std::vector<int64_t> refs(n);
+  std::iota(refs.begin(), refs.end(), 0);
+  if (n > options.typicality_max_references) {
+    SampleInPlace(refs, options.typicality_max_references, rng);
+  }
+  const int64_t m = refs.size();
+  const int64_t k = std::max<int64_t>(
+      1, std::min<int64_t>(options.typicality_neighbors, m / 2));
+  // self_ref[i]: the reference column that is member i itself, or -1.
+  std::vector<int64_t> self_ref(n, -1);
+  for (int64_t j = 0; j < m; ++j) self_ref[refs[j]] = j;
+
+  const torch::Device device = x.device();
+  const torch::Tensor points = x.index_select(0, ToTensor(members, device));
+  const torch::Tensor ref_points =
+      points.index_select(0, ToTensor(refs, device));
+  const int64_t block = std::max<int64_t>(1, options.max_block_elements / m);
+  std::vector<torch::Tensor> mean_dist;
+  for (int64_t start = 0; start < n; start += block) {
+    const int64_t end = std::min(n, start + block);
+    torch::Tensor d2 =
+        SquaredDistances(points.slice(0, start, end), ref_points);
+    std::vector<int64_t> rows, cols;
+    for (int64_t i = start; i < end; ++i) {
+      if (self_ref[i] < 0) continue;
+      rows.push_back(i - start);
+      cols.push_back(self_ref[i]);
+    }
+    if (!rows.empty()) {
+      d2.index_put_({ToTensor(rows, device), ToTensor(cols, device)},
+                    std::numeric_limits<float>::infinity());
+    }
+    const torch::Tensor nearest =
+        std::get<0>(d2.topk(k, /*dim=*/1, /*largest=*/false));
+    mean_dist.push_back(nearest.sqrt().mean(1));
+  }
+  return members[torch::cat(mean_dist).argmin().item<int64_t>()];
+}
+
+// Turns torch exceptions into a Status and disables autograd.
+class TorchStrategy : public SelectionStrategy {
+ public:
+  absl::StatusOr<std::vector<int64_t>> Select(const PoolState& pool,
+                                              int64_t count) final {
+    torch::NoGradGuard no_grad;
+    try {
+      return SelectImpl(pool, count);
+    } catch (const c10::OutOfMemoryError& e) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(name(), ": ", e.what_without_backtrace()));
+    } catch (const c10::Error& e) {
+      return absl::InternalError(
+          absl::StrCat(name(), ": ", e.what_without_backtrace()));
+    }
+  }
+
+ protected:
+  virtual absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                          int64_t count) = 0;
+};
+
+class RandomStrategy final : public TorchStrategy {
+ public:
+  std::string name() const override { return "random"; }
+
+ protected:
+  absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                  int64_t count) override {
+    ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
+    std::mt19937_64 rng = MakeRng(pool.seed, pool.round);
+    SampleInPlace(index.available, count, rng);
+    return IdsAt(pool, index.available);
+  }
+};
+
+class KCenterStrategy final : public TorchStrategy {
+ public:
+  explicit KCenterStrategy(const StrategyOptions& options)
+      : options_(options) {}
+  std::string name() const override { return "kcenter"; }
+
+ protected:
+  absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                  int64_t count) override {
+    ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
+    RETURN_IF_ERROR(CheckEmbeddings(pool));
+    const torch::Tensor x = Normalise(pool.embeddings);
+    const torch::Tensor candidate =
+        MaskOf(index.available, x.size(0), x.device());
+    return IdsAt(pool, GreedyKCenter(x, candidate, index.labelled, count,
+                                     options_.max_block_elements));
+  }
+
+ private:
+  const StrategyOptions options_;
+};
+
+class TypiclustStrategy final : public TorchStrategy {
+ public:
+  explicit TypiclustStrategy(const StrategyOptions& options)
+      : options_(options) {}
+  std::string name() const override { return "typiclust"; }
+
+ protected:
+  // K-means with K = min(|labelled| + count, max_clusters) on the normalised
+  // embeddings of the whole pool. Clusters are visited round robin: first
+  // those with fewer labelled points, larger first (clusters of at most
+  // min_cluster_size points only once the others are used up), and each visit
+  // takes the most typical point among the cluster's unlabelled, unselected
+  // points. Differences from the authors' code: k-means++ and Lloyd's on the
+  // device instead of scikit-learn, plain rather than squared L2 distances in
+  // the typicality, and typicality measured against at most
+  // typicality_max_references points of a cluster (only clusters larger than
+  // that are affected: with 2000 references, an estimate of each point's
+  // 20-NN density that keeps the cost linear in the cluster's size).
+  absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                  int64_t count) override {
+    ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
+    RETURN_IF_ERROR(CheckEmbeddings(pool));
+    if (count == 0) return std::vector<int64_t>();
+    const torch::Tensor x = Normalise(pool.embeddings);
+    const int64_t n = x.size(0);
+    std::mt19937_64 rng = MakeRng(pool.seed, pool.round);
+    const int64_t k =
+        std::min<int64_t>({static_cast<int64_t>(index.labelled.size()) + count,
+                           options_.max_clusters, n});
+    const std::vector<int64_t> assign = ToVector(
+        KMeans(x, k, options_.kmeans_iterations, options_.kmeans_tolerance, rng,
+               options_.max_block_elements));
+
+    const int64_t clusters =
+        *std::max_element(assign.begin(), assign.end()) + 1;
+    std::vector<int64_t> size(clusters, 0), labelled(clusters, 0);
+    std::vector<std::vector<int64_t>> unpicked(clusters);
+    for (int64_t i = 0; i < n; ++i) ++size[assign[i]];
+    for (int64_t p : index.labelled) ++labelled[assign[p]];
+    for (int64_t p : index.available) unpicked[assign[p]].push_back(p);
+
+    std::vector<int64_t> order(clusters);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return std::tie(labelled[a], size[b], a) <
+             std::tie(labelled[b], size[a], b);
+    });
+    const auto small_last = std::stable_partition(
+        order.begin(), order.end(),
+        [&](int64_t c) { return size[c] > options_.min_cluster_size; });
+    const size_t primary = small_last - order.begin();
+
+    std::vector<int64_t> selected;
+    selected.reserve(count);
+    bool all_clusters = primary == 0;
+    while (static_cast<int64_t>(selected.size()) < count) {
+      bool progress = false;
+      const size_t visit = all_clusters ? order.size() : primary;
+      for (size_t i = 0;
+           i < visit && static_cast<int64_t>(selected.size()) < count; ++i) {
+        std::vector<int64_t>& members = unpicked[order[i]];
+        if (members.empty()) continue;
+        const int64_t pick = MostTypical(x, members, options_, rng);
+        members.erase(std::find(members.begin(), members.end(), pick));
+        selected.push_back(pick);
+        progress = true;
+      }
+      if (!progress) all_clusters = true;
+    }
+    return IdsAt(pool, selected);
+  }
+
+ private:
+  const StrategyOptions options_;
+};
+
+class MarginStrategy final : public TorchStrategy {
+ public:
+  explicit MarginStrategy(const StrategyOptions& options)
+      : options_(options), fallback_(options) {}
+  std::string name() const override { return "margin"; }
+  std::string last_note() const override { return note_; }
+
+ protected:
+  absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                  int64_t count) override {
+    note_.clear();
+    if (!pool.probabilities.defined()) {
+      note_ = "margin: no probabilities yet, selected by typiclust";
+      std::cerr << note_ << std::endl;
+      return fallback_.Select(pool, count);
+    }
+    ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
+    RETURN_IF_ERROR(CheckEmbeddings(pool));
+    RETURN_IF_ERROR(CheckProbabilities(pool));
+    if (count == 0) return std::vector<int64_t>();
+    const torch::Tensor x = Normalise(pool.embeddings);
+    const torch::Tensor top2 = std::get<0>(
+        pool.probabilities.to(x.device(), torch::kFloat).topk(2, /*dim=*/1));
+    torch::Tensor margin = top2.select(1, 0) - top2.select(1, 1);
+    const torch::Tensor available =
+        MaskOf(index.available, x.size(0), x.device());
+    margin.masked_fill_(available.logical_not(),
+                        std::numeric_limits<float>::infinity());
+    const int64_t candidates = std::min<int64_t>(
+        index.available.size(), options_.margin_candidates_factor * count);
+    const torch::Tensor lowest =
+        std::get<1>(margin.topk(candidates, /*dim=*/0, /*largest=*/false));
+    const torch::Tensor candidate =
+        torch::zeros_like(available).index_fill_(0, lowest, true);
+    return IdsAt(pool, GreedyKCenter(x, candidate, index.labelled, count,
+                                     options_.max_block_elements));
+  }
+
+ private:
+  const StrategyOptions options_;
+  TypiclustStrategy fallback_;
+  std::string note_;
+};
+
+absl::Status ValidateOptions(const StrategyOptions& options) {
+  if (options.kmeans_iterations < 0 || !(options.kmeans_tolerance >= 0) ||
+      options.kmeans_tolerance >= 1 || options.max_clusters < 1 ||
+      options.min_cluster_size < 0 || options.typicality_neighbors < 1 ||
+      options.typicality_max_references < 2 ||
+      options.margin_candidates_factor < 1 || options.max_block_elements < 1 ||
+      options.selector_deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "StrategyOptions out of range: need kmeans_iterations >= 0, "
+        "0 <= kmeans_tolerance < 1, "
+        "max_clusters >= 1, min_cluster_size >= 0, typicality_neighbors >= 1, "
+        "typicality_max_references >= 2, margin_candidates_factor >= 1, "
+        "max_block_elements >= 1, selector_deadline > 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+GrpcSelectionStrategy::GrpcSelectionStrategy(
+    std::string name, std::unique_ptr<SelectorClient> client)
+    : name_(std::move(name)), client_(std::move(client)) {}
+
+absl::StatusOr<std::vector<int64_t>> GrpcSelectionStrategy::Select(
+    const PoolState& pool, int64_t count) {
+  SelectorQuery query;
+  try {
+    const auto to_floats = [](const torch::Tensor& t) {
+      const torch::Tensor cpu = t.to(torch::kCPU, torch::kFloat).contiguous();
+      return std::vector<float>(cpu.data_ptr<float>(),
+                                cpu.data_ptr<float>() + cpu.numel());
+    };
+    if (pool.embeddings.defined()) {
+      RETURN_IF_ERROR(CheckEmbeddings(pool));
+      query.embedding_dim = static_cast<int>(pool.embeddings.size(1));
+      query.embeddings = to_floats(pool.embeddings);
+    }
+    if (pool.probabilities.defined()) {
+      RETURN_IF_ERROR(CheckProbabilities(pool));
+      query.num_classes = static_cast<int>(pool.probabilities.size(1));
+      query.probabilities = to_floats(pool.probabilities);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(name_, ": ", e.what_without_backtrace()));
+  }
+  query.count = count;
+  query.pool_ids = pool.pool_ids;
+  query.labelled_ids = pool.labelled_ids;
+  query.round = pool.round;
+  query.seed = pool.seed;
+  return client_->Select(query);
+}
+
+absl::StatusOr<std::unique_ptr<SelectionStrategy>> MakeSelectionStrategy(
+    const std::string& spec, const StrategyOptions& options) {
+  RETURN_IF_ERROR(ValidateOptions(options));
+  if (spec == "random") return std::make_unique<RandomStrategy>();
+  if (spec == "kcenter") return std::make_unique<KCenterStrategy>(options);
+  if (spec == "typiclust") return std::make_unique<TypiclustStrategy>(options);
+  if (spec == "margin") return std::make_unique<MarginStrategy>(options);
+  if (absl::StartsWith(spec, kGrpcScheme)) {
+    SelectorClientOptions client_options;
+    client_options.target = spec.substr(sizeof(kGrpcScheme) - 1);
+    client_options.call_deadline = options.selector_deadline;
+    if (client_options.target.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("selection strategy \"", spec,
+                       "\" names no host:port; valid: ", kValidSpecs));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<SelectorClient> client,
+                     MakeGrpcSelectorClient(client_options));
+    return std::make_unique<GrpcSelectionStrategy>(spec, std::move(client));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown selection strategy \"", spec, "\"; valid: ", kValidSpecs));
+}
+
+}  // namespace trainer
