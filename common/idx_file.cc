@@ -3,8 +3,10 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace common {
@@ -65,11 +67,28 @@ absl::StatusOr<IdxArray> ReadIdxFile(const std::string& path) {
     return absl::DataLossError(absl::StrCat(path, ": truncated IDX header"));
   }
   IdxArray array;
+  // The number of values the dimensions announce. Up to four 32-bit
+  // dimensions can multiply past 2^64: such a product must not wrap around
+  // to a size the file happens to have.
   size_t total = 1;
+  bool overflow = false;
+  bool empty = false;
   for (int i = 0; i < rank; ++i) {
     uint32_t dim = BigEndian32(bytes.data() + 4 + 4 * i);
     array.dims.push_back(dim);
-    total *= dim;
+    if (dim == 0) {
+      empty = true;
+    } else if (total > std::numeric_limits<size_t>::max() / dim) {
+      overflow = true;
+    } else {
+      total *= dim;
+    }
+  }
+  if (empty) total = 0;
+  if (overflow && !empty) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": truncated: the dimensions ", absl::StrJoin(array.dims, "x"),
+        " announce more values than any file holds"));
   }
   if (bytes.size() - header < total) {
     return absl::DataLossError(absl::StrCat(path, ": truncated: expected ", total,

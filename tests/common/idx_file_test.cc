@@ -71,6 +71,28 @@ TEST(IdxFileTest, TruncatedIsDataLoss) {
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated")));
 }
 
+// Found by fuzz/idx_file_fuzzer: 65536^4 = 2^64 wrapped around to 0, so a
+// header-only file was read as an empty array with those dimensions.
+TEST(IdxFileTest, DimensionsWhoseProductOverflowsAreDataLoss) {
+  const std::string path = TempPath("overflow.gz");
+  WriteGz(path, Header(4, {65536, 65536, 65536, 65536}));
+  EXPECT_THAT(ReadIdxFile(path),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("65536x65536x65536x65536")));
+  WriteGz(path, Header(3, {0x80000000u, 0x80000000u, 4}));
+  EXPECT_THAT(ReadIdxImages(path, 0),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated")));
+}
+
+TEST(IdxFileTest, ZeroDimensionIsEmptyArray) {
+  const std::string path = TempPath("zero.gz");
+  WriteGz(path, Header(3, {0, 0xffffffffu, 0xffffffffu}));
+  absl::StatusOr<IdxArray> images = ReadIdxImages(path, 0);
+  ASSERT_TRUE(images.ok()) << images.status();
+  EXPECT_THAT(images->dims, ElementsAre(0, 0xffffffffu, 0xffffffffu));
+  EXPECT_TRUE(images->data.empty());
+}
+
 TEST(IdxFileTest, WrongMagicIsInvalidArgument) {
   std::vector<uint8_t> bytes = {0x1f, 0x00, 0x08, 0x01, 0, 0, 0, 0};
   const std::string path = TempPath("magic.gz");
