@@ -64,7 +64,7 @@ dom="$work/dom.html"
 expect() {
   grep -qF -- "$1" "$dom" || fail "DOM lacks: $1"
 }
-expect '<h1>FixMatch + margin sampling &lt;demo&gt; &amp; "quotes"</h1>'
+expect '<h1>FreeMatch + SimCLR + margin sampling &lt;demo&gt; &amp; "quotes"</h1>'
 expect 'id="headline-accuracy"'
 expect '<div class="value">86.3%</div>'
 expect 'id="headline-labels"'
@@ -73,6 +73,13 @@ expect 'id="headline-device"'
 expect 'cuda:0 (NVIDIA H100 80GB HBM3)'
 expect 'id="headline-speed"'
 expect 'id="headline-wall-time"'
+expect 'Objective: <b>freematch</b>'
+expect 'Initial weights: <span class="path">/var/cache/fewlabels/pretrain/'
+expect 'id="pretraining"'
+expect 'Pretraining loss vs step'
+expect 'trained in this run'
+expect 'id="feature-quality"'
+expect '<td class="better">+12.9 pp</td>'
 expect 'id="learning-curves"'
 expect '<polyline class="curve"'
 expect 'id="confusion"'

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -150,6 +151,90 @@ TEST(RenderReportHtmlTest, ShowsPlaceholdersForEmptySections) {
   EXPECT_THAT(*html, HasSubstr("No labels were queried."));
   EXPECT_THAT(*html, HasSubstr("No configuration recorded."));
   EXPECT_EQ(CountOccurrences(*html, "<img "), 0);
+}
+
+TEST(RenderReportHtmlTest, WithoutPretrainingShowsObjectiveAndWeightsOnly) {
+  FinalReport report = SampleReport();
+  report.objective = "fixmatch";
+  report.initial_weights = "random initialisation";
+  absl::StatusOr<std::string> html = RenderReportHtml(report);
+  ASSERT_THAT(html, IsOk());
+  EXPECT_THAT(*html, HasSubstr("Objective: <b>fixmatch</b> · Selection "
+                               "strategy: <b>margin</b>"));
+  EXPECT_THAT(*html, HasSubstr("Initial weights: <span class=\"path\">"
+                               "random initialisation</span>"));
+  EXPECT_THAT(*html, Not(HasSubstr("id=\"pretraining\"")));
+  EXPECT_THAT(*html, Not(HasSubstr("id=\"feature-quality\"")));
+  EXPECT_EQ(CountOccurrences(*html, "<svg "), 4);
+}
+
+TEST(RenderReportHtmlTest, ShowsPretrainingStageAndLossCurve) {
+  FinalReport report = SampleReport();
+  report.objective = "freematch";
+  report.initial_weights = "cache/<simclr>.pt";
+  report.pretrain.method = "simclr";
+  report.pretrain.checkpoint = "cache/<simclr>.pt";
+  report.pretrain.steps = 3000;
+  report.pretrain.wall_time_s = 185;
+  report.pretrain.loss_curve = {
+      {1000, 6.1}, {2000, 4.75}, {2500, std::nan("")}, {3000, 4.25}};
+  absl::StatusOr<std::string> html = RenderReportHtml(report);
+  ASSERT_THAT(html, IsOk());
+  EXPECT_THAT(*html, HasSubstr("Initial weights: <span class=\"path\">"
+                               "cache/&lt;simclr&gt;.pt</span>"));
+  ASSERT_THAT(*html, HasSubstr("<section id=\"pretraining\">"));
+  // The stage comes before the rounds' learning curves.
+  EXPECT_LT(html->find("id=\"pretraining\""),
+            html->find("id=\"learning-curves\""));
+  EXPECT_THAT(*html, HasSubstr("Method</td><td class=\"text\">simclr</td>"));
+  EXPECT_THAT(*html, HasSubstr("Weights</td><td class=\"text\">trained in "
+                               "this run</td>"));
+  EXPECT_THAT(*html, HasSubstr("Steps</td><td class=\"text\">3,000</td>"));
+  EXPECT_THAT(*html, HasSubstr("Time</td><td class=\"text\">3m05s</td>"));
+  EXPECT_THAT(*html, HasSubstr("Loss</td><td class=\"text\">6.1 &rarr; "
+                               "4.25</td>"));
+  EXPECT_THAT(*html, HasSubstr("<td class=\"text path\">cache/&lt;simclr"
+                               "&gt;.pt</td>"));
+  // Learning curves, bar charts and the loss curve; NaN is not drawn.
+  EXPECT_EQ(CountOccurrences(*html, "<svg "), 5);
+  EXPECT_EQ(CountOccurrences(*html, "<polyline class=\"curve\""), 3);
+  EXPECT_THAT(*html, HasSubstr("<title>step 2,000: 4.75</title>"));
+  EXPECT_THAT(*html, Not(HasSubstr("<title>step 2,500:")));
+  EXPECT_THAT(*html, HasSubstr(">loss</text>"));
+  EXPECT_THAT(*html, Not(HasSubstr("id=\"feature-quality\"")));
+
+  report.pretrain.reused = true;
+  report.pretrain.steps = 0;
+  report.pretrain.wall_time_s = 0;
+  report.pretrain.loss_curve.clear();
+  html = RenderReportHtml(report);
+  ASSERT_THAT(html, IsOk());
+  EXPECT_THAT(*html, HasSubstr("Weights</td><td class=\"text\">reused from "
+                               "the cache (no step ran)</td>"));
+  EXPECT_THAT(*html, Not(HasSubstr("Pretraining loss")));
+  EXPECT_EQ(CountOccurrences(*html, "<svg "), 4);
+}
+
+TEST(RenderReportHtmlTest, ShowsFeatureQualityTable) {
+  FinalReport report = SampleReport();
+  report.feature_quality = {{"pretrained", 40, 0.7125, 0.583},
+                            {"round <2>", 1200, 0.5, 0.625}};
+  absl::StatusOr<std::string> html = RenderReportHtml(report);
+  ASSERT_THAT(html, IsOk());
+  ASSERT_THAT(*html, HasSubstr("<section id=\"feature-quality\">"));
+  EXPECT_THAT(*html, HasSubstr("<th>kNN on embedding</th><th>kNN on PCA "
+                               "pixels</th>"));
+  EXPECT_THAT(*html, HasSubstr("<tr><td class=\"text\">pretrained</td>"
+                               "<td>40</td><td>71.2%</td><td>58.3%</td>"
+                               "<td class=\"better\">+12.9 pp</td></tr>"));
+  EXPECT_THAT(*html, HasSubstr("<tr><td class=\"text\">round &lt;2&gt;</td>"
+                               "<td>1,200</td><td>50.0%</td><td>62.5%</td>"
+                               "<td class=\"worse\">-12.5 pp</td></tr>"));
+  EXPECT_THAT(*html, HasSubstr("k-nearest-neighbour classifier on the bought "
+                               "labels; higher than PCA means the learned "
+                               "features beat the pixels"));
+  // Without a pretraining stage there is no pretraining section.
+  EXPECT_THAT(*html, Not(HasSubstr("id=\"pretraining\"")));
 }
 
 TEST(RenderReportHtmlTest, RejectsInconsistentReport) {

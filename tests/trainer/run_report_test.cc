@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -79,9 +80,7 @@ StepMetrics Metrics(int64_t step) {
   StepMetrics metrics;
   metrics.step = step;
   metrics.loss = 0.75;
-  metrics.loss_x = 0.5;
-  metrics.loss_u = 0.25;
-  metrics.mask_rate = 0.625;
+  metrics.scalars = {{"loss_x", 0.5}, {"loss_u", 0.25}, {"mask_rate", 0.625}};
   metrics.lr = 0.03;
   metrics.steps_per_s = 12.5;
   return metrics;
@@ -96,10 +95,11 @@ TEST(RunReportWriterTest, AppendsOneJsonObjectPerMetricsLine) {
   clock.Advance(1.5);
   ASSERT_THAT((*writer)->AppendMetrics(Metrics(10)), IsOk());
   // Flushed: visible before the writer is closed.
-  EXPECT_THAT(ReadLines(dir + "/metrics.jsonl"),
-              ElementsAre(R"({"step":10,"time_s":1.5,"loss":0.75,)"
-                          R"("loss_x":0.5,"loss_u":0.25,"mask_rate":0.625,)"
-                          R"("lr":0.03,"steps_per_s":12.5})"));
+  EXPECT_THAT(
+      ReadLines(dir + "/metrics.jsonl"),
+      ElementsAre(R"({"step":10,"time_s":1.5,"stage":"train",)"
+                  R"("loss":0.75,"loss_x":0.5,"loss_u":0.25,)"
+                  R"("mask_rate":0.625,"lr":0.03,"steps_per_s":12.5})"));
 
   clock.Advance(0.12345);
   StepMetrics with_eval = Metrics(20);
@@ -107,9 +107,56 @@ TEST(RunReportWriterTest, AppendsOneJsonObjectPerMetricsLine) {
   with_eval.loss = std::nan("");
   ASSERT_THAT((*writer)->AppendMetrics(with_eval), IsOk());
   EXPECT_EQ(ReadLines(dir + "/metrics.jsonl").at(1),
-            R"({"step":20,"time_s":1.623,"loss":null,"loss_x":0.5,)"
-            R"("loss_u":0.25,"mask_rate":0.625,"lr":0.03,"steps_per_s":12.5,)"
-            R"("test_accuracy":0.875})");
+            R"({"step":20,"time_s":1.623,"stage":"train","loss":null,)"
+            R"("loss_x":0.5,"loss_u":0.25,"mask_rate":0.625,"lr":0.03,)"
+            R"("steps_per_s":12.5,"test_accuracy":0.875})");
+}
+
+TEST(RunReportWriterTest, WritesTheStageAndTheObjectivesScalarsInOrder) {
+  const std::string dir = FreshDir("scalars");
+  FakeClock clock;
+  auto writer = RunReportWriter::Create(Options(dir, false, clock));
+  ASSERT_THAT(writer, IsOk());
+  StepMetrics pretrain;
+  pretrain.step = 3;
+  pretrain.stage = "pretrain";
+  pretrain.loss = 5.5;
+  pretrain.scalars = {{"positive_accuracy", 0.25},
+                      {"z_norm", std::numeric_limits<double>::infinity()}};
+  pretrain.lr = 0.3;
+  pretrain.steps_per_s = 2;
+  ASSERT_THAT((*writer)->AppendMetrics(pretrain), IsOk());
+  StepMetrics no_scalars;
+  no_scalars.step = 4;
+  ASSERT_THAT((*writer)->AppendMetrics(no_scalars), IsOk());
+  EXPECT_THAT(
+      ReadLines(dir + "/metrics.jsonl"),
+      ElementsAre(R"({"step":3,"time_s":0,"stage":"pretrain","loss":5.5,)"
+                  R"("positive_accuracy":0.25,"z_norm":null,"lr":0.3,)"
+                  R"("steps_per_s":2})",
+                  R"({"step":4,"time_s":0,"stage":"train","loss":0,"lr":0,)"
+                  R"("steps_per_s":0})"));
+}
+
+TEST(RunReportWriterTest, RejectsScalarNamesThatWouldRepeatAKey) {
+  const std::string dir = FreshDir("bad_scalars");
+  auto writer = RunReportWriter::Create(dir, /*resume=*/false);
+  ASSERT_THAT(writer, IsOk());
+  StepMetrics metrics = Metrics(1);
+  metrics.scalars.push_back({"lr", 1});
+  EXPECT_THAT((*writer)->AppendMetrics(metrics),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("scalar name \"lr\"")));
+  metrics = Metrics(1);
+  metrics.scalars.push_back({"loss_x", 1});
+  EXPECT_THAT((*writer)->AppendMetrics(metrics),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("scalar name \"loss_x\"")));
+  metrics = Metrics(1);
+  metrics.scalars.push_back({"", 1});
+  EXPECT_THAT((*writer)->AppendMetrics(metrics),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(ReadFile(dir + "/metrics.jsonl"), "");
 }
 
 TEST(RunReportWriterTest, WritesRoundsCsvWithHeaderOnce) {
@@ -126,6 +173,61 @@ TEST(RunReportWriterTest, WritesRoundsCsvWithHeaderOnce) {
             "1,40,0.7125,2000,random\n"
             "2,80,0.8,4000,\"margin, \"\"v2\"\"\"\n"
             "3,120,,6000,\"a\nb\"\n");
+}
+
+TEST(ReadRoundsTest, MissingFileHasNoRounds) {
+  const std::string dir = FreshDir("read_missing");
+  EXPECT_TRUE(RunReportWriter::ReadRounds(dir).empty());
+}
+
+TEST(ReadRoundsTest, ReadsBackWhatAppendRoundWrote) {
+  const std::string dir = FreshDir("read_back");
+  {
+    auto writer = RunReportWriter::Create(dir, /*resume=*/false);
+    ASSERT_THAT(writer, IsOk());
+    ASSERT_THAT((*writer)->AppendRound({1, 40, 0.7125, 2000, "random"}),
+                IsOk());
+    ASSERT_THAT((*writer)->AppendRound({2, 80, 0.8, 4000, "margin, \"v2\""}),
+                IsOk());
+    ASSERT_THAT((*writer)->AppendRound({3, 120, std::nan(""), 6000, "a\nb"}),
+                IsOk());
+  }
+  const std::vector<RoundRecord> rounds = RunReportWriter::ReadRounds(dir);
+  ASSERT_EQ(rounds.size(), 3u);
+  EXPECT_EQ(rounds[0].round, 1);
+  EXPECT_EQ(rounds[0].labels_spent, 40);
+  EXPECT_EQ(rounds[0].test_accuracy, 0.7125);
+  EXPECT_EQ(rounds[0].steps, 2000);
+  EXPECT_EQ(rounds[0].strategy, "random");
+  EXPECT_EQ(rounds[1].strategy, "margin, \"v2\"");
+  EXPECT_EQ(rounds[1].test_accuracy, 0.8);
+  EXPECT_EQ(rounds[2].round, 3);
+  EXPECT_TRUE(std::isnan(rounds[2].test_accuracy));
+  EXPECT_EQ(rounds[2].steps, 6000);
+  EXPECT_EQ(rounds[2].strategy, "a\nb");
+}
+
+TEST(ReadRoundsTest, LastRowOfARoundWinsAndTornOrForeignLinesAreSkipped) {
+  const std::string dir = FreshDir("read_resumed");
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/rounds.csv")
+      << "round,labels_spent,test_accuracy,steps,strategy\n"
+         "2,80,0.6,200,margin\n"
+         "1,40,0.5,100,random\n"
+         "2,80,0.65,210,entropy, resumed\n"
+         "not,a,round,row,at all\n"
+         "3,120,0.7\n"
+         "4,160,0.75,400,\"unterminated\n"
+         "4,160,0.8,400,tor";
+  const std::vector<RoundRecord> rounds = RunReportWriter::ReadRounds(dir);
+  ASSERT_EQ(rounds.size(), 2u);
+  EXPECT_EQ(rounds[0].round, 1);
+  EXPECT_EQ(rounds[0].strategy, "random");
+  EXPECT_EQ(rounds[1].round, 2);
+  EXPECT_EQ(rounds[1].test_accuracy, 0.65);
+  EXPECT_EQ(rounds[1].steps, 210);
+  // The strategy is the rest of the row, commas included.
+  EXPECT_EQ(rounds[1].strategy, "entropy, resumed");
 }
 
 TEST(RunReportWriterTest, ResumeAppendsAndContinuesTime) {
@@ -229,6 +331,14 @@ FinalReport TwoClassReport() {
   FinalReport report;
   report.experiment = "run \"a\"\nb";
   report.strategy = "margin";
+  report.objective = "freematch";
+  report.initial_weights = "cache/simclr.pt";
+  report.pretrain.method = "simclr";
+  report.pretrain.checkpoint = "cache/simclr.pt";
+  report.pretrain.steps = 20;
+  report.pretrain.wall_time_s = 1.5;
+  report.pretrain.loss_curve = {{10, 6.25}, {20, std::nan("")}};
+  report.feature_quality = {{"pretrained", 2, 0.625, 0.5}};
   report.labels_spent = 2;
   report.label_budget = 10;
   report.accuracy = 0.75;
@@ -258,11 +368,18 @@ TEST(RenderReportJsonTest, WritesEveryField) {
   const std::string pixels_b64 = "+w" + std::string(1044, 'A') + "==";
   EXPECT_EQ(
       RenderReportJson(TwoClassReport()),
-      R"({"experiment":"run \"a\"\nb","strategy":"margin","labels_spent":2,)"
+      R"({"experiment":"run \"a\"\nb","strategy":"margin",)"
+      R"("objective":"freematch","initial_weights":"cache/simclr.pt",)"
+      R"("labels_spent":2,)"
       R"("label_budget":10,"accuracy":0.75,"per_class_accuracy":[0.5,1],)"
       R"("confusion":[[1,1],[0,2]],"class_names":["cat","<dog>"],)"
       R"("wall_time_s":12.5,"steps":100,"steps_per_s":8,"device":"cpu",)"
       R"("config":{"lr":"0.03","seed":"7"},)"
+      R"("pretrain":{"method":"simclr","checkpoint":"cache/simclr.pt",)"
+      R"("reused":false,"steps":20,"wall_time_s":1.5,)"
+      R"("loss_curve":[{"step":10,"loss":6.25},{"step":20,"loss":null}]},)"
+      R"("feature_quality":[{"stage":"pretrained","labels":2,)"
+      R"("embedding_accuracy":0.625,"pca_accuracy":0.5}],)"
       R"("rounds":[{"round":1,"labels_spent":2,"test_accuracy":0.75,)"
       R"("steps":100,"strategy":"margin"}],)"
       R"("label_curve":[{"labels_spent":2,"accuracy":0.75}],)"
@@ -296,6 +413,16 @@ TEST(ValidateFinalReportTest, NamesTheInconsistentField) {
   EXPECT_THAT(ValidateFinalReport(report),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("queried sample 17 has label 2")));
+  report = TwoClassReport();
+  report.feature_quality[0].embedding_accuracy = 1.25;
+  EXPECT_THAT(ValidateFinalReport(report),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("feature_quality \"pretrained\"")));
+  report = TwoClassReport();
+  report.feature_quality[0].pca_accuracy = std::nan("");
+  EXPECT_THAT(ValidateFinalReport(report),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("accuracies in [0, 1]")));
   report = TwoClassReport();
   report.class_names.clear();
   EXPECT_THAT(ValidateFinalReport(report),

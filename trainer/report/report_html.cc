@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <utility>
@@ -70,6 +71,7 @@ svg .grid { stroke: var(--line); stroke-width: 1; }
 svg .axis { stroke: var(--muted); stroke-width: 1; }
 svg .curve { fill: none; stroke: var(--accent); stroke-width: 2; }
 svg .point { fill: var(--card); stroke: var(--accent); stroke-width: 2; }
+svg .point.hidden { opacity: 0; }
 svg .bar { fill: var(--accent); }
 svg .bar.queried { fill: #0d9488; }
 .empty { color: var(--muted); font-style: italic; }
@@ -110,11 +112,22 @@ figure.sample figcaption b { color: var(--fg); font-weight: 600; }
 table.config td { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace;
   font-size: 12px; word-break: break-all; }
 footer { color: var(--muted); font-size: 12px; margin-top: 18px; }
+.path { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace;
+  font-size: 12px; word-break: break-all; }
+table.facts td.key { color: var(--muted); padding-left: 0; white-space: nowrap; }
+td.better { color: #047857; font-weight: 600; }
+td.worse { color: var(--bad); font-weight: 600; }
 )css";
 
 std::string Percent(double fraction) {
   if (!std::isfinite(fraction)) return "--";
   return absl::StrFormat("%.1f%%", 100.0 * fraction);
+}
+
+// The number Percent(fraction) shows, e.g. 71.2 for 0.7125.
+double ShownPercent(double fraction) {
+  return std::strtod(absl::StrFormat("%.1f", 100.0 * fraction).c_str(),
+                     nullptr);
 }
 
 // Returns the smallest 1, 2 or 5 times a power of ten that is >= `raw`.
@@ -141,9 +154,49 @@ std::string TickLabel(double value, bool thousands) {
   return absl::StrFormat("%g", value);
 }
 
-// An SVG line chart of accuracy (y, as a fraction) against `x`, with axes,
-// grid lines and a hover title per point.
+// What a line chart's y values are.
+enum class YScale {
+  // Accuracies in [0, 1], drawn in percent up to 100%.
+  kAccuracy,
+  // Plain numbers (a loss), on an axis fitted to their range.
+  kLinear,
+};
+
+// The y axis of a line chart, in display units (percent for kAccuracy).
+struct YAxis {
+  double low = 0;
+  double high = 1;
+  double step = 1;
+};
+
+YAxis FitYAxis(YScale scale, double min_value, double max_value) {
+  YAxis axis;
+  if (scale == YScale::kAccuracy) {
+    // From a multiple of 10 below the lowest point up to 100.
+    axis.low = std::clamp(std::floor((min_value - 2) / 10) * 10, 0.0, 90.0);
+    axis.high = 100;
+    axis.step = 100 - axis.low <= 30 ? 5 : 10;
+    return axis;
+  }
+  const double span = max_value - min_value;
+  axis.step =
+      NiceStep(span > 0 ? span / 5 : std::max(std::abs(max_value), 1.0) / 5);
+  axis.low = std::floor(min_value / axis.step) * axis.step;
+  axis.high = std::max(axis.low + axis.step,
+                       std::ceil(max_value / axis.step) * axis.step);
+  return axis;
+}
+
+// A y value for a point's hover title and the end label.
+std::string FormatY(YScale scale, double y) {
+  return scale == YScale::kAccuracy ? Percent(y) : absl::StrFormat("%.3g", y);
+}
+
+// An SVG line chart of `points` (x, y) with axes, grid lines and a hover
+// title per point; `empty_text` replaces it when no point is finite.
 std::string LineChart(absl::string_view title, absl::string_view x_title,
+                      absl::string_view y_title, YScale scale,
+                      absl::string_view empty_text,
                       std::vector<std::pair<double, double>> points) {
   std::string out =
       absl::StrCat("<div class=\"chart\"><h3>", HtmlEscape(title), "</h3>");
@@ -154,8 +207,8 @@ std::string LineChart(absl::string_view title, absl::string_view x_title,
     }
   }
   if (finite.empty()) {
-    absl::StrAppend(&out, "<p class=\"empty\">No evaluations recorded.</p>",
-                    "</div>");
+    absl::StrAppend(&out, "<p class=\"empty\">", HtmlEscape(empty_text),
+                    "</p></div>");
     return out;
   }
   std::sort(finite.begin(), finite.end());
@@ -165,39 +218,44 @@ std::string LineChart(absl::string_view title, absl::string_view x_title,
   constexpr double kPlotWidth = kWidth - kLeft - kRight;
   constexpr double kPlotHeight = kHeight - kTop - kBottom;
 
-  double max_x = 0, min_y = 1;
+  // y values in display units: percent for accuracies.
+  const double y_unit = scale == YScale::kAccuracy ? 100 : 1;
+  double max_x = 0;
+  double min_y = scale == YScale::kAccuracy ? y_unit : finite[0].second;
+  double max_y = finite[0].second;
   for (const auto& [x, y] : finite) {
     max_x = std::max(max_x, x);
     min_y = std::min(min_y, y);
+    max_y = std::max(max_y, y);
   }
   const double x_step = NiceStep(max_x / 5);
   const double x_max = std::max(x_step, std::ceil(max_x / x_step) * x_step);
   const bool thousands = x_max >= 10000;
-  // Accuracy axis in percent: from a multiple of 10 below the lowest point
-  // up to 100.
-  const double y_min_pct =
-      std::clamp(std::floor((100 * min_y - 2) / 10) * 10, 0.0, 90.0);
-  const double y_step = 100 - y_min_pct <= 30 ? 5 : 10;
+  const YAxis y_axis = FitYAxis(scale, y_unit * min_y, y_unit * max_y);
   const auto px = [&](double x) { return kLeft + kPlotWidth * x / x_max; };
   const auto py = [&](double y) {
-    const double pct = std::clamp(100 * y, y_min_pct, 100.0);
-    return kTop + kPlotHeight * (100 - pct) / (100 - y_min_pct);
+    const double value = std::clamp(y_unit * y, y_axis.low, y_axis.high);
+    return kTop +
+           kPlotHeight * (y_axis.high - value) / (y_axis.high - y_axis.low);
   };
 
   absl::StrAppend(&out,
                   absl::StrFormat("<svg viewBox=\"0 0 %g %g\" role=\"img\" "
                                   "aria-label=\"%s\">",
                                   kWidth, kHeight, HtmlEscape(title)));
-  for (double pct = y_min_pct; pct <= 100 + 1e-9; pct += y_step) {
-    const double y = py(pct / 100);
+  for (int i = 0;; ++i) {
+    const double value = y_axis.low + i * y_axis.step;
+    if (value > y_axis.high + 1e-6 * y_axis.step) break;
+    const double y = py(value / y_unit);
     absl::StrAppend(
         &out,
         absl::StrFormat("<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" "
                         "x2=\"%.1f\" y2=\"%.1f\"/>",
                         kLeft, y, kLeft + kPlotWidth, y),
         absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
-                        "dominant-baseline=\"middle\">%g%%</text>",
-                        kLeft - 6, y, pct));
+                        "dominant-baseline=\"middle\">%g%s</text>",
+                        kLeft - 6, y, value,
+                        scale == YScale::kAccuracy ? "%" : ""));
   }
   for (double x = 0; x <= x_max * (1 + 1e-9); x += x_step) {
     absl::StrAppend(
@@ -222,8 +280,9 @@ std::string LineChart(absl::string_view title, absl::string_view x_title,
                       kLeft + kPlotWidth / 2, kHeight - 8, HtmlEscape(x_title)),
       absl::StrFormat("<text class=\"axis-title\" x=\"14\" y=\"%.1f\" "
                       "text-anchor=\"middle\" transform=\"rotate(-90 14 "
-                      "%.1f)\">test accuracy</text>",
-                      kTop + kPlotHeight / 2, kTop + kPlotHeight / 2));
+                      "%.1f)\">%s</text>",
+                      kTop + kPlotHeight / 2, kTop + kPlotHeight / 2,
+                      HtmlEscape(y_title)));
   std::string polyline;
   for (const auto& [x, y] : finite) {
     absl::StrAppend(&polyline, polyline.empty() ? "" : " ",
@@ -231,19 +290,24 @@ std::string LineChart(absl::string_view title, absl::string_view x_title,
   }
   absl::StrAppend(&out, "<polyline class=\"curve\" points=\"", polyline,
                   "\"/>");
+  // Dense curves (a loss logged every few steps) get no point markers; a
+  // hover title per point still needs an element, so they get invisible
+  // ones.
+  const bool markers = finite.size() <= 60;
   for (const auto& [x, y] : finite) {
     absl::StrAppend(
-        &out, absl::StrFormat("<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" "
-                              "r=\"3.5\"><title>%s %s: %s</title></circle>",
-                              px(x), py(y), HtmlEscape(x_title),
-                              FormatCount(std::llround(x)), Percent(y)));
+        &out, absl::StrFormat(
+                  "<circle class=\"point%s\" cx=\"%.1f\" cy=\"%.1f\" "
+                  "r=\"3.5\"><title>%s %s: %s</title></circle>",
+                  markers ? "" : " hidden", px(x), py(y), HtmlEscape(x_title),
+                  FormatCount(std::llround(x)), FormatY(scale, y)));
   }
   const auto& [last_x, last_y] = finite.back();
   absl::StrAppend(
       &out,
       absl::StrFormat("<text class=\"value-label\" x=\"%.1f\" y=\"%.1f\" "
                       "text-anchor=\"end\">%s</text>",
-                      px(last_x), py(last_y) - 9, Percent(last_y)),
+                      px(last_x), py(last_y) - 9, FormatY(scale, last_y)),
       "</svg></div>");
   return out;
 }
@@ -304,11 +368,21 @@ std::string HeadlineCard(absl::string_view id, absl::string_view label,
 std::string Header(const FinalReport& report) {
   const std::string title =
       report.experiment.empty() ? "Training run" : report.experiment;
-  std::string out = absl::StrCat(
-      "<header><h1>", HtmlEscape(title), "</h1><div class=\"subtitle\">",
-      "Selection strategy: <b>", HtmlEscape(report.strategy), "</b> · ",
-      FormatCount(static_cast<int64_t>(report.rounds.size())), " rounds · ",
-      FormatCount(report.steps), " training steps</div><div class=\"cards\">");
+  std::string out = absl::StrCat("<header><h1>", HtmlEscape(title), "</h1>",
+                                 "<div class=\"subtitle\" id=\"run-summary\">");
+  if (!report.objective.empty()) {
+    absl::StrAppend(&out, "Objective: <b>", HtmlEscape(report.objective),
+                    "</b> · ");
+  }
+  absl::StrAppend(&out, "Selection strategy: <b>", HtmlEscape(report.strategy),
+                  "</b> · ",
+                  FormatCount(static_cast<int64_t>(report.rounds.size())),
+                  " rounds · ", FormatCount(report.steps), " training steps");
+  if (!report.initial_weights.empty()) {
+    absl::StrAppend(&out, "<br>Initial weights: <span class=\"path\">",
+                    HtmlEscape(report.initial_weights), "</span>");
+  }
+  absl::StrAppend(&out, "</div><div class=\"cards\">");
 
   const double spent_fraction =
       report.label_budget > 0
@@ -350,6 +424,80 @@ std::string Header(const FinalReport& report) {
   return out;
 }
 
+bool HasPretraining(const PretrainSummary& pretrain) {
+  return !pretrain.method.empty() && pretrain.method != "none";
+}
+
+// The self-supervised stage: what ran, where its weights are and its loss.
+std::string Pretraining(const PretrainSummary& pretrain) {
+  std::vector<std::pair<double, double>> loss;
+  for (const LossCurvePoint& point : pretrain.loss_curve) {
+    loss.emplace_back(static_cast<double>(point.step), point.loss);
+  }
+  std::string out = absl::StrCat(
+      "<section id=\"pretraining\"><h2>Pretraining</h2><div class=\"charts\">"
+      "<div><h3>Summary</h3><table class=\"plain facts\">"
+      "<tr><td class=\"text key\">Method</td><td class=\"text\">",
+      HtmlEscape(pretrain.method),
+      "</td></tr><tr><td class=\"text key\">Weights</td><td class=\"text\">",
+      pretrain.reused ? "reused from the cache (no step ran)"
+                      : "trained in this run",
+      "</td></tr><tr><td class=\"text key\">Steps</td><td class=\"text\">",
+      FormatCount(pretrain.steps),
+      "</td></tr><tr><td class=\"text key\">Time</td><td class=\"text\">",
+      FormatDuration(pretrain.wall_time_s), "</td></tr>");
+  std::vector<double> finite_loss;
+  for (const LossCurvePoint& point : pretrain.loss_curve) {
+    if (std::isfinite(point.loss)) finite_loss.push_back(point.loss);
+  }
+  if (!finite_loss.empty()) {
+    absl::StrAppend(&out,
+                    "<tr><td class=\"text key\">Loss</td><td class=\"text\">",
+                    absl::StrFormat("%.3g &rarr; %.3g", finite_loss.front(),
+                                    finite_loss.back()),
+                    "</td></tr>");
+  }
+  absl::StrAppend(
+      &out,
+      "<tr><td class=\"text key\">Checkpoint</td><td class=\"text path\">",
+      pretrain.checkpoint.empty() ? "&ndash;" : HtmlEscape(pretrain.checkpoint),
+      "</td></tr></table></div>");
+  if (!pretrain.loss_curve.empty()) {
+    absl::StrAppend(&out, LineChart("Pretraining loss vs step", "step", "loss",
+                                    YScale::kLinear, "No finite loss recorded.",
+                                    std::move(loss)));
+  }
+  absl::StrAppend(&out, "</div></section>");
+  return out;
+}
+
+// kNN accuracy on the learned embedding next to kNN on PCA pixels.
+std::string FeatureQuality(const std::vector<FeatureQualityRecord>& records) {
+  std::string out = absl::StrCat(
+      "<section id=\"feature-quality\"><h2>Feature quality</h2>"
+      "<table class=\"plain\"><tr><th class=\"text\">Stage</th>"
+      "<th>Labels</th><th>kNN on embedding</th><th>kNN on PCA pixels</th>"
+      "<th>Difference</th></tr>");
+  for (const FeatureQualityRecord& record : records) {
+    // From the percentages as shown, so that the row adds up.
+    const double difference = ShownPercent(record.embedding_accuracy) -
+                              ShownPercent(record.pca_accuracy);
+    absl::StrAppend(
+        &out, "<tr><td class=\"text\">", HtmlEscape(record.stage), "</td><td>",
+        FormatCount(record.labels), "</td><td>",
+        Percent(record.embedding_accuracy), "</td><td>",
+        Percent(record.pca_accuracy), "</td>",
+        absl::StrFormat("<td class=\"%s\">%+.1f pp</td></tr>",
+                        difference >= 0 ? "better" : "worse", difference));
+  }
+  absl::StrAppend(
+      &out,
+      "</table><div class=\"note\">k-nearest-neighbour classifier on the "
+      "bought labels; higher than PCA means the learned features beat the "
+      "pixels.</div></section>");
+  return out;
+}
+
 std::string LearningCurves(const FinalReport& report) {
   std::vector<std::pair<double, double>> by_labels;
   for (const LabelCurvePoint& point : report.label_curve) {
@@ -363,9 +511,12 @@ std::string LearningCurves(const FinalReport& report) {
   return absl::StrCat(
       "<section id=\"learning-curves\"><h2>Learning curves</h2>"
       "<div class=\"charts\">",
-      LineChart("Accuracy vs labels spent", "labels spent",
+      LineChart("Accuracy vs labels spent", "labels spent", "test accuracy",
+                YScale::kAccuracy, "No evaluations recorded.",
                 std::move(by_labels)),
-      LineChart("Accuracy vs training step", "step", std::move(by_step)),
+      LineChart("Accuracy vs training step", "step", "test accuracy",
+                YScale::kAccuracy, "No evaluations recorded.",
+                std::move(by_step)),
       "</div></section>");
 }
 
@@ -571,9 +722,12 @@ absl::StatusOr<std::string> RenderReportHtml(const FinalReport& report) {
       "<meta name=\"viewport\" content=\"width=device-width, "
       "initial-scale=1\"><title>",
       HtmlEscape(title), " &middot; fewlabels report</title><style>", kStyle,
-      "</style></head><body><main>", Header(report), LearningCurves(report),
-      Rounds(report), Confusion(report), PerClass(report), queried,
-      Config(report),
+      "</style></head><body><main>", Header(report),
+      HasPretraining(report.pretrain) ? Pretraining(report.pretrain) : "",
+      report.feature_quality.empty() ? ""
+                                     : FeatureQuality(report.feature_quality),
+      LearningCurves(report), Rounds(report), Confusion(report),
+      PerClass(report), queried, Config(report),
       "<footer>Generated by the fewlabels trainer. Self-contained: no "
       "scripts, no network.</footer></main></body></html>\n");
 }

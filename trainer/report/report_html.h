@@ -21,7 +21,10 @@ std::string FormatCount(int64_t value);
 
 // Returns the report page. Elements carrying the headline numbers have the
 // ids "headline-accuracy", "headline-labels", "headline-device",
-// "headline-speed" and "headline-wall-time"; sections have the ids
+// "headline-speed" and "headline-wall-time", the objective, strategy and
+// initial weights are in "run-summary"; sections have the ids
+// "pretraining" (only when pretrain.method is not "none"),
+// "feature-quality" (only when feature_quality is not empty),
 // "learning-curves", "rounds", "confusion", "per-class", "queried" and
 // "config". Each queried sample is one <img> with a PNG data URI. Returns
 // INVALID_ARGUMENT if ValidateFinalReport(report) fails.

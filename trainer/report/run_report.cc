@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
+#include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -21,10 +24,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
-#include "common/status_macros.h"
 #include "common/json_writer.h"
+#include "common/status_macros.h"
 #include "trainer/report/report_html.h"
 
 namespace trainer {
@@ -156,6 +160,88 @@ void WriteRound(const RoundRecord& round, JsonWriter& json) {
   json.EndObject();
 }
 
+// The keys every metrics.jsonl line may carry besides the scalars.
+constexpr absl::string_view kMetricsKeys[] = {
+    "step", "time_s", "stage", "loss", "lr", "steps_per_s", "test_accuracy"};
+
+// INVALID_ARGUMENT if a scalar's name is empty, repeats another scalar's or
+// is one of kMetricsKeys: the line would not be a valid JSON object with
+// unique keys.
+absl::Status CheckScalarNames(const StepMetrics& metrics) {
+  std::set<absl::string_view> seen(std::begin(kMetricsKeys),
+                                   std::end(kMetricsKeys));
+  for (const auto& scalar : metrics.scalars) {
+    if (scalar.first.empty() || !seen.insert(scalar.first).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics: scalar name \"", scalar.first,
+                       "\" is empty or not unique"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Splits CSV text into records of raw (still quoted) text, honouring line
+// breaks inside quoted fields. A last record without its line break, or
+// with an unterminated quote, was torn by a crash and is dropped.
+std::vector<absl::string_view> CsvRecords(absl::string_view text) {
+  std::vector<absl::string_view> records;
+  size_t begin = 0;
+  bool quoted = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '"') {
+      quoted = !quoted;
+    } else if (text[i] == '\n' && !quoted) {
+      absl::string_view record = text.substr(begin, i - begin);
+      if (!record.empty() && record.back() == '\r') record.remove_suffix(1);
+      records.push_back(record);
+      begin = i + 1;
+    }
+  }
+  return records;
+}
+
+// The value of a CSV field as CsvField writes it: a quoted field loses its
+// quotes and "" becomes ". Returns false if the quoting is malformed.
+bool UnquoteCsvField(absl::string_view field, std::string* value) {
+  if (field.empty() || field.front() != '"') {
+    if (field.find('"') != absl::string_view::npos) return false;
+    *value = std::string(field);
+    return true;
+  }
+  if (field.size() < 2 || field.back() != '"') return false;
+  value->clear();
+  const absl::string_view inner = field.substr(1, field.size() - 2);
+  for (size_t i = 0; i < inner.size(); ++i) {
+    if (inner[i] == '"') {
+      if (i + 1 >= inner.size() || inner[i + 1] != '"') return false;
+      ++i;
+    }
+    value->push_back(inner[i]);
+  }
+  return true;
+}
+
+// Parses one rounds.csv record as AppendRound writes it; false for the
+// header, a torn record or a foreign one. An empty accuracy (AppendRound's
+// spelling of a non-finite one) reads as NaN.
+bool ParseRoundRecord(absl::string_view line, RoundRecord* record) {
+  const std::vector<absl::string_view> fields =
+      absl::StrSplit(line, absl::MaxSplits(',', 4));
+  if (fields.size() != 5 || !absl::SimpleAtoi(fields[0], &record->round) ||
+      !absl::SimpleAtoi(fields[1], &record->labels_spent) ||
+      !absl::SimpleAtoi(fields[3], &record->steps)) {
+    return false;
+  }
+  if (fields[2].empty()) {
+    record->test_accuracy = std::numeric_limits<double>::quiet_NaN();
+  } else if (!absl::SimpleAtod(fields[2], &record->test_accuracy)) {
+    return false;
+  }
+  return UnquoteCsvField(fields[4], &record->strategy);
+}
+
+bool IsFraction(double value) { return value >= 0 && value <= 1; }
+
 }  // namespace
 
 const std::vector<std::string>& FashionMnistClassNames() {
@@ -199,6 +285,16 @@ absl::Status ValidateFinalReport(const FinalReport& report) {
           " pixels, expected ", kImageSide * kImageSide));
     }
   }
+  for (const FeatureQualityRecord& record : report.feature_quality) {
+    if (record.labels < 0 || !IsFraction(record.embedding_accuracy) ||
+        !IsFraction(record.pca_accuracy)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "report: feature_quality \"", record.stage, "\" has labels ",
+          record.labels, ", embedding_accuracy ", record.embedding_accuracy,
+          ", pca_accuracy ", record.pca_accuracy,
+          ", expected labels >= 0 and accuracies in [0, 1]"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -207,6 +303,8 @@ std::string RenderReportJson(const FinalReport& report) {
   json.BeginObject();
   json.Key("experiment").String(report.experiment);
   json.Key("strategy").String(report.strategy);
+  json.Key("objective").String(report.objective);
+  json.Key("initial_weights").String(report.initial_weights);
   json.Key("labels_spent").Int(report.labels_spent);
   json.Key("label_budget").Int(report.label_budget);
   json.Key("accuracy").Double(report.accuracy);
@@ -230,6 +328,32 @@ std::string RenderReportJson(const FinalReport& report) {
   json.Key("config").BeginObject();
   for (const auto& [key, value] : report.config) json.Key(key).String(value);
   json.EndObject();
+  const PretrainSummary& pretrain = report.pretrain;
+  json.Key("pretrain").BeginObject();
+  json.Key("method").String(pretrain.method);
+  json.Key("checkpoint").String(pretrain.checkpoint);
+  json.Key("reused").Bool(pretrain.reused);
+  json.Key("steps").Int(pretrain.steps);
+  json.Key("wall_time_s").Double(pretrain.wall_time_s);
+  json.Key("loss_curve").BeginArray();
+  for (const LossCurvePoint& point : pretrain.loss_curve) {
+    json.BeginObject();
+    json.Key("step").Int(point.step);
+    json.Key("loss").Double(point.loss);
+    json.EndObject();
+  }
+  json.EndArray();
+  json.EndObject();
+  json.Key("feature_quality").BeginArray();
+  for (const FeatureQualityRecord& record : report.feature_quality) {
+    json.BeginObject();
+    json.Key("stage").String(record.stage);
+    json.Key("labels").Int(record.labels);
+    json.Key("embedding_accuracy").Double(record.embedding_accuracy);
+    json.Key("pca_accuracy").Double(record.pca_accuracy);
+    json.EndObject();
+  }
+  json.EndArray();
   json.Key("rounds").BeginArray();
   for (const RoundRecord& round : report.rounds) WriteRound(round, json);
   json.EndArray();
@@ -332,16 +456,17 @@ RunReportWriter::~RunReportWriter() {
 }
 
 absl::Status RunReportWriter::AppendMetrics(const StepMetrics& metrics) {
+  RETURN_IF_ERROR(CheckScalarNames(metrics));
   const double elapsed_s =
       time_offset_s_ + absl::ToDoubleSeconds(clock_() - start_);
   JsonWriter json;
   json.BeginObject();
   json.Key("step").Int(metrics.step);
   json.Key("time_s").Double(std::round(elapsed_s * 1000) / 1000);
+  json.Key("stage").String(metrics.stage);
   json.Key("loss").Double(metrics.loss);
-  json.Key("loss_x").Double(metrics.loss_x);
-  json.Key("loss_u").Double(metrics.loss_u);
-  json.Key("mask_rate").Double(metrics.mask_rate);
+  for (const auto& [name, value] : metrics.scalars)
+    json.Key(name).Double(value);
   json.Key("lr").Double(metrics.lr);
   json.Key("steps_per_s").Double(metrics.steps_per_s);
   if (metrics.test_accuracy.has_value()) {
@@ -366,6 +491,22 @@ absl::Status RunReportWriter::AppendRound(const RoundRecord& record) {
       absl::StrCat(record.round, ",", record.labels_spent, ",", accuracy, ",",
                    record.steps, ",", CsvField(record.strategy)),
       path);
+}
+
+std::vector<RoundRecord> RunReportWriter::ReadRounds(
+    const std::string& out_dir) {
+  std::ifstream in(JoinPath(out_dir, kRoundsFile), std::ios::binary);
+  const std::string content((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+  std::map<int, RoundRecord> by_round;
+  for (absl::string_view line : CsvRecords(content)) {
+    RoundRecord record;
+    if (ParseRoundRecord(line, &record)) by_round[record.round] = record;
+  }
+  std::vector<RoundRecord> rounds;
+  rounds.reserve(by_round.size());
+  for (auto& [round, record] : by_round) rounds.push_back(std::move(record));
+  return rounds;
 }
 
 absl::Status RunReportWriter::WriteReport(const FinalReport& report) {
