@@ -2,6 +2,8 @@
 # Installs what is missing, configures, builds and runs the whole test suite.
 #   scripts/test.sh            # everything
 #   BUILD_DIR=build-x scripts/test.sh -R Oracle   # extra args go to ctest
+# Then, unless ctest args were given or FUZZ=0, runs the fuzzers for
+# FUZZ_SECONDS (default 30) each (scripts/fuzz.sh, its own build-fuzz dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +20,9 @@ docker-compose -f docker-compose.yml config -q
 echo "== ctest"
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$JOBS" --timeout 600 "$@"
+cd - >/dev/null
+
+if [[ "${FUZZ:-$(($# == 0))}" != 0 ]]; then
+  echo "== fuzz"
+  scripts/fuzz.sh
+fi
