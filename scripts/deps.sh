@@ -11,7 +11,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf
 )
 if [[ "${1:-}" == "--with-test-tools" ]]; then
-  PACKAGES+=(chromium docker-compose openssl sqlite3 strace)
+  PACKAGES+=(chromium clang docker-compose libclang-rt-14-dev openssl sqlite3 strace)
 fi
 
 missing=()
