@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/tls_credentials.h"
 
 namespace oracle_server {
 namespace {
@@ -64,6 +66,8 @@ grpc::Status LabelOracleService::ListQueries(
 
 absl::StatusOr<RunningServer> StartOracleServer(const ServerOptions& options,
                                                 LabelOracle* oracle) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   common::MakeServerCredentials(options.tls));
   grpc::EnableDefaultHealthCheckService(true);
   RunningServer running;
   running.service = std::make_unique<LabelOracleService>(oracle);
@@ -72,8 +76,7 @@ absl::StatusOr<RunningServer> StartOracleServer(const ServerOptions& options,
           ? absl::StrCat("[", options.host, "]:", options.port)
           : absl::StrCat(options.host, ":", options.port);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &running.port);
+  builder.AddListeningPort(address, credentials, &running.port);
   builder.RegisterService(running.service.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/tls_options.h"
 #include "oracle_server/label_oracle.h"
 #include "proto/oracle.grpc.pb.h"
 
@@ -53,6 +54,8 @@ struct ServerOptions {
   int port = 50051;
   // Largest request and response message, in bytes.
   int max_message_bytes = 64 << 20;
+  // TLS certificate and key (and client CA for mutual TLS); empty: plaintext.
+  common::ServerTlsOptions tls;
 };
 
 // A started server. Members are destroyed server first, then the service.
@@ -62,10 +65,11 @@ struct RunningServer {
   int port = 0;  // the port actually bound
 };
 
-// Builds and starts an insecure server for `oracle` (not owned; it must
-// outlive the server) with the default health service enabled and SERVING.
-// UNAVAILABLE if it cannot listen on host:port (SO_REUSEPORT is off, so a
-// port in use is refused).
+// Builds and starts a server for `oracle` (not owned; it must outlive the
+// server) with the default health service enabled and SERVING; plaintext
+// unless options.tls is set. UNAVAILABLE if it cannot listen on host:port
+// (SO_REUSEPORT is off, so a port in use is refused); the errors of
+// common::MakeServerCredentials for unusable TLS files.
 absl::StatusOr<RunningServer> StartOracleServer(const ServerOptions& options,
                                                 LabelOracle* oracle);
 

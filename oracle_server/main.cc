@@ -1,6 +1,7 @@
 // oracle_server: serves the label oracle (proto/oracle.proto) over gRPC.
 //
 //   oracle_server --db=oracle.db --port=50051 [--port_file=PATH]
+//                 [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]
 //
 // Imports the label files into a new --db, checks them against an existing
 // one, listens, and on SIGINT or SIGTERM stops accepting calls, lets the ones
@@ -47,6 +48,13 @@ ABSL_FLAG(int64_t, default_budget, 100,
           "label budget of experiments created with budget 0");
 ABSL_FLAG(int64_t, max_batch, 10000, "most ids one QueryLabels call may ask");
 ABSL_FLAG(int64_t, eval_cap, 100, "evaluations allowed per experiment");
+ABSL_FLAG(std::string, tls_cert, "",
+          "server certificate chain (PEM); with --tls_key serves TLS instead "
+          "of plaintext");
+ABSL_FLAG(std::string, tls_key, "", "private key of --tls_cert (PEM)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "CA certificates (PEM); if set, clients must present a certificate "
+          "signed by one of them (mutual TLS)");
 
 namespace {
 
@@ -95,6 +103,9 @@ absl::Status Run(const sigset_t& shutdown_signals) {
   oracle_server::ServerOptions server_options;
   server_options.host = absl::GetFlag(FLAGS_host);
   server_options.port = absl::GetFlag(FLAGS_port);
+  server_options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  server_options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  server_options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   ASSIGN_OR_RETURN(
       oracle_server::RunningServer running,
       oracle_server::StartOracleServer(server_options, oracle.get()));
@@ -109,8 +120,11 @@ absl::Status Run(const sigset_t& shutdown_signals) {
             << " audit_rows=" << head.first
             << " default_budget=" << oracle_options.default_budget
             << " max_batch=" << oracle_options.max_batch
-            << " eval_cap=" << oracle_options.eval_cap << " listening on "
-            << server_options.host << ":" << running.port << std::endl;
+            << " eval_cap=" << oracle_options.eval_cap
+            << (server_options.tls.client_ca_file.empty() ? "" : " mutual")
+            << (server_options.tls.enabled() ? " TLS" : " plaintext")
+            << " listening on " << server_options.host << ":" << running.port
+            << std::endl;
 
   int signal_number = 0;
   sigwait(&shutdown_signals, &signal_number);

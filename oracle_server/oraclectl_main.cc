@@ -4,7 +4,8 @@
 //   oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]
 //   oraclectl verify --db=PATH
 //   oraclectl query --server=HOST:PORT --experiment=X [--token=T]
-//                   [--budget=N] [--client=NAME] ID...
+//                   [--budget=N] [--client=NAME]
+//                   [--tls_ca=PEM [--tls_cert=PEM --tls_key=PEM]] ID...
 //
 // summary, log and verify open the database read-only. Exit status: 0 on
 // success, 1 when verification fails or a command fails, 2 for bad usage.
@@ -20,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "common/tls_credentials.h"
 #include "oracle_server/oraclectl.h"
 #include "oracle_server/sqlite_label_store.h"
 
@@ -31,6 +33,12 @@ ABSL_FLAG(std::string, token, "", "experiment token (query)");
 ABSL_FLAG(int64_t, budget, 0,
           "label budget when query creates the experiment; 0: server default");
 ABSL_FLAG(std::string, client, "oraclectl", "client name for the audit log");
+ABSL_FLAG(std::string, tls_ca, "",
+          "CA certificates (PEM) to verify the oracle's TLS certificate; "
+          "TLS is used if any --tls_* flag is set (query)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "client certificate (PEM) for an oracle that requires mutual TLS");
+ABSL_FLAG(std::string, tls_key, "", "private key of --tls_cert (PEM)");
 
 namespace {
 
@@ -64,7 +72,8 @@ int main(int argc, char** argv) {
       "  oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]\n"
       "  oraclectl verify --db=PATH\n"
       "  oraclectl query --server=HOST:PORT --experiment=X [--token=T] "
-      "[--budget=N] [--client=NAME] ID...");
+      "[--budget=N] [--client=NAME]\n"
+      "                  [--tls_ca=PEM [--tls_cert=PEM --tls_key=PEM]] ID...");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Usage("missing command");
   const std::string command = args[1];
@@ -105,8 +114,14 @@ int main(int argc, char** argv) {
       }
       query.ids.push_back(id);
     }
-    auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server),
-                                       grpc::InsecureChannelCredentials());
+    common::ClientTlsOptions tls;
+    tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+    tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+    tls.key_file = absl::GetFlag(FLAGS_tls_key);
+    auto credentials = common::MakeChannelCredentials(tls);
+    if (!credentials.ok()) return Fail(credentials.status());
+    auto channel =
+        grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials);
     auto stub = oracle::v1::LabelOracle::NewStub(channel);
     absl::Status status = oracle_server::RunQuery(*stub, query, std::cout);
     return status.ok() ? 0 : Fail(status);

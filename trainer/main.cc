@@ -26,6 +26,12 @@ ABSL_FLAG(std::string, oracle, "localhost:50051",
 ABSL_FLAG(std::string, experiment, "",
           "oracle experiment (default: fmnist-<strategy>-<budget>-s<seed>)");
 ABSL_FLAG(std::string, token, "", "secret token of the experiment (optional)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "CA certificates (PEM) to verify the oracle's TLS certificate; TLS "
+          "is used if any --tls_* flag is set");
+ABSL_FLAG(std::string, tls_cert, "",
+          "client certificate (PEM) for an oracle that requires mutual TLS");
+ABSL_FLAG(std::string, tls_key, "", "private key of --tls_cert (PEM)");
 ABSL_FLAG(int64_t, budget, 100, "labels the run may buy in total");
 ABSL_FLAG(std::string, schedule, "",
           "labels bought per round, e.g. 40,30,30 (default: 40%,30%,30% of "
@@ -153,6 +159,9 @@ int main(int argc, char** argv) {
   trainer::OracleClientOptions client_options;
   client_options.target = absl::GetFlag(FLAGS_oracle);
   client_options.token = options.experiment_token;
+  client_options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  client_options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  client_options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   auto oracle = trainer::MakeGrpcOracleClient(client_options);
   if (!oracle.ok()) {
     std::cerr << "trainer: " << oracle.status() << "\n";

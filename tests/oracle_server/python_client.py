@@ -1,11 +1,16 @@
 """Talks to a running oracle with Debian's python3-grpcio and checks replies.
 
 Usage: /usr/bin/python3 python_client.py --server 127.0.0.1:PORT
-       [--train_labels PATH]
+       [--train_labels PATH] [--tls_ca PEM [--tls_cert PEM --tls_key PEM]]
+       [--expect_refused]
 
 Stubs (proto/oracle_pb2*.py) are generated at build time; the wrapper puts
 their folder on PYTHONPATH. With --train_labels the labels received are also
-compared with that IDX file. Exits 0 if every check passed, 1 otherwise.
+compared with that IDX file. Any --tls_* flag connects over TLS
+(grpc.ssl_channel_credentials) instead of plaintext. With --expect_refused the
+only check is that a call fails with UNAVAILABLE (the server refuses this
+client's transport or certificate). Exits 0 if every check passed, 1
+otherwise.
 """
 
 import argparse
@@ -34,6 +39,37 @@ def read_idx_labels(path):
     return list(data[8:8 + count])
 
 
+def read_file(path):
+    """The bytes of path, or None for an empty path."""
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def open_channel(args):
+    """A plaintext channel, or TLS if any --tls_* flag is set."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return grpc.insecure_channel(args.server)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read_file(args.tls_ca),
+        private_key=read_file(args.tls_key),
+        certificate_chain=read_file(args.tls_cert))
+    return grpc.secure_channel(args.server, credentials)
+
+
+def check_refused(channel, check):
+    """One call must fail with UNAVAILABLE (transport or handshake refused)."""
+    stub = oracle_pb2_grpc.LabelOracleStub(channel)
+    try:
+        stub.GetBudget(oracle_pb2.GetBudgetRequest(experiment="refused"),
+                       timeout=10)
+        check.failures.append("a call that should be refused was answered")
+    except grpc.RpcError as error:
+        check.equal("refused call code", error.code(),
+                    grpc.StatusCode.UNAVAILABLE)
+
+
 class Checker:
     """Collects failed checks instead of stopping at the first."""
 
@@ -50,10 +86,24 @@ def main():
     parser.add_argument("--server", required=True, help="host:port")
     parser.add_argument("--train_labels", default="",
                         help="IDX train labels the server was started with")
+    parser.add_argument("--tls_ca", default="",
+                        help="CA certificates (PEM) of the server's certificate")
+    parser.add_argument("--tls_cert", default="",
+                        help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--tls_key", default="",
+                        help="private key of --tls_cert (PEM)")
+    parser.add_argument("--expect_refused", action="store_true",
+                        help="only check that the server refuses this client")
     args = parser.parse_args()
 
     check = Checker()
-    channel = grpc.insecure_channel(args.server)
+    channel = open_channel(args)
+    if args.expect_refused:
+        check_refused(channel, check)
+        channel.close()
+        for failure in check.failures:
+            print(f"FAIL {failure}", file=sys.stderr)
+        return 1 if check.failures else 0
     grpc.channel_ready_future(channel).result(timeout=10)
     stub = oracle_pb2_grpc.LabelOracleStub(channel)
     name = f"python-client-{int(time.time() * 1000)}"

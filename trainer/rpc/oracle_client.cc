@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/tls_credentials.h"
 #include "proto/oracle.grpc.pb.h"
 #include "trainer/rpc/grpc_clients.h"
 
@@ -180,8 +182,10 @@ absl::StatusOr<std::unique_ptr<OracleClient>> MakeGrpcOracleClient(
         absl::StrCat("oracle max_message_bytes must be positive, got ",
                      options.max_message_bytes));
   }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   common::MakeChannelCredentials(options.tls));
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      options.target, grpc::InsecureChannelCredentials(),
+      options.target, credentials,
       ClientChannelArguments(options.max_message_bytes, options.retry));
   return NewGrpcOracleClient(std::move(channel), options, RetryEnv::Real());
 }

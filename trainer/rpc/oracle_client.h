@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls_options.h"
 #include "trainer/rpc/rpc_retry.h"
 
 namespace trainer {
@@ -101,11 +102,15 @@ struct OracleClientOptions {
   RetryPolicy retry;
   // Largest message sent or received.
   int max_message_bytes = 64 << 20;
+  // TLS files (CA, and client certificate for mutual TLS); empty: plaintext.
+  common::ClientTlsOptions tls;
 };
 
-// Returns a client over an insecure gRPC channel to options.target, or
-// INVALID_ARGUMENT if the options are unusable. Connects lazily: an absent
-// oracle shows up as retries on the first call. Retries are logged to stderr.
+// Returns a client over a gRPC channel to options.target (TLS if
+// options.tls.enabled()), INVALID_ARGUMENT if the options are unusable, or the
+// errors of common::MakeChannelCredentials for unusable TLS files. Connects
+// lazily: an absent oracle shows up as retries on the first call. Retries are
+// logged to stderr.
 absl::StatusOr<std::unique_ptr<OracleClient>> MakeGrpcOracleClient(
     const OracleClientOptions& options);
 

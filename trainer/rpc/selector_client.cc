@@ -9,6 +9,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/tls_credentials.h"
 #include "proto/selector.grpc.pb.h"
 #include "trainer/rpc/grpc_clients.h"
 
@@ -171,8 +173,10 @@ absl::StatusOr<std::unique_ptr<SelectorClient>> MakeGrpcSelectorClient(
         absl::StrCat("selector max_message_bytes must be positive, got ",
                      options.max_message_bytes));
   }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   common::MakeChannelCredentials(options.tls));
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      options.target, grpc::InsecureChannelCredentials(),
+      options.target, credentials,
       ClientChannelArguments(options.max_message_bytes, options.retry));
   return NewGrpcSelectorClient(std::move(channel), options, RetryEnv::Real());
 }

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls_options.h"
 #include "trainer/rpc/rpc_retry.h"
 
 namespace trainer {
@@ -65,10 +66,14 @@ struct SelectorClientOptions {
   RetryPolicy retry;
   // Largest message sent or received (60000 x 256 floats is 60 MB).
   int max_message_bytes = 256 << 20;
+  // TLS files (CA, and client certificate for mutual TLS); empty: plaintext.
+  common::ClientTlsOptions tls;
 };
 
-// Returns a client over an insecure gRPC channel to options.target, or
-// INVALID_ARGUMENT if the options are unusable. Connects lazily.
+// Returns a client over a gRPC channel to options.target (TLS if
+// options.tls.enabled()), INVALID_ARGUMENT if the options are unusable, or the
+// errors of common::MakeChannelCredentials for unusable TLS files. Connects
+// lazily.
 absl::StatusOr<std::unique_ptr<SelectorClient>> MakeGrpcSelectorClient(
     const SelectorClientOptions& options);
 
