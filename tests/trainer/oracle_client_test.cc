@@ -306,6 +306,15 @@ TEST(OracleClientFactoryTest, RejectsTargetWithoutPort) {
                        "oracle target \"127.0.0.1:\" has no port (use host:port)"));
 }
 
+TEST(OracleClientFactoryTest, RejectsMissingTlsCaFile) {
+  OracleClientOptions options;
+  options.target = "127.0.0.1:50051";
+  options.tls.ca_file = "/nonexistent/ca.pem";
+  EXPECT_THAT(MakeGrpcOracleClient(options),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "tls_ca \"/nonexistent/ca.pem\": no such file"));
+}
+
 TEST(OracleClientFactoryTest, TalksToAServerOverTcpWithToken) {
   FakeOracle oracle;
   grpc::ServerBuilder builder;
