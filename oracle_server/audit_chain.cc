@@ -48,6 +48,10 @@ std::string CanonicalAuditRow(const AuditRecord& row) {
   AppendField("ids_revealed", absl::StrJoin(row.ids_revealed, ","), &out);
   AppendField("outcome", OutcomeName(row.outcome), &out);
   AppendField("detail", row.detail, &out);
+  // Left out when empty, so rows written before these fields existed keep
+  // their hashes.
+  if (!row.role.empty()) AppendField("role", row.role, &out);
+  if (!row.peer.empty()) AppendField("peer", row.peer, &out);
   return out;
 }
 

@@ -20,6 +20,8 @@ inline constexpr char kGenesisHash[] =
 // hash, in a fixed order. Each field is written as `name=<byte length>:value;`
 // so no value (whatever bytes it holds) can be confused with another field.
 // Integers are decimal, id lists comma-separated, the outcome by OutcomeName.
+// role and peer come last and only when non-empty: rows from before they
+// existed serialize (and hash) exactly as they did then.
 std::string CanonicalAuditRow(const AuditRecord& row);
 
 // Lower-case hex SHA256(prev_hash + CanonicalAuditRow(row)).

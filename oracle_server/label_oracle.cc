@@ -1,6 +1,7 @@
 #include "oracle_server/label_oracle.h"
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -46,7 +47,8 @@ bool SameDigest(absl::string_view a, absl::string_view b) {
   return diff == 0;
 }
 
-// UNAUTHENTICATED unless `token` opens `experiment`.
+// UNAUTHENTICATED unless `token` opens `experiment` (any token opens one
+// without a token).
 absl::Status CheckToken(const ExperimentRecord& experiment,
                         absl::string_view token) {
   if (experiment.token_sha256.empty()) return absl::OkStatus();
@@ -98,6 +100,18 @@ absl::Status ValidateIds(const google::protobuf::RepeatedField<int64_t>& ids,
 
 }  // namespace
 
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kOpen:
+      return "open";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kClient:
+      return "client";
+  }
+  return "unknown";
+}
+
 absl::StatusOr<std::unique_ptr<LabelOracle>> LabelOracle::Create(
     const OracleOptions& options, std::unique_ptr<LabelStore> store) {
   if (options.default_budget <= 0 || options.max_batch <= 0 ||
@@ -106,6 +120,13 @@ absl::StatusOr<std::unique_ptr<LabelOracle>> LabelOracle::Create(
         absl::StrCat("default_budget (", options.default_budget,
                      "), max_batch (", options.max_batch, ") and eval_cap (",
                      options.eval_cap, ") must be positive"));
+  }
+  if (options.max_evaluations_per_client < 0 ||
+      options.max_evaluations_total < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_evaluations_per_client (", options.max_evaluations_per_client,
+        ") and max_evaluations_total (", options.max_evaluations_total,
+        ") must not be negative"));
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> train_labels,
                    store->LoadLabels(Split::kTrain));
@@ -120,9 +141,33 @@ LabelOracle::LabelOracle(const OracleOptions& options,
                          std::unique_ptr<LabelStore> store, int64_t train_count,
                          std::vector<uint8_t> test_labels)
     : options_(options),
+      admin_token_sha256_(options.admin_token.empty()
+                              ? ""
+                              : common::Sha256Hex(options.admin_token)),
       store_(std::move(store)),
       train_count_(train_count),
       test_labels_(std::move(test_labels)) {}
+
+Role LabelOracle::RoleOf(const Caller& caller) const {
+  if (admin_token_sha256_.empty()) return Role::kOpen;
+  if (!caller.token.empty() &&
+      SameDigest(common::Sha256Hex(caller.token), admin_token_sha256_)) {
+    return Role::kAdmin;
+  }
+  return Role::kClient;
+}
+
+absl::Status LabelOracle::Authorize(const ExperimentRecord& experiment,
+                                    Role role, absl::string_view token) const {
+  if (role == Role::kAdmin) return absl::OkStatus();
+  if (role == Role::kClient && experiment.token_sha256.empty()) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "experiment \"", experiment.name,
+        "\" has no token; on a server with an admin token only the operator "
+        "may use it"));
+  }
+  return CheckToken(experiment, token);
+}
 
 absl::Status LabelOracle::Deny(const absl::Status& denial, AuditRecord row) {
   row.outcome = Outcome::kDeniedInvalid;
@@ -133,12 +178,32 @@ absl::Status LabelOracle::Deny(const absl::Status& denial, AuditRecord row) {
 }
 
 absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
-    const oracle::v1::CreateExperimentRequest& request,
-    absl::string_view token) {
+    const oracle::v1::CreateExperimentRequest& request, const Caller& caller) {
   RETURN_IF_ERROR(ValidateName(request.name()));
   if (request.label_budget() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "label_budget must not be negative, got ", request.label_budget()));
+  }
+  const Role role = RoleOf(caller);
+  const std::string& token =
+      request.token().empty() ? caller.token : request.token();
+  if (role == Role::kClient) {
+    // A client only joins: look the experiment up instead of creating it.
+    absl::StatusOr<ExperimentRecord> existing =
+        store_->GetExperiment(request.name());
+    if (absl::IsNotFound(existing.status())) {
+      if (token.empty()) {
+        return absl::UnauthenticatedError(absl::StrCat(
+            "creating experiment \"", request.name(),
+            "\" needs the admin token (metadata ", "x-oracle-token)"));
+      }
+      return absl::PermissionDeniedError(absl::StrCat(
+          "creating experiment \"", request.name(),
+          "\" needs the admin token; an experiment token only joins its "
+          "experiment"));
+    }
+    if (!existing.ok()) return existing.status();
+    RETURN_IF_ERROR(Authorize(*existing, role, token));
   }
   ExperimentRecord wanted;
   wanted.name = request.name();
@@ -151,8 +216,17 @@ absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
   ASSIGN_OR_RETURN(ExperimentRecord stored,
                    store_->CreateExperiment(wanted, &created));
   if (!created) {
-    RETURN_IF_ERROR(
-        CheckToken(stored, request.token().empty() ? token : request.token()));
+    if (role == Role::kAdmin) {
+      if (!request.token().empty() && !stored.token_sha256.empty() &&
+          !SameDigest(common::Sha256Hex(request.token()),
+                      stored.token_sha256)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("experiment \"", stored.name,
+                         "\" already exists with another token"));
+      }
+    } else {
+      RETURN_IF_ERROR(Authorize(stored, role, token));
+    }
     if (stored.token_sha256.empty() && !request.token().empty()) {
       return absl::AlreadyExistsError(absl::StrCat(
           "experiment \"", stored.name, "\" already exists without a token"));
@@ -173,7 +247,8 @@ absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
 }
 
 absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
-    const oracle::v1::QueryLabelsRequest& request, absl::string_view token) {
+    const oracle::v1::QueryLabelsRequest& request, const Caller& caller) {
+  const Role role = RoleOf(caller);
   ASSIGN_OR_RETURN(ExperimentRecord experiment,
                    FindExperiment(*store_, request.experiment()));
   RevealRequest reveal;
@@ -183,8 +258,10 @@ absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
   reveal.strategy = request.strategy();
   reveal.round = request.round();
   reveal.time_unix_micros = NowMicros();
+  reveal.role = std::string(RoleName(role));
+  reveal.peer = caller.peer;
 
-  absl::Status invalid = CheckToken(experiment, token);
+  absl::Status invalid = Authorize(experiment, role, caller.token);
   if (invalid.ok()) {
     invalid = ValidateIds(request.ids(), options_.max_batch, train_count_);
   }
@@ -197,6 +274,8 @@ absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
     row.round = reveal.round;
     row.kind = kKindQuery;
     row.ids_asked = std::move(reveal.ids);
+    row.role = std::move(reveal.role);
+    row.peer = std::move(reveal.peer);
     return Deny(invalid, std::move(row));
   }
 
@@ -216,10 +295,10 @@ absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
 }
 
 absl::StatusOr<oracle::v1::BudgetStatus> LabelOracle::GetBudget(
-    const oracle::v1::GetBudgetRequest& request, absl::string_view token) {
+    const oracle::v1::GetBudgetRequest& request, const Caller& caller) {
   ASSIGN_OR_RETURN(ExperimentRecord experiment,
                    FindExperiment(*store_, request.experiment()));
-  RETURN_IF_ERROR(CheckToken(experiment, token));
+  RETURN_IF_ERROR(Authorize(experiment, RoleOf(caller), caller.token));
   ASSIGN_OR_RETURN(ExperimentUsage usage, store_->GetUsage(experiment.name));
   oracle::v1::BudgetStatus response;
   response.set_experiment(experiment.name);
@@ -234,12 +313,13 @@ absl::StatusOr<oracle::v1::BudgetStatus> LabelOracle::GetBudget(
 }
 
 absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
-    const oracle::v1::EvaluateRequest& request, absl::string_view token) {
+    const oracle::v1::EvaluateRequest& request, const Caller& caller) {
   ASSIGN_OR_RETURN(ExperimentRecord experiment,
                    FindExperiment(*store_, request.experiment()));
   const int64_t now = NowMicros();
+  const Role role = RoleOf(caller);
 
-  absl::Status invalid = CheckToken(experiment, token);
+  absl::Status invalid = Authorize(experiment, role, caller.token);
   if (invalid.ok() && request.predictions_size() != test_count()) {
     invalid =
         absl::InvalidArgumentError(absl::StrCat("expected ", test_count(),
@@ -261,6 +341,8 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
     row.experiment = experiment.name;
     row.client = request.client();
     row.kind = kKindEvaluate;
+    row.role = std::string(RoleName(role));
+    row.peer = caller.peer;
     return Deny(invalid, std::move(row));
   }
 
@@ -280,6 +362,10 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
   evaluation.experiment = experiment.name;
   evaluation.client = request.client();
   evaluation.time_unix_micros = now;
+  evaluation.role = std::string(RoleName(role));
+  evaluation.peer = caller.peer;
+  evaluation.max_total = options_.max_evaluations_total;
+  evaluation.max_per_peer = options_.max_evaluations_per_client;
   evaluation.detail = absl::StrFormat("accuracy=%.6f correct=%d/%d", accuracy,
                                       correct, test_count());
   if (!request.note().empty()) {
@@ -288,9 +374,12 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
   ASSIGN_OR_RETURN(EvaluationResult recorded,
                    store_->RecordEvaluation(evaluation));
   if (!recorded.allowed) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("experiment \"", experiment.name, "\" has used all ",
-                     recorded.evaluation_cap, " evaluations"));
+    if (recorded.evaluations >= recorded.evaluation_cap) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("experiment \"", experiment.name, "\" has used all ",
+                       recorded.evaluation_cap, " evaluations"));
+    }
+    return absl::ResourceExhaustedError(recorded.denial);
   }
 
   oracle::v1::EvaluateResponse response;
@@ -312,11 +401,12 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
 }
 
 absl::StatusOr<oracle::v1::ListQueriesResponse> LabelOracle::ListQueries(
-    const oracle::v1::ListQueriesRequest& request, absl::string_view token) {
+    const oracle::v1::ListQueriesRequest& request, const Caller& caller) {
+  const Role role = RoleOf(caller);
   if (!request.experiment().empty()) {
     ASSIGN_OR_RETURN(ExperimentRecord experiment,
                      store_->GetExperiment(request.experiment()));
-    RETURN_IF_ERROR(CheckToken(experiment, token));
+    RETURN_IF_ERROR(Authorize(experiment, role, caller.token));
   }
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -329,9 +419,40 @@ absl::StatusOr<oracle::v1::ListQueriesResponse> LabelOracle::ListQueries(
   const int32_t page_size = request.page_size() == 0
                                 ? kDefaultPageSize
                                 : std::min(request.page_size(), kMaxPageSize);
-  ASSIGN_OR_RETURN(std::vector<AuditRecord> rows,
-                   store_->ListAudit(request.experiment(),
-                                     request.after_sequence(), page_size + 1));
+  const int64_t wanted = int64_t{page_size} + 1;
+  std::vector<AuditRecord> rows;
+  if (!request.experiment().empty() || role == Role::kAdmin) {
+    ASSIGN_OR_RETURN(rows, store_->ListAudit(request.experiment(),
+                                             request.after_sequence(), wanted));
+  } else {
+    // Every experiment the caller may read; rows of the others (and of names
+    // that are no experiment) are skipped.
+    ASSIGN_OR_RETURN(std::vector<ExperimentRecord> experiments,
+                     store_->ListExperiments());
+    std::set<std::string> readable;
+    for (const ExperimentRecord& experiment : experiments) {
+      if (Authorize(experiment, role, caller.token).ok()) {
+        readable.insert(experiment.name);
+      }
+    }
+    if (readable.size() == 1) {
+      ASSIGN_OR_RETURN(rows, store_->ListAudit(*readable.begin(),
+                                               request.after_sequence(),
+                                               wanted));
+    }
+    int64_t after = request.after_sequence();
+    while (readable.size() > 1 && static_cast<int64_t>(rows.size()) < wanted) {
+      ASSIGN_OR_RETURN(std::vector<AuditRecord> page,
+                       store_->ListAudit("", after, wanted));
+      if (page.empty()) break;
+      after = page.back().sequence;
+      for (AuditRecord& row : page) {
+        if (readable.count(row.experiment) == 0) continue;
+        rows.push_back(std::move(row));
+        if (static_cast<int64_t>(rows.size()) == wanted) break;
+      }
+    }
+  }
   oracle::v1::ListQueriesResponse response;
   const bool more = static_cast<int32_t>(rows.size()) > page_size;
   if (more) rows.resize(page_size);
@@ -372,6 +493,8 @@ oracle::v1::AuditRow ToProto(const AuditRecord& row) {
   proto.set_detail(row.detail);
   proto.set_prev_hash(row.prev_hash);
   proto.set_hash(row.hash);
+  proto.set_role(row.role);
+  proto.set_peer(row.peer);
   return proto;
 }
 

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,18 +24,54 @@ struct OracleOptions {
   int64_t max_batch = 10000;
   // Evaluations each new experiment may run.
   int64_t eval_cap = 100;
+  // The operator's secret. Set: calls carrying it act as the operator, and
+  // only they may create experiments or read experiments whose token they do
+  // not hold. Empty: an open server (anyone may create experiments).
+  std::string admin_token;
+  // Server-wide caps on evaluations over all experiments: per client identity
+  // (Caller::peer) and in total. 0: no cap.
+  int64_t max_evaluations_per_client = 0;
+  int64_t max_evaluations_total = 0;
 };
 
+// Who makes a call, as the transport saw it.
+struct Caller {
+  Caller() = default;
+  // A caller known by its token only. Implicit, so in-process callers and
+  // tests can pass the token alone.
+  Caller(const char* token) : token(token) {}         // NOLINT
+  Caller(std::string token) : token(std::move(token)) {}  // NOLINT
+  Caller(std::string token, std::string peer)
+      : token(std::move(token)), peer(std::move(peer)) {}
+
+  std::string token;  // the x-oracle-token value: the admin token, an
+                      // experiment's token, or "" when none
+  std::string peer;   // network address without port ("" when unknown): the
+                      // client identity of the per-client evaluation cap
+};
+
+// The role a call is made in, recorded in its audit row.
+enum class Role {
+  kOpen,    // a server without an admin token: every caller
+  kAdmin,   // the caller presented the admin token
+  kClient,  // anyone else on a server with an admin token
+};
+
+// "open", "admin" or "client".
+absl::string_view RoleName(Role role);
+
 // Implements the RPCs of oracle.v1.LabelOracle (see proto/oracle.proto for
-// the contract). Each method takes the token the caller presented ("" when
-// none) and returns the response or a status with the most specific code:
-// INVALID_ARGUMENT (bad request, naming the offending value), NOT_FOUND
-// (unknown experiment), UNAUTHENTICATED (missing or wrong token),
-// ALREADY_EXISTS (re-creating with different settings), RESOURCE_EXHAUSTED
-// (budget or evaluation cap), or the store's error (e.g. UNAVAILABLE), in
-// which case nothing was revealed. Every QueryLabels and Evaluate call about
-// an existing experiment appends exactly one audit row. Thread-safe: budget
-// checks and reveals are atomic in the store.
+// the contract and the roles). Each method takes the caller (the token it
+// presented and its address) and returns the response or a status with the
+// most specific code: INVALID_ARGUMENT (bad request, naming the offending
+// value), NOT_FOUND (unknown experiment), UNAUTHENTICATED (no token, or one
+// that opens neither the server nor the experiment), PERMISSION_DENIED (a
+// non-admin token on an operator-only call), ALREADY_EXISTS (re-creating with
+// different settings), RESOURCE_EXHAUSTED (budget or an evaluation cap), or
+// the store's error (e.g. UNAVAILABLE), in which case nothing was revealed.
+// Every QueryLabels and Evaluate call about an existing experiment appends
+// exactly one audit row, which records the caller's role and peer.
+// Thread-safe: budget checks and reveals are atomic in the store.
 class LabelOracle {
  public:
   // Loads the labels held by `store` (which it owns). INVALID_ARGUMENT if an
@@ -44,25 +82,31 @@ class LabelOracle {
   LabelOracle(const LabelOracle&) = delete;
   LabelOracle& operator=(const LabelOracle&) = delete;
 
-  // Idempotent by name. For an existing experiment with a token, the token
-  // (request.token(), or `token` when that is empty) must match.
+  // Idempotent by name. Joining an existing experiment with a token needs
+  // that token (request.token(), or the caller's when that is empty) unless
+  // the caller is the operator. With an admin token set, only the operator
+  // creates: anyone else gets UNAUTHENTICATED (no token) or
+  // PERMISSION_DENIED for a name that does not exist yet.
   absl::StatusOr<oracle::v1::Experiment> CreateExperiment(
-      const oracle::v1::CreateExperimentRequest& request,
-      absl::string_view token);
+      const oracle::v1::CreateExperimentRequest& request, const Caller& caller);
 
   absl::StatusOr<oracle::v1::QueryLabelsResponse> QueryLabels(
-      const oracle::v1::QueryLabelsRequest& request, absl::string_view token);
+      const oracle::v1::QueryLabelsRequest& request, const Caller& caller);
 
   absl::StatusOr<oracle::v1::BudgetStatus> GetBudget(
-      const oracle::v1::GetBudgetRequest& request, absl::string_view token);
+      const oracle::v1::GetBudgetRequest& request, const Caller& caller);
 
   absl::StatusOr<oracle::v1::EvaluateResponse> Evaluate(
-      const oracle::v1::EvaluateRequest& request, absl::string_view token);
+      const oracle::v1::EvaluateRequest& request, const Caller& caller);
 
-  // With an experiment named, its token is required if it has one; with
-  // none, rows of every experiment are listed (rows hold no labels).
+  // With an experiment named, the caller must be allowed to read it; with
+  // none, only rows of experiments the caller may read are listed (all for
+  // the operator). Rows hold no labels.
   absl::StatusOr<oracle::v1::ListQueriesResponse> ListQueries(
-      const oracle::v1::ListQueriesRequest& request, absl::string_view token);
+      const oracle::v1::ListQueriesRequest& request, const Caller& caller);
+
+  // The role `caller` acts in.
+  Role RoleOf(const Caller& caller) const;
 
   // The store, still owned by the oracle.
   LabelStore& store() { return *store_; }
@@ -82,7 +126,14 @@ class LabelOracle {
   // `denial`, or the store's error if the row could not be written.
   absl::Status Deny(const absl::Status& denial, AuditRecord row);
 
+  // OK if a caller in `role` presenting `token` may use `experiment`, else
+  // UNAUTHENTICATED.
+  absl::Status Authorize(const ExperimentRecord& experiment, Role role,
+                         absl::string_view token) const;
+
   const OracleOptions options_;
+  // Hex SHA-256 of options_.admin_token; empty when none.
+  const std::string admin_token_sha256_;
   const std::unique_ptr<LabelStore> store_;
   const int64_t train_count_;
   const std::vector<uint8_t> test_labels_;

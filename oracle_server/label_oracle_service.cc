@@ -15,12 +15,16 @@
 namespace oracle_server {
 namespace {
 
-// The token the caller sent, or "" if none.
-absl::string_view TokenOf(const grpc::ServerContext& context) {
+// The caller: the token it sent ("" if none) and its address.
+Caller CallerOf(const grpc::ServerContext& context) {
+  Caller caller;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(kTokenMetadataKey);
-  if (it == metadata.end()) return "";
-  return absl::string_view(it->second.data(), it->second.size());
+  if (it != metadata.end()) {
+    caller.token.assign(it->second.data(), it->second.size());
+  }
+  caller.peer = PeerIdentity(context.peer());
+  return caller;
 }
 
 template <typename Response>
@@ -32,36 +36,46 @@ grpc::Status Reply(absl::StatusOr<Response> result, Response* response) {
 
 }  // namespace
 
+std::string PeerIdentity(const std::string& grpc_peer) {
+  if (grpc_peer.rfind("ipv4:", 0) != 0 && grpc_peer.rfind("ipv6:", 0) != 0) {
+    return grpc_peer;
+  }
+  const size_t colon = grpc_peer.rfind(':');
+  // The scheme's own colon is at index 4; a port needs one after it.
+  if (colon <= 4) return grpc_peer;
+  return grpc_peer.substr(0, colon);
+}
+
 grpc::Status LabelOracleService::CreateExperiment(
     grpc::ServerContext* context,
     const oracle::v1::CreateExperimentRequest* request,
     oracle::v1::Experiment* response) {
-  return Reply(oracle_->CreateExperiment(*request, TokenOf(*context)),
+  return Reply(oracle_->CreateExperiment(*request, CallerOf(*context)),
                response);
 }
 
 grpc::Status LabelOracleService::QueryLabels(
     grpc::ServerContext* context, const oracle::v1::QueryLabelsRequest* request,
     oracle::v1::QueryLabelsResponse* response) {
-  return Reply(oracle_->QueryLabels(*request, TokenOf(*context)), response);
+  return Reply(oracle_->QueryLabels(*request, CallerOf(*context)), response);
 }
 
 grpc::Status LabelOracleService::GetBudget(
     grpc::ServerContext* context, const oracle::v1::GetBudgetRequest* request,
     oracle::v1::BudgetStatus* response) {
-  return Reply(oracle_->GetBudget(*request, TokenOf(*context)), response);
+  return Reply(oracle_->GetBudget(*request, CallerOf(*context)), response);
 }
 
 grpc::Status LabelOracleService::Evaluate(
     grpc::ServerContext* context, const oracle::v1::EvaluateRequest* request,
     oracle::v1::EvaluateResponse* response) {
-  return Reply(oracle_->Evaluate(*request, TokenOf(*context)), response);
+  return Reply(oracle_->Evaluate(*request, CallerOf(*context)), response);
 }
 
 grpc::Status LabelOracleService::ListQueries(
     grpc::ServerContext* context, const oracle::v1::ListQueriesRequest* request,
     oracle::v1::ListQueriesResponse* response) {
-  return Reply(oracle_->ListQueries(*request, TokenOf(*context)), response);
+  return Reply(oracle_->ListQueries(*request, CallerOf(*context)), response);
 }
 
 absl::StatusOr<RunningServer> StartOracleServer(const ServerOptions& options,

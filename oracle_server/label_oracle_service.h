@@ -16,12 +16,18 @@
 
 namespace oracle_server {
 
-// Metadata key carrying an experiment's secret token.
+// Metadata key carrying an experiment's secret token, or the operator's admin
+// token.
 inline constexpr char kTokenMetadataKey[] = "x-oracle-token";
 
-// Thin adapter: reads the token from the call's metadata, calls the oracle
-// and maps its status with common::ToGrpcStatus. Thread-safe; does not own
-// the oracle, which must outlive it.
+// The client identity in a gRPC peer string: the address without its port
+// ("ipv4:10.0.0.7:5000" -> "ipv4:10.0.0.7", "ipv6:[::1]:5000" ->
+// "ipv6:[::1]"); other peers (unix sockets, in-process) unchanged.
+std::string PeerIdentity(const std::string& grpc_peer);
+
+// Thin adapter: reads the token from the call's metadata and the caller's
+// address, calls the oracle and maps its status with common::ToGrpcStatus.
+// Thread-safe; does not own the oracle, which must outlive it.
 class LabelOracleService final : public oracle::v1::LabelOracle::Service {
  public:
   explicit LabelOracleService(LabelOracle* oracle) : oracle_(oracle) {}

@@ -77,6 +77,9 @@ struct AuditRecord {
   std::string detail;     // denial reason or evaluation summary
   std::string prev_hash;  // hash of the previous row (genesis: 0s)
   std::string hash;       // SHA256(prev_hash + canonical row)
+  std::string role;       // caller's role ("admin", "client", "open"); old
+                          // rows: empty
+  std::string peer;       // caller's address without port; old rows: empty
 };
 
 // One row of the revealed table: `sample_id` was revealed to the experiment
@@ -103,6 +106,8 @@ struct RevealRequest {
   std::string strategy;          // copied into the audit row
   int32_t round = 0;             // copied into the audit row
   int64_t time_unix_micros = 0;  // copied into the audit row
+  std::string role;              // copied into the audit row
+  std::string peer;              // copied into the audit row
 };
 
 struct RevealResult {
@@ -121,13 +126,21 @@ struct EvaluationRequest {
   std::string client;            // copied into the audit row
   std::string detail;            // audit detail if the evaluation is allowed
   int64_t time_unix_micros = 0;  // copied into the audit row
+  std::string role;              // copied into the audit row
+  std::string peer;              // copied into the audit row; the identity
+                                 // counted against max_per_peer
+  // Server-wide caps on EVALUATED rows, over all experiments: in total, and
+  // with this row's `peer`. 0: no cap.
+  int64_t max_total = 0;
+  int64_t max_per_peer = 0;
 };
 
 struct EvaluationResult {
-  bool allowed = false;        // false: the cap was already reached
+  bool allowed = false;        // false: a cap was already reached
   int64_t evaluations = 0;     // evaluations counted after this call
   int64_t evaluation_cap = 0;  // the experiment's cap
   int64_t audit_sequence = 0;  // the row this call appended
+  std::string denial;          // if not allowed: which cap (the audit detail)
 };
 
 // Storage for the oracle. Implementations are thread-safe. Every method that
@@ -167,8 +180,10 @@ class LabelStore {
   virtual absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) = 0;
 
   // In one transaction: if the experiment has fewer EVALUATED rows than its
-  // cap, appends an EVALUATED row with `request.detail`, else a
-  // DENIED_EVALUATION_CAP row. NOT_FOUND for an unknown experiment.
+  // cap, and the whole log fewer than request.max_total and fewer with
+  // request.peer than request.max_per_peer (where those are set), appends an
+  // EVALUATED row with `request.detail`, else a DENIED_EVALUATION_CAP row.
+  // NOT_FOUND for an unknown experiment.
   virtual absl::StatusOr<EvaluationResult> RecordEvaluation(
       const EvaluationRequest& request) = 0;
 

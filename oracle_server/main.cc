@@ -3,6 +3,11 @@
 //   oracle_server --db=oracle.db --port=50051 [--port_file=PATH]
 //                 [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]
 //
+// With --admin_token_file, calls carrying that token act as the operator
+// (create experiments, read every experiment's rows) and all others as
+// clients of the experiment whose token they hold; without it the server is
+// open (anyone may create experiments) and its start line says so.
+//
 // Imports the label files into a new --db, checks them against an existing
 // one, listens, and on SIGINT or SIGTERM stops accepting calls, lets the ones
 // in flight finish (up to 10 s), closes the database and exits 0.
@@ -30,6 +35,7 @@
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/label_oracle_service.h"
 #include "oracle_server/sqlite_label_store.h"
+#include "oracle_server/token_file.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
 ABSL_FLAG(int, port, 50051, "port to listen on; 0 lets the OS pick one");
@@ -48,6 +54,14 @@ ABSL_FLAG(int64_t, default_budget, 100,
           "label budget of experiments created with budget 0");
 ABSL_FLAG(int64_t, max_batch, 10000, "most ids one QueryLabels call may ask");
 ABSL_FLAG(int64_t, eval_cap, 100, "evaluations allowed per experiment");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "file holding the operator's admin token; empty: an open server on "
+          "which any client may create experiments");
+ABSL_FLAG(int64_t, max_evaluations_per_client, 0,
+          "evaluations allowed per client address across all experiments; "
+          "0: no cap");
+ABSL_FLAG(int64_t, max_evaluations_total, 0,
+          "evaluations allowed across all experiments and clients; 0: no cap");
 ABSL_FLAG(std::string, tls_cert, "",
           "server certificate chain (PEM); with --tls_key serves TLS instead "
           "of plaintext");
@@ -94,6 +108,15 @@ absl::Status Run(const sigset_t& shutdown_signals) {
   oracle_options.default_budget = absl::GetFlag(FLAGS_default_budget);
   oracle_options.max_batch = absl::GetFlag(FLAGS_max_batch);
   oracle_options.eval_cap = absl::GetFlag(FLAGS_eval_cap);
+  oracle_options.max_evaluations_per_client =
+      absl::GetFlag(FLAGS_max_evaluations_per_client);
+  oracle_options.max_evaluations_total =
+      absl::GetFlag(FLAGS_max_evaluations_total);
+  if (!absl::GetFlag(FLAGS_admin_token_file).empty()) {
+    ASSIGN_OR_RETURN(
+        oracle_options.admin_token,
+        oracle_server::ReadTokenFile(absl::GetFlag(FLAGS_admin_token_file)));
+  }
   ASSIGN_OR_RETURN(
       std::unique_ptr<oracle_server::LabelOracle> oracle,
       oracle_server::LabelOracle::Create(oracle_options, std::move(store)));
@@ -121,6 +144,13 @@ absl::Status Run(const sigset_t& shutdown_signals) {
             << " default_budget=" << oracle_options.default_budget
             << " max_batch=" << oracle_options.max_batch
             << " eval_cap=" << oracle_options.eval_cap
+            << " max_evaluations_per_client="
+            << oracle_options.max_evaluations_per_client
+            << " max_evaluations_total=" << oracle_options.max_evaluations_total
+            << (oracle_options.admin_token.empty()
+                    ? " roles=open (no --admin_token_file: any client may "
+                      "create experiments)"
+                    : " roles=admin+client")
             << (server_options.tls.client_ca_file.empty() ? "" : " mutual")
             << (server_options.tls.enabled() ? " TLS" : " plaintext")
             << " listening on " << server_options.host << ":" << running.port

@@ -3,6 +3,7 @@
 #include <grpcpp/client_context.h>
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -137,6 +138,13 @@ absl::Status PrintSummary(LabelStore& store, std::ostream& out) {
   PrintTable({"experiment", "budget", "spent", "remaining", "granted", "denied",
               "evaluations"},
              {false, true, true, true, true, true, true}, rows, out);
+  ASSIGN_OR_RETURN(std::vector<RevealedRecord> revealed, store.ListRevealed());
+  std::set<int64_t> distinct;
+  for (const RevealedRecord& record : revealed) {
+    distinct.insert(record.sample_id);
+  }
+  out << "distinct train labels revealed across all experiments: "
+      << distinct.size() << "\n";
   return absl::OkStatus();
 }
 
@@ -190,6 +198,29 @@ absl::StatusOr<bool> PrintVerification(LabelStore& store, std::ostream& out) {
   out << "FAIL at row " << verification.bad_sequence << ": "
       << verification.reason << "\n";
   return false;
+}
+
+absl::Status RunCreate(oracle::v1::LabelOracle::StubInterface& stub,
+                       const CreateCommand& command, std::ostream& out) {
+  grpc::ClientContext context;
+  if (!command.admin_token.empty()) {
+    context.AddMetadata(kTokenMetadataKey, command.admin_token);
+  }
+  oracle::v1::CreateExperimentRequest request;
+  request.set_name(command.experiment);
+  request.set_label_budget(command.budget);
+  request.set_token(command.token);
+  oracle::v1::Experiment experiment;
+  RETURN_IF_ERROR(common::FromGrpcStatus(
+      stub.CreateExperiment(&context, request, &experiment)));
+  if (experiment.created()) {
+    out << "created experiment " << experiment.name() << " (budget "
+        << experiment.label_budget() << ")\n";
+  } else {
+    out << "experiment " << experiment.name() << " exists (budget "
+        << experiment.label_budget() << ")\n";
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RunQuery(oracle::v1::LabelOracle::StubInterface& stub,

@@ -23,7 +23,9 @@ enum class LogFormat { kTable, kCsv, kJsonl };
 absl::StatusOr<LogFormat> ParseLogFormat(absl::string_view name);
 
 // `oraclectl summary`: one table line per experiment with its budget, spent,
-// remaining, requests granted and denied, and evaluations.
+// remaining, requests granted and denied, and evaluations; then the number of
+// distinct train labels revealed across all experiments (what the label
+// owner paid for: the same id revealed to two experiments counts once).
 absl::Status PrintSummary(LabelStore& store, std::ostream& out);
 
 // `oraclectl log`: every audit row (only `experiment`'s unless empty) in
@@ -50,6 +52,25 @@ struct QueryCommand {
   // Train ids to reveal.
   std::vector<int64_t> ids;
 };
+
+struct CreateCommand {
+  // Experiment to create.
+  std::string experiment;
+  // Its label budget; 0: the server's default.
+  int64_t budget = 0;
+  // The experiment's token, which its trainer will present.
+  std::string token;
+  // The operator's token, sent as x-oracle-token; empty: none (open server).
+  std::string admin_token;
+};
+
+// `oraclectl create`: creates the experiment as the operator and prints
+// "created experiment NAME (budget N)", or "experiment NAME exists (budget
+// N)" when it exists with that budget and token. Returns the server's status
+// (e.g. ALREADY_EXISTS for other settings, PERMISSION_DENIED without the
+// admin token).
+absl::Status RunCreate(oracle::v1::LabelOracle::StubInterface& stub,
+                       const CreateCommand& command, std::ostream& out);
 
 // `oraclectl query`: creates or joins the experiment, reveals `ids`, prints
 // one "id label" line per id and then "remaining N". Returns the server's

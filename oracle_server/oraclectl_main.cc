@@ -3,15 +3,22 @@
 //   oraclectl summary --db=PATH
 //   oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]
 //   oraclectl verify --db=PATH
+//   oraclectl create --server=HOST:PORT --admin_token_file=PATH
+//                    --experiment=X --budget=N [--token_file=PATH]
 //   oraclectl query --server=HOST:PORT --experiment=X [--token=T]
 //                   [--budget=N] [--client=NAME]
 //                   [--tls_ca=PEM [--tls_cert=PEM --tls_key=PEM]] ID...
 //
-// summary, log and verify open the database read-only. Exit status: 0 on
-// success, 1 when verification fails or a command fails, 2 for bad usage.
+// summary, log and verify open the database read-only. create is the
+// operator's: it creates an experiment with a new random token, written to
+// --token_file (mode 0600; an existing file's token is reused, so creating
+// again is idempotent) or else printed alone on stdout, and hands that token
+// to the experiment's trainer. Exit status: 0 on success, 1 when verification
+// fails or a command fails, 2 for bad usage.
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -24,6 +31,7 @@
 #include "common/tls_credentials.h"
 #include "oracle_server/oraclectl.h"
 #include "oracle_server/sqlite_label_store.h"
+#include "oracle_server/token_file.h"
 
 ABSL_FLAG(std::string, db, "oracle.db", "database (summary, log, verify)");
 ABSL_FLAG(std::string, experiment, "", "experiment (log: filter; query)");
@@ -33,6 +41,12 @@ ABSL_FLAG(std::string, token, "", "experiment token (query)");
 ABSL_FLAG(int64_t, budget, 0,
           "label budget when query creates the experiment; 0: server default");
 ABSL_FLAG(std::string, client, "oraclectl", "client name for the audit log");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "file holding the operator's admin token (create)");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the experiment token (query: read instead of "
+          "--token; create: read if it exists, else a new token is written "
+          "there)");
 ABSL_FLAG(std::string, tls_ca, "",
           "CA certificates (PEM) to verify the oracle's TLS certificate; "
           "TLS is used if any --tls_* flag is set (query)");
@@ -64,6 +78,18 @@ OpenReadOnly() {
   return oracle_server::SqliteLabelStore::Open(options);
 }
 
+// A stub for --server, over TLS if any --tls_* flag is set.
+absl::StatusOr<std::unique_ptr<oracle::v1::LabelOracle::Stub>> Connect() {
+  common::ClientTlsOptions tls;
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  auto credentials = common::MakeChannelCredentials(tls);
+  if (!credentials.ok()) return credentials.status();
+  return oracle::v1::LabelOracle::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,6 +97,8 @@ int main(int argc, char** argv) {
       "oraclectl summary --db=PATH\n"
       "  oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]\n"
       "  oraclectl verify --db=PATH\n"
+      "  oraclectl create --server=HOST:PORT --admin_token_file=PATH "
+      "--experiment=X --budget=N [--token_file=PATH]\n"
       "  oraclectl query --server=HOST:PORT --experiment=X [--token=T] "
       "[--budget=N] [--client=NAME]\n"
       "                  [--tls_ca=PEM [--tls_cert=PEM --tls_key=PEM]] ID...");
@@ -99,10 +127,47 @@ int main(int argc, char** argv) {
     return *verified ? 0 : kExitFailure;
   }
 
+  if (command == "create") {
+    if (!operands.empty()) return Usage("unexpected argument " + operands[0]);
+    oracle_server::CreateCommand create;
+    create.experiment = absl::GetFlag(FLAGS_experiment);
+    create.budget = absl::GetFlag(FLAGS_budget);
+    if (create.experiment.empty()) return Usage("create needs --experiment");
+    const std::string admin_token_file = absl::GetFlag(FLAGS_admin_token_file);
+    if (!admin_token_file.empty()) {
+      auto admin_token = oracle_server::ReadTokenFile(admin_token_file);
+      if (!admin_token.ok()) return Fail(admin_token.status());
+      create.admin_token = *std::move(admin_token);
+    }
+    const std::string token_file = absl::GetFlag(FLAGS_token_file);
+    const bool reuse = !token_file.empty() && std::filesystem::exists(token_file);
+    auto token = reuse ? oracle_server::ReadTokenFile(token_file)
+                       : oracle_server::GenerateToken();
+    if (!token.ok()) return Fail(token.status());
+    create.token = *std::move(token);
+    auto stub = Connect();
+    if (!stub.ok()) return Fail(stub.status());
+    absl::Status status = oracle_server::RunCreate(
+        **stub, create, token_file.empty() ? std::cerr : std::cout);
+    if (!status.ok()) return Fail(status);
+    if (token_file.empty()) {
+      std::cout << create.token << std::endl;
+    } else if (!reuse) {
+      status = oracle_server::WriteTokenFile(token_file, create.token);
+      if (!status.ok()) return Fail(status);
+    }
+    return 0;
+  }
+
   if (command == "query") {
     oracle_server::QueryCommand query;
     query.experiment = absl::GetFlag(FLAGS_experiment);
     query.token = absl::GetFlag(FLAGS_token);
+    if (!absl::GetFlag(FLAGS_token_file).empty()) {
+      auto token = oracle_server::ReadTokenFile(absl::GetFlag(FLAGS_token_file));
+      if (!token.ok()) return Fail(token.status());
+      query.token = *std::move(token);
+    }
     query.budget = absl::GetFlag(FLAGS_budget);
     query.client = absl::GetFlag(FLAGS_client);
     if (query.experiment.empty()) return Usage("query needs --experiment");

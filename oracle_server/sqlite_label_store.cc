@@ -20,7 +20,11 @@
 namespace oracle_server {
 namespace {
 
-constexpr char kSchemaVersion[] = "1";
+// Version 2 added audit.role and audit.peer; a version 1 database is migrated
+// in place when opened for writing, and read as is (empty role and peer) when
+// opened read-only.
+constexpr char kSchemaVersion[] = "2";
+constexpr char kSchemaVersion1[] = "1";
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS metadata (
@@ -66,7 +70,9 @@ CREATE TABLE IF NOT EXISTS audit (
   outcome TEXT NOT NULL,
   detail TEXT NOT NULL,
   prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL
+  hash TEXT NOT NULL,
+  role TEXT NOT NULL DEFAULT '',
+  peer TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_by_experiment ON audit (experiment, seq);
 )sql";
@@ -188,6 +194,12 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
 }
 
+// Whether an audit row of `kind` and `outcome_name` counts as an evaluation.
+bool IsEvaluation(absl::string_view kind, absl::string_view outcome_name) {
+  return kind == kKindEvaluate &&
+         outcome_name == OutcomeName(Outcome::kEvaluated);
+}
+
 std::string FormatIds(const std::vector<int64_t>& ids) {
   return absl::StrJoin(ids, ",");
 }
@@ -214,8 +226,8 @@ constexpr char kInsertRevealed[] =
     "VALUES (?, ?, ?)";
 constexpr char kInsertAudit[] =
     "INSERT INTO audit (seq, time_us, experiment, client, strategy, round, "
-    "kind, ids_asked, ids_revealed, outcome, detail, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    "kind, ids_asked, ids_revealed, outcome, detail, prev_hash, hash, role, "
+    "peer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 absl::StatusOr<std::vector<int64_t>> ParseIds(absl::string_view text,
                                               int64_t sequence) {
@@ -251,7 +263,11 @@ ExperimentRecord ReadExperiment(const Statement& stmt) {
 
 constexpr char kAuditColumns[] =
     "seq, time_us, experiment, client, strategy, round, kind, ids_asked, "
-    "ids_revealed, outcome, detail, prev_hash, hash";
+    "ids_revealed, outcome, detail, prev_hash, hash, role, peer";
+// The same columns from a version 1 database (opened read-only).
+constexpr char kAuditColumnsV1[] =
+    "seq, time_us, experiment, client, strategy, round, kind, ids_asked, "
+    "ids_revealed, outcome, detail, prev_hash, hash, '', ''";
 
 absl::StatusOr<AuditRecord> ReadAudit(const Statement& stmt) {
   AuditRecord row;
@@ -273,6 +289,8 @@ absl::StatusOr<AuditRecord> ReadAudit(const Statement& stmt) {
   row.detail = stmt.Text(10);
   row.prev_hash = stmt.Text(11);
   row.hash = stmt.Text(12);
+  row.role = stmt.Text(13);
+  row.peer = stmt.Text(14);
   return row;
 }
 
@@ -347,6 +365,13 @@ absl::Status SqliteLabelStore::Initialize() {
           absl::StrCat(options_.db_path, " is not a label oracle database (",
                        version.status().message(), ")"));
     }
+    if (*version == kSchemaVersion1) {
+      schema_v1_ = true;
+    } else if (*version != kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(options_.db_path, " has schema version ", *version,
+                       ", expected ", kSchemaVersion1, " or ", kSchemaVersion));
+    }
   } else {
     ASSIGN_OR_RETURN(std::string mode, JournalModeWalLocked());
     if (mode != "wal" && options_.db_path != ":memory:") {
@@ -416,6 +441,18 @@ absl::Status SqliteLabelStore::CreateSchemaLocked() {
     insert.Reset();
   }
   ASSIGN_OR_RETURN(std::string version, ReadSchemaVersionLocked());
+  if (version == kSchemaVersion1) {
+    // Rows written before roles keep empty role and peer, which the hash
+    // chain leaves out, so their hashes still verify.
+    RETURN_IF_ERROR(Exec(db_,
+                         "ALTER TABLE audit ADD COLUMN role TEXT NOT NULL "
+                         "DEFAULT '';"
+                         "ALTER TABLE audit ADD COLUMN peer TEXT NOT NULL "
+                         "DEFAULT '';"
+                         "UPDATE metadata SET value = '2' "
+                         "WHERE key = 'schema_version';"));
+    ASSIGN_OR_RETURN(version, ReadSchemaVersionLocked());
+  }
   if (version != kSchemaVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat(options_.db_path, " has schema version ", version,
@@ -516,8 +553,7 @@ struct SqliteLabelStore::AuditCounters {
       } else if (absl::StartsWith(outcome_name, "DENIED")) {
         requests_denied += n;
       }
-    } else if (kind == kKindEvaluate &&
-               outcome_name == OutcomeName(Outcome::kEvaluated)) {
+    } else if (IsEvaluation(kind, outcome_name)) {
       evaluations += n;
     }
   }
@@ -551,6 +587,16 @@ struct SqliteLabelStore::GroupPlan {
   std::vector<std::pair<ExperimentState*, int64_t>> pending;
   std::unordered_map<ExperimentState*, int64_t> spent_delta;
   std::map<std::string, AuditCounters> counter_delta;
+  // EVALUATED rows by peer, and in total.
+  std::map<std::string, int64_t> peer_evaluations_delta;
+  int64_t evaluations_delta = 0;
+
+  // Counts `row` in the evaluation deltas if it is an evaluation.
+  void CountEvaluation(const AuditRecord& row) {
+    if (!IsEvaluation(row.kind, OutcomeName(row.outcome))) return;
+    ++peer_evaluations_delta[row.peer];
+    ++evaluations_delta;
+  }
 };
 
 absl::StatusOr<sqlite3_stmt*> SqliteLabelStore::CachedStatement(
@@ -609,6 +655,8 @@ SqliteLabelStore::GetAuditHeadLocked() {
 absl::Status SqliteLabelStore::LoadStateLocked() {
   std::map<std::string, ExperimentState> experiments;
   std::map<std::string, AuditCounters> counters;
+  std::map<std::string, int64_t> evaluations_by_peer;
+  int64_t evaluations_total = 0;
   const size_t words = BitsetWords(train_labels_.size());
   std::unordered_map<int64_t, ExperimentState*> by_id;
   {
@@ -647,21 +695,30 @@ absl::Status SqliteLabelStore::LoadStateLocked() {
     }
   }
   {
-    ASSIGN_OR_RETURN(Statement select,
-                     Statement::Prepare(db_,
-                                        "SELECT experiment, kind, outcome, "
-                                        "COUNT(*) FROM audit GROUP BY "
-                                        "experiment, kind, outcome"));
+    ASSIGN_OR_RETURN(
+        Statement select,
+        Statement::Prepare(
+            db_, absl::StrCat("SELECT experiment, kind, outcome, ",
+                              schema_v1_ ? "''" : "peer",
+                              ", COUNT(*) FROM audit GROUP BY experiment, "
+                              "kind, outcome",
+                              schema_v1_ ? "" : ", peer")));
     while (true) {
       ASSIGN_OR_RETURN(bool has_row, select.Step());
       if (!has_row) break;
       counters[select.Text(0)].Count(select.Text(1), select.Text(2),
-                                     select.Int(3));
+                                     select.Int(4));
+      if (IsEvaluation(select.Text(1), select.Text(2))) {
+        evaluations_by_peer[select.Text(3)] += select.Int(4);
+        evaluations_total += select.Int(4);
+      }
     }
   }
   ASSIGN_OR_RETURN(auto head, GetAuditHeadLocked());
   experiments_ = std::move(experiments);
   counters_ = std::move(counters);
+  evaluations_by_peer_ = std::move(evaluations_by_peer);
+  evaluations_total_ = evaluations_total;
   head_sequence_ = head.first;
   head_hash_ = std::move(head.second);
   return absl::OkStatus();
@@ -745,6 +802,7 @@ void SqliteLabelStore::PlanGroupLocked(const std::vector<Write*>& group,
       row.sequence = ++sequence;
       plan->counter_delta[row.experiment].Count(row.kind,
                                                 OutcomeName(row.outcome), 1);
+      plan->CountEvaluation(row);
       write->audit_sequence = row.sequence;
       continue;
     }
@@ -766,27 +824,48 @@ void SqliteLabelStore::PlanGroupLocked(const std::vector<Write*>& group,
       const int64_t evaluations =
           (committed != counters_.end() ? committed->second.evaluations : 0) +
           counters.evaluations;
+      auto by_peer = evaluations_by_peer_.find(request.peer);
+      const int64_t peer_evaluations =
+          (by_peer != evaluations_by_peer_.end() ? by_peer->second : 0) +
+          plan->peer_evaluations_delta[request.peer];
+      const int64_t total_evaluations =
+          evaluations_total_ + plan->evaluations_delta;
       AuditRecord& row = plan->rows.emplace_back();
       row.sequence = ++sequence;
       row.time_unix_micros = request.time_unix_micros;
       row.experiment = name;
       row.client = request.client;
       row.kind = kKindEvaluate;
+      row.role = request.role;
+      row.peer = request.peer;
       EvaluationResult& result = write->evaluation_result;
       result.evaluation_cap = experiment.record.evaluation_cap;
+      result.evaluations = evaluations;
       if (evaluations >= experiment.record.evaluation_cap) {
-        row.outcome = Outcome::kDeniedEvaluationCap;
         row.detail = absl::StrCat("evaluation cap of ",
                                   experiment.record.evaluation_cap, " reached");
-        result.allowed = false;
-        result.evaluations = evaluations;
+      } else if (request.max_total > 0 &&
+                 total_evaluations >= request.max_total) {
+        row.detail = absl::StrCat("server-wide evaluation cap of ",
+                                  request.max_total, " reached");
+      } else if (request.max_per_peer > 0 &&
+                 peer_evaluations >= request.max_per_peer) {
+        row.detail =
+            absl::StrCat("evaluation cap of ", request.max_per_peer,
+                         " per client identity reached for \"", request.peer,
+                         "\"");
       } else {
         row.outcome = Outcome::kEvaluated;
         row.detail = request.detail;
         result.allowed = true;
         result.evaluations = evaluations + 1;
       }
+      if (!result.allowed) {
+        row.outcome = Outcome::kDeniedEvaluationCap;
+        result.denial = row.detail;
+      }
       counters.Count(row.kind, OutcomeName(row.outcome), 1);
+      plan->CountEvaluation(row);
       result.audit_sequence = row.sequence;
       continue;
     }
@@ -814,6 +893,8 @@ void SqliteLabelStore::PlanGroupLocked(const std::vector<Write*>& group,
     row.round = request.round;
     row.kind = kKindQuery;
     row.ids_asked = request.ids;
+    row.role = request.role;
+    row.peer = request.peer;
     RevealResult& result = write->reveal_result;
     result.requested_new = static_cast<int64_t>(new_ids.size());
     result.audit_sequence = row.sequence;
@@ -864,6 +945,8 @@ absl::Status SqliteLabelStore::WriteGroupLocked(GroupPlan* plan) {
                         .Bind(11, row.detail)
                         .Bind(12, row.prev_hash)
                         .Bind(13, row.hash)
+                        .Bind(14, row.role)
+                        .Bind(15, row.peer)
                         .Run());
   }
   ASSIGN_OR_RETURN(sqlite3_stmt * insert_revealed,
@@ -899,6 +982,10 @@ void SqliteLabelStore::FinishGroupLocked(const GroupPlan& plan,
   for (const auto& [name, delta] : plan.counter_delta) {
     counters_[name].Add(delta);
   }
+  for (const auto& [peer, delta] : plan.peer_evaluations_delta) {
+    evaluations_by_peer_[peer] += delta;
+  }
+  evaluations_total_ += plan.evaluations_delta;
   head_sequence_ = plan.rows.back().sequence;
   head_hash_ = plan.rows.back().hash;
 }
@@ -1088,7 +1175,8 @@ absl::StatusOr<std::vector<AuditRecord>> SqliteLabelStore::ListAudit(
   ASSIGN_OR_RETURN(
       Statement select,
       Statement::Prepare(
-          db_, absl::StrCat("SELECT ", kAuditColumns,
+          db_, absl::StrCat("SELECT ",
+                            schema_v1_ ? kAuditColumnsV1 : kAuditColumns,
                             " FROM audit WHERE seq > ? AND (? = '' OR "
                             "experiment = ?) ORDER BY seq LIMIT ?")));
   select.Bind(1, after_sequence)

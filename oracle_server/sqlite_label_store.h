@@ -74,7 +74,9 @@ class SqliteLabelStore final : public LabelStore {
   // FAILED_PRECONDITION from reading the IDX files (wrong magic, wrong
   // count, a label outside [0, 10)), FAILED_PRECONDITION if the database
   // holds labels whose content hash differs from the files', NOT_FOUND for a
-  // missing database opened read-only.
+  // missing database opened read-only. A database of an older schema (version
+  // 1: audit rows without role and peer) is migrated in place when opened for
+  // writing and read as it is when opened read-only.
   static absl::StatusOr<std::unique_ptr<SqliteLabelStore>> Open(
       const StoreOptions& options);
 
@@ -183,8 +185,14 @@ class SqliteLabelStore final : public LabelStore {
   std::map<std::string, ExperimentState> experiments_ ABSL_GUARDED_BY(mu_);
   // Audit row counts by experiment name (also for names of no experiment).
   std::map<std::string, AuditCounters> counters_ ABSL_GUARDED_BY(mu_);
+  // EVALUATED audit rows by peer, and in total (for the server-wide caps).
+  std::map<std::string, int64_t> evaluations_by_peer_ ABSL_GUARDED_BY(mu_);
+  int64_t evaluations_total_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t head_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::string head_hash_ ABSL_GUARDED_BY(mu_);
+
+  // Opened read-only on a version 1 database (no audit.role, audit.peer).
+  bool schema_v1_ = false;
 
   // Labels by sample id, loaded once at Open and never changed.
   std::vector<uint8_t> train_labels_;

@@ -35,9 +35,16 @@ ninja -C "$BUILD_DIR" trainer oracle_server_main oraclectl >/dev/null
 
 mkdir -p "$RUN_DIR"
 DB="$RUN_DIR/oracle.db"
+# Roles: this script is the operator (admin token); the trainer holds only
+# its experiment's token, so it cannot create experiments or raise its budget.
+ADMIN_TOKEN="$RUN_DIR/admin.token"
+[[ -s "$ADMIN_TOKEN" ]] ||
+  (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$ADMIN_TOKEN")
 echo "== starting oracle_server (database $DB)"
 "$BUILD_DIR/oracle_server/oracle_server" --host=127.0.0.1 --port="${ORACLE_PORT:-0}" \
   --port_file="$RUN_DIR/oracle.port" --db="$DB" --default_budget="$BUDGET" \
+  --admin_token_file="$ADMIN_TOKEN" --max_evaluations_per_client=200 \
+  --max_evaluations_total=1000 \
   2> "$RUN_DIR/oracle.log" &
 ORACLE_PID=$!
 trap 'kill -TERM $ORACLE_PID 2>/dev/null || true' EXIT
@@ -48,6 +55,10 @@ for _ in $(seq 100); do
 done
 PORT=$(cat "$RUN_DIR/oracle.port")
 cat "$RUN_DIR/oracle.log"
+EXPERIMENT="main-$(basename "$RUN_DIR")"
+"$BUILD_DIR/oracle_server/oraclectl" create --server=127.0.0.1:$PORT \
+  --admin_token_file="$ADMIN_TOKEN" --experiment="$EXPERIMENT" --budget="$BUDGET" \
+  --token_file="$RUN_DIR/experiment.token"
 
 DEVICE=$("$BUILD_DIR/trainer/trainer" --print_device)
 if [[ "$DEVICE" == cuda* ]]; then
@@ -59,7 +70,8 @@ else
           --ema=0.99 --log_every=20 --checkpoint_every=200)
 fi
 "$BUILD_DIR/trainer/trainer" --oracle=127.0.0.1:$PORT --budget="$BUDGET" \
-  --experiment="main-$(basename "$RUN_DIR")" --out_dir="$RUN_DIR/trainer" \
+  --experiment="$EXPERIMENT" --token_file="$RUN_DIR/experiment.token" \
+  --out_dir="$RUN_DIR/trainer" \
   "${CONFIG[@]}" "$@" | tee "$RUN_DIR/result.txt"
 
 kill -TERM $ORACLE_PID && wait $ORACLE_PID || true

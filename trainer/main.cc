@@ -8,6 +8,7 @@
 // SIGINT/SIGTERM checkpoint the run; --resume continues it.
 #include <csignal>
 #include <cstdint>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ ABSL_FLAG(std::string, oracle, "localhost:50051",
 ABSL_FLAG(std::string, experiment, "",
           "oracle experiment (default: fmnist-<strategy>-<budget>-s<seed>)");
 ABSL_FLAG(std::string, token, "", "secret token of the experiment (optional)");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the experiment's token (as written by oraclectl "
+          "create); instead of --token");
 ABSL_FLAG(std::string, tls_ca, "",
           "CA certificates (PEM) to verify the oracle's TLS certificate; TLS "
           "is used if any --tls_* flag is set");
@@ -123,6 +127,16 @@ int main(int argc, char** argv) {
                                          options.label_budget, options.seed);
   }
   options.experiment_token = absl::GetFlag(FLAGS_token);
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    std::ifstream in(absl::GetFlag(FLAGS_token_file));
+    std::string token;
+    if (!(in >> token)) {
+      std::cerr << "trainer: cannot read a token from --token_file="
+                << absl::GetFlag(FLAGS_token_file) << "\n";
+      return 2;
+    }
+    options.experiment_token = token;
+  }
   if (!ParseList(absl::GetFlag(FLAGS_schedule), &options.schedule) ||
       !ParseList(absl::GetFlag(FLAGS_round_steps), &options.round_steps)) {
     std::cerr << "trainer: --schedule and --round_steps take comma-separated "

@@ -46,6 +46,17 @@ TEST(AuditChainTest, CanonicalRowHasEveryFieldLengthPrefixed) {
             "outcome=7:GRANTED;detail=0:;");
 }
 
+TEST(AuditChainTest, RoleAndPeerAreHashedOnlyWhenSet) {
+  AuditRecord row = SampleRow();
+  const std::string without = CanonicalAuditRow(row);
+  row.role = "client";
+  row.peer = "ipv4:10.0.0.7";
+  EXPECT_EQ(CanonicalAuditRow(row),
+            without + "role=6:client;peer=13:ipv4:10.0.0.7;");
+  row.role = "";
+  EXPECT_EQ(CanonicalAuditRow(row), without + "peer=13:ipv4:10.0.0.7;");
+}
+
 TEST(AuditChainTest, CanonicalRowIsUnambiguous) {
   AuditRecord a = SampleRow();
   a.client = "ab";

@@ -35,9 +35,7 @@ class LabelOracleServiceTest : public ::testing::Test {
     auto store = SqliteLabelStore::Open(
         testdata::SyntheticStoreOptions(dir_.path(), kTrainCount, kTestCount));
     ASSERT_THAT(store, IsOk());
-    OracleOptions options;
-    options.eval_cap = 1;
-    auto oracle = LabelOracle::Create(options, *std::move(store));
+    auto oracle = LabelOracle::Create(Options(), *std::move(store));
     ASSERT_THAT(oracle, IsOk());
     oracle_ = *std::move(oracle);
     ServerOptions server_options;
@@ -53,6 +51,31 @@ class LabelOracleServiceTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_.server != nullptr) server_.server->Shutdown();
+  }
+
+  virtual OracleOptions Options() {
+    OracleOptions options;
+    options.eval_cap = 1;
+    return options;
+  }
+
+  // CreateExperiment with `caller_token` in the metadata (the admin token or
+  // an experiment's).
+  grpc::Status CreateAs(const std::string& caller_token,
+                        const std::string& name, int64_t budget,
+                        const std::string& token,
+                        oracle::v1::Experiment* experiment = nullptr) {
+    grpc::ClientContext context;
+    if (!caller_token.empty()) {
+      context.AddMetadata(kTokenMetadataKey, caller_token);
+    }
+    oracle::v1::CreateExperimentRequest request;
+    request.set_name(name);
+    request.set_label_budget(budget);
+    request.set_token(token);
+    oracle::v1::Experiment ignored;
+    return stub_->CreateExperiment(
+        &context, request, experiment != nullptr ? experiment : &ignored);
   }
 
   std::shared_ptr<grpc::Channel> TcpChannel() {
@@ -243,6 +266,148 @@ TEST_F(LabelOracleServiceTest, TokenComesFromMetadata) {
   ASSERT_TRUE(ListQueries("secure", "tok", &rows).ok());
   EXPECT_EQ(rows.rows_size(), 5);  // 2 unauthenticated queries, 2
                                    // unauthenticated evaluations, 1 grant.
+}
+
+TEST_F(LabelOracleServiceTest, OpenServerListsOnlyReadableExperiments) {
+  ASSERT_TRUE(CreateExperiment("open", 5).ok());
+  ASSERT_TRUE(CreateExperiment("secure", 5, "tok").ok());
+  oracle::v1::QueryLabelsResponse query;
+  ASSERT_TRUE(QueryLabels("open", {1}, "", &query).ok());
+  ASSERT_TRUE(QueryLabels("secure", {2}, "tok", &query).ok());
+  ASSERT_TRUE(QueryLabels("open", {3}, "", &query).ok());
+
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(ListQueries("", "", &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 2);
+  EXPECT_EQ(rows.rows(0).experiment(), "open");
+  EXPECT_EQ(rows.rows(1).sequence(), 3);
+  EXPECT_EQ(rows.rows(0).role(), "open");
+
+  ASSERT_TRUE(ListQueries("", "tok", &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 3);
+  EXPECT_EQ(rows.rows(1).experiment(), "secure");
+}
+
+TEST(PeerIdentityTest, DropsThePort) {
+  EXPECT_EQ(PeerIdentity("ipv4:10.0.0.7:5000"), "ipv4:10.0.0.7");
+  EXPECT_EQ(PeerIdentity("ipv6:[::1]:5000"), "ipv6:[::1]");
+  EXPECT_EQ(PeerIdentity("ipv4:"), "ipv4:");
+  EXPECT_EQ(PeerIdentity("unix:/tmp/oracle.sock"), "unix:/tmp/oracle.sock");
+  EXPECT_EQ(PeerIdentity(""), "");
+}
+
+constexpr char kAdminToken[] = "admin-secret";
+
+// The same server with an admin token: operator and client roles.
+class AdminLabelOracleServiceTest : public LabelOracleServiceTest {
+ protected:
+  OracleOptions Options() override {
+    OracleOptions options = LabelOracleServiceTest::Options();
+    options.eval_cap = 5;
+    options.admin_token = kAdminToken;
+    return options;
+  }
+};
+
+TEST_F(AdminLabelOracleServiceTest, OnlyTheOperatorCreates) {
+  oracle::v1::Experiment experiment;
+  ASSERT_TRUE(CreateAs(kAdminToken, "exp1", 5, "t1", &experiment).ok());
+  EXPECT_TRUE(experiment.created());
+
+  // No token: UNAUTHENTICATED; any other token: PERMISSION_DENIED.
+  grpc::Status status = CreateAs("", "exp2", 60000, "");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(status.error_message(), HasSubstr("admin token"));
+  status = CreateAs("", "exp2", 60000, "mine");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  status = CreateAs("t1", "exp2", 60000, "");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  status = CreateAs("admin-secreT", "exp2", 60000, "t2");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  oracle::v1::BudgetStatus budget;
+  EXPECT_EQ(GetBudget("exp2", kAdminToken, &budget).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  // The client joins its experiment but cannot raise its budget.
+  EXPECT_EQ(CreateAs("t1", "exp1", 60000, "t1").error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(CreateAs("", "exp1", 0, "wrong").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(CreateAs("", "exp1", 5, "t1", &experiment).ok());
+  EXPECT_FALSE(experiment.created());
+  ASSERT_TRUE(CreateAs("t1", "exp1", 0, "", &experiment).ok());
+  EXPECT_EQ(experiment.label_budget(), 5);
+  ASSERT_TRUE(GetBudget("exp1", "t1", &budget).ok());
+  EXPECT_EQ(budget.label_budget(), 5);
+
+  // The operator may join without the experiment token, but not re-create it
+  // with another token.
+  EXPECT_TRUE(CreateAs(kAdminToken, "exp1", 0, "").ok());
+  EXPECT_EQ(CreateAs(kAdminToken, "exp1", 0, "t9").error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(AdminLabelOracleServiceTest, ClientUsesOnlyItsOwnExperiment) {
+  ASSERT_TRUE(CreateAs(kAdminToken, "exp1", 5, "t1").ok());
+  ASSERT_TRUE(CreateAs(kAdminToken, "exp2", 5, "t2").ok());
+  ASSERT_TRUE(CreateAs(kAdminToken, "bare", 5, "").ok());
+  oracle::v1::QueryLabelsResponse query;
+  grpc::Status status = QueryLabels("exp1", {1, 2}, "t1", &query);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(QueryLabels("exp2", {3}, "t2", &query).ok());
+  ASSERT_TRUE(QueryLabels("exp2", {4}, kAdminToken, &query).ok());
+  std::vector<int32_t> zeros(kTestCount, 0);
+  oracle::v1::EvaluateResponse evaluation;
+  ASSERT_TRUE(Evaluate("exp1", zeros, "t1", &evaluation).ok());
+
+  oracle::v1::BudgetStatus budget;
+  oracle::v1::ListQueriesResponse rows;
+  EXPECT_EQ(QueryLabels("exp2", {5}, "t1", &query).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(GetBudget("exp2", "t1", &budget).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ListQueries("exp2", "t1", &rows).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // An experiment without a token is the operator's alone.
+  EXPECT_EQ(QueryLabels("bare", {1}, "", &query).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(GetBudget("bare", "t1", &budget).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(GetBudget("bare", kAdminToken, &budget).ok());
+
+  // Listing everything: the client sees its own rows, the operator all.
+  ASSERT_TRUE(ListQueries("", "t1", &rows).ok());
+  std::vector<std::string> experiments;
+  for (const auto& row : rows.rows()) experiments.push_back(row.experiment());
+  EXPECT_THAT(experiments, ElementsAre("exp1", "exp1"));
+  EXPECT_EQ(rows.rows(0).role(), "client");
+  ASSERT_TRUE(ListQueries("", "", &rows).ok());
+  EXPECT_EQ(rows.rows_size(), 0);
+  ASSERT_TRUE(ListQueries("", kAdminToken, &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 6);  // 3 granted, 1 evaluation, 2 denied.
+  EXPECT_EQ(rows.rows(2).role(), "admin");
+  EXPECT_EQ(rows.rows(2).experiment(), "exp2");
+  EXPECT_EQ(rows.rows(4).role(), "client");
+  EXPECT_EQ(rows.rows(4).outcome(), oracle::v1::DENIED_INVALID);
+  ASSERT_TRUE(ListQueries("exp2", kAdminToken, &rows).ok());
+  EXPECT_EQ(rows.rows_size(), 3);
+}
+
+TEST_F(AdminLabelOracleServiceTest, AuditRowsRecordThePeerOverTcp) {
+  ASSERT_TRUE(CreateAs(kAdminToken, "tcp", 5, "t").ok());
+  auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+  grpc::ClientContext context;
+  context.AddMetadata(kTokenMetadataKey, "t");
+  oracle::v1::QueryLabelsRequest request;
+  request.set_experiment("tcp");
+  request.add_ids(1);
+  oracle::v1::QueryLabelsResponse response;
+  ASSERT_TRUE(stub->QueryLabels(&context, request, &response).ok());
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(ListQueries("tcp", "t", &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 1);
+  EXPECT_EQ(rows.rows(0).peer(), "ipv4:127.0.0.1");
+  EXPECT_EQ(rows.rows(0).role(), "client");
 }
 
 TEST_F(LabelOracleServiceTest, ServesOverTcpWithLargeMessages) {

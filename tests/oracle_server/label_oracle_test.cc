@@ -418,6 +418,68 @@ TEST(LabelOracleTest, EvaluateScoresAgainstTestLabels) {
   EXPECT_EQ(rows->rows(2).outcome(), oracle::v1::DENIED_EVALUATION_CAP);
 }
 
+// Server-wide caps count EVALUATED rows of every experiment, per peer and in
+// total, and survive a restart.
+TEST(LabelOracleTest, ServerWideEvaluationCaps) {
+  TestDir dir;
+  const std::string db = dir.path() + "/oracle.db";
+  OracleOptions options;
+  options.max_evaluations_per_client = 2;
+  options.max_evaluations_total = 3;
+  {
+    auto oracle = MakeOracle(dir, options, db);
+    ASSERT_NE(oracle, nullptr);
+    for (const char* name : {"a", "b", "c"}) {
+      ASSERT_THAT(oracle->CreateExperiment(Create(name, 10), ""), IsOk());
+    }
+    const Caller p1("", "ipv4:10.0.0.1");
+    const Caller p2("", "ipv4:10.0.0.2");
+    EXPECT_THAT(oracle->Evaluate(Evaluation("a", PerfectPredictions()), p1),
+                IsOk());
+    EXPECT_THAT(oracle->Evaluate(Evaluation("b", PerfectPredictions()), p1),
+                IsOk());
+    // A new experiment does not reset the client's count.
+    EXPECT_THAT(
+        oracle->Evaluate(Evaluation("c", PerfectPredictions()), p1),
+        StatusIs(absl::StatusCode::kResourceExhausted,
+                 "evaluation cap of 2 per client identity reached for "
+                 "\"ipv4:10.0.0.1\""));
+    EXPECT_THAT(oracle->Evaluate(Evaluation("c", PerfectPredictions()), p2),
+                IsOk());
+    EXPECT_THAT(oracle->Evaluate(Evaluation("c", PerfectPredictions()), p2),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         "server-wide evaluation cap of 3 reached"));
+    auto budget = oracle->GetBudget(Budget("c"), "");
+    ASSERT_THAT(budget, IsOk());
+    EXPECT_EQ(budget->evaluations(), 1);
+    oracle::v1::ListQueriesRequest list;
+    list.set_experiment("c");
+    auto rows = oracle->ListQueries(list, "");
+    ASSERT_THAT(rows, IsOk());
+    ASSERT_EQ(rows->rows_size(), 3);
+    EXPECT_EQ(rows->rows(0).outcome(), oracle::v1::DENIED_EVALUATION_CAP);
+    EXPECT_EQ(rows->rows(0).peer(), "ipv4:10.0.0.1");
+    EXPECT_EQ(rows->rows(1).outcome(), oracle::v1::EVALUATED);
+  }
+  options.max_evaluations_total = 4;
+  auto reopened = MakeOracle(dir, options, db);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_THAT(reopened->Evaluate(Evaluation("a", PerfectPredictions()),
+                                 Caller("", "ipv4:10.0.0.1")),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("per client identity")));
+  EXPECT_THAT(reopened->Evaluate(Evaluation("a", PerfectPredictions()),
+                                 Caller("", "ipv4:10.0.0.3")),
+              IsOk());
+  EXPECT_THAT(reopened->Evaluate(Evaluation("a", PerfectPredictions()),
+                                 Caller("", "ipv4:10.0.0.4")),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("server-wide evaluation cap of 4")));
+  auto verification = VerifyAuditLogFile(db);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+}
+
 TEST(LabelOracleTest, EvaluateRejectsMalformedPredictions) {
   TestDir dir;
   auto oracle = MakeOracle(dir);

@@ -679,6 +679,140 @@ TEST(FailureInjectingLabelStoreTest, FailedWriteRevealsNothing) {
   EXPECT_EQ(usage->evaluations, 0);
 }
 
+// Turns the database at `path`, written by this version, into what schema
+// version 1 wrote: an audit table without role and peer.
+void DowngradeToSchemaV1(const std::string& path) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const char* kSql = R"sql(
+    BEGIN;
+    CREATE TABLE audit_v1 (
+      seq INTEGER PRIMARY KEY,
+      time_us INTEGER NOT NULL,
+      experiment TEXT NOT NULL,
+      client TEXT NOT NULL,
+      strategy TEXT NOT NULL,
+      round INTEGER NOT NULL,
+      kind TEXT NOT NULL,
+      ids_asked TEXT NOT NULL,
+      ids_revealed TEXT NOT NULL,
+      outcome TEXT NOT NULL,
+      detail TEXT NOT NULL,
+      prev_hash TEXT NOT NULL,
+      hash TEXT NOT NULL
+    );
+    INSERT INTO audit_v1 SELECT seq, time_us, experiment, client, strategy,
+      round, kind, ids_asked, ids_revealed, outcome, detail, prev_hash, hash
+      FROM audit;
+    DROP TABLE audit;
+    ALTER TABLE audit_v1 RENAME TO audit;
+    CREATE INDEX audit_by_experiment ON audit (experiment, seq);
+    UPDATE metadata SET value = '1' WHERE key = 'schema_version';
+    COMMIT;
+  )sql";
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, kSql, nullptr, nullptr, &error), SQLITE_OK)
+      << (error != nullptr ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+TEST(SqliteLabelStoreTest, MigratesSchemaVersion1InPlace) {
+  TestDir dir;
+  const std::string db = dir.path() + "/oracle.db";
+  const StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 1000, 50, db);
+  {
+    // Rows as version 1 wrote them: no role, no peer.
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    ExperimentRecord experiment;
+    experiment.name = "old";
+    experiment.label_budget = 10;
+    experiment.evaluation_cap = 5;
+    ASSERT_THAT((*store)->CreateExperiment(experiment, nullptr), IsOk());
+    RevealRequest reveal;
+    reveal.experiment = "old";
+    reveal.ids = {1, 2};
+    ASSERT_THAT((*store)->Reveal(reveal), IsOk());
+    EvaluationRequest evaluation;
+    evaluation.experiment = "old";
+    evaluation.detail = "accuracy=0.5";
+    ASSERT_THAT((*store)->RecordEvaluation(evaluation), IsOk());
+  }
+  DowngradeToSchemaV1(db);
+
+  // Read-only (oraclectl): read as it is, and the old chain verifies.
+  {
+    StoreOptions read_only;
+    read_only.db_path = db;
+    read_only.read_only = true;
+    auto store = SqliteLabelStore::Open(read_only);
+    ASSERT_THAT(store, IsOk());
+    auto rows = (*store)->ListAudit("", 0, 10);
+    ASSERT_THAT(rows, IsOk());
+    ASSERT_EQ(rows->size(), 2u);
+    EXPECT_EQ((*rows)[0].role, "");
+    auto usage = (*store)->GetUsage("old");
+    ASSERT_THAT(usage, IsOk());
+    EXPECT_EQ(usage->spent, 2);
+    EXPECT_EQ(usage->evaluations, 1);
+    auto verification = VerifyAuditLog(**store);
+    ASSERT_THAT(verification, IsOk());
+    EXPECT_TRUE(verification->ok) << verification->reason;
+    EXPECT_EQ(verification->rows_verified, 2);
+  }
+
+  // Writable: migrated in place; old and new rows verify together.
+  {
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    RevealRequest reveal;
+    reveal.experiment = "old";
+    reveal.ids = {2, 3};
+    reveal.role = "client";
+    reveal.peer = "ipv4:10.0.0.7";
+    auto revealed = (*store)->Reveal(reveal);
+    ASSERT_THAT(revealed, IsOk());
+    EXPECT_EQ(revealed->spent, 3);
+    EvaluationRequest evaluation;
+    evaluation.experiment = "old";
+    evaluation.peer = "ipv4:10.0.0.7";
+    evaluation.max_total = 2;
+    auto evaluated = (*store)->RecordEvaluation(evaluation);
+    ASSERT_THAT(evaluated, IsOk());
+    EXPECT_TRUE(evaluated->allowed);
+    auto rows = (*store)->ListAudit("", 0, 10);
+    ASSERT_THAT(rows, IsOk());
+    ASSERT_EQ(rows->size(), 4u);
+    EXPECT_EQ((*rows)[2].role, "client");
+    EXPECT_EQ((*rows)[2].peer, "ipv4:10.0.0.7");
+    auto verification = VerifyAuditLog(**store);
+    ASSERT_THAT(verification, IsOk());
+    EXPECT_TRUE(verification->ok) << verification->reason;
+    EXPECT_EQ(verification->rows_verified, 4);
+    // The old evaluation counts towards the server-wide cap.
+    evaluated = (*store)->RecordEvaluation(evaluation);
+    ASSERT_THAT(evaluated, IsOk());
+    EXPECT_FALSE(evaluated->allowed);
+    EXPECT_EQ(evaluated->denial, "server-wide evaluation cap of 2 reached");
+  }
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw,
+                               "SELECT value FROM metadata WHERE key = "
+                               "'schema_version'",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(
+                sqlite3_column_text(stmt, 0))),
+            "2");
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
+}
+
 TEST(LabelStoreTest, OutcomeNamesRoundTrip) {
   for (Outcome outcome :
        {Outcome::kGranted, Outcome::kDeniedBudget, Outcome::kDeniedInvalid,

@@ -108,7 +108,8 @@ TEST_F(OraclectlTest, SummaryIsATablePerExperiment) {
             "alpha            3      2          1        1       1            "
             "1\n"
             "beta             5      0          5        0       0            "
-            "0\n");
+            "0\n"
+            "distinct train labels revealed across all experiments: 2\n");
 }
 
 TEST_F(OraclectlTest, LogAsTable) {
@@ -255,6 +256,71 @@ TEST(OraclectlQueryTest, CreatesOrJoinsAndPrintsLabels) {
   ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->size(), 3u);
   EXPECT_EQ((*rows)[0].client, "oraclectl");
+  running->server->Shutdown();
+}
+
+// An operator creates experiments with the admin token and hands out their
+// tokens; the summary counts each id once however many experiments saw it.
+TEST(OraclectlCreateTest, OperatorCreatesAndSummaryCountsDistinctLabels) {
+  TestDir dir;
+  auto store = SqliteLabelStore::Open(
+      testdata::SyntheticStoreOptions(dir.path(), kTrainCount, kTestCount));
+  ASSERT_THAT(store, IsOk());
+  OracleOptions oracle_options;
+  oracle_options.admin_token = "admin";
+  auto oracle = LabelOracle::Create(oracle_options, *std::move(store));
+  ASSERT_THAT(oracle, IsOk());
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  auto running = StartOracleServer(options, oracle->get());
+  ASSERT_THAT(running, IsOk());
+  auto stub = oracle::v1::LabelOracle::NewStub(
+      running->server->InProcessChannel(grpc::ChannelArguments()));
+
+  CreateCommand create;
+  create.experiment = "exp1";
+  create.budget = 3;
+  std::ostringstream out;
+  EXPECT_THAT(RunCreate(*stub, create, out),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  create.token = "t1";
+  EXPECT_THAT(RunCreate(*stub, create, out),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  create.admin_token = "not-admin";
+  EXPECT_THAT(RunCreate(*stub, create, out),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  create.admin_token = "admin";
+  ASSERT_THAT(RunCreate(*stub, create, out), IsOk());
+  ASSERT_THAT(RunCreate(*stub, create, out), IsOk());
+  create.experiment = "exp2";
+  create.token = "t2";
+  ASSERT_THAT(RunCreate(*stub, create, out), IsOk());
+  EXPECT_EQ(out.str(),
+            "created experiment exp1 (budget 3)\n"
+            "experiment exp1 exists (budget 3)\n"
+            "created experiment exp2 (budget 3)\n");
+
+  // The trainers hold only their experiment tokens.
+  QueryCommand query;
+  query.experiment = "exp1";
+  query.token = "t1";
+  query.ids = {7, 9};
+  std::ostringstream ignored;
+  ASSERT_THAT(RunQuery(*stub, query, ignored), IsOk());
+  query.experiment = "exp2";
+  query.token = "t2";
+  query.ids = {9, 11};
+  ASSERT_THAT(RunQuery(*stub, query, ignored), IsOk());
+  query.experiment = "exp3";
+  EXPECT_THAT(RunQuery(*stub, query, ignored),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+
+  std::ostringstream summary;
+  ASSERT_THAT(PrintSummary((*oracle)->store(), summary), IsOk());
+  EXPECT_THAT(summary.str(),
+              HasSubstr("\ndistinct train labels revealed across all "
+                        "experiments: 3\n"));
   running->server->Shutdown();
 }
 
