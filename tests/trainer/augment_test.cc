@@ -190,6 +190,47 @@ TEST(StrongAugmentTest, ChangesNearlyEveryImage) {
   EXPECT_GT(changed, 240);
 }
 
+TEST(StrongAugmentTest, AllOpsListedDrawsLikeTheDefault) {
+  at::Tensor x = at::rand({32, 1, 28, 28}, Gen(1));
+  StrongAugmentOptions all;
+  for (int op = 0; op < kNumStrongOps; ++op) {
+    all.ops.push_back(static_cast<StrongOp>(op));
+  }
+  at::Generator g1 = Gen(4), g2 = Gen(4);
+  EXPECT_TRUE(at::equal(StrongAugment(x, g1), StrongAugment(x, g2, all)));
+}
+
+TEST(StrongAugmentTest, OpsListRestrictsTheChoice) {
+  at::Tensor x = at::rand({32, 1, 28, 28}, Gen(1));
+  StrongAugmentOptions options;
+  options.cutout_max_fraction = 0.0;
+  options.num_ops = 1;
+  options.ops = {StrongOp::kIdentity};
+  at::Generator gen = Gen(2);
+  EXPECT_TRUE(at::equal(StrongAugment(x, gen, options), x));
+  // Brightness with a fixed factor of one half, on every image.
+  options.ops = {StrongOp::kBrightness};
+  options.min_enhance = options.max_enhance = 0.5;
+  EXPECT_TRUE(at::allclose(StrongAugment(x, gen, options), x * 0.5f));
+  // Two distinct ops out of two: both, in StrongOp order.
+  options.num_ops = 2;
+  options.ops = {StrongOp::kBrightness, StrongOp::kSolarize};
+  at::Tensor out = StrongAugment(x, gen, options);
+  EXPECT_LE(out.max().item<float>(), 0.5f + 1e-6f);
+}
+
+TEST(StrongAugmentTest, BadOpsListThrows) {
+  at::Tensor x = at::rand({2, 1, 28, 28}, Gen(1));
+  at::Generator gen = Gen(2);
+  StrongAugmentOptions options;
+  options.ops = {StrongOp::kContrast};  // fewer ops than num_ops = 2
+  EXPECT_THROW(StrongAugment(x, gen, options), c10::Error);
+  options.ops = {StrongOp::kContrast, StrongOp::kContrast};
+  EXPECT_THROW(StrongAugment(x, gen, options), c10::Error);
+  options.ops = {StrongOp::kContrast, static_cast<StrongOp>(kNumStrongOps)};
+  EXPECT_THROW(StrongAugment(x, gen, options), c10::Error);
+}
+
 TEST(ApplyStrongOpTest, Identity) {
   at::Tensor x = at::rand({4, 1, 28, 28}, Gen(1));
   EXPECT_TRUE(
@@ -332,6 +373,124 @@ TEST(ApplyStrongOpTest, RotateAndShearKeepCentreAndMass) {
   EXPECT_NEAR(std::abs(angle), 30.0, 1.5);
 }
 
+RandomResizedCropOptions FixedCrop(double scale, double ratio) {
+  RandomResizedCropOptions options;
+  options.scale_min = options.scale_max = scale;
+  options.ratio_min = options.ratio_max = ratio;
+  return options;
+}
+
+TEST(RandomResizedCropTest, WholeImageSquareCropIsIdentity) {
+  at::Tensor x = at::rand({8, 2, 28, 28}, Gen(1));
+  at::Generator gen = Gen(2);
+  at::Tensor out = RandomResizedCrop(x, gen, FixedCrop(1.0, 1.0));
+  EXPECT_TRUE(at::allclose(out, x, 1e-5, 1e-5));
+}
+
+TEST(RandomResizedCropTest, ShapeRangeAndDeterminism) {
+  at::Tensor x = at::rand({32, 1, 28, 28}, Gen(1));
+  at::Generator g1 = Gen(7), g2 = Gen(7), g3 = Gen(8);
+  at::Tensor a = RandomResizedCrop(x, g1);
+  at::Tensor b = RandomResizedCrop(x, g2);
+  at::Tensor c = RandomResizedCrop(x, g3);
+  EXPECT_EQ(a.sizes(), x.sizes());
+  EXPECT_TRUE(a.is_contiguous());
+  EXPECT_GE(a.min().item<float>(), 0.0f);
+  EXPECT_LE(a.max().item<float>(), 1.0f);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, c));
+  EXPECT_FALSE(at::equal(a, RandomResizedCrop(x, g1)));
+}
+
+TEST(RandomResizedCropTest, CropZoomsIntoACentredSquare) {
+  // An 8x8 square at the centre; a crop of 0.5625 of the area has side
+  // 0.75 (21 px) and always contains the square, which grows by 1 / 0.75.
+  const int64_t n = 16;
+  at::Tensor x = at::zeros({n, 1, 28, 28});
+  x.narrow(2, 10, 8).narrow(3, 10, 8).fill_(1.0f);
+  at::Generator gen = Gen(3);
+  at::Tensor out = RandomResizedCrop(x, gen, FixedCrop(0.5625, 1.0));
+  for (int64_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(i);
+    at::Tensor img = out[i][0];
+    EXPECT_NEAR(img.sum().item<double>(), 64.0 / 0.5625, 2.0);
+    // Pixels inside the grown square are fully bright: at least 9x9 of them.
+    EXPECT_GE((img > 0.999f).sum().item<int64_t>(), 81);
+    EXPECT_EQ(img.select(0, 0).sum().item<float>(), 0.0f);
+  }
+}
+
+TEST(RandomResizedCropTest, RatioIsWidthOverHeight) {
+  // Ratio 2 at half the area: the box spans the full width and half the
+  // height, so an image that varies only across columns is unchanged.
+  at::Tensor cols = at::arange(28, at::kFloat).div(27.0f).view({1, 1, 1, 28});
+  at::Tensor x = cols.expand({4, 1, 28, 28}).contiguous();
+  at::Generator gen = Gen(4);
+  at::Tensor out = RandomResizedCrop(x, gen, FixedCrop(0.5, 2.0));
+  EXPECT_TRUE(at::allclose(out, x, 1e-5, 1e-5));
+  // No ratio-3 box of the whole area fits: torchvision's fallback, the full
+  // width at a third of the height (again columns unchanged).
+  out = RandomResizedCrop(x, gen, FixedCrop(1.0, 3.0));
+  EXPECT_TRUE(at::allclose(out, x, 1e-5, 1e-5));
+}
+
+TEST(RandomResizedCropTest, BadOptionsThrow) {
+  at::Tensor x = at::rand({2, 1, 28, 28}, Gen(1));
+  at::Generator gen = Gen(2);
+  EXPECT_THROW(RandomResizedCrop(x, gen, FixedCrop(0.0, 1.0)), c10::Error);
+  EXPECT_THROW(RandomResizedCrop(x, gen, FixedCrop(1.5, 1.0)), c10::Error);
+  EXPECT_THROW(RandomResizedCrop(x, gen, FixedCrop(0.5, 0.0)), c10::Error);
+  RandomResizedCropOptions reversed;
+  reversed.ratio_min = 2.0;
+  reversed.ratio_max = 1.0;
+  EXPECT_THROW(RandomResizedCrop(x, gen, reversed), c10::Error);
+}
+
+TEST(ContrastiveAugmentTest, ShapeRangeAndDeterminism) {
+  at::Tensor x = at::rand({32, 1, 28, 28}, Gen(1));
+  at::Generator g1 = Gen(9), g2 = Gen(9), g3 = Gen(10);
+  at::Tensor a = ContrastiveAugment(x, g1);
+  at::Tensor b = ContrastiveAugment(x, g2);
+  at::Tensor c = ContrastiveAugment(x, g3);
+  EXPECT_EQ(a.sizes(), x.sizes());
+  EXPECT_TRUE(a.is_contiguous());
+  EXPECT_GE(a.min().item<float>(), 0.0f);
+  EXPECT_LE(a.max().item<float>(), 1.0f);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, c));
+  // The second view of the same images differs from the first.
+  EXPECT_FALSE(at::equal(a, ContrastiveAugment(x, g1)));
+}
+
+TEST(ContrastiveAugmentTest, FlipWithoutCropOrOpsIsMirror) {
+  at::Tensor x = at::rand({8, 1, 28, 28}, Gen(1));
+  ContrastiveAugmentOptions options;
+  options.crop = FixedCrop(1.0, 1.0);
+  options.strong.num_ops = 0;
+  options.flip_probability = 1.0;
+  at::Generator gen = Gen(2);
+  EXPECT_TRUE(
+      at::allclose(ContrastiveAugment(x, gen, options), x.flip(3), 1e-5, 1e-5));
+  options.flip_probability = 0.0;
+  EXPECT_TRUE(at::allclose(ContrastiveAugment(x, gen, options), x, 1e-5, 1e-5));
+}
+
+TEST(ContrastiveAugmentTest, DefaultsUsePixelOpsOnlyWithoutCutout) {
+  StrongAugmentOptions strong = ContrastiveAugmentOptions().strong;
+  EXPECT_EQ(strong.num_ops, 2);
+  EXPECT_EQ(strong.cutout_max_fraction, 0.0);
+  for (StrongOp op : strong.ops) {
+    EXPECT_LT(static_cast<int>(op), static_cast<int>(StrongOp::kRotate));
+  }
+  // Neither the crop nor the pixel ops add structure: every view of a blank
+  // image is uniform (blank, or inverted by solarize).
+  at::Tensor blank = at::zeros({64, 1, 28, 28});
+  at::Generator gen = Gen(3);
+  at::Tensor out = ContrastiveAugment(blank, gen);
+  at::Tensor spread = out.flatten(1).amax(1) - out.flatten(1).amin(1);
+  EXPECT_LT(spread.max().item<float>(), 1e-6f);
+}
+
 TEST(AugmentCudaTest, DeterministicInRangeAndOpsMatchCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA, 0);
@@ -347,6 +506,12 @@ TEST(AugmentCudaTest, DeterministicInRangeAndOpsMatchCpu) {
   EXPECT_TRUE(at::equal(strong1, strong2));
   EXPECT_GE(strong1.min().item<float>(), 0.0f);
   EXPECT_LE(strong1.max().item<float>(), 1.0f);
+  at::Tensor view1 = ContrastiveAugment(xc, *g1);
+  at::Tensor view2 = ContrastiveAugment(xc, *g2);
+  EXPECT_EQ(view1.device(), cuda);
+  EXPECT_TRUE(at::equal(view1, view2));
+  EXPECT_GE(view1.min().item<float>(), 0.0f);
+  EXPECT_LE(view1.max().item<float>(), 1.0f);
   // The ops themselves are deterministic: CUDA and CPU agree.
   at::Tensor m = at::rand({64}, Gen(2));
   for (int op = 0; op < kNumStrongOps; ++op) {

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -138,6 +139,23 @@ bool IsPixelOp(StrongOp op) {
   return op >= StrongOp::kAutocontrast && op <= StrongOp::kSharpness;
 }
 
+bool IsGeometricOp(StrongOp op) { return op >= StrongOp::kRotate; }
+
+// Which ops StrongAugment may choose: options.ops, or all when empty.
+std::array<bool, kNumStrongOps> AllowedOps(
+    const StrongAugmentOptions& options) {
+  std::array<bool, kNumStrongOps> allowed;
+  allowed.fill(options.ops.empty());
+  for (StrongOp op : options.ops) {
+    const int index = static_cast<int>(op);
+    TORCH_CHECK(index >= 0 && index < kNumStrongOps, "unknown StrongOp ",
+                index);
+    TORCH_CHECK(!allowed[index], "StrongOp ", index, " listed twice");
+    allowed[index] = true;
+  }
+  return allowed;
+}
+
 // Sampling matrices (output -> input, affine_grid's normalised coordinates)
 // for op choices `ops` ([K, N] int64) with magnitudes `m` ([K, N]); an image
 // whose op at round k is not geometric gets the identity there. Returns the
@@ -198,6 +216,68 @@ Tensor Cutout(const Tensor& x, const Tensor& u, double max_fraction,
   return x.masked_fill(mask, fill);
 }
 
+constexpr int kCropAttempts = 10;
+
+// Bilinear resampling of x at the boxes of theta ([N, 2, 3]), which lie
+// inside the image: samples in the half-pixel rim outside the outermost
+// pixel centres read the edge pixel, like a resize of the cropped box.
+Tensor ResampleBoxes(const Tensor& x, const Tensor& theta) {
+  Tensor grid =
+      at::affine_grid_generator(theta, x.sizes(), /*align_corners=*/false);
+  return at::grid_sampler(x, grid, /*interpolation_mode=*/0,
+                          /*padding_mode=*/1, /*align_corners=*/false);
+}
+
+void CheckCropOptions(const RandomResizedCropOptions& options) {
+  TORCH_CHECK(options.scale_min > 0 && options.scale_min <= options.scale_max &&
+                  options.scale_max <= 1,
+              "crop scale range must satisfy 0 < min <= max <= 1, got [",
+              options.scale_min, ", ", options.scale_max, "]");
+  TORCH_CHECK(options.ratio_min > 0 && options.ratio_min <= options.ratio_max,
+              "crop ratio range must satisfy 0 < min <= max, got [",
+              options.ratio_min, ", ", options.ratio_max, "]");
+}
+
+// Sampling matrices [N, 2, 3] (output -> input, affine_grid's normalised
+// coordinates) of random resized crops of [N, ?, h, w] images, from u
+// ([N, 2 * kCropAttempts + 2] uniform in [0, 1): per attempt an area
+// fraction and a log ratio, then the box position), mirrored horizontally
+// where `flip` ([N] bool) is set when it is defined.
+Tensor CropTheta(const Tensor& u, int64_t h, int64_t w,
+                 const RandomResizedCropOptions& options, const Tensor& flip) {
+  const int64_t t = kCropAttempts;
+  Tensor scale = options.scale_min +
+                 u.narrow(1, 0, t) * (options.scale_max - options.scale_min);
+  const double log_min = std::log(options.ratio_min);
+  const double log_max = std::log(options.ratio_max);
+  Tensor ratio = at::exp(log_min + u.narrow(1, t, t) * (log_max - log_min));
+  // Box sides as fractions of the image's: area s * h * w, width / height r.
+  const double aspect = static_cast<double>(h) / static_cast<double>(w);
+  Tensor fw = at::sqrt(scale * ratio * aspect);
+  Tensor fh = at::sqrt(scale / ratio / aspect);
+  Tensor fits = (fw <= 1) & (fh <= 1);
+  Tensor first = fits.to(at::kByte).argmax(1, /*keepdim=*/true);
+  // torchvision's fallback: the whole image, cut to the nearest allowed
+  // ratio when its own is outside the range.
+  const double image_ratio = static_cast<double>(w) / static_cast<double>(h);
+  double fallback_w = 1.0, fallback_h = 1.0;
+  if (image_ratio < options.ratio_min)
+    fallback_h = image_ratio / options.ratio_min;
+  if (image_ratio > options.ratio_max)
+    fallback_w = options.ratio_max / image_ratio;
+  Tensor any_fits = fits.any(1);
+  Tensor sx = at::where(any_fits, fw.gather(1, first).squeeze(1),
+                        at::full_like(any_fits, fallback_w, u.options()));
+  Tensor sy = at::where(any_fits, fh.gather(1, first).squeeze(1),
+                        at::full_like(any_fits, fallback_h, u.options()));
+  // Box centre uniform over the positions that keep it inside the image.
+  Tensor cx = (2 * u.select(1, 2 * t) - 1) * (1 - sx);
+  Tensor cy = (2 * u.select(1, 2 * t + 1) - 1) * (1 - sy);
+  Tensor ax = flip.defined() ? at::where(flip, -sx, sx) : sx;
+  Tensor zero = at::zeros_like(sx);
+  return at::stack({ax, zero, cx, zero, sy, cy}, 1).view({-1, 2, 3});
+}
+
 }  // namespace
 
 absl::StatusOr<at::Generator> MakeGenerator(c10::Device device, uint64_t seed) {
@@ -246,18 +326,34 @@ at::Tensor WeakAugment(const at::Tensor& images, at::Generator& gen,
 at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,
                          const StrongAugmentOptions& options) {
   CheckImages(images);
-  TORCH_CHECK(options.num_ops >= 0 && options.num_ops <= kNumStrongOps,
-              "num_ops must be in [0, ", kNumStrongOps, "]");
+  const std::array<bool, kNumStrongOps> allowed = AllowedOps(options);
+  const int num_allowed =
+      static_cast<int>(std::count(allowed.begin(), allowed.end(), true));
+  TORCH_CHECK(options.num_ops >= 0 && options.num_ops <= num_allowed,
+              "num_ops must be in [0, ", num_allowed, "]");
+  const bool any_geometric = [&allowed] {
+    for (int op = 0; op < kNumStrongOps; ++op) {
+      if (allowed[op] && IsGeometricOp(static_cast<StrongOp>(op))) return true;
+    }
+    return false;
+  }();
   const int64_t n = images.size(0);
   const int64_t k = options.num_ops;
   // One draw: op ranking scores, magnitudes, cutout parameters.
   Tensor u = at::rand({n, kNumStrongOps + k + 3}, gen, images.options());
   Tensor x = images.contiguous();
   if (k > 0) {
-    Tensor ops = u.narrow(1, 0, kNumStrongOps)
-                     .argsort(int64_t{1}, /*descending=*/false)
-                     .narrow(1, 0, k)
-                     .t();
+    // Ops are the k lowest scores; scores of ops not allowed are pushed
+    // above every allowed one's (scores are in [0, 1)).
+    Tensor scores = u.narrow(1, 0, kNumStrongOps);
+    if (num_allowed < kNumStrongOps) {
+      scores = scores.clone();
+      for (int op = 0; op < kNumStrongOps; ++op) {
+        if (!allowed[op]) scores.select(1, op).add_(2.0);
+      }
+    }
+    Tensor ops =
+        scores.argsort(int64_t{1}, /*descending=*/false).narrow(1, 0, k).t();
     Tensor m = u.narrow(1, kNumStrongOps, k).t();
     Tensor chosen =
         ops.unsqueeze(0) ==
@@ -266,11 +362,13 @@ at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,
     Tensor magnitude = (chosen * m.unsqueeze(0)).sum(1);  // [ops, N]
     for (int op = 0; op < kNumStrongOps; ++op) {
       const auto strong_op = static_cast<StrongOp>(op);
-      if (!IsPixelOp(strong_op)) continue;
+      if (!IsPixelOp(strong_op) || !allowed[op]) continue;
       Tensor y = ApplyPixelOp(x, strong_op, magnitude[op], options);
       x = at::where(PerImage(selected[op]), y, x);
     }
-    x = WarpAffine(x, AffineFromOps(ops, m, options), options.geometric_fill);
+    if (any_geometric) {
+      x = WarpAffine(x, AffineFromOps(ops, m, options), options.geometric_fill);
+    }
   }
   if (options.cutout_max_fraction > 0) {
     x = Cutout(x, u.narrow(1, kNumStrongOps + k, 3).t(),
@@ -290,6 +388,41 @@ at::Tensor ApplyStrongOp(const at::Tensor& images, StrongOp op,
                         images.options().dtype(at::kLong));
   Tensor theta = AffineFromOps(ops, magnitude.view({1, -1}), options);
   return WarpAffine(x, theta, options.geometric_fill).clamp(0, 1);
+}
+
+at::Tensor RandomResizedCrop(const at::Tensor& images, at::Generator& gen,
+                             const RandomResizedCropOptions& options) {
+  CheckImages(images);
+  CheckCropOptions(options);
+  Tensor u =
+      at::rand({images.size(0), 2 * kCropAttempts + 2}, gen, images.options());
+  Tensor theta = CropTheta(u, images.size(2), images.size(3), options, {});
+  return ResampleBoxes(images.contiguous(), theta).clamp(0, 1);
+}
+
+StrongAugmentOptions ContrastivePixelOptions() {
+  StrongAugmentOptions options;
+  options.num_ops = 2;
+  options.ops = {StrongOp::kIdentity,   StrongOp::kAutocontrast,
+                 StrongOp::kEqualize,   StrongOp::kSolarize,
+                 StrongOp::kPosterize,  StrongOp::kContrast,
+                 StrongOp::kBrightness, StrongOp::kSharpness};
+  options.cutout_max_fraction = 0.0;
+  return options;
+}
+
+at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
+                              const ContrastiveAugmentOptions& options) {
+  CheckImages(images);
+  CheckCropOptions(options.crop);
+  // One draw for crop and flip; StrongAugment draws its own.
+  Tensor u =
+      at::rand({images.size(0), 2 * kCropAttempts + 3}, gen, images.options());
+  Tensor flip = u.select(1, 2 * kCropAttempts + 2) < options.flip_probability;
+  Tensor theta =
+      CropTheta(u, images.size(2), images.size(3), options.crop, flip);
+  Tensor cropped = ResampleBoxes(images.contiguous(), theta).clamp(0, 1);
+  return StrongAugment(cropped, gen, options.strong);
 }
 
 }  // namespace trainer

@@ -1,4 +1,5 @@
-// Batched, on-device image augmentation for FixMatch. Every function works on
+// Batched, on-device image augmentation for FixMatch (weak and strong views)
+// and SimCLR (contrastive views). Every function works on
 // a whole batch with tensor ops (no per-image host loop, no host sync) and
 // draws all its randomness from the generator it is given, so equal
 // generator states give bit-identical output on the same device.
@@ -10,6 +11,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -57,8 +59,11 @@ inline constexpr int kNumStrongOps = 13;
 // 8 - floor(m * (9 - min_posterize_bits)) bits; autocontrast and equalize
 // (PIL's, on the 8-bit histogram) ignore m.
 struct StrongAugmentOptions {
-  // Distinct ops per image, 0..kNumStrongOps.
+  // Distinct ops per image, 0..(number of ops to choose among).
   int num_ops = 2;
+  // Ops to choose among (without repeats); empty means all kNumStrongOps.
+  // With all ops allowed the draws are those of an empty list.
+  std::vector<StrongOp> ops;
   // Rotation angle up to +-max_rotate_degrees.
   double max_rotate_degrees = 30.0;
   // Shear factor up to +-max_shear.
@@ -92,11 +97,13 @@ at::Tensor WeakAugment(const at::Tensor& images, at::Generator& gen,
 
 // Strong augmentation (RandAugment + Cutout) of `images` ([N, C, H, W] float
 // in [0, 1]): each image gets num_ops distinct ops drawn uniformly from
-// StrongOp with a random magnitude each. Pixel ops are computed for the whole
-// batch and selected per image; they run in StrongOp order, then the
-// geometric ops of each image are composed into one affine map applied with
-// a single bilinear grid_sample, then Cutout. Returns a contiguous tensor of
-// the same shape with values in [0, 1].
+// options.ops (all of StrongOp by default) with a random magnitude each. Pixel
+// ops are computed for the whole batch and selected per image; they run in
+// StrongOp order, then the geometric ops of each image are composed into one
+// affine map applied with a single bilinear grid_sample (skipped when no
+// geometric op is allowed), then Cutout. Returns a contiguous tensor of the
+// same shape with values in [0, 1]. Throws c10::Error for an out-of-range op or
+// num_ops.
 at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,
                          const StrongAugmentOptions& options = {});
 
@@ -107,6 +114,60 @@ at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,
 at::Tensor ApplyStrongOp(const at::Tensor& images, StrongOp op,
                          const at::Tensor& magnitude,
                          const StrongAugmentOptions& options = {});
+
+// Random resized crop (Inception / SimCLR style). Per image, the crop's
+// area as a fraction of the image is drawn uniformly from
+// [scale_min, scale_max] and its aspect ratio (width / height)
+// log-uniformly from [ratio_min, ratio_max]; of 10 such draws the first
+// that fits inside the image is used (none fits: the largest box of
+// clamped ratio, as torchvision does). The box lies at a uniform position
+// inside the image, with sub-pixel coordinates.
+struct RandomResizedCropOptions {
+  // Area fraction range, 0 < scale_min <= scale_max <= 1. SimCLR's 0.08 is
+  // for ImageNet; on 28x28 images a 0.08 crop is an 8x8 patch with little
+  // left of the object, so the default keeps at least a 12x12 patch.
+  double scale_min = 0.2;
+  double scale_max = 1.0;
+  // Aspect ratio range, 0 < ratio_min <= ratio_max.
+  double ratio_min = 3.0 / 4.0;
+  double ratio_max = 4.0 / 3.0;
+};
+
+// Crops every image of `images` ([N, C, H, W] float32 in [0, 1]) to its own
+// random box and resizes it back to H x W with bilinear sampling, for the
+// whole batch in one affine_grid + grid_sample. Boxes lie inside the image,
+// so nothing outside it is shown (samples in the half-pixel rim beyond the
+// outermost pixel centres read the edge pixel). Returns a contiguous tensor of
+// the same shape with values in [0, 1]. Throws c10::Error for options outside
+// their ranges.
+at::Tensor RandomResizedCrop(const at::Tensor& images, at::Generator& gen,
+                             const RandomResizedCropOptions& options = {});
+
+// StrongAugmentOptions for contrastive views of grayscale images: two
+// distinct ops per image among identity and the pixel ops (autocontrast,
+// equalize, solarize, posterize, contrast, brightness, sharpness: the
+// grayscale counterparts of SimCLR's colour distortion, with identity
+// standing in for its "no jitter" chance); no geometric ops (the crop does
+// geometry) and no Cutout.
+StrongAugmentOptions ContrastivePixelOptions();
+
+struct ContrastiveAugmentOptions {
+  // The random resized crop.
+  RandomResizedCropOptions crop;
+  // Chance of a horizontal flip, per image (applied with the crop).
+  double flip_probability = 0.5;
+  // Pixel ops after crop and flip, applied by StrongAugment.
+  StrongAugmentOptions strong = ContrastivePixelOptions();
+};
+
+// One contrastive view of each of `images` ([N, C, H, W] float32 in
+// [0, 1]): random resized crop and horizontal flip in a single bilinear
+// grid_sample, then StrongAugment with options.strong. Call twice (the
+// generator advances) for SimCLR's two views. Returns a contiguous tensor
+// of the same shape with values in [0, 1]. Throws c10::Error for options
+// outside their ranges.
+at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
+                              const ContrastiveAugmentOptions& options = {});
 
 }  // namespace trainer
 
