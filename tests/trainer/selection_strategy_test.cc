@@ -74,8 +74,8 @@ void ExpectValidSelection(const PoolState& pool,
 }
 
 TEST(MakeSelectionStrategyTest, NamesAreTheSpecs) {
-  for (const std::string spec :
-       {"random", "kcenter", "typiclust", "margin", "grpc://localhost:50061"}) {
+  for (const std::string spec : {"random", "kcenter", "typiclust", "margin",
+                                 "probcover", "grpc://localhost:50061"}) {
     std::unique_ptr<SelectionStrategy> strategy = Make(spec);
     ASSERT_NE(strategy, nullptr);
     EXPECT_EQ(strategy->name(), spec);
@@ -86,7 +86,8 @@ TEST(MakeSelectionStrategyTest, UnknownSpecListsTheValidOnes) {
   EXPECT_THAT(MakeSelectionStrategy("entropy", StrategyOptions()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "unknown selection strategy \"entropy\"; valid: "
-                       "random, kcenter, typiclust, margin, grpc://host:port"));
+                       "random | kcenter | typiclust | margin | probcover | "
+                       "grpc://host:port"));
   EXPECT_THAT(MakeSelectionStrategy("grpc://", StrategyOptions()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("names no host:port")));
@@ -105,7 +106,8 @@ TEST(SelectionStrategyTest, CountOverAvailableIsInvalidForEveryStrategy) {
   pool.pool_ids = {1, 2, 3, 4};
   pool.embeddings = torch::randn({4, 3});
   pool.labelled_ids = {2};
-  for (const std::string spec : {"random", "kcenter", "typiclust", "margin"}) {
+  for (const std::string spec :
+       {"random", "kcenter", "typiclust", "margin", "probcover"}) {
     EXPECT_THAT(Make(spec)->Select(pool, 4),
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          "asked for 4 ids but only 3 unlabelled pool ids "
@@ -338,6 +340,190 @@ TEST(MarginStrategyTest, FallsBackToTypiclustWithoutProbabilities) {
   EXPECT_THAT(*ids, ElementsAre(100, 203));
   EXPECT_EQ(margin->last_note(),
             "margin: no probabilities yet, selected by typiclust");
+}
+
+// Five well-separated blobs in 8-d: blob b has kBlobSizes[b] points around
+// 10 * e_b (noise 0.3 per axis), ids 100 * (b + 1) + i. blob_of[k] is the
+// blob of pool row k.
+constexpr int64_t kBlobSizes[] = {40, 30, 20, 15, 10};
+
+PoolState Blobs(std::vector<int64_t>* blob_of) {
+  PoolState pool;
+  torch::manual_seed(11);
+  std::vector<torch::Tensor> parts;
+  for (int64_t b = 0; b < 5; ++b) {
+    torch::Tensor centre = torch::zeros({1, 8});
+    centre[0][b] = 10;
+    parts.push_back(centre + 0.3 * torch::randn({kBlobSizes[b], 8}));
+    for (int64_t i = 0; i < kBlobSizes[b]; ++i) {
+      pool.pool_ids.push_back(100 * (b + 1) + i);
+      if (blob_of != nullptr) blob_of->push_back(b);
+    }
+  }
+  pool.embeddings = torch::cat(parts);
+  pool.seed = 5;
+  return pool;
+}
+
+int64_t BlobOfId(int64_t id) { return id / 100 - 1; }
+
+StrategyOptions FiveClasses() {
+  StrategyOptions options;
+  options.probcover_clusters = 5;
+  return options;
+}
+
+// The delta printed in a probcover note ("probcover: delta 1.23 (...").
+double NoteDelta(const std::string& note) {
+  const std::string prefix = "probcover: delta ";
+  EXPECT_EQ(note.rfind(prefix, 0), 0u) << note;
+  return std::stod(note.substr(prefix.size()));
+}
+
+TEST(ProbCoverStrategyTest, PicksOnePointPerBlobLargestFirst) {
+  PoolState pool = Blobs(nullptr);
+  std::unique_ptr<SelectionStrategy> probcover =
+      Make("probcover", FiveClasses());
+  absl::StatusOr<std::vector<int64_t>> ids = probcover->Select(pool, 5);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 5);
+  for (int64_t b = 0; b < 5; ++b) EXPECT_EQ(BlobOfId((*ids)[b]), b) << b;
+  EXPECT_THAT(probcover->last_note(), HasSubstr("coverage 0% -> 100%"));
+}
+
+TEST(ProbCoverStrategyTest, PicksTheBlobsWithoutALabel) {
+  PoolState pool = Blobs(nullptr);
+  pool.labelled_ids = {105, 303};  // blobs 0 and 2
+  std::unique_ptr<SelectionStrategy> probcover =
+      Make("probcover", FiveClasses());
+  absl::StatusOr<std::vector<int64_t>> ids = probcover->Select(pool, 3);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 3);
+  EXPECT_EQ(BlobOfId((*ids)[0]), 1);
+  EXPECT_EQ(BlobOfId((*ids)[1]), 3);
+  EXPECT_EQ(BlobOfId((*ids)[2]), 4);
+  EXPECT_THAT(probcover->last_note(), HasSubstr("coverage 53% -> 100%"));
+}
+
+TEST(ProbCoverStrategyTest, AutomaticDeltaLiesBetweenIntraAndInterBlob) {
+  std::vector<int64_t> blob_of;
+  PoolState pool = Blobs(&blob_of);
+  std::unique_ptr<SelectionStrategy> probcover =
+      Make("probcover", FiveClasses());
+  ASSERT_THAT(probcover->Select(pool, 1), IsOk());
+  const double delta = NoteDelta(probcover->last_note());
+
+  const torch::Tensor x =
+      pool.embeddings / pool.embeddings.norm(2, {1}, /*keepdim=*/true);
+  const torch::Tensor d = torch::cdist(x, x);
+  const torch::Tensor blob = torch::tensor(blob_of);
+  const torch::Tensor same = blob.unsqueeze(1).eq(blob.unsqueeze(0));
+  const double max_intra = d.masked_select(same).max().item<double>();
+  const double mean_inter =
+      d.masked_select(same.logical_not()).mean().item<double>();
+  EXPECT_GT(delta, max_intra);
+  EXPECT_LT(delta, mean_inter);
+}
+
+TEST(ProbCoverStrategyTest, ColdStartIsDeterministicForASeed) {
+  PoolState pool = RandomPool(400);
+  pool.labelled_ids.clear();
+  pool.round = 0;
+  StrategyOptions options;
+  options.max_block_elements = 3000;  // several blocks
+  std::unique_ptr<SelectionStrategy> probcover = Make("probcover", options);
+  absl::StatusOr<std::vector<int64_t>> ids = probcover->Select(pool, 20);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 20);
+  const std::string note = probcover->last_note();
+  EXPECT_THAT(note, HasSubstr("(auto: purity 0.95 over 10 k-means clusters "
+                              "on 400 balls)"));
+  std::unique_ptr<SelectionStrategy> again = Make("probcover", options);
+  EXPECT_EQ(*again->Select(pool, 20), *ids);
+  EXPECT_EQ(again->last_note(), note);
+}
+
+TEST(ProbCoverStrategyTest, GraphBlocksAndPuritySampleDoNotChangeAGivenDelta) {
+  PoolState pool = RandomPool(300);
+  StrategyOptions one_block;
+  one_block.probcover_delta = 0.9;
+  StrategyOptions many_blocks = one_block;
+  many_blocks.max_block_elements = 700;
+  absl::StatusOr<std::vector<int64_t>> ids =
+      Make("probcover", one_block)->Select(pool, 30);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 30);
+  EXPECT_EQ(*Make("probcover", many_blocks)->Select(pool, 30), *ids);
+}
+
+TEST(ProbCoverStrategyTest, FillsUpAtRandomOnceEverythingIsCovered) {
+  PoolState pool = Blobs(nullptr);
+  StrategyOptions options;
+  options.probcover_delta = 2.5;  // every ball holds the whole pool
+  std::unique_ptr<SelectionStrategy> probcover = Make("probcover", options);
+  absl::StatusOr<std::vector<int64_t>> ids = probcover->Select(pool, 4);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 4);
+  EXPECT_EQ((*ids)[0], 100);  // the first position among equal gains
+  EXPECT_EQ(probcover->last_note(),
+            "probcover: delta 2.5 (given), 13225 edges, coverage 0% -> 100%, "
+            "3 ids at random (all covered)");
+}
+
+TEST(ProbCoverStrategyTest, EdgeCap) {
+  PoolState pool = Blobs(nullptr);
+  StrategyOptions options;
+  options.probcover_delta = 2.5;
+  options.probcover_max_edges = 1000;
+  EXPECT_THAT(Make("probcover", options)->Select(pool, 1),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("more than probcover_max_edges = 1000")));
+
+  // An automatic delta shrinks to fit instead.
+  options = FiveClasses();
+  options.probcover_max_edges = 1000;
+  std::unique_ptr<SelectionStrategy> probcover = Make("probcover", options);
+  absl::StatusOr<std::vector<int64_t>> ids = probcover->Select(pool, 5);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 5);
+  EXPECT_THAT(probcover->last_note(), HasSubstr("to fit probcover_max_edges"));
+}
+
+TEST(ProbCoverStrategyTest, RejectsBadInput) {
+  StrategyOptions options;
+  options.probcover_delta = -0.5;
+  EXPECT_THAT(MakeSelectionStrategy("probcover", options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("probcover_delta >= 0")));
+  options = StrategyOptions();
+  options.probcover_purity = 1.5;
+  EXPECT_THAT(MakeSelectionStrategy("probcover", options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("0 < probcover_purity <= 1")));
+
+  PoolState empty;
+  empty.embeddings = torch::zeros({0, 8});
+  EXPECT_THAT(Make("probcover")->Select(empty, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "asked for 1 ids but only 0 unlabelled pool ids "
+                       "remain"));
+  PoolState no_embeddings = Blobs(nullptr);
+  no_embeddings.embeddings = torch::Tensor();
+  EXPECT_THAT(
+      Make("probcover")->Select(no_embeddings, 1),
+      StatusIs(absl::StatusCode::kInvalidArgument, "embeddings are undefined"));
+}
+
+TEST(TypiclustStrategyTest, ColdStartPicksOnePointPerBlob) {
+  PoolState pool = Blobs(nullptr);
+  absl::StatusOr<std::vector<int64_t>> ids = Make("typiclust")->Select(pool, 5);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 5);
+  std::set<int64_t> blobs;
+  for (int64_t id : *ids) blobs.insert(BlobOfId(id));
+  EXPECT_EQ(blobs.size(), 5u);
+  // The largest cluster first.
+  EXPECT_EQ(BlobOfId((*ids)[0]), 0);
 }
 
 // Records the query and answers with the first `count` unlabelled pool ids.

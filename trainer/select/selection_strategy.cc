@@ -3,9 +3,11 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <limits>
 #include <numeric>
+#include <queue>
 #include <random>
 #include <tuple>
 #include <utility>
@@ -25,8 +27,6 @@ std::string SelectionStrategy::last_note() const { return ""; }
 namespace {
 
 constexpr char kGrpcScheme[] = "grpc://";
-constexpr char kValidSpecs[] =
-    "random, kcenter, typiclust, margin, grpc://host:port";
 
 // Positions (row indices into the pool) split by whether they are labelled.
 struct PoolIndex {
@@ -519,19 +519,256 @@ class MarginStrategy final : public TorchStrategy {
   std::string note_;
 };
 
+// The delta-ball graph in CSR form: row i's out-neighbours (the positions
+// within delta of i, i itself included) are cols[row_start[i],
+// row_start[i + 1]).
+struct BallGraph {
+  std::vector<int64_t> row_start;
+  std::vector<int32_t> cols;
+};
+
+// Builds the graph of x [N, D] (float, rows of unit norm) block by block on
+// x's device: no more than max_block_elements distances exist at once.
+// RESOURCE_EXHAUSTED once it would hold more than max_edges edges.
+absl::StatusOr<BallGraph> BuildBallGraph(const torch::Tensor& x, double delta,
+                                         int64_t max_edges,
+                                         int64_t max_block_elements) {
+  const int64_t n = x.size(0);
+  if (n > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("probcover: pool of ", n, " points is too large"));
+  }
+  const double threshold = delta * delta;
+  const int64_t block = std::max<int64_t>(1, max_block_elements / n);
+  BallGraph graph;
+  graph.row_start.reserve(n + 1);
+  graph.row_start.push_back(0);
+  for (int64_t start = 0; start < n; start += block) {
+    torch::Tensor d2 = SquaredDistances(x.slice(0, start, start + block), x);
+    d2.diagonal(/*offset=*/start, 0, 1).fill_(0);  // a ball holds its centre
+    const torch::Tensor within = d2.lt(threshold);
+    const std::vector<int64_t> counts = ToVector(within.sum(1));
+    const int64_t edges =
+        std::accumulate(counts.begin(), counts.end(), static_cast<int64_t>(0));
+    if (static_cast<int64_t>(graph.cols.size()) + edges > max_edges) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "probcover: the ball graph of delta ", delta, " on ", n,
+          " points has more than probcover_max_edges = ", max_edges,
+          " edges; use a smaller delta or raise the cap"));
+    }
+    for (int64_t c : counts)
+      graph.row_start.push_back(graph.row_start.back() + c);
+    // nonzero() lists the entries row by row, columns ascending.
+    const torch::Tensor cols =
+        within.nonzero().select(1, 1).to(torch::kCPU, torch::kInt).contiguous();
+    graph.cols.insert(graph.cols.end(), cols.data_ptr<int32_t>(),
+                      cols.data_ptr<int32_t>() + cols.numel());
+  }
+  return graph;
+}
+
+// How the automatic delta came about.
+struct DeltaChoice {
+  double delta = 0;
+  double pure_delta = 0;  // the largest delta keeping the purity
+  bool capped = false;    // delta < pure_delta to respect the edge cap
+  int64_t sample = 0;     // balls measured
+};
+
+// ProbCover's label-free delta: k-means pseudo-labels on x [N, D] (unit
+// rows), then, on a sample of balls, the largest delta at which at least
+// options.probcover_purity of them hold one pseudo-label only. A ball around
+// i is pure exactly while delta <= r_i, the distance from i to the nearest
+// point of another cluster, so that delta is a quantile of the r_i. It is
+// lowered if the sample's pair distances predict more than 80 % of
+// probcover_max_edges edges, and never exceeds 2 (every pair but antipodes).
+DeltaChoice ChooseDelta(const torch::Tensor& x, const StrategyOptions& options,
+                        std::mt19937_64& rng) {
+  const int64_t n = x.size(0);
+  const torch::Tensor assign =
+      KMeans(x, std::min<int64_t>(options.probcover_clusters, n),
+             options.kmeans_iterations, options.kmeans_tolerance, rng,
+             options.max_block_elements);
+  std::vector<int64_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 0);
+  if (n > options.probcover_purity_sample) {
+    SampleInPlace(rows, options.probcover_purity_sample, rng);
+    std::sort(rows.begin(), rows.end());
+  }
+  const int64_t s = rows.size();
+  const torch::Tensor sample = ToTensor(rows, x.device());
+
+  constexpr int64_t kBins = 4000;  // of pair distances in [0, 2]
+  constexpr double kMaxDistance = 2.0;
+  torch::Tensor histogram = torch::zeros({kBins}, x.options());
+  std::vector<torch::Tensor> nearest_other;
+  const int64_t block = std::max<int64_t>(1, options.max_block_elements / n);
+  for (int64_t start = 0; start < s; start += block) {
+    const torch::Tensor pos = sample.slice(0, start, start + block);
+    torch::Tensor d2 = SquaredDistances(x.index_select(0, pos), x);
+    const torch::Tensor same =
+        assign.index_select(0, pos).unsqueeze(1).eq(assign.unsqueeze(0));
+    nearest_other.push_back(
+        d2.masked_fill(same, std::numeric_limits<float>::infinity()).amin(1));
+    histogram += torch::histc(d2.sqrt_().clamp_max_(kMaxDistance), kBins, 0,
+                              kMaxDistance);
+  }
+  torch::Tensor r = std::get<0>(torch::cat(nearest_other)
+                                    .sqrt()
+                                    .sort(
+                                        /*dim=*/0, /*descending=*/true));
+  const int64_t keep = std::clamp<int64_t>(
+      static_cast<int64_t>(std::ceil(options.probcover_purity * s)), 1, s);
+  DeltaChoice choice;
+  choice.sample = s;
+  choice.pure_delta = std::min(r[keep - 1].item<double>(), kMaxDistance);
+
+  // Estimated edges for a delta at the upper end of bin b: the sample's pairs
+  // up to there, scaled by n / s.
+  const torch::Tensor cumulative =
+      histogram.to(torch::kCPU, torch::kDouble).cumsum(0).contiguous();
+  const double* pairs = cumulative.data_ptr<double>();
+  const double budget = 0.8 * static_cast<double>(options.probcover_max_edges);
+  const double bin_width = kMaxDistance / kBins;
+  double cap_delta = bin_width;  // the smallest delta tried
+  for (int64_t b = 0; b < kBins; ++b) {
+    if (pairs[b] * n / s > budget) break;
+    cap_delta = (b + 1) * bin_width;
+  }
+  choice.capped = cap_delta < choice.pure_delta;
+  choice.delta = std::min(choice.pure_delta, cap_delta);
+  return choice;
+}
+
+class ProbCoverStrategy final : public TorchStrategy {
+ public:
+  explicit ProbCoverStrategy(const StrategyOptions& options)
+      : options_(options) {}
+  std::string name() const override { return "probcover"; }
+  std::string last_note() const override { return note_; }
+
+ protected:
+  // Greedy maximum coverage (the authors' algorithm): positions within delta
+  // of a labelled point start covered; each pick is the unlabelled point
+  // whose ball holds the most uncovered points (ties: lowest position), and
+  // covers them. Once every point is covered the rest of `count` is drawn at
+  // random from the unlabelled points left. Differences from the authors'
+  // code: an automatic delta (the paper's recipe, measured on a sample);
+  // picks never fall on labelled points; lazy evaluation of the gains, which
+  // gives the same picks as recomputing them all.
+  absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                  int64_t count) override {
+    note_.clear();
+    ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
+    RETURN_IF_ERROR(CheckEmbeddings(pool));
+    if (count == 0) return std::vector<int64_t>();
+    const torch::Tensor x = Normalise(pool.embeddings);
+    const int64_t n = x.size(0);
+    std::mt19937_64 rng = MakeRng(pool.seed, pool.round);
+
+    double delta = options_.probcover_delta;
+    std::string delta_note = "given";
+    if (delta == 0) {
+      const DeltaChoice choice = ChooseDelta(x, options_, rng);
+      delta = choice.delta;
+      delta_note = absl::StrCat(
+          "auto: purity ", options_.probcover_purity, " over ",
+          options_.probcover_clusters, " k-means clusters on ", choice.sample,
+          " balls",
+          choice.capped ? absl::StrCat(", lowered from ", choice.pure_delta,
+                                       " to fit probcover_max_edges")
+                        : "");
+    }
+    ASSIGN_OR_RETURN(BallGraph graph,
+                     BuildBallGraph(x, delta, options_.probcover_max_edges,
+                                    options_.max_block_elements));
+    const auto ball = [&](int64_t i) {
+      return std::make_pair(graph.cols.begin() + graph.row_start[i],
+                            graph.cols.begin() + graph.row_start[i + 1]);
+    };
+
+    std::vector<char> covered(n, 0);
+    for (int64_t p : index.labelled) {
+      const auto [begin, end] = ball(p);
+      for (auto it = begin; it != end; ++it) covered[*it] = 1;
+    }
+    const int64_t covered_before =
+        std::count(covered.begin(), covered.end(), 1);
+    const auto gain = [&](int64_t i) {
+      const auto [begin, end] = ball(i);
+      return static_cast<int64_t>(
+          std::count_if(begin, end, [&](int32_t j) { return !covered[j]; }));
+    };
+    // (upper bound of the gain, -position): a point's gain only shrinks.
+    std::priority_queue<std::pair<int64_t, int64_t>> bounds;
+    for (int64_t p : index.available) {
+      const int64_t g = gain(p);
+      if (g > 0) bounds.emplace(g, -p);
+    }
+    std::vector<int64_t> selected;
+    selected.reserve(count);
+    while (static_cast<int64_t>(selected.size()) < count && !bounds.empty()) {
+      const std::pair<int64_t, int64_t> top = bounds.top();
+      bounds.pop();
+      const std::pair<int64_t, int64_t> current(gain(-top.second), top.second);
+      if (current.first == 0) continue;
+      if (!bounds.empty() && current < bounds.top()) {
+        bounds.push(current);
+        continue;
+      }
+      const auto [begin, end] = ball(-current.second);
+      for (auto it = begin; it != end; ++it) covered[*it] = 1;
+      selected.push_back(-current.second);
+    }
+    const int64_t covered_after = std::count(covered.begin(), covered.end(), 1);
+    const int64_t greedy = selected.size();
+    if (greedy < count) {
+      std::vector<int64_t> rest;
+      const absl::flat_hash_set<int64_t> taken(selected.begin(),
+                                               selected.end());
+      for (int64_t p : index.available) {
+        if (!taken.contains(p)) rest.push_back(p);
+      }
+      SampleInPlace(rest, count - greedy, rng);
+      selected.insert(selected.end(), rest.begin(), rest.end());
+    }
+    const auto percent = [n](int64_t part) {
+      return std::round(1000.0 * part / n) / 10;
+    };
+    note_ = absl::StrCat(
+        "probcover: delta ", delta, " (", delta_note, "), ", graph.cols.size(),
+        " edges, coverage ", percent(covered_before), "% -> ",
+        percent(covered_after), "%",
+        greedy < count
+            ? absl::StrCat(", ", count - greedy, " ids at random (all covered)")
+            : "");
+    return IdsAt(pool, selected);
+  }
+
+ private:
+  const StrategyOptions options_;
+  std::string note_;
+};
+
 absl::Status ValidateOptions(const StrategyOptions& options) {
   if (options.kmeans_iterations < 0 || !(options.kmeans_tolerance >= 0) ||
       options.kmeans_tolerance >= 1 || options.max_clusters < 1 ||
       options.min_cluster_size < 0 || options.typicality_neighbors < 1 ||
       options.typicality_max_references < 2 ||
-      options.margin_candidates_factor < 1 || options.max_block_elements < 1 ||
+      options.margin_candidates_factor < 1 || !(options.probcover_delta >= 0) ||
+      !(options.probcover_purity > 0 && options.probcover_purity <= 1) ||
+      options.probcover_clusters < 1 || options.probcover_purity_sample < 1 ||
+      options.probcover_max_edges < 1 || options.max_block_elements < 1 ||
       options.selector_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "StrategyOptions out of range: need kmeans_iterations >= 0, "
         "0 <= kmeans_tolerance < 1, "
         "max_clusters >= 1, min_cluster_size >= 0, typicality_neighbors >= 1, "
         "typicality_max_references >= 2, margin_candidates_factor >= 1, "
-        "max_block_elements >= 1, selector_deadline > 0");
+        "probcover_delta >= 0, 0 < probcover_purity <= 1, "
+        "probcover_clusters >= 1, probcover_purity_sample >= 1, "
+        "probcover_max_edges >= 1, max_block_elements >= 1, "
+        "selector_deadline > 0");
   }
   return absl::OkStatus();
 }
@@ -580,21 +817,23 @@ absl::StatusOr<std::unique_ptr<SelectionStrategy>> MakeSelectionStrategy(
   if (spec == "kcenter") return std::make_unique<KCenterStrategy>(options);
   if (spec == "typiclust") return std::make_unique<TypiclustStrategy>(options);
   if (spec == "margin") return std::make_unique<MarginStrategy>(options);
+  if (spec == "probcover") return std::make_unique<ProbCoverStrategy>(options);
   if (absl::StartsWith(spec, kGrpcScheme)) {
     SelectorClientOptions client_options;
     client_options.target = spec.substr(sizeof(kGrpcScheme) - 1);
     client_options.call_deadline = options.selector_deadline;
     if (client_options.target.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("selection strategy \"", spec,
-                       "\" names no host:port; valid: ", kValidSpecs));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "selection strategy \"", spec,
+          "\" names no host:port; valid: ", kSelectionStrategySpecs));
     }
     ASSIGN_OR_RETURN(std::unique_ptr<SelectorClient> client,
                      MakeGrpcSelectorClient(client_options));
     return std::make_unique<GrpcSelectionStrategy>(spec, std::move(client));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown selection strategy \"", spec, "\"; valid: ", kValidSpecs));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown selection strategy \"", spec,
+                   "\"; valid: ", kSelectionStrategySpecs));
 }
 
 }  // namespace trainer

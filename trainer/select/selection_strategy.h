@@ -48,6 +48,23 @@ struct StrategyOptions {
   // margin: the count * this lowest-margin points are the candidates among
   // which k-center picks `count`.
   int64_t margin_candidates_factor = 10;
+  // probcover: radius of the balls on L2-normalised embeddings (distances
+  // lie in [0, 2]); 0 chooses it from the pool (see probcover_purity).
+  double probcover_delta = 0;
+  // probcover, automatic delta: the largest delta at which at least this
+  // fraction of balls is pure (holds one k-means cluster only; the paper's
+  // alpha = 0.95).
+  double probcover_purity = 0.95;
+  // probcover, automatic delta: k of the k-means whose clusters are the
+  // pseudo-labels (the paper: the number of classes).
+  int64_t probcover_clusters = 10;
+  // probcover, automatic delta: purity and graph size are measured on at most
+  // this many randomly chosen balls (all when the pool is smaller).
+  int64_t probcover_purity_sample = 5000;
+  // probcover: at most this many edges in the ball graph (4 bytes each). An
+  // automatic delta shrinks to stay under 80 % of it (estimated); an explicit
+  // one that exceeds it is RESOURCE_EXHAUSTED.
+  int64_t probcover_max_edges = int64_t{1} << 26;
   // Largest block of pairwise distances computed at once (elements).
   int64_t max_block_elements = int64_t{1} << 24;
   // grpc://: deadline of one Select call on the remote selector.
@@ -73,9 +90,14 @@ class SelectionStrategy {
                                                       int64_t count) = 0;
 
   // Why the last Select departed from name(), e.g. "margin: no probabilities
-  // yet, selected by typiclust"; empty when it did not.
+  // yet, selected by typiclust", or what it found (probcover: its delta and
+  // the pool's coverage); empty when there is nothing to say.
   virtual std::string last_note() const;
 };
+
+// The specs MakeSelectionStrategy accepts, for flag help and error messages.
+inline constexpr char kSelectionStrategySpecs[] =
+    "random | kcenter | typiclust | margin | probcover | grpc://host:port";
 
 // Makes the strategy named by `spec`:
 //   random          uniform without replacement, seeded by (seed, round)
@@ -84,6 +106,8 @@ class SelectionStrategy {
 //                   of each of the largest clusters without a label
 //   margin          smallest top-2 probability margin, made diverse by
 //                   k-center; typiclust while there are no probabilities
+//   probcover       ProbCover (Yehuda et al. 2022): greedy maximum coverage
+//                   of the pool by balls of radius delta around the picks
 //   grpc://host:port  an out-of-process selector (proto/selector.proto)
 // INVALID_ARGUMENT listing the valid specs if `spec` is none of them.
 absl::StatusOr<std::unique_ptr<SelectionStrategy>> MakeSelectionStrategy(
