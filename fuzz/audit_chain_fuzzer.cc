@@ -7,8 +7,10 @@
 // labels). Column values come from the input by column name, so new columns
 // are fuzzed as text without changes here. Optionally the fuzzer re-hashes
 // the decoded rows into a valid chain and records a matching head and
-// revealed table, so the verifier's later checks are reached too. Nothing
-// may crash; read errors must be DATA_LOSS.
+// revealed table, so the verifier's later checks are reached too. Choices
+// are laid out so that an exhausted input (FuzzedDataProvider then yields
+// zeros) takes the valid path. Nothing may crash; read errors must be
+// DATA_LOSS.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -158,8 +160,8 @@ std::string IdList(FuzzedDataProvider& in) {
   if (in.ConsumeBool()) return in.ConsumeRandomLengthString(32);
   std::vector<int64_t> ids(in.ConsumeIntegralInRange<size_t>(0, 6));
   for (int64_t& id : ids) {
-    id = in.ConsumeBool() ? in.ConsumeIntegralInRange<int64_t>(-1, kTrainCount)
-                          : in.ConsumeIntegral<int64_t>();
+    id = in.ConsumeBool() ? in.ConsumeIntegral<int64_t>()
+                          : in.ConsumeIntegralInRange<int64_t>(0, kTrainCount);
   }
   return absl::StrJoin(ids, ",");
 }
@@ -178,12 +180,12 @@ void InsertRows(FuzzedDataProvider& in, const Template& t, sqlite3* db) {
     for (const Column& column : t.experiment_columns) {
       names.push_back(column.name);
       if (column.name == "id") {
-        values.push_back(Int(in.ConsumeBool() ? static_cast<int64_t>(e + 1)
-                                              : in.ConsumeIntegral<int64_t>()));
+        values.push_back(Int(in.ConsumeBool() ? in.ConsumeIntegral<int64_t>()
+                                              : static_cast<int64_t>(e + 1)));
       } else if (column.name == "name") {
         values.push_back(Text(OneOf(in, kNames, 4)));
       } else if (column.name == "label_budget") {
-        values.push_back(Int(in.ConsumeIntegralInRange<int64_t>(-1, 16)));
+        values.push_back(Int(16 - in.ConsumeIntegralInRange<int64_t>(0, 17)));
       } else if (column.name == "token_sha256") {
         values.push_back(
             Text(in.ConsumeBool() ? "" : in.ConsumeRandomLengthString(70)));
@@ -210,8 +212,8 @@ void InsertRows(FuzzedDataProvider& in, const Template& t, sqlite3* db) {
       names.push_back(column.name);
       const std::string& c = column.name;
       if (c == "seq") {
-        values.push_back(Int(in.ConsumeBool() ? static_cast<int64_t>(r + 1)
-                                              : in.ConsumeIntegral<int64_t>()));
+        values.push_back(Int(in.ConsumeBool() ? in.ConsumeIntegral<int64_t>()
+                                              : static_cast<int64_t>(r + 1)));
       } else if (c == "experiment") {
         values.push_back(Text(OneOf(in, kNames, 4)));
       } else if (c == "kind") {

@@ -5,9 +5,9 @@ the random starting seeds of fuzz/corpus/audit_chain.
 
     /usr/bin/python3 fuzz/make_corpus.py   # Debian python3-protobuf
 
-Needs protoc and python3-protobuf (scripts/deps.sh installs both). Files in
-fuzz/corpus/audit_chain other than random_* were grown by the fuzzer itself
-(-merge=1).
+Needs protoc and python3-protobuf (scripts/deps.sh installs both). The
+grown_* files were grown by the fuzzers themselves: a few minutes of fuzzing,
+`-merge=1` into an empty folder, the 30 largest files kept.
 """
 import gzip
 import importlib

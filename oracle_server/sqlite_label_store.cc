@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -769,6 +770,16 @@ absl::Status SqliteLabelStore::CommitGroup(const std::vector<Write*>& group) {
       // left its outcome unknown: start again from what is on disk.
       if (head.first != head_sequence_ || head.second != head_hash_) {
         RETURN_IF_ERROR(LoadStateLocked());
+      }
+      // Only a tampered database has a head outside [0, max - group]; the
+      // group's sequences must not overflow.
+      if (head_sequence_ < 0 ||
+          head_sequence_ > std::numeric_limits<int64_t>::max() -
+                               static_cast<int64_t>(group.size())) {
+        return absl::DataLossError(absl::StrCat(
+            "audit head sequence ", head_sequence_,
+            " is out of range (the database was altered; see oraclectl "
+            "verify)"));
       }
       PlanGroupLocked(group, &plan);
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/sha256.h"
@@ -648,6 +649,49 @@ TEST(SqliteLabelStoreTest, ReloadsStateWrittenByAnotherConnection) {
   auto verification = VerifyAuditLog(**first);
   ASSERT_THAT(verification, IsOk());
   EXPECT_TRUE(verification->ok) << verification->reason;
+}
+
+// Found by fuzz/audit_chain_fuzzer: a database whose recorded audit head
+// sequence was set to INT64_MAX made the next write overflow the sequence.
+TEST(SqliteLabelStoreTest, WritesAfterAnOutOfRangeAuditHeadAreDataLoss) {
+  TestDir dir;
+  const std::string db = dir.path() + "/oracle.db";
+  const StoreOptions options = SyntheticStoreOptions(dir.path(), 1000, 50, db);
+  {
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    ASSERT_THAT((*store)->CreateExperiment(Experiment("exp", 10), nullptr),
+                IsOk());
+  }
+  for (const char* head : {"9223372036854775807", "-1"}) {
+    SCOPED_TRACE(head);
+    {
+      sqlite3* raw = nullptr;
+      ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+      const std::string sql =
+          absl::StrCat("UPDATE metadata SET value = '", head,
+                       "' WHERE key = 'audit_head_seq'");
+      ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr),
+                SQLITE_OK);
+      sqlite3_close(raw);
+    }
+    auto store = SqliteLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    EXPECT_THAT((*store)->Reveal(Reveal("exp", {1})),
+                StatusIs(absl::StatusCode::kDataLoss, HasSubstr(head)));
+    EvaluationRequest evaluation;
+    evaluation.experiment = "exp";
+    EXPECT_THAT((*store)->RecordEvaluation(evaluation),
+                StatusIs(absl::StatusCode::kDataLoss));
+    AuditRecord denied;
+    denied.experiment = "exp";
+    denied.kind = kKindQuery;
+    EXPECT_THAT((*store)->AppendAudit(denied),
+                StatusIs(absl::StatusCode::kDataLoss));
+    auto usage = (*store)->GetUsage("exp");
+    ASSERT_THAT(usage, IsOk());
+    EXPECT_EQ(usage->spent, 0);
+  }
 }
 
 TEST(FailureInjectingLabelStoreTest, FailedWriteRevealsNothing) {
