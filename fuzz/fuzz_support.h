@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace fuzz {
@@ -22,8 +24,8 @@ namespace fuzz {
 }
 
 // A fresh directory for this process (under /dev/shm when it exists, so that
-// per-input files cost no disk I/O). Never removed: a fuzzer process exits
-// without destructors, and the directory holds only a few small files.
+// per-input files cost no disk I/O), removed when the process exits normally
+// (a crashing run leaves it, with a few small files).
 inline const std::string& ScratchDir() {
   static const std::string* dir = [] {
     const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : nullptr;
@@ -31,6 +33,10 @@ inline const std::string& ScratchDir() {
     if (base == nullptr) base = "/tmp";
     std::string pattern = std::string(base) + "/fewlabels_fuzz.XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) Fail("mkdtemp " + pattern);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(ScratchDir(), ignored);
+    });
     return new std::string(pattern);
   }();
   return *dir;
