@@ -1,4 +1,5 @@
-// trainer: FixMatch active learning that buys every label from the oracle.
+// trainer: semi-supervised active learning that buys every label from the
+// oracle: [self-supervised pretraining] -> rounds {select, buy, train}.
 //
 //   trainer --oracle=localhost:50051 --budget=100 --strategy=typiclust \
 //           --out_dir=runs/typiclust-100
@@ -78,6 +79,29 @@ ABSL_FLAG(bool, ema_pseudo_labels, false, "pseudo-label with the EMA model");
 ABSL_FLAG(bool, bf16, true, "bf16 autocast on CUDA");
 ABSL_FLAG(bool, cuda_graph, true,
           "on CUDA, capture each FixMatch step in a CUDA graph and replay it");
+ABSL_FLAG(std::string, objective, "fixmatch",
+          "semi-supervised objective of the rounds: fixmatch | freematch");
+ABSL_FLAG(double, lambda_f, 0.001, "freematch: weight of the fairness term");
+ABSL_FLAG(std::string, pretrain, "none",
+          "self-supervised pretraining on the unlabelled pool: none | simclr");
+ABSL_FLAG(int64_t, pretrain_steps, 2000, "pretraining steps");
+ABSL_FLAG(int32_t, pretrain_batch, 256, "pretraining images per step");
+ABSL_FLAG(double, pretrain_temperature, 0.2, "NT-Xent temperature");
+ABSL_FLAG(double, pretrain_lr, 0.06, "pretraining peak learning rate");
+ABSL_FLAG(std::string, pretrain_cache, "runs/pretrain-cache",
+          "folder of pretrained checkpoints, reused across runs with the "
+          "same pool, model, settings and seed");
+ABSL_FLAG(bool, restart_rounds, false,
+          "after each purchase, restart training from the initial weights "
+          "with a fresh schedule over that round's steps");
+ABSL_FLAG(bool, recalibrate_bn, false,
+          "re-estimate the EMA model's batch-norm statistics on clean pool "
+          "images before it predicts");
+ABSL_FLAG(bool, feature_quality, true,
+          "score a kNN classifier on the bought labels' embeddings and on "
+          "PCA features after the first purchase and each round (2 oracle "
+          "evaluations each)");
+ABSL_FLAG(int32_t, knn_k, 20, "neighbours of the feature-quality kNN");
 ABSL_FLAG(bool, print_device, false,
           "print the device --device resolves to (cpu or cuda) and exit");
 
@@ -102,7 +126,8 @@ bool ParseList(const std::string& text, std::vector<int64_t>* out) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "FixMatch active learning; every label is bought from the oracle.\n"
+      "Semi-supervised active learning; every label is bought from the "
+      "oracle.\n"
       "  trainer --oracle=localhost:50051 --budget=100 --strategy=typiclust");
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_print_device)) {
@@ -158,17 +183,36 @@ int main(int argc, char** argv) {
   options.label_free_dims = absl::GetFlag(FLAGS_label_free_dims);
   options.model.arch = absl::GetFlag(FLAGS_arch);
   options.model.width = absl::GetFlag(FLAGS_width);
-  options.fixmatch.batch_size = absl::GetFlag(FLAGS_batch);
-  options.fixmatch.mu = absl::GetFlag(FLAGS_mu);
-  options.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);
-  options.fixmatch.lambda_u = absl::GetFlag(FLAGS_lambda_u);
-  options.fixmatch.lr = absl::GetFlag(FLAGS_lr);
-  options.fixmatch.weight_decay = absl::GetFlag(FLAGS_weight_decay);
-  options.fixmatch.ema_decay = absl::GetFlag(FLAGS_ema);
-  options.fixmatch.use_ema_for_pseudo_labels =
-      absl::GetFlag(FLAGS_ema_pseudo_labels);
-  options.fixmatch.mixed_precision = absl::GetFlag(FLAGS_bf16);
-  options.fixmatch.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
+  trainer::SemiSupervisedOptions batch;
+  batch.batch_size = absl::GetFlag(FLAGS_batch);
+  batch.mu = absl::GetFlag(FLAGS_mu);
+  batch.lambda_u = absl::GetFlag(FLAGS_lambda_u);
+  batch.use_ema_for_pseudo_labels = absl::GetFlag(FLAGS_ema_pseudo_labels);
+  options.objective.name = absl::GetFlag(FLAGS_objective);
+  options.objective.fixmatch.batch = batch;
+  options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);
+  options.objective.freematch.batch = batch;
+  options.objective.freematch.lambda_f = absl::GetFlag(FLAGS_lambda_f);
+  options.learner.lr = absl::GetFlag(FLAGS_lr);
+  options.learner.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  options.learner.ema_decay = absl::GetFlag(FLAGS_ema);
+  options.learner.mixed_precision = absl::GetFlag(FLAGS_bf16);
+  options.learner.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
+  options.pretrain.method = absl::GetFlag(FLAGS_pretrain);
+  options.pretrain.steps = absl::GetFlag(FLAGS_pretrain_steps);
+  options.pretrain.objective.simclr.batch_size =
+      absl::GetFlag(FLAGS_pretrain_batch);
+  options.pretrain.objective.simclr.temperature =
+      absl::GetFlag(FLAGS_pretrain_temperature);
+  options.pretrain.learner.lr = absl::GetFlag(FLAGS_pretrain_lr);
+  options.pretrain.learner.cosine_span = 0.5;  // decays to zero
+  options.pretrain.learner.mixed_precision = absl::GetFlag(FLAGS_bf16);
+  options.pretrain.learner.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
+  options.pretrain.cache_dir = absl::GetFlag(FLAGS_pretrain_cache);
+  options.restart_rounds = absl::GetFlag(FLAGS_restart_rounds);
+  options.recalibrate_bn = absl::GetFlag(FLAGS_recalibrate_bn);
+  options.feature_quality = absl::GetFlag(FLAGS_feature_quality);
+  options.knn_k = absl::GetFlag(FLAGS_knn_k);
 
   trainer::OracleClientOptions client_options;
   client_options.target = absl::GetFlag(FLAGS_oracle);

@@ -3,6 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "common/idx_file.h"
 #include "common/status_matchers.h"
 
 namespace trainer {
@@ -12,6 +20,249 @@ using ::common::IsOk;
 using ::common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+
+constexpr char kDataDir[] = "/usr/share/datasets/fashion-mnist";
+
+// An in-memory oracle over the real Fashion-MNIST labels (the test reads the
+// label files; the trainer never does). Counts every id it reveals and can
+// raise a stop flag on its n-th QueryLabels call.
+class FakeOracle : public OracleClient {
+ public:
+  FakeOracle() {
+    auto train = common::ReadIdxLabels(
+        std::string(kDataDir) + "/" + common::kTrainLabelsFile,
+        common::kTrainCount);
+    auto test = common::ReadIdxLabels(
+        std::string(kDataDir) + "/" + common::kTestLabelsFile,
+        common::kTestCount);
+    if (train.ok()) train_ = *train;
+    if (test.ok()) test_ = *test;
+  }
+
+  bool loaded() const { return !train_.empty() && !test_.empty(); }
+  void StopOnQuery(int n, std::atomic<bool>* stop) {
+    stop_on_query_ = n;
+    stop_ = stop;
+  }
+  int64_t spent() const { return static_cast<int64_t>(revealed_.size()); }
+  int queries() const { return queries_; }
+  int evaluations() const { return evaluations_; }
+
+  absl::StatusOr<ExperimentInfo> CreateExperiment(
+      const std::string& name, int64_t label_budget,
+      const std::string&) override {
+    ExperimentInfo info;
+    info.name = name;
+    info.created = budget_ == 0;
+    if (budget_ == 0) budget_ = label_budget;
+    info.label_budget = budget_;
+    return info;
+  }
+
+  absl::StatusOr<LabelBatch> QueryLabels(const std::string&,
+                                         const std::vector<int64_t>& ids,
+                                         const std::string&,
+                                         const std::string&, int) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::set<int64_t> fresh;
+    for (int64_t id : ids) {
+      if (!revealed_.count(id)) fresh.insert(id);
+    }
+    if (static_cast<int64_t>(revealed_.size() + fresh.size()) > budget_) {
+      return absl::ResourceExhaustedError("over budget");
+    }
+    LabelBatch batch;
+    for (int64_t id : ids) batch.labels.push_back(train_[id]);
+    revealed_.insert(fresh.begin(), fresh.end());
+    batch.newly_revealed = static_cast<int64_t>(fresh.size());
+    batch.remaining = budget_ - static_cast<int64_t>(revealed_.size());
+    if (++queries_ == stop_on_query_ && stop_ != nullptr) stop_->store(true);
+    return batch;
+  }
+
+  absl::StatusOr<BudgetInfo> GetBudget(const std::string& name) override {
+    BudgetInfo info;
+    info.experiment = name;
+    info.label_budget = budget_;
+    info.spent = spent();
+    info.remaining = budget_ - spent();
+    return info;
+  }
+
+  absl::StatusOr<Evaluation> Evaluate(const std::string&,
+                                      const std::vector<int32_t>& predictions,
+                                      const std::string&,
+                                      const std::string&) override {
+    if (predictions.size() != test_.size()) {
+      return absl::InvalidArgumentError("one prediction per test image");
+    }
+    ++evaluations_;
+    Evaluation evaluation;
+    evaluation.num_classes = 10;
+    evaluation.confusion.assign(100, 0);
+    std::vector<int64_t> per_class(10, 0), correct(10, 0);
+    int64_t hits = 0;
+    for (size_t i = 0; i < predictions.size(); ++i) {
+      const int truth = test_[i];
+      ++per_class[truth];
+      ++evaluation.confusion[truth * 10 + predictions[i]];
+      if (predictions[i] == truth) {
+        ++hits;
+        ++correct[truth];
+      }
+    }
+    evaluation.accuracy = static_cast<double>(hits) / predictions.size();
+    for (int c = 0; c < 10; ++c) {
+      evaluation.per_class_accuracy.push_back(
+          per_class[c] ? static_cast<double>(correct[c]) / per_class[c] : 0);
+    }
+    evaluation.evaluations_left = 100;
+    return evaluation;
+  }
+
+ private:
+  std::vector<uint8_t> train_, test_;
+  std::mutex mu_;
+  int64_t budget_ = 0;
+  std::set<int64_t> revealed_;
+  int queries_ = 0;
+  int evaluations_ = 0;
+  int stop_on_query_ = -1;
+  std::atomic<bool>* stop_ = nullptr;
+};
+
+// A tiny two-round run: SimCLR pretraining, FreeMatch, round restarts.
+TrainerOptions TinyStagedRun(const std::string& dir) {
+  TrainerOptions options;
+  options.experiment = "staged";
+  options.label_budget = 20;
+  options.schedule = {10, 10};
+  options.total_steps = 8;
+  options.round_steps = {4, 4};
+  options.strategy = "typiclust";
+  options.data_dir = kDataDir;
+  options.train_limit = 300;
+  options.out_dir = dir + "/run";
+  options.eval_every = 0;
+  options.log_every = 2;
+  options.checkpoint_every = 0;
+  options.device = "cpu";
+  options.model.width = 4;
+  options.objective.name = "freematch";
+  options.objective.freematch.batch.batch_size = 4;
+  options.objective.freematch.batch.mu = 2;
+  options.pretrain.method = "simclr";
+  options.pretrain.steps = 4;
+  options.pretrain.log_every = 2;
+  options.pretrain.objective.simclr.batch_size = 16;
+  options.pretrain.cache_dir = dir + "/cache";
+  options.restart_rounds = true;
+  options.recalibrate_bn = true;
+  options.label_free_dims = 16;
+  return options;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string TempDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/trainer_run_test_" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+TEST(RunTrainerTest, PretrainsSelectsBuysAndReportsEveryStage) {
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const std::string dir = TempDir("staged");
+  TrainerOptions options = TinyStagedRun(dir);
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  EXPECT_EQ(oracle.spent(), 20);
+  EXPECT_EQ(summary->steps, 8);
+  // Feature quality after the first purchase and after each round (2
+  // evaluations each) plus one evaluation per round end.
+  EXPECT_EQ(oracle.evaluations(), 3 * 2 + 2);
+  int cached = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options.pretrain.cache_dir)) {
+    cached += entry.path().extension() == ".pt";
+  }
+  EXPECT_EQ(cached, 1);
+  const std::string report = ReadFile(options.out_dir + "/report.json");
+  EXPECT_THAT(report, HasSubstr("\"objective\":\"freematch\""));
+  EXPECT_THAT(report, HasSubstr("\"method\":\"simclr\""));
+  EXPECT_THAT(report, HasSubstr("\"stage\":\"pretrained\""));
+  EXPECT_THAT(report, HasSubstr("\"stage\":\"round 1\""));
+  const std::string metrics = ReadFile(options.out_dir + "/metrics.jsonl");
+  EXPECT_THAT(metrics, HasSubstr("\"stage\":\"pretrain\""));
+  EXPECT_THAT(metrics, HasSubstr("\"tau\":"));
+
+  // A second run with the same pool, model, settings and seed reuses the
+  // pretrained weights: no new cache entry.
+  FakeOracle second;
+  options.out_dir = dir + "/run2";
+  ASSERT_THAT(RunTrainer(options, &second, nullptr), IsOk());
+  cached = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options.pretrain.cache_dir)) {
+    cached += entry.path().extension() == ".pt";
+  }
+  EXPECT_EQ(cached, 1);
+  EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+              HasSubstr("\"reused\":true"));
+}
+
+TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const std::string dir = TempDir("resume");
+  TrainerOptions options = TinyStagedRun(dir);
+  options.pretrain.method = "none";
+  options.objective.name = "fixmatch";
+  options.objective.fixmatch.batch.batch_size = 4;
+  options.objective.fixmatch.batch.mu = 2;
+  options.feature_quality = false;
+  std::atomic<bool> stop{false};
+  // Stop right after round 1's purchase, before it trains.
+  oracle.StopOnQuery(2, &stop);
+  EXPECT_THAT(RunTrainer(options, &oracle, &stop),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("--resume")));
+  EXPECT_EQ(oracle.spent(), 20);
+  EXPECT_TRUE(std::filesystem::exists(options.out_dir + "/checkpoint.pt"));
+
+  options.resume = true;
+  std::atomic<bool> go{false};
+  auto summary = RunTrainer(options, &oracle, &go);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->steps, 8);
+  EXPECT_EQ(summary->labels_spent, 20);
+  EXPECT_EQ(oracle.queries(), 2);  // nothing bought again
+  const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
+  EXPECT_THAT(rounds, HasSubstr("\n0,10,"));
+  EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
+}
+
+TEST(RunTrainerTest, RejectsLabelFreeObjectiveForRoundsBeforeBuying) {
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  TrainerOptions options = TinyStagedRun(TempDir("simclr_rounds"));
+  options.objective.name = "simclr";
+  EXPECT_THAT(RunTrainer(options, &oracle, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("uses no labels")));
+  EXPECT_EQ(oracle.queries(), 0);
+  options.objective.name = "dreammatch";
+  EXPECT_THAT(RunTrainer(options, &oracle, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown objective 'dreammatch'")));
+}
 
 TEST(PlanRoundsTest, DefaultScheduleSplitsBudgetFortyThirtyThirty) {
   TrainerOptions options;

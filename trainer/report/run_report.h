@@ -29,14 +29,15 @@ const std::vector<std::string>& FashionMnistClassNames();
 // One training step's numbers, written as a line of metrics.jsonl.
 struct StepMetrics {
   int64_t step = 0;
-  // Total loss: loss_x + lambda_u * loss_u.
+  // The stage the step belongs to: "pretrain", or "train" for the
+  // semi-supervised rounds (the default).
+  std::string stage = "train";
+  // The objective's total loss.
   double loss = 0;
-  // Supervised cross-entropy on the labeled batch.
-  double loss_x = 0;
-  // Unsupervised (pseudo-label) loss on the unlabeled batch.
-  double loss_u = 0;
-  // Fraction of unlabeled samples whose pseudo-label passed the threshold.
-  double mask_rate = 0;
+  // The objective's named scalars in its order, e.g. FixMatch's loss_x
+  // (supervised cross-entropy), loss_u (pseudo-label loss) and mask_rate
+  // (fraction of unlabelled images above the threshold).
+  std::vector<std::pair<std::string, double>> scalars;
   // Learning rate used for this step.
   double lr = 0;
   // Training throughput over the recent window.
@@ -71,6 +72,40 @@ struct StepCurvePoint {
   double accuracy = 0;  // In [0, 1].
 };
 
+// A point of a loss curve (the pretraining stage's).
+struct LossCurvePoint {
+  int64_t step = 0;
+  double loss = 0;
+};
+
+// What the self-supervised pretraining stage did.
+struct PretrainSummary {
+  // "none" or the method ("simclr").
+  std::string method = "none";
+  // The checkpoint that holds the pretrained weights (empty for "none").
+  std::string checkpoint;
+  // True when the checkpoint was found in the cache and no step ran.
+  bool reused = false;
+  int64_t steps = 0;
+  double wall_time_s = 0;
+  // The stage's loss every few steps (empty when reused).
+  std::vector<LossCurvePoint> loss_curve;
+};
+
+// A label-free check of an embedding: a k-nearest-neighbour classifier
+// whose references are the labels bought so far, scored on the test set by
+// the oracle, next to the same classifier on the label-free PCA features.
+struct FeatureQualityRecord {
+  // When it was measured: "pretrained" (before any purchase is used for
+  // training) or "round N".
+  std::string stage;
+  // Bought labels used as references.
+  int64_t labels = 0;
+  // Test accuracy in [0, 1] of kNN on the stage's embedding and on PCA.
+  double embedding_accuracy = 0;
+  double pca_accuracy = 0;
+};
+
 // A training sample whose label was bought from the oracle.
 struct QueriedSample {
   // Index in the training set.
@@ -87,6 +122,13 @@ struct QueriedSample {
 struct FinalReport {
   std::string experiment;
   std::string strategy;
+  // The semi-supervised objective ("fixmatch", "freematch").
+  std::string objective;
+  // Where the rounds' model started: "random initialisation" or the
+  // pretraining checkpoint.
+  std::string initial_weights;
+  PretrainSummary pretrain;
+  std::vector<FeatureQualityRecord> feature_quality;
   int64_t labels_spent = 0;
   int64_t label_budget = 0;
   // Final test-set accuracy in [0, 1].
@@ -113,7 +155,8 @@ struct FinalReport {
 
 // Returns OK if `report` is self-consistent: per_class_accuracy and
 // confusion sized to class_names, labels in range, every queried image
-// kImageSide x kImageSide. Otherwise INVALID_ARGUMENT naming the field.
+// kImageSide x kImageSide, feature_quality accuracies in [0, 1]. Otherwise
+// INVALID_ARGUMENT naming the field.
 absl::Status ValidateFinalReport(const FinalReport& report);
 
 // Returns report.json's content: a compact JSON object with the fields of
@@ -160,9 +203,12 @@ class RunReportWriter {
   ~RunReportWriter();
 
   // Appends one JSON object line to metrics.jsonl, with the keys step,
-  // time_s (seconds since Create, plus the resumed offset), loss, loss_x,
-  // loss_u, mask_rate, lr, steps_per_s and, when set, test_accuracy.
+  // time_s (seconds since Create, plus the resumed offset), stage, loss,
+  // each of the scalars under its name, lr, steps_per_s and, when set,
+  // test_accuracy.
   // Non-finite numbers are written as null. Flushed before returning.
+  // INVALID_ARGUMENT, and nothing written, if a scalar's name is empty,
+  // repeated or one of the fixed keys.
   absl::Status AppendMetrics(const StepMetrics& metrics);
 
   // Appends one row to rounds.csv (round,labels_spent,test_accuracy,steps,
@@ -174,6 +220,13 @@ class RunReportWriter {
   // out_dir, synced, then renamed over the target). Returns
   // INVALID_ARGUMENT if ValidateFinalReport fails; nothing is written then.
   absl::Status WriteReport(const FinalReport& report);
+
+  // The rounds recorded in `out_dir`'s rounds.csv, by round (the last row
+  // of each round wins: a resumed run may have written one twice); torn or
+  // foreign lines are skipped, an empty test_accuracy (how AppendRound
+  // writes a non-finite one) reads as NaN. Empty when the file does not
+  // exist.
+  static std::vector<RoundRecord> ReadRounds(const std::string& out_dir);
 
   const std::string& out_dir() const { return out_dir_; }
 

@@ -20,10 +20,12 @@
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 #include "trainer/learn/dataset.h"
-#include "trainer/select/label_free_features.h"
+#include "trainer/learn/torch_status.h"
 #include "trainer/report/progress.h"
-#include "trainer/run/purchase_journal.h"
 #include "trainer/report/run_report.h"
+#include "trainer/run/purchase_journal.h"
+#include "trainer/select/feature_quality.h"
+#include "trainer/select/label_free_features.h"
 
 namespace trainer {
 namespace {
@@ -68,6 +70,15 @@ class Run {
 
  private:
   absl::Status Prepare();
+  absl::Status Pretrain();
+  // A learner for `round` (its schedule: the whole run, or the round alone
+  // with restart_rounds) starting from the initial weights.
+  absl::StatusOr<std::unique_ptr<Learner>> MakeLearner(int round);
+  // Points the learner's cosine schedule at `round`'s (restart_rounds).
+  void ScheduleRound(int round);
+  int RoundOfStep(int64_t step) const;
+  absl::StatusOr<Predictions> PredictEma(const torch::Tensor& images);
+  absl::Status MeasureFeatureQuality(const std::string& stage);
   absl::Status Buy(int round, const std::vector<int64_t>& ids);
   absl::Status SelectAndBuy(int round, int64_t count);
   absl::Status TrainUntil(int round, int64_t end_step);
@@ -91,7 +102,16 @@ class Run {
   torch::Tensor train_images_;  // [N, 1, 28, 28] in [0, 1], on device_
   torch::Tensor test_images_;
   std::unique_ptr<PurchaseJournal> journal_;
-  std::unique_ptr<FixMatchTrainer> trainer_;
+  std::unique_ptr<Learner> trainer_;
+  // Weights every round's model starts from: the pretraining checkpoint,
+  // or empty for the seeded initialisation.
+  std::string initial_weights_;
+  PretrainSummary pretrain_summary_;
+  std::vector<FeatureQualityRecord> feature_quality_;
+  // PCA features of the pool followed by the test images (feature quality).
+  torch::Tensor pca_features_;
+  // Step at which the EMA's BN statistics were last re-estimated (-1: never).
+  int64_t recalibrated_step_ = -1;
   std::unique_ptr<SelectionStrategy> strategy_;
   std::unique_ptr<RunReportWriter> report_;
   torch::Tensor labelled_images_;
@@ -151,6 +171,22 @@ absl::Status Run::Prepare() {
   // contacted (which may retry for minutes when it is unreachable).
   ASSIGN_OR_RETURN(strategy_, MakeSelectionStrategy(options_.strategy,
                                                     options_.strategy_options));
+  const std::vector<std::string> objectives = ObjectiveNames();
+  if (std::find(objectives.begin(), objectives.end(),
+                options_.objective.name) == objectives.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown objective '", options_.objective.name, "'; use one of ",
+        absl::StrJoin(objectives, ", ")));
+  }
+  if (options_.pretrain.method != "none") {
+    const std::vector<std::string> methods = PretrainMethodNames();
+    if (std::find(methods.begin(), methods.end(), options_.pretrain.method) ==
+        methods.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown pretraining method '", options_.pretrain.method,
+          "'; use none or one of ", absl::StrJoin(methods, ", ")));
+    }
+  }
   ASSIGN_OR_RETURN(device_, ChooseDevice(options_.device));
   ASSIGN_OR_RETURN(train_images_, LoadImages(JoinPath(options_.data_dir,
                                                       common::kTrainImagesFile),
@@ -162,22 +198,11 @@ absl::Status Run::Prepare() {
   ASSIGN_OR_RETURN(test_images_, LoadImages(JoinPath(options_.data_dir,
                                                      common::kTestImagesFile),
                                             common::kTestCount, device_));
-
-  ModelOptions model_options = options_.model;
-  model_options.init_seed = options_.seed;
-  FixMatchOptions fixmatch = options_.fixmatch;
-  fixmatch.total_steps = options_.total_steps;
-  fixmatch.seed = options_.seed;
-  if (!device_.is_cuda()) fixmatch.cuda_graph = false;
   // Fixed input shapes: let cuDNN pick its fastest algorithms.
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  ASSIGN_OR_RETURN(trainer_,
-                   FixMatchTrainer::Create(model_options, fixmatch, device_));
-  if (options_.resume && std::filesystem::exists(checkpoint)) {
-    RETURN_IF_ERROR(trainer_->Load(checkpoint));
-    Log(absl::StrCat("resumed from ", checkpoint, " at step ", trainer_->step(),
-                     " with ", history.bought.size(), " labels bought"));
-  }
+  // A learner built now checks the model and objective options early.
+  ASSIGN_OR_RETURN(trainer_, MakeLearner(0));
+
   ASSIGN_OR_RETURN(
       ExperimentInfo experiment,
       oracle_->CreateExperiment(options_.experiment, options_.label_budget,
@@ -190,34 +215,111 @@ absl::Status Run::Prepare() {
   Log(absl::StrCat(experiment.created ? "created" : "joined", " experiment ",
                    experiment.name, " (budget ", experiment.label_budget,
                    ") on device ", device_.str(), "; pool ",
-                   train_images_.size(0), " images"));
+                   train_images_.size(0), " images; objective ",
+                   options_.objective.name, ", pretraining ",
+                   options_.pretrain.method));
 
   ASSIGN_OR_RETURN(report_,
                    RunReportWriter::Create(options_.out_dir, options_.resume));
   if (options_.resume) RestoreRounds();
+
+  RETURN_IF_ERROR(Pretrain());
+  if (options_.resume && std::filesystem::exists(checkpoint)) {
+    RETURN_IF_ERROR(trainer_->Load(checkpoint));
+    ScheduleRound(RoundOfStep(trainer_->step()));
+    Log(absl::StrCat("resumed from ", checkpoint, " at step ", trainer_->step(),
+                     " with ", history.bought.size(), " labels bought"));
+  } else if (!initial_weights_.empty()) {
+    RETURN_IF_ERROR(trainer_->InitializeFrom(initial_weights_));
+  }
   return RebuildLabelledTensors();
 }
 
-// Reads back the rounds a resumed run already recorded in rounds.csv (the
-// last row of each round wins), so the final report shows the whole run.
-void Run::RestoreRounds() {
-  std::ifstream in(JoinPath(options_.out_dir, RunReportWriter::kRoundsFile));
-  std::map<int, RoundRecord> by_round;
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::vector<std::string> fields = absl::StrSplit(line, absl::MaxSplits(',', 4));
-    RoundRecord record;
-    if (fields.size() != 5 || !absl::SimpleAtoi(fields[0], &record.round) ||
-        !absl::SimpleAtoi(fields[1], &record.labels_spent) ||
-        !absl::SimpleAtod(fields[2], &record.test_accuracy) ||
-        !absl::SimpleAtoi(fields[3], &record.steps)) {
-      continue;  // a torn or foreign line: the report just omits it
+absl::Status Run::Pretrain() {
+  pretrain_summary_.method = options_.pretrain.method;
+  if (options_.pretrain.method == "none") return absl::OkStatus();
+  Log(absl::StrCat("pretraining (", options_.pretrain.method, ", ",
+                   options_.pretrain.steps, " steps) on ",
+                   train_images_.size(0), " unlabelled images"));
+  const int64_t report_every =
+      std::max<int64_t>(1, options_.pretrain.steps / 10);
+  PretrainProgress progress = [&](int64_t step, double loss, double rate) {
+    StepMetrics metrics;
+    metrics.step = step;
+    metrics.stage = "pretrain";
+    metrics.loss = loss;
+    metrics.steps_per_s = rate;
+    report_->AppendMetrics(metrics).IgnoreError();
+    if (step % report_every < options_.pretrain.log_every ||
+        step == options_.pretrain.steps) {
+      Log(absl::StrFormat("pretrain step %d/%d: loss %.4f, %.1f steps/s", step,
+                          options_.pretrain.steps, loss, rate));
     }
-    record.strategy = fields[4];
-    by_round[record.round] = record;
+  };
+  ASSIGN_OR_RETURN(PretrainResult result,
+                   RunPretraining(options_.pretrain, options_.model,
+                                  train_images_, device_, options_.seed,
+                                  progress, stop_));
+  Log(absl::StrCat(result.reused ? "reusing pretrained weights "
+                                 : "pretrained weights saved to ",
+                   result.checkpoint));
+  initial_weights_ = result.checkpoint;
+  pretrain_summary_.checkpoint = result.checkpoint;
+  pretrain_summary_.reused = result.reused;
+  pretrain_summary_.steps = result.steps;
+  pretrain_summary_.wall_time_s = result.wall_time_s;
+  for (const auto& [step, loss] : result.loss_curve) {
+    pretrain_summary_.loss_curve.push_back({step, loss});
   }
-  for (const auto& [round, record] : by_round) {
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Learner>> Run::MakeLearner(int round) {
+  ModelOptions model_options = options_.model;
+  model_options.init_seed = options_.seed;
+  ASSIGN_OR_RETURN(Classifier probe, MakeModel(model_options));
+  ObjectiveEnvironment environment;
+  environment.device = device_;
+  environment.embedding_dim = probe->embedding_dim();
+  environment.pool_size = train_images_.size(0);
+  environment.seed = options_.seed;
+  ASSIGN_OR_RETURN(std::unique_ptr<TrainingObjective> objective,
+                   MakeObjective(options_.objective, environment));
+  if (!objective->uses_labels()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "objective ", objective->name(),
+        " uses no labels; use it with --pretrain, and fixmatch or freematch "
+        "for the rounds"));
+  }
+  LearnerOptions learner_options = options_.learner;
+  learner_options.total_steps = options_.total_steps;
+  // Each restarted round draws its own batches and augmentations.
+  learner_options.seed = options_.seed + static_cast<uint64_t>(round);
+  if (!device_.is_cuda()) learner_options.cuda_graph = false;
+  ASSIGN_OR_RETURN(std::unique_ptr<Learner> learner,
+                   Learner::Create(model_options, learner_options,
+                                   std::move(objective), device_));
+  return learner;
+}
+
+int Run::RoundOfStep(int64_t step) const {
+  for (size_t r = 0; r < plan_.end_step.size(); ++r) {
+    if (step < plan_.end_step[r]) return static_cast<int>(r);
+  }
+  return static_cast<int>(plan_.end_step.size()) - 1;
+}
+
+void Run::ScheduleRound(int round) {
+  if (!options_.restart_rounds) return;
+  const int64_t start = round == 0 ? 0 : plan_.end_step[round - 1];
+  trainer_->SetSchedule(start, plan_.end_step[round] - start);
+}
+
+// Reads back the rounds a resumed run already recorded in rounds.csv, so the
+// final report shows the whole run.
+void Run::RestoreRounds() {
+  for (const RoundRecord& record :
+       RunReportWriter::ReadRounds(options_.out_dir)) {
     rounds_.push_back(record);
     label_curve_.push_back({record.labels_spent, record.test_accuracy});
     step_curve_.push_back({record.steps, record.test_accuracy});
@@ -270,15 +372,15 @@ absl::Status Run::SelectAndBuy(int round, int64_t count) {
   }
   pool.round = round;
   pool.seed = options_.seed;
-  if (trainer_->step() == 0) {
+  if (trainer_->step() == 0 && initial_weights_.empty()) {
     ASSIGN_OR_RETURN(
         pool.embeddings,
         LabelFreeFeatures(train_images_, options_.label_free_dims));
   } else {
-    ASSIGN_OR_RETURN(Predictions predictions,
-                     trainer_->Predict(train_images_, /*use_ema=*/true));
+    ASSIGN_OR_RETURN(Predictions predictions, PredictEma(train_images_));
     pool.embeddings = predictions.embeddings;
-    pool.probabilities = predictions.probs;
+    // An untrained classifier layer's probabilities mean nothing.
+    if (trainer_->step() > 0) pool.probabilities = predictions.probs;
   }
   const absl::Time begin = absl::Now();
   ASSIGN_OR_RETURN(std::vector<int64_t> ids, strategy_->Select(pool, count));
@@ -290,9 +392,81 @@ absl::Status Run::SelectAndBuy(int round, int64_t count) {
   return Buy(round, ids);
 }
 
+absl::StatusOr<Predictions> Run::PredictEma(const torch::Tensor& images) {
+  if (options_.recalibrate_bn && trainer_->step() != recalibrated_step_) {
+    // At most 10,000 clean pool images, evenly spread.
+    const int64_t n = train_images_.size(0);
+    const int64_t stride = std::max<int64_t>(1, n / 10000);
+    RETURN_IF_ERROR(trainer_->RecalibrateBatchNorm(
+        train_images_.slice(0, 0, n, stride), /*use_ema=*/true));
+    recalibrated_step_ = trainer_->step();
+  }
+  return trainer_->Predict(images, /*use_ema=*/true);
+}
+
+absl::Status Run::MeasureFeatureQuality(const std::string& stage) {
+  const std::vector<LabelledSample>& bought = journal_->history().bought;
+  if (!options_.feature_quality || bought.empty()) return absl::OkStatus();
+  std::vector<int64_t> ids, labels;
+  for (const LabelledSample& sample : bought) {
+    ids.push_back(sample.id);
+    labels.push_back(sample.label);
+  }
+  torch::Tensor index = torch::tensor(ids, torch::kLong).to(device_);
+  torch::Tensor targets = torch::tensor(labels, torch::kLong).to(device_);
+  const int64_t pool = train_images_.size(0);
+  if (!pca_features_.defined()) {
+    // Fit on pool and test pixels together (no labels involved).
+    ASSIGN_OR_RETURN(pca_features_,
+                     LabelFreeFeatures(at::cat({train_images_, test_images_}),
+                                       options_.label_free_dims));
+  }
+  KnnOptions knn;
+  knn.k = options_.knn_k;
+  knn.num_classes = options_.model.num_classes;
+  FeatureQualityRecord record;
+  record.stage = stage;
+  record.labels = static_cast<int64_t>(ids.size());
+  auto score = [&](const torch::Tensor& reference,
+                   const torch::Tensor& query,
+                   const std::string& what) -> absl::StatusOr<double> {
+    ASSIGN_OR_RETURN(torch::Tensor classes,
+                     KnnClassify(reference, targets, query, knn));
+    torch::Tensor cpu = classes.to(torch::kCPU, torch::kInt).contiguous();
+    std::vector<int32_t> predicted(cpu.data_ptr<int32_t>(),
+                                   cpu.data_ptr<int32_t>() + cpu.numel());
+    ASSIGN_OR_RETURN(
+        Evaluation evaluation,
+        oracle_->Evaluate(options_.experiment, predicted, options_.client_name,
+                          absl::StrCat("feature quality ", stage, " ", what)));
+    return evaluation.accuracy;
+  };
+  ASSIGN_OR_RETURN(Predictions pool_out, PredictEma(train_images_));
+  ASSIGN_OR_RETURN(Predictions test_out, PredictEma(test_images_));
+  ASSIGN_OR_RETURN(record.embedding_accuracy,
+                   score(pool_out.embeddings.index_select(0, index),
+                         test_out.embeddings, "knn-embedding"));
+  ASSIGN_OR_RETURN(record.pca_accuracy,
+                   score(pca_features_.narrow(0, 0, pool).index_select(0, index),
+                         pca_features_.narrow(0, pool, test_images_.size(0)),
+                         "knn-pca"));
+  Log(absl::StrFormat(
+      "feature quality (%s, %d labels): kNN on the embedding %.2f %%, on PCA "
+      "pixels %.2f %%",
+      stage, record.labels, 100.0 * record.embedding_accuracy,
+      100.0 * record.pca_accuracy));
+  feature_quality_.erase(
+      std::remove_if(feature_quality_.begin(), feature_quality_.end(),
+                     [&](const FeatureQualityRecord& r) {
+                       return r.stage == stage;
+                     }),
+      feature_quality_.end());
+  feature_quality_.push_back(record);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
-  ASSIGN_OR_RETURN(Predictions predictions,
-                   trainer_->Predict(test_images_, /*use_ema=*/true));
+  ASSIGN_OR_RETURN(Predictions predictions, PredictEma(test_images_));
   torch::Tensor classes =
       predictions.probs.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
   std::vector<int32_t> predicted(classes.data_ptr<int32_t>(),
@@ -344,9 +518,11 @@ absl::Status Run::TrainUntil(int round, int64_t end_step) {
           "stopped at step ", trainer_->step(), "; checkpoint saved in ",
           options_.out_dir, " (continue with --resume)"));
     }
-    ASSIGN_OR_RETURN(
-        FixMatchStepStats stats,
-        trainer_->Step(labelled_images_, labelled_targets_, train_images_));
+    StepData data;
+    data.labelled_images = labelled_images_;
+    data.labelled_targets = labelled_targets_;
+    data.unlabelled_images = train_images_;
+    ASSIGN_OR_RETURN(LearnerStepStats stats, trainer_->Step(data));
     const int64_t step = trainer_->step();
     const bool log_now = step % options_.log_every == 0 || step == end_step;
     const bool eval_now = options_.eval_every > 0 &&
@@ -354,10 +530,14 @@ absl::Status Run::TrainUntil(int round, int64_t end_step) {
     if (log_now || eval_now) {
       StepMetrics metrics;
       metrics.step = step;
-      metrics.loss = stats.loss.total.item<double>();  // synchronises
-      metrics.loss_x = stats.loss.supervised.item<double>();
-      metrics.loss_u = stats.loss.unsupervised.item<double>();
-      metrics.mask_rate = stats.loss.mask_rate.item<double>();
+      metrics.loss = stats.loss.item<double>();  // synchronises
+      const std::vector<std::string> names =
+          trainer_->objective().metric_names();
+      for (size_t i = 0; i < names.size() && i < stats.scalars.size(); ++i) {
+        const double value = stats.scalars[i].item<double>();
+        metrics.scalars.emplace_back(names[i], value);
+        if (names[i] == "mask_rate") last_mask_rate_ = value;
+      }
       metrics.lr = stats.lr;
       const auto now = std::chrono::steady_clock::now();
       const double elapsed =
@@ -370,7 +550,6 @@ absl::Status Run::TrainUntil(int round, int64_t end_step) {
         trained_steps_ += steps;
       }
       metrics.steps_per_s = window_steps_per_s_;
-      last_mask_rate_ = metrics.mask_rate;
       last_loss_ = metrics.loss;
       if (eval_now) {
         ASSIGN_OR_RETURN(
@@ -417,6 +596,29 @@ absl::StatusOr<RunSummary> Run::Go() {
     if (!journal_->history().RoundBought(round)) {
       RETURN_IF_ERROR(SelectAndBuy(round, plan_.labels[round]));
     }
+    if (round == 0 && trainer_->step() == 0 && !initial_weights_.empty()) {
+      RETURN_IF_ERROR(MeasureFeatureQuality("pretrained"));
+    }
+    const int64_t round_start = round == 0 ? 0 : plan_.end_step[round - 1];
+    if (options_.restart_rounds && round > 0 &&
+        trainer_->step() == round_start) {
+      // A fresh model from the initial weights, the run's step count kept.
+      trainer_.reset();
+      ASSIGN_OR_RETURN(trainer_, MakeLearner(round));
+      if (!initial_weights_.empty()) {
+        RETURN_IF_ERROR(trainer_->InitializeFrom(initial_weights_));
+      }
+      trainer_->set_step(round_start);
+      ScheduleRound(round);
+      recalibrated_step_ = -1;
+      Log(absl::StrCat("round ", round, ": restarting from ",
+                       initial_weights_.empty() ? "the seeded initialisation"
+                                                : initial_weights_,
+                       " for ", plan_.end_step[round] - round_start,
+                       " steps"));
+    } else {
+      ScheduleRound(round);
+    }
     const bool trained_before = trainer_->step() >= plan_.end_step[round];
     RETURN_IF_ERROR(TrainUntil(round, plan_.end_step[round]));
     if (trained_before && round + 1 < num_rounds &&
@@ -453,6 +655,7 @@ absl::StatusOr<RunSummary> Run::Go() {
     Log(absl::StrFormat(
         "round %d done: %d labels, step %d, test accuracy %.2f %%", round,
         spent, trainer_->step(), 100.0 * evaluation->accuracy));
+    RETURN_IF_ERROR(MeasureFeatureQuality(absl::StrCat("round ", round)));
   }
   if (!evaluation.has_value()) {
     ASSIGN_OR_RETURN(evaluation, Evaluate("final"));
@@ -482,16 +685,36 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       train_seconds_ > 0 ? trained_steps_ / train_seconds_ : 0.0;
   report.device = device_.str();
   const ModelOptions& model = trainer_->model_options();
-  const FixMatchOptions& fm = trainer_->options();
+  const LearnerOptions& learner = trainer_->options();
+  const SemiSupervisedOptions& batch =
+      options_.objective.name == "freematch"
+          ? options_.objective.freematch.batch
+          : options_.objective.fixmatch.batch;
+  report.objective = options_.objective.name;
+  report.initial_weights = initial_weights_.empty()
+                               ? "random initialisation"
+                               : initial_weights_;
+  report.pretrain = pretrain_summary_;
+  report.feature_quality = feature_quality_;
   report.config = {
       {"strategy", strategy_->name()},
+      {"objective", options_.objective.name},
+      {"pretraining",
+       options_.pretrain.method == "none"
+           ? std::string("none")
+           : absl::StrCat(options_.pretrain.method, ", ",
+                          options_.pretrain.steps, " steps")},
       {"schedule", absl::StrJoin(plan_.labels, ",")},
       {"round end steps", absl::StrJoin(plan_.end_step, ",")},
+      {"round restarts", options_.restart_rounds ? "yes" : "no"},
       {"model", absl::StrCat(model.arch, " width ", model.width)},
-      {"batch / mu", absl::StrCat(fm.batch_size, " / ", fm.mu)},
-      {"threshold", absl::StrCat(fm.threshold)},
-      {"lr / wd", absl::StrCat(fm.lr, " / ", fm.weight_decay)},
-      {"ema decay", absl::StrCat(fm.ema_decay)},
+      {"batch / mu", absl::StrCat(batch.batch_size, " / ", batch.mu)},
+      {"threshold", options_.objective.name == "freematch"
+                        ? std::string("self-adaptive")
+                        : absl::StrCat(options_.objective.fixmatch.threshold)},
+      {"lr / wd", absl::StrCat(learner.lr, " / ", learner.weight_decay)},
+      {"ema decay", absl::StrCat(learner.ema_decay)},
+      {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
       {"seed", absl::StrCat(options_.seed)},
       {"out_dir", options_.out_dir},
@@ -615,8 +838,7 @@ absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
     Run run(options, oracle, stop);
     return run.Go();
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+    return TorchErrorToStatus(e, "LibTorch");
   } catch (const std::exception& e) {
     return absl::InternalError(e.what());
   }

@@ -1,5 +1,10 @@
-// One active-learning run: rounds of (choose ids, buy their labels from the
-// oracle, train FixMatch), scored on the hidden test set through the oracle.
+// One active-learning run, a plan of stages:
+//   [pretrain] -> rounds { select, buy, train }
+// An optional self-supervised stage learns features from the unlabelled pool
+// (trainer/pretrain/); each round then chooses ids on the current features,
+// buys their labels from the oracle and trains with a semi-supervised
+// objective (trainer/objectives/) on the Learner engine (trainer/learn/),
+// scored on the hidden test set through the oracle.
 //
 // The run reads only image files. Every label comes from OracleClient, every
 // purchase is journaled before and after the oracle call (purchase_journal.h)
@@ -14,8 +19,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "trainer/learn/fixmatch.h"
+#include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
+#include "trainer/objectives/registry.h"
+#include "trainer/pretrain/pretrain_stage.h"
 #include "trainer/rpc/oracle_client.h"
 #include "trainer/select/selection_strategy.h"
 
@@ -68,7 +75,27 @@ struct TrainerOptions {
   // Who asks, recorded by the oracle with every query.
   std::string client_name = "trainer";
   ModelOptions model;
-  FixMatchOptions fixmatch;  // total_steps and seed are set from the above
+  // The engine's options; total_steps and seed are set from the above.
+  LearnerOptions learner;
+  // The semi-supervised objective of the rounds (name: fixmatch, freematch).
+  ObjectiveOptions objective;
+  // The self-supervised stage before the first purchase (method none:
+  // skipped). Its weights start every round's model and its embedding is
+  // what the first selection sees (instead of PCA features).
+  PretrainOptions pretrain;
+  // Restart the semi-supervised stage after each purchase: a fresh model
+  // from the initial weights (pretrained or the seeded initialisation) with
+  // a cosine schedule over that round's steps, instead of continuing a model
+  // whose pseudo-labels have locked in. Every label is kept.
+  bool restart_rounds = false;
+  // Before the EMA model predicts (evaluation, selection, feature quality),
+  // re-estimate its BatchNorm statistics on clean pool images.
+  bool recalibrate_bn = false;
+  // After the first purchase and after each round, score a k-nearest-
+  // neighbour classifier on the bought labels' embeddings (and on PCA
+  // features) through the oracle (two evaluations each time).
+  bool feature_quality = true;
+  int knn_k = 20;
 };
 
 // What a finished run reports.
@@ -77,7 +104,7 @@ struct RunSummary {
   int64_t labels_spent = 0;  // as the oracle counts them
   int64_t label_budget = 0;
   int64_t steps = 0;
-  double steps_per_s = 0;  // training steps only
+  double steps_per_s = 0;  // semi-supervised training steps only
   double wall_time_s = 0;
   std::string device;
   std::string report_path;  // report.html

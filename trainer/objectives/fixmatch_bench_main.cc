@@ -1,5 +1,7 @@
-// Times FixMatch steps, on synthetic data or (with --data_dir) on
-// Fashion-MNIST with a random labelled subset and test-set evaluation:
+// Times FixMatch steps (Learner + FixMatchObjective), on synthetic data or
+// (with --data_dir) on Fashion-MNIST with a random labelled subset and
+// test-set evaluation. The bench reads the label files itself: no trainer
+// library offers a way to read them.
 //   fixmatch_bench --arch=cnn --width=64 --batch=64 --mu=7 --steps=300
 //   fixmatch_bench --data_dir=/usr/share/datasets/fashion-mnist --steps=4000
 // Throughput is measured between two device synchronisations.
@@ -13,17 +15,21 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 #include "trainer/learn/augment.h"
 #include "trainer/learn/dataset.h"
-#include "trainer/learn/fixmatch.h"
+#include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
+#include "trainer/objectives/fixmatch.h"
 
 ABSL_FLAG(std::string, arch, "cnn", "Model architecture: cnn or wrn28_2.");
 ABSL_FLAG(int, width, 64, "Base width of the cnn architecture.");
@@ -62,6 +68,24 @@ void Sync(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
 }
 
+// Reads the IDX label file at `path` into an int64 [N] tensor on `device`.
+// Errors as common::ReadIdxLabels, UNAVAILABLE if `device` cannot be used.
+absl::StatusOr<at::Tensor> LoadLabels(const std::string& path,
+                                      int64_t expected_count,
+                                      const torch::Device& device) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> labels,
+                   common::ReadIdxLabels(path, expected_count));
+  try {
+    return at::tensor(std::vector<int64_t>(labels.begin(), labels.end()),
+                      at::kLong)
+        .to(device);
+  } catch (const c10::Error& e) {
+    return absl::UnavailableError(absl::StrCat("cannot copy labels to ",
+                                               device.str(), ": ",
+                                               e.what_without_backtrace()));
+  }
+}
+
 struct Data {
   at::Tensor labelled, targets, unlabelled, test, test_targets;
 };
@@ -73,15 +97,14 @@ absl::StatusOr<Data> LoadData(const std::string& dir, int num_labelled,
   ASSIGN_OR_RETURN(data.unlabelled,
                    trainer::LoadImages(base + common::kTrainImagesFile,
                                        common::kTrainCount, device));
-  ASSIGN_OR_RETURN(at::Tensor train_labels,
-                   trainer::LoadLabels(base + common::kTrainLabelsFile,
-                                       common::kTrainCount, device));
+  ASSIGN_OR_RETURN(
+      at::Tensor train_labels,
+      LoadLabels(base + common::kTrainLabelsFile, common::kTrainCount, device));
   ASSIGN_OR_RETURN(data.test,
                    trainer::LoadImages(base + common::kTestImagesFile,
                                        common::kTestCount, device));
-  ASSIGN_OR_RETURN(data.test_targets,
-                   trainer::LoadLabels(base + common::kTestLabelsFile,
-                                       common::kTestCount, device));
+  ASSIGN_OR_RETURN(data.test_targets, LoadLabels(base + common::kTestLabelsFile,
+                                                 common::kTestCount, device));
   at::Generator gen = at::detail::createCPUGenerator(seed);
   at::Tensor subset = at::randperm(common::kTrainCount, gen, at::kLong)
                           .narrow(0, 0, num_labelled)
@@ -91,12 +114,12 @@ absl::StatusOr<Data> LoadData(const std::string& dir, int num_labelled,
   return data;
 }
 
-void PrintStats(const char* what, const trainer::FixMatchStepStats& s) {
+// `s.scalars` are FixMatchObjective's metrics: loss_x, loss_u, mask_rate.
+void PrintStats(const char* what, const trainer::LearnerStepStats& s) {
   std::printf("%s step %lld: loss %.4f sup %.4f unsup %.4f mask %.3f lr %.5f\n",
-              what, static_cast<long long>(s.step), s.loss.total.item<float>(),
-              s.loss.supervised.item<float>(),
-              s.loss.unsupervised.item<float>(), s.loss.mask_rate.item<float>(),
-              s.lr);
+              what, static_cast<long long>(s.step), s.loss.item<float>(),
+              s.scalars.at(0).item<float>(), s.scalars.at(1).item<float>(),
+              s.scalars.at(2).item<float>(), s.lr);
 }
 
 int Fail(const absl::Status& status) {
@@ -115,27 +138,30 @@ int Run() {
   trainer::ModelOptions model_options;
   model_options.arch = absl::GetFlag(FLAGS_arch);
   model_options.width = absl::GetFlag(FLAGS_width);
-  trainer::FixMatchOptions options;
-  options.batch_size = absl::GetFlag(FLAGS_batch);
-  options.mu = absl::GetFlag(FLAGS_mu);
+  trainer::FixMatchOptions fixmatch;
+  fixmatch.batch.batch_size = absl::GetFlag(FLAGS_batch);
+  fixmatch.batch.mu = absl::GetFlag(FLAGS_mu);
+  fixmatch.batch.use_ema_for_pseudo_labels = absl::GetFlag(FLAGS_ema_teacher);
+  trainer::LearnerOptions options;
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.channels_last = absl::GetFlag(FLAGS_channels_last);
-  options.use_ema_for_pseudo_labels = absl::GetFlag(FLAGS_ema_teacher);
   options.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
   options.seed = absl::GetFlag(FLAGS_seed);
   const int steps = absl::GetFlag(FLAGS_steps);
   options.total_steps = std::max(steps, 1);
-  auto trainer =
-      trainer::FixMatchTrainer::Create(model_options, options, device);
-  if (!trainer.ok()) return Fail(trainer.status());
+  auto objective = trainer::FixMatchObjective::Create(fixmatch);
+  if (!objective.ok()) return Fail(objective.status());
+  auto learner = trainer::Learner::Create(model_options, options,
+                                          *std::move(objective), device);
+  if (!learner.ok()) return Fail(learner.status());
   std::printf(
       "device=%s arch=%s width=%d batch=%d mu=%d bf16=%d channels_last=%d "
       "ema_teacher=%d cuda_graph=%d\n",
       device.str().c_str(), model_options.arch.c_str(), model_options.width,
-      options.batch_size, options.mu,
+      fixmatch.batch.batch_size, fixmatch.batch.mu,
       options.mixed_precision && use_cuda ? 1 : 0,
       options.channels_last && use_cuda ? 1 : 0,
-      options.use_ema_for_pseudo_labels ? 1 : 0,
+      fixmatch.batch.use_ema_for_pseudo_labels ? 1 : 0,
       options.cuda_graph && use_cuda ? 1 : 0);
 
   Data data;
@@ -155,9 +181,9 @@ int Run() {
     data.unlabelled =
         at::rand({absl::GetFlag(FLAGS_unlabelled), 1, 28, 28}, float_options);
   }
-  auto step = [&]() {
-    return (*trainer)->Step(data.labelled, data.targets, data.unlabelled);
-  };
+  const trainer::StepData step_data{data.labelled, data.targets,
+                                    data.unlabelled};
+  auto step = [&]() { return (*learner)->Step(step_data); };
 
   if (!data_dir.empty()) {
     const int eval_every = std::max(1, absl::GetFlag(FLAGS_eval_every));
@@ -165,7 +191,7 @@ int Run() {
     for (int done = 0; done < steps;) {
       Sync(device);
       const auto start = Clock::now();
-      trainer::FixMatchStepStats last;
+      trainer::LearnerStepStats last;
       const int chunk = std::min(eval_every, steps - done);
       for (int i = 0; i < chunk; ++i) {
         auto stats = step();
@@ -177,7 +203,7 @@ int Run() {
       done += chunk;
       PrintStats("train", last);
       for (bool use_ema : {false, true}) {
-        auto predictions = (*trainer)->Predict(data.test, use_ema);
+        auto predictions = (*learner)->Predict(data.test, use_ema);
         if (!predictions.ok()) return Fail(predictions.status());
         const double accuracy = predictions->probs.argmax(1)
                                     .eq(data.test_targets)
@@ -197,7 +223,7 @@ int Run() {
     if (!stats.ok()) return Fail(stats.status());
   }
   Sync(device);
-  trainer::FixMatchStepStats last;
+  trainer::LearnerStepStats last;
   auto start = Clock::now();
   for (int i = 0; i < steps; ++i) {
     auto stats = step();
@@ -230,7 +256,8 @@ int Run() {
   if (absl::GetFlag(FLAGS_time_augment)) {
     auto gen = trainer::MakeGenerator(device, 1);
     if (!gen.ok()) return Fail(gen.status());
-    const int64_t n = static_cast<int64_t>(options.batch_size) * options.mu;
+    const int64_t n =
+        static_cast<int64_t>(fixmatch.batch.batch_size) * fixmatch.batch.mu;
     at::Tensor batch = data.unlabelled.narrow(0, 0, n);
     for (const bool strong : {false, true}) {
       Sync(device);

@@ -1,9 +1,10 @@
-#include "trainer/learn/fixmatch.h"
+#include "trainer/learn/learner.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <c10/util/string_utils.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/version.h>
@@ -18,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
+#include "trainer/learn/augment.h"
+#include "trainer/learn/torch_status.h"
 
 // Device-generic autocast state functions arrived in LibTorch 2.4.
 #if TORCH_VERSION_MAJOR > 2 || \
@@ -48,22 +51,10 @@ using torch::Tensor;
 constexpr int kCudaGraphWarmupSteps = 3;
 #endif
 
-constexpr char kCheckpointFormat[] = "fewlabels-fixmatch-v1";
+constexpr char kCheckpointFormat[] = "fewlabels-learner-v2";
+// What trainers before the engine/objective split wrote.
+constexpr char kOldCheckpointFormat[] = "fewlabels-fixmatch-v1";
 constexpr double kPi = 3.14159265358979323846;
-
-// Maps a LibTorch exception to the most specific status code.
-absl::Status TorchErrorToStatus(const c10::Error& e, absl::string_view what) {
-  std::string message = absl::StrCat(what, ": ", e.what_without_backtrace());
-  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
-    return absl::ResourceExhaustedError(message);
-  }
-  if (dynamic_cast<const c10::IndexError*>(&e) != nullptr ||
-      dynamic_cast<const c10::ValueError*>(&e) != nullptr ||
-      dynamic_cast<const c10::TypeError*>(&e) != nullptr) {
-    return absl::InvalidArgumentError(message);
-  }
-  return absl::InternalError(message);
-}
 
 // bf16 autocast for CUDA ops while alive (no-op when disabled); restores the
 // previous state and drops the cast-weight cache on destruction.
@@ -124,14 +115,10 @@ class ScopedEval {
   bool was_training_;
 };
 
-absl::Status ValidateOptions(const FixMatchOptions& o) {
-  if (o.batch_size <= 0 || o.mu <= 0 || o.total_steps <= 0 ||
-      o.predict_batch_size <= 0) {
+absl::Status ValidateOptions(const LearnerOptions& o) {
+  if (o.total_steps <= 0 || o.predict_batch_size <= 0) {
     return absl::InvalidArgumentError(
-        "batch_size, mu, total_steps and predict_batch_size must be positive");
-  }
-  if (!(o.threshold >= 0.0 && o.threshold <= 1.0)) {
-    return absl::InvalidArgumentError("threshold must be in [0, 1]");
+        "total_steps and predict_batch_size must be positive");
   }
   if (!(o.ema_decay >= 0.0 && o.ema_decay <= 1.0)) {
     return absl::InvalidArgumentError("ema_decay must be in [0, 1]");
@@ -140,15 +127,9 @@ absl::Status ValidateOptions(const FixMatchOptions& o) {
     return absl::InvalidArgumentError("nesterov requires momentum > 0");
   }
   if (o.lr < 0.0 || o.momentum < 0.0 || o.weight_decay < 0.0 ||
-      o.lambda_u < 0.0) {
+      !(o.cosine_span >= 0.0)) {
     return absl::InvalidArgumentError(
-        "lr, momentum, weight_decay and lambda_u must be non-negative");
-  }
-  if (o.strong.num_ops < 0 || o.strong.num_ops > kNumStrongOps ||
-      o.strong.min_posterize_bits < 0 || o.strong.min_posterize_bits > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("strong.num_ops must be in [0, ", kNumStrongOps,
-                     "] and strong.min_posterize_bits in [0, 8]"));
+        "lr, cosine_span, momentum and weight_decay must be non-negative");
   }
   return absl::OkStatus();
 }
@@ -243,33 +224,11 @@ void SgdStep(torch::optim::SGD& optimizer, double lr, const Tensor& neg_lr) {
 
 }  // namespace
 
-FixMatchLoss ComputeFixMatchLoss(const Tensor& logits_x,
-                                 const Tensor& targets_x,
-                                 const Tensor& logits_u_weak,
-                                 const Tensor& logits_u_strong,
-                                 double threshold, double lambda_u) {
-  TORCH_CHECK(logits_u_weak.sizes() == logits_u_strong.sizes(),
-              "weak and strong logits differ in shape: ", logits_u_weak.sizes(),
-              " vs ", logits_u_strong.sizes());
-  Tensor supervised =
-      at::cross_entropy_loss(logits_x.to(at::kFloat), targets_x);
-  Tensor probs = at::softmax(logits_u_weak.detach().to(at::kFloat), 1);
-  auto [max_probs, pseudo_labels] = probs.max(1);
-  Tensor mask = (max_probs >= threshold).to(at::kFloat);
-  Tensor per_image =
-      at::cross_entropy_loss(logits_u_strong.to(at::kFloat), pseudo_labels,
-                             /*weight=*/{}, at::Reduction::None);
-  Tensor unsupervised = (per_image * mask).mean();
-  Tensor total = supervised + lambda_u * unsupervised;
-  return {std::move(total), std::move(supervised), std::move(unsupervised),
-          mask.mean()};
-}
-
-double CosineLearningRate(double lr, int64_t step, int64_t total_steps) {
+double CosineLearningRate(double lr, int64_t step, int64_t total_steps,
+                          double span) {
   const double k =
       static_cast<double>(std::clamp<int64_t>(step, 0, total_steps));
-  return lr *
-         std::cos(7.0 * kPi * k / (16.0 * static_cast<double>(total_steps)));
+  return lr * std::cos(span * kPi * k / static_cast<double>(total_steps));
 }
 
 void UpdateEma(torch::nn::Module& ema, const torch::nn::Module& model,
@@ -291,17 +250,43 @@ void UpdateEma(torch::nn::Module& ema, const torch::nn::Module& model,
 }
 
 // The trained model, its EMA copy and the optimizer over the model.
-struct FixMatchTrainer::Networks {
+// The trained model, its EMA copy and the optimizer over the model and the
+// objective's trained modules.
+struct Learner::Networks {
   Classifier model{nullptr};
   Classifier ema{nullptr};
   std::unique_ptr<torch::optim::SGD> optimizer;
 };
 
+namespace {
+
+// StepData's tensors in a fixed order (undefined ones stay undefined).
+std::array<Tensor, 3> AsArray(const StepData& data) {
+  return {data.labelled_images, data.labelled_targets,
+          data.unlabelled_images};
+}
+
+StepData FromArray(const std::array<Tensor, 3>& x) {
+  return StepData{x[0], x[1], x[2]};
+}
+
+LearnerStepStats MakeStats(const ObjectiveLoss& loss, double lr,
+                           int64_t step) {
+  LearnerStepStats stats;
+  stats.loss = loss.total.detach();
+  for (const Tensor& t : loss.scalars) stats.scalars.push_back(t.detach());
+  stats.lr = lr;
+  stats.step = step;
+  return stats;
+}
+
+}  // namespace
+
 #if TRAINER_CUDA_GRAPHS
 
 // A captured training step and its fixed inputs and outputs.
-struct FixMatchTrainer::CudaGraphStep {
-  // Warm-up steps and capture run on this stream (one per trainer shape
+struct Learner::CudaGraphStep {
+  // Warm-up steps and capture run on this stream (one per learner shape
   // set, so cuDNN/cuBLAS state warmed up is the state captured).
   c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
   // Eager warm-up steps taken; the graph is captured after
@@ -310,27 +295,34 @@ struct FixMatchTrainer::CudaGraphStep {
   bool captured = false;
   at::cuda::CUDAGraph graph;
   Tensor neg_lr;  // 0-d float32, -learning rate, written before each replay
-  Tensor stats;   // [4]: total, supervised, unsupervised, mask_rate
+  Tensor stats;   // [1 + scalars]: total, then the objective's scalars
   // Private copies of the inputs (their addresses are baked into the graph)
   // and the caller's tensors they were last copied from, with versions.
   std::array<Tensor, 3> inputs;
   std::array<Tensor, 3> sources;
   std::array<int64_t, 3> source_versions{};
+  bool seen = false;
 
-  // Whether `x` has the shapes of the last inputs seen (warm-up or capture).
+  // Whether `x` has the shapes (and definedness) of the last inputs seen.
   bool FitsShapes(const std::array<Tensor, 3>& x) const {
+    if (!seen) return false;
     for (size_t i = 0; i < x.size(); ++i) {
-      if (!sources[i].defined() || x[i].sizes() != sources[i].sizes()) {
-        return false;
-      }
+      if (x[i].defined() != sources[i].defined()) return false;
+      if (x[i].defined() && x[i].sizes() != sources[i].sizes()) return false;
     }
     return true;
+  }
+
+  void Remember(const std::array<Tensor, 3>& x) {
+    sources = x;
+    seen = true;
   }
 
   // Copies each of `x` into the graph's inputs unless it is the tensor last
   // copied and unmodified since (same version counter).
   void Refresh(const std::array<Tensor, 3>& x) {
     for (size_t i = 0; i < x.size(); ++i) {
+      if (!x[i].defined()) continue;
       if (x[i].is_same(sources[i]) && x[i]._version() == source_versions[i]) {
         continue;
       }
@@ -343,16 +335,15 @@ struct FixMatchTrainer::CudaGraphStep {
 
 #else
 
-struct FixMatchTrainer::CudaGraphStep {};
+struct Learner::CudaGraphStep {};
 
 #endif  // TRAINER_CUDA_GRAPHS
 
-absl::StatusOr<std::unique_ptr<FixMatchTrainer::Networks>>
-FixMatchTrainer::BuildNetworks(const ModelOptions& model_options,
-                               const FixMatchOptions& options,
-                               const torch::Device& device,
-                               bool channels_last) {
-  auto networks = std::make_unique<FixMatchTrainer::Networks>();
+absl::StatusOr<std::unique_ptr<Learner::Networks>> Learner::BuildNetworks(
+    const ModelOptions& model_options, const LearnerOptions& options,
+    TrainingObjective& objective, const torch::Device& device,
+    bool channels_last) {
+  auto networks = std::make_unique<Learner::Networks>();
   ASSIGN_OR_RETURN(networks->model, MakeModel(model_options));
   ASSIGN_OR_RETURN(networks->ema, MakeModel(model_options));
   try {
@@ -368,9 +359,11 @@ FixMatchTrainer::BuildNetworks(const ModelOptions& model_options,
     networks->ema->eval();
 
     std::vector<Tensor> decayed, not_decayed;
-    for (auto& p : networks->model->parameters()) {
-      (p.dim() > 1 ? decayed : not_decayed).push_back(p);
+    std::vector<Tensor> params = networks->model->parameters();
+    for (torch::nn::Module* module : objective.trained_modules()) {
+      for (auto& p : module->parameters()) params.push_back(p);
     }
+    for (auto& p : params) (p.dim() > 1 ? decayed : not_decayed).push_back(p);
     auto sgd = [&](double weight_decay) {
       return torch::optim::SGDOptions(options.lr)
           .momentum(options.momentum)
@@ -394,9 +387,12 @@ FixMatchTrainer::BuildNetworks(const ModelOptions& model_options,
   return networks;
 }
 
-absl::StatusOr<std::unique_ptr<FixMatchTrainer>> FixMatchTrainer::Create(
-    const ModelOptions& model_options, const FixMatchOptions& options,
-    torch::Device device) {
+absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(
+    const ModelOptions& model_options, const LearnerOptions& options,
+    std::unique_ptr<TrainingObjective> objective, torch::Device device) {
+  if (objective == nullptr) {
+    return absl::InvalidArgumentError("a learner needs an objective");
+  }
   RETURN_IF_ERROR(ValidateOptions(options));
   if (device.is_cuda() && !device.has_index())
     device = torch::Device(torch::kCUDA, 0);
@@ -407,127 +403,94 @@ absl::StatusOr<std::unique_ptr<FixMatchTrainer>> FixMatchTrainer::Create(
   }
   ASSIGN_OR_RETURN(at::Generator generator,
                    MakeGenerator(device, options.seed));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<Networks> networks,
-      BuildNetworks(model_options, options, device, channels_last));
-  return std::unique_ptr<FixMatchTrainer>(
-      new FixMatchTrainer(model_options, options, device, std::move(networks),
-                          std::move(generator)));
+  ASSIGN_OR_RETURN(std::unique_ptr<Networks> networks,
+                   BuildNetworks(model_options, options, *objective, device,
+                                 channels_last));
+  return std::unique_ptr<Learner>(
+      new Learner(model_options, options, std::move(objective), device,
+                  std::move(networks), std::move(generator)));
 }
 
-FixMatchTrainer::FixMatchTrainer(const ModelOptions& model_options,
-                                 const FixMatchOptions& options,
-                                 torch::Device device,
-                                 std::unique_ptr<Networks> networks,
-                                 at::Generator generator)
+Learner::Learner(const ModelOptions& model_options,
+                 const LearnerOptions& options,
+                 std::unique_ptr<TrainingObjective> objective,
+                 torch::Device device, std::unique_ptr<Networks> networks,
+                 at::Generator generator)
     : model_options_(model_options),
       options_(options),
+      objective_(std::move(objective)),
       device_(device),
       channels_last_(options.channels_last && device.is_cuda()),
       mixed_precision_(options.mixed_precision && device.is_cuda()),
       use_cuda_graph_(options.cuda_graph && device.is_cuda()),
       networks_(std::move(networks)),
-      generator_(std::move(generator)) {}
+      generator_(std::move(generator)),
+      schedule_length_(options.total_steps) {}
 
-FixMatchTrainer::~FixMatchTrainer() = default;
+Learner::~Learner() = default;
 
-Classifier& FixMatchTrainer::model() { return networks_->model; }
-Classifier& FixMatchTrainer::ema_model() { return networks_->ema; }
+Classifier& Learner::model() { return networks_->model; }
+Classifier& Learner::ema_model() { return networks_->ema; }
 
-double FixMatchTrainer::next_lr() const {
-  return CosineLearningRate(options_.lr, step_, options_.total_steps);
+double Learner::next_lr() const {
+  return CosineLearningRate(options_.lr, step_ - schedule_start_,
+                            schedule_length_, options_.cosine_span);
 }
 
-absl::StatusOr<FixMatchStepStats> FixMatchTrainer::Step(
-    const Tensor& labelled_images, const Tensor& labelled_targets,
-    const Tensor& unlabelled_images) {
-  RETURN_IF_ERROR(ValidateImages(labelled_images, "labelled_images", device_));
+void Learner::SetSchedule(int64_t start_step, int64_t total_steps) {
+  schedule_start_ = start_step;
+  schedule_length_ = std::max<int64_t>(1, total_steps);
+}
+
+absl::StatusOr<LearnerStepStats> Learner::Step(const StepData& data) {
   RETURN_IF_ERROR(
-      ValidateImages(unlabelled_images, "unlabelled_images", device_));
-  if (!labelled_targets.defined() || labelled_targets.dim() != 1 ||
-      labelled_targets.scalar_type() != at::kLong ||
-      labelled_targets.size(0) != labelled_images.size(0) ||
-      labelled_targets.device() != device_) {
-    return absl::InvalidArgumentError(
-        "labelled_targets must be int64 [L] on the trainer's device, L = "
-        "labelled_images.size(0)");
+      ValidateImages(data.unlabelled_images, "unlabelled_images", device_));
+  if (objective_->uses_labels()) {
+    RETURN_IF_ERROR(
+        ValidateImages(data.labelled_images, "labelled_images", device_));
+    const Tensor& targets = data.labelled_targets;
+    if (!targets.defined() || targets.dim() != 1 ||
+        targets.scalar_type() != at::kLong ||
+        targets.size(0) != data.labelled_images.size(0) ||
+        targets.device() != device_) {
+      return absl::InvalidArgumentError(
+          "labelled_targets must be int64 [L] on the learner's device, L = "
+          "labelled_images.size(0)");
+    }
+    if (data.labelled_images.sizes().slice(1) !=
+        data.unlabelled_images.sizes().slice(1)) {
+      return absl::InvalidArgumentError(
+          "labelled and unlabelled images differ in [C, H, W]");
+    }
   }
-  if (labelled_images.sizes().slice(1) != unlabelled_images.sizes().slice(1)) {
-    return absl::InvalidArgumentError(
-        "labelled and unlabelled images differ in [C, H, W]");
+  StepData used = data;
+  if (!objective_->uses_labels()) {
+    used.labelled_images = Tensor();
+    used.labelled_targets = Tensor();
   }
   try {
 #if TRAINER_CUDA_GRAPHS
-    if (use_cuda_graph_) {
-      return GraphStep(labelled_images, labelled_targets, unlabelled_images);
-    }
+    if (use_cuda_graph_) return GraphStep(used);
 #endif
     const double lr = next_lr();
-    FixMatchLoss loss = RunStep(labelled_images, labelled_targets,
-                                unlabelled_images, lr, /*neg_lr=*/Tensor());
+    ObjectiveLoss loss = RunStep(used, lr, /*neg_lr=*/Tensor());
     ++step_;
-    return FixMatchStepStats{
-        {loss.total.detach(), loss.supervised.detach(),
-         loss.unsupervised.detach(), loss.mask_rate.detach()},
-        lr,
-        step_};
+    return MakeStats(loss, lr, step_);
   } catch (const c10::Error& e) {
-    return TorchErrorToStatus(e, "FixMatch step failed");
+    return TorchErrorToStatus(
+        e, absl::StrCat(objective_->name(), " step failed"));
   }
 }
 
-FixMatchLoss FixMatchTrainer::RunStep(const Tensor& labelled_images,
-                                      const Tensor& labelled_targets,
-                                      const Tensor& unlabelled_images,
-                                      double lr, const Tensor& neg_lr) {
+ObjectiveLoss Learner::RunStep(const StepData& data, double lr,
+                               const Tensor& neg_lr) {
   Networks& nets = *networks_;
-  const int64_t b = options_.batch_size;
-  const int64_t ub = static_cast<int64_t>(options_.mu) * b;
-  const auto index_options =
-      torch::TensorOptions().dtype(at::kLong).device(device_);
-  Tensor labelled_index =
-      at::randint(labelled_images.size(0), {b}, generator_, index_options);
-  Tensor unlabelled_index =
-      at::randint(unlabelled_images.size(0), {ub}, generator_, index_options);
-  Tensor targets = labelled_targets.index_select(0, labelled_index);
-  Tensor unlabelled = unlabelled_images.index_select(0, unlabelled_index);
-  // One gather for the labelled batch, the weak unlabelled views and the
-  // flip-and-shift base of the strong views (independent draws each).
-  Tensor weak =
-      WeakAugment(at::cat({labelled_images.index_select(0, labelled_index),
-                           unlabelled, unlabelled}),
-                  generator_, options_.weak);
-  Tensor strong =
-      StrongAugment(weak.narrow(0, b + ub, ub), generator_, options_.strong);
-  weak = weak.narrow(0, 0, b + ub);
-  const bool teacher_is_ema = options_.use_ema_for_pseudo_labels;
-  Tensor inputs = teacher_is_ema ? at::cat({weak.narrow(0, 0, b), strong})
-                                 : at::cat({weak, strong});
-  if (channels_last_) {
-    inputs = inputs.contiguous(at::MemoryFormat::ChannelsLast);
-  }
-  Tensor logits;
-  Tensor logits_u_weak;
+  ObjectiveLoss loss;
   {
     ScopedCudaAutocast autocast(mixed_precision_);
-    logits = nets.model->forward(inputs).logits;
-    if (teacher_is_ema) {
-      torch::NoGradGuard no_grad;
-      Tensor teacher_inputs = weak.narrow(0, b, ub);
-      if (channels_last_) {
-        teacher_inputs =
-            teacher_inputs.contiguous(at::MemoryFormat::ChannelsLast);
-      }
-      logits_u_weak = nets.ema->forward(teacher_inputs).logits;
-    }
+    StepContext context{nets.model, nets.ema, generator_, channels_last_};
+    loss = objective_->Loss(context, data);
   }
-  Tensor logits_x = logits.narrow(0, 0, b);
-  Tensor logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
-  if (!teacher_is_ema) logits_u_weak = logits.narrow(0, b, ub);
-  FixMatchLoss loss =
-      ComputeFixMatchLoss(logits_x, targets, logits_u_weak, logits_u_strong,
-                          options_.threshold, options_.lambda_u);
-
   for (auto& group : nets.optimizer->param_groups()) {
     static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     for (auto& p : group.params()) p.mutable_grad() = Tensor();
@@ -540,11 +503,8 @@ FixMatchLoss FixMatchTrainer::RunStep(const Tensor& labelled_images,
 
 #if TRAINER_CUDA_GRAPHS
 
-absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
-    const Tensor& labelled_images, const Tensor& labelled_targets,
-    const Tensor& unlabelled_images) {
-  const std::array<Tensor, 3> inputs = {labelled_images, labelled_targets,
-                                        unlabelled_images};
+absl::StatusOr<LearnerStepStats> Learner::GraphStep(const StepData& data) {
+  const std::array<Tensor, 3> inputs = AsArray(data);
   if (graph_ != nullptr && graph_->captured && !graph_->FitsShapes(inputs)) {
     graph_.reset();
   }
@@ -557,27 +517,22 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
     // Warm up (again) for new shapes: capture must not autotune.
     if (g.warmup_steps > 0 && !g.FitsShapes(inputs)) g.warmup_steps = 0;
     if (g.warmup_steps < kCudaGraphWarmupSteps) {
-      g.sources = inputs;
+      g.Remember(inputs);
       const double lr = next_lr();
-      FixMatchLoss loss;
+      ObjectiveLoss loss;
       {
         c10::cuda::CUDAStreamGuard guard(g.stream);
-        loss = RunStep(labelled_images, labelled_targets, unlabelled_images, lr,
-                       /*neg_lr=*/Tensor());
+        loss = RunStep(data, lr, /*neg_lr=*/Tensor());
       }
       torch::cuda::synchronize();
       ++g.warmup_steps;
       ++step_;
-      return FixMatchStepStats{
-          {loss.total.detach(), loss.supervised.detach(),
-           loss.unsupervised.detach(), loss.mask_rate.detach()},
-          lr,
-          step_};
+      return MakeStats(loss, lr, step_);
     }
     for (size_t i = 0; i < inputs.size(); ++i) {
-      g.inputs[i] = inputs[i].clone();
+      g.inputs[i] = inputs[i].defined() ? inputs[i].clone() : Tensor();
       g.sources[i] = inputs[i];
-      g.source_versions[i] = inputs[i]._version();
+      g.source_versions[i] = inputs[i].defined() ? inputs[i]._version() : 0;
     }
     g.neg_lr =
         at::zeros({}, torch::TensorOptions().dtype(at::kFloat).device(device_));
@@ -589,11 +544,12 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
       g.graph.register_generator_state(generator_);
       g.graph.capture_begin();
       try {
-        FixMatchLoss loss = RunStep(g.inputs[0], g.inputs[1], g.inputs[2],
-                                    /*lr=*/0.0, g.neg_lr);
-        g.stats =
-            at::stack({loss.total.detach(), loss.supervised.detach(),
-                       loss.unsupervised.detach(), loss.mask_rate.detach()});
+        ObjectiveLoss loss = RunStep(FromArray(g.inputs), /*lr=*/0.0, g.neg_lr);
+        std::vector<Tensor> parts = {loss.total.detach().to(at::kFloat)};
+        for (const Tensor& t : loss.scalars) {
+          parts.push_back(t.detach().to(at::kFloat));
+        }
+        g.stats = at::stack(parts);
       } catch (...) {
         // Leave capture mode so the stream stays usable, then rethrow.
         try {
@@ -616,13 +572,18 @@ absl::StatusOr<FixMatchStepStats> FixMatchTrainer::GraphStep(
   g.graph.replay();
   ++step_;
   Tensor stats = g.stats.clone();
-  return FixMatchStepStats{{stats[0], stats[1], stats[2], stats[3]}, lr, step_};
+  LearnerStepStats result;
+  result.loss = stats[0];
+  for (int64_t i = 1; i < stats.size(0); ++i) result.scalars.push_back(stats[i]);
+  result.lr = lr;
+  result.step = step_;
+  return result;
 }
 
 #endif  // TRAINER_CUDA_GRAPHS
 
-absl::StatusOr<Predictions> FixMatchTrainer::Predict(const Tensor& images,
-                                                     bool use_ema) {
+absl::StatusOr<Predictions> Learner::Predict(const Tensor& images,
+                                             bool use_ema) {
   if (!images.defined() || images.dim() != 4 ||
       images.scalar_type() != at::kFloat || images.device() != device_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -655,7 +616,49 @@ absl::StatusOr<Predictions> FixMatchTrainer::Predict(const Tensor& images,
   }
 }
 
-absl::Status FixMatchTrainer::Save(const std::string& path) const {
+absl::Status Learner::RecalibrateBatchNorm(const Tensor& images,
+                                           bool use_ema) {
+  if (!images.defined() || images.dim() != 4 ||
+      images.scalar_type() != at::kFloat || images.device() != device_ ||
+      images.size(0) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "images must be a non-empty [N, C, H, W] float32 tensor on ",
+        device_.str()));
+  }
+  Classifier& net = use_ema ? networks_->ema : networks_->model;
+  try {
+    torch::NoGradGuard no_grad;
+    // Cumulative averages (momentum unset) over the images, then the
+    // modules' own momentum again.
+    std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>>
+        batch_norms;
+    for (const auto& module : net->modules(/*include_self=*/false)) {
+      if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+        batch_norms.emplace_back(bn, bn->options.momentum());
+        bn->reset_running_stats();
+        bn->options.momentum(c10::nullopt);
+      }
+    }
+    const bool was_training = net->is_training();
+    net->train();
+    const int64_t n = images.size(0);
+    for (int64_t start = 0; start < n; start += options_.predict_batch_size) {
+      Tensor chunk = images.narrow(
+          0, start, std::min(options_.predict_batch_size, n - start));
+      if (channels_last_)
+        chunk = chunk.contiguous(at::MemoryFormat::ChannelsLast);
+      ScopedCudaAutocast autocast(mixed_precision_);
+      net->forward(chunk);
+    }
+    if (!was_training) net->eval();
+    for (auto& [bn, momentum] : batch_norms) bn->options.momentum(momentum);
+  } catch (const c10::Error& e) {
+    return TorchErrorToStatus(e, "batch-norm recalibration failed");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Learner::Save(const std::string& path) const {
   const std::filesystem::path parent =
       std::filesystem::path(path).parent_path();
   if (!parent.empty() && !std::filesystem::is_directory(parent)) {
@@ -667,15 +670,20 @@ absl::Status FixMatchTrainer::Save(const std::string& path) const {
     archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
     archive.write("model_signature",
                   c10::IValue(ModelSignature(model_options_)));
+    archive.write("objective", c10::IValue(objective_->name()));
     torch::serialize::OutputArchive model_archive, ema_archive,
-        optimizer_archive;
+        optimizer_archive, objective_archive;
     networks_->model->save(model_archive);
     networks_->ema->save(ema_archive);
     networks_->optimizer->save(optimizer_archive);
+    objective_->Save(objective_archive);
     archive.write("model", model_archive);
     archive.write("ema", ema_archive);
     archive.write("optimizer", optimizer_archive);
+    archive.write("objective_state", objective_archive);
     archive.write("step", at::scalar_tensor(step_, at::kLong));
+    archive.write("total_steps",
+                  at::scalar_tensor(options_.total_steps, at::kLong));
     at::Tensor generator_state;
     {
       at::Generator generator = generator_;
@@ -691,39 +699,79 @@ absl::Status FixMatchTrainer::Save(const std::string& path) const {
   return absl::OkStatus();
 }
 
-absl::Status FixMatchTrainer::Load(const std::string& path) {
+namespace {
+
+// Opens a checkpoint Save wrote and checks its format and model signature.
+absl::Status OpenCheckpoint(const std::string& path,
+                            const ModelOptions& model_options,
+                            const torch::Device& device,
+                            torch::serialize::InputArchive& archive) {
   if (!std::filesystem::exists(path)) {
     return absl::NotFoundError(absl::StrCat("checkpoint ", path, " not found"));
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<Networks> networks,
-      BuildNetworks(model_options_, options_, device_, channels_last_));
-  int64_t step = 0;
-  at::Tensor generator_state;
   try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path, device_);
+    archive.load_from(path, device);
     c10::IValue format, signature;
-    if (!archive.try_read("format", format) || !format.isString() ||
-        format.toStringRef() != kCheckpointFormat) {
+    if (!archive.try_read("format", format) || !format.isString()) {
       return absl::DataLossError(
-          absl::StrCat(path, " is not a FixMatch checkpoint"));
+          absl::StrCat(path, " is not a trainer checkpoint"));
+    }
+    if (format.toStringRef() == kOldCheckpointFormat) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path,
+          " was written by an older trainer (FixMatch-only format v1) and "
+          "cannot be resumed; start a new run in another --out_dir"));
+    }
+    if (format.toStringRef() != kCheckpointFormat) {
+      return absl::DataLossError(absl::StrCat(
+          path, " has unknown checkpoint format ", format.toStringRef()));
     }
     if (!archive.try_read("model_signature", signature) ||
         !signature.isString() ||
-        signature.toStringRef() != ModelSignature(model_options_)) {
+        signature.toStringRef() != ModelSignature(model_options)) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, " was written for model ",
                        signature.isString() ? signature.toStringRef() : "?",
-                       ", this trainer has ", ModelSignature(model_options_)));
+                       ", this learner has ", ModelSignature(model_options)));
+    }
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat("cannot read checkpoint ", path,
+                                            ": ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Learner::Load(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  RETURN_IF_ERROR(OpenCheckpoint(path, model_options_, device_, archive));
+  ASSIGN_OR_RETURN(std::unique_ptr<Networks> networks,
+                   BuildNetworks(model_options_, options_, *objective_,
+                                 device_, channels_last_));
+  int64_t step = 0;
+  at::Tensor generator_state;
+  try {
+    c10::IValue objective;
+    if (!archive.try_read("objective", objective) || !objective.isString() ||
+        objective.toStringRef() != objective_->name()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " was written for objective ",
+          objective.isString() ? objective.toStringRef() : "?",
+          ", this learner trains ", objective_->name()));
     }
     torch::serialize::InputArchive model_archive, ema_archive,
-        optimizer_archive;
+        optimizer_archive, objective_archive;
     archive.read("model", model_archive);
     archive.read("ema", ema_archive);
     archive.read("optimizer", optimizer_archive);
+    archive.read("objective_state", objective_archive);
     networks->model->load(model_archive);
     networks->ema->load(ema_archive);
+    // The objective's trained modules are the objective's own; BuildNetworks
+    // put their current parameters into the new optimizer, and Load below
+    // restores their values in place.
+    objective_->Load(objective_archive);
     networks->optimizer->load(optimizer_archive);
     at::Tensor step_tensor;
     archive.read("step", step_tensor);
@@ -743,6 +791,35 @@ absl::Status FixMatchTrainer::Load(const std::string& path) {
   graph_.reset();
   networks_ = std::move(networks);
   step_ = step;
+  return absl::OkStatus();
+}
+
+absl::Status Learner::InitializeFrom(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  RETURN_IF_ERROR(OpenCheckpoint(path, model_options_, device_, archive));
+  try {
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    // Read into a scratch model first so a failure leaves the learner
+    // unchanged.
+    auto scratch = MakeModel(model_options_);
+    if (!scratch.ok()) return scratch.status();
+    (*scratch)->to(device_);
+    (*scratch)->load(model_archive);
+    torch::NoGradGuard no_grad;
+    std::vector<Tensor> from = (*scratch)->parameters();
+    std::vector<Tensor> to = networks_->model->parameters();
+    for (size_t i = 0; i < to.size(); ++i) to[i].copy_(from[i]);
+    from = (*scratch)->buffers();
+    to = networks_->model->buffers();
+    for (size_t i = 0; i < to.size(); ++i) to[i].copy_(from[i]);
+    UpdateEma(*networks_->ema, *networks_->model, /*decay=*/0.0);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat("cannot read initial weights from ",
+                                            path, ": ",
+                                            e.what_without_backtrace()));
+  }
+  graph_.reset();
   return absl::OkStatus();
 }
 

@@ -1,0 +1,164 @@
+#include "trainer/pretrain/pretrain_stage.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "common/status_matchers.h"
+
+namespace trainer {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using ::testing::HasSubstr;
+
+// A toy pool: 64 images of four distinct patterns (bars and blocks) with a
+// little noise, [64, 1, 28, 28] in [0, 1].
+torch::Tensor ToyPool() {
+  torch::manual_seed(0);
+  torch::Tensor pool = torch::zeros({64, 1, 28, 28});
+  for (int64_t i = 0; i < 64; ++i) {
+    switch (i % 4) {
+      case 0: pool[i][0].narrow(0, 4, 6).fill_(1.0); break;
+      case 1: pool[i][0].narrow(1, 4, 6).fill_(1.0); break;
+      case 2: pool[i][0].narrow(0, 10, 8).narrow(1, 10, 8).fill_(1.0); break;
+      default: pool[i][0].narrow(0, 20, 4).fill_(0.6); break;
+    }
+  }
+  return (pool + 0.05 * torch::rand({64, 1, 28, 28})).clamp(0, 1);
+}
+
+PretrainOptions TinyOptions(const std::string& cache) {
+  PretrainOptions options;
+  options.method = "simclr";
+  options.steps = 40;
+  options.log_every = 5;
+  options.objective.simclr.batch_size = 16;
+  options.objective.simclr.projection_dim = 16;
+  options.learner.lr = 0.05;
+  options.learner.cosine_span = 0.5;
+  options.cache_dir = cache;
+  return options;
+}
+
+ModelOptions TinyModel() {
+  ModelOptions model;
+  model.width = 4;
+  return model;
+}
+
+std::string TempDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/pretrain_stage_test_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+TEST(PretrainStageTest, LowersTheLossAndCachesTheCheckpoint) {
+  const std::string cache = TempDir("cache");
+  torch::Tensor pool = ToyPool();
+  PretrainOptions options = TinyOptions(cache);
+  int progress_calls = 0;
+  auto result = RunPretraining(
+      options, TinyModel(), pool, torch::kCPU, /*seed=*/1,
+      [&](int64_t, double, double) { ++progress_calls; }, nullptr);
+  ASSERT_THAT(result, IsOk());
+  EXPECT_FALSE(result->reused);
+  EXPECT_EQ(result->steps, 40);
+  EXPECT_EQ(progress_calls, 8);
+  ASSERT_EQ(result->loss_curve.size(), 8u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 2; ++i) first += result->loss_curve[i].second;
+  for (int i = 6; i < 8; ++i) last += result->loss_curve[i].second;
+  EXPECT_LT(last, first) << "the NT-Xent loss should fall on a toy pool";
+  EXPECT_TRUE(std::filesystem::exists(result->checkpoint));
+  EXPECT_THAT(result->checkpoint, HasSubstr(cache));
+
+  // The same inputs reuse the checkpoint without training.
+  auto again = RunPretraining(options, TinyModel(), pool, torch::kCPU, 1,
+                              nullptr, nullptr);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(again->reused);
+  EXPECT_EQ(again->checkpoint, result->checkpoint);
+  EXPECT_TRUE(again->loss_curve.empty());
+}
+
+TEST(PretrainStageTest, KeyChangesWithPoolModelSettingsAndSeed) {
+  torch::Tensor pool = ToyPool();
+  PretrainOptions options = TinyOptions(TempDir("keys"));
+  auto base = PretrainCacheKey(pool, TinyModel(), options, 1);
+  ASSERT_THAT(base, IsOk());
+  EXPECT_EQ(*base, *PretrainCacheKey(pool.clone(), TinyModel(), options, 1));
+
+  torch::Tensor changed = pool.clone();
+  changed[3][0][5][5] = 1.0 - changed[3][0][5][5].item<float>();
+  EXPECT_NE(*base, *PretrainCacheKey(changed, TinyModel(), options, 1));
+  EXPECT_NE(*base, *PretrainCacheKey(pool.narrow(0, 0, 32), TinyModel(),
+                                     options, 1));
+  ModelOptions wider = TinyModel();
+  wider.width = 8;
+  EXPECT_NE(*base, *PretrainCacheKey(pool, wider, options, 1));
+  PretrainOptions warmer = options;
+  warmer.objective.simclr.temperature = 0.5;
+  EXPECT_NE(*base, *PretrainCacheKey(pool, TinyModel(), warmer, 1));
+  PretrainOptions longer = options;
+  longer.steps = 41;
+  EXPECT_NE(*base, *PretrainCacheKey(pool, TinyModel(), longer, 1));
+  EXPECT_NE(*base, *PretrainCacheKey(pool, TinyModel(), options, 2));
+}
+
+TEST(PretrainStageTest, ChangedSettingDoesNotReuse) {
+  const std::string cache = TempDir("changed");
+  torch::Tensor pool = ToyPool();
+  PretrainOptions options = TinyOptions(cache);
+  options.steps = 4;
+  auto first = RunPretraining(options, TinyModel(), pool, torch::kCPU, 0,
+                              nullptr, nullptr);
+  ASSERT_THAT(first, IsOk());
+  options.objective.simclr.temperature = 0.5;
+  auto second = RunPretraining(options, TinyModel(), pool, torch::kCPU, 0,
+                               nullptr, nullptr);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(second->reused);
+  EXPECT_NE(second->checkpoint, first->checkpoint);
+}
+
+TEST(PretrainStageTest, StopLeavesNoCacheEntry) {
+  const std::string cache = TempDir("stop");
+  std::atomic<bool> stop{true};
+  EXPECT_THAT(RunPretraining(TinyOptions(cache), TinyModel(), ToyPool(),
+                             torch::kCPU, 0, nullptr, &stop),
+              StatusIs(absl::StatusCode::kCancelled));
+  int entries = 0;
+  if (std::filesystem::exists(cache)) {
+    for (const auto& entry : std::filesystem::directory_iterator(cache)) {
+      (void)entry;
+      ++entries;
+    }
+  }
+  EXPECT_EQ(entries, 0);
+}
+
+TEST(PretrainStageTest, RejectsBadMethodsAndSteps) {
+  PretrainOptions options = TinyOptions(TempDir("bad"));
+  options.method = "none";
+  EXPECT_THAT(RunPretraining(options, TinyModel(), ToyPool(), torch::kCPU, 0,
+                             nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown pretraining method 'none'")));
+  options.method = "fixmatch";
+  EXPECT_THAT(RunPretraining(options, TinyModel(), ToyPool(), torch::kCPU, 0,
+                             nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.method = "simclr";
+  options.steps = 0;
+  EXPECT_THAT(RunPretraining(options, TinyModel(), ToyPool(), torch::kCPU, 0,
+                             nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("positive")));
+}
+
+}  // namespace
+}  // namespace trainer

@@ -1,0 +1,114 @@
+#include "trainer/objectives/fixmatch.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace trainer {
+
+using torch::Tensor;
+
+absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
+  if (o.batch_size <= 0 || o.mu <= 0) {
+    return absl::InvalidArgumentError("batch_size and mu must be positive");
+  }
+  if (!(o.lambda_u >= 0.0)) {
+    return absl::InvalidArgumentError("lambda_u must be non-negative");
+  }
+  if (o.strong.num_ops < 0 || o.strong.num_ops > kNumStrongOps ||
+      o.strong.min_posterize_bits < 0 || o.strong.min_posterize_bits > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("strong.num_ops must be in [0, ", kNumStrongOps,
+                     "] and strong.min_posterize_bits in [0, 8]"));
+  }
+  return absl::OkStatus();
+}
+
+SemiSupervisedLogits SemiSupervisedForward(
+    const StepContext& context, const StepData& data,
+    const SemiSupervisedOptions& options) {
+  const int64_t b = options.batch_size;
+  const int64_t ub = static_cast<int64_t>(options.mu) * b;
+  const auto index_options = torch::TensorOptions()
+                                 .dtype(at::kLong)
+                                 .device(data.unlabelled_images.device());
+  Tensor labelled_index = at::randint(data.labelled_images.size(0), {b},
+                                      context.generator, index_options);
+  Tensor unlabelled_index = at::randint(data.unlabelled_images.size(0), {ub},
+                                        context.generator, index_options);
+  Tensor targets = data.labelled_targets.index_select(0, labelled_index);
+  Tensor unlabelled = data.unlabelled_images.index_select(0, unlabelled_index);
+  // One gather for the labelled batch, the weak unlabelled views and the
+  // flip-and-shift base of the strong views (independent draws each).
+  Tensor weak = WeakAugment(
+      at::cat({data.labelled_images.index_select(0, labelled_index),
+               unlabelled, unlabelled}),
+      context.generator, options.weak);
+  Tensor strong =
+      StrongAugment(weak.narrow(0, b + ub, ub), context.generator,
+                    options.strong);
+  weak = weak.narrow(0, 0, b + ub);
+  const bool teacher_is_ema = options.use_ema_for_pseudo_labels;
+  Tensor inputs = teacher_is_ema ? at::cat({weak.narrow(0, 0, b), strong})
+                                 : at::cat({weak, strong});
+  Tensor logits = context.Forward(context.model, inputs).logits;
+  SemiSupervisedLogits out;
+  out.logits_x = logits.narrow(0, 0, b);
+  out.targets_x = targets;
+  out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
+  if (teacher_is_ema) {
+    torch::NoGradGuard no_grad;
+    out.logits_u_weak =
+        context.Forward(context.ema, weak.narrow(0, b, ub)).logits;
+  } else {
+    out.logits_u_weak = logits.narrow(0, b, ub).detach();
+  }
+  return out;
+}
+
+FixMatchLoss ComputeFixMatchLoss(const Tensor& logits_x,
+                                 const Tensor& targets_x,
+                                 const Tensor& logits_u_weak,
+                                 const Tensor& logits_u_strong,
+                                 double threshold, double lambda_u) {
+  TORCH_CHECK(logits_u_weak.sizes() == logits_u_strong.sizes(),
+              "weak and strong logits differ in shape: ", logits_u_weak.sizes(),
+              " vs ", logits_u_strong.sizes());
+  Tensor supervised =
+      at::cross_entropy_loss(logits_x.to(at::kFloat), targets_x);
+  Tensor probs = at::softmax(logits_u_weak.detach().to(at::kFloat), 1);
+  auto [max_probs, pseudo_labels] = probs.max(1);
+  Tensor mask = (max_probs >= threshold).to(at::kFloat);
+  Tensor per_image =
+      at::cross_entropy_loss(logits_u_strong.to(at::kFloat), pseudo_labels,
+                             /*weight=*/{}, at::Reduction::None);
+  Tensor unsupervised = (per_image * mask).mean();
+  Tensor total = supervised + lambda_u * unsupervised;
+  return {std::move(total), std::move(supervised), std::move(unsupervised),
+          mask.mean()};
+}
+
+absl::StatusOr<std::unique_ptr<FixMatchObjective>> FixMatchObjective::Create(
+    const FixMatchOptions& options) {
+  RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options.batch));
+  if (!(options.threshold >= 0.0 && options.threshold <= 1.0)) {
+    return absl::InvalidArgumentError("threshold must be in [0, 1]");
+  }
+  return std::unique_ptr<FixMatchObjective>(new FixMatchObjective(options));
+}
+
+ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
+                                      const StepData& data) {
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(context, data, options_.batch);
+  FixMatchLoss loss = ComputeFixMatchLoss(
+      logits.logits_x, logits.targets_x, logits.logits_u_weak,
+      logits.logits_u_strong, options_.threshold, options_.batch.lambda_u);
+  return {loss.total, {loss.supervised, loss.unsupervised, loss.mask_rate}};
+}
+
+}  // namespace trainer

@@ -1,0 +1,110 @@
+// FixMatch (Sohn et al. 2020): cross-entropy on weakly augmented labelled
+// images plus cross-entropy of strongly augmented unlabelled views against
+// the hard pseudo-labels of their weak views, counted where the weak view's
+// confidence reaches a fixed threshold.
+#ifndef TRAINER_OBJECTIVES_FIXMATCH_H_
+#define TRAINER_OBJECTIVES_FIXMATCH_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/learn/augment.h"
+#include "trainer/learn/objective.h"
+
+namespace trainer {
+
+// Batch shape and augmentation shared by the pseudo-labelling objectives
+// (fixmatch, freematch).
+struct SemiSupervisedOptions {
+  // Labelled images per step (sampled with replacement).
+  int batch_size = 64;
+  // Unlabelled images per step = mu * batch_size.
+  int mu = 7;
+  // Weight of the unsupervised loss.
+  double lambda_u = 1.0;
+  // Pseudo-label with the EMA model (eval mode) instead of the model itself.
+  bool use_ema_for_pseudo_labels = false;
+  // Augmentation of labelled images and the weak unlabelled view.
+  WeakAugmentOptions weak;
+  // Augmentation of the strong unlabelled view.
+  StrongAugmentOptions strong;
+};
+
+// INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
+// non-negative and the strong augmentation's ranges are valid.
+absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
+
+// Logits of one semi-supervised step: the labelled batch, and the weak and
+// strong views of the same unlabelled images.
+struct SemiSupervisedLogits {
+  torch::Tensor logits_x;         // [B, C]
+  torch::Tensor targets_x;        // [B] int64
+  torch::Tensor logits_u_weak;    // [U, C], detached
+  torch::Tensor logits_u_strong;  // [U, C]
+};
+
+// Samples batch_size labelled and mu * batch_size unlabelled images with the
+// context's generator, augments them (weak for labelled, weak + strong for
+// unlabelled) and runs one forward pass over the concatenation (the weak
+// unlabelled views through the EMA model instead when
+// use_ema_for_pseudo_labels). Throws c10::Error.
+SemiSupervisedLogits SemiSupervisedForward(const StepContext& context,
+                                           const StepData& data,
+                                           const SemiSupervisedOptions& options);
+
+// The FixMatch loss terms; 0-d float32 tensors on the logits' device.
+struct FixMatchLoss {
+  torch::Tensor total;         // supervised + lambda_u * unsupervised
+  torch::Tensor supervised;    // mean cross-entropy on labelled images
+  torch::Tensor unsupervised;  // mean over ALL unlabelled of CE * mask
+  torch::Tensor mask_rate;     // fraction of unlabelled images above tau
+};
+
+// Computes the FixMatch loss. logits_x [B, C] with targets_x [B] (int64);
+// logits_u_weak and logits_u_strong [U, C] for two views of the same
+// unlabelled images. Pseudo-labels are argmax of softmax(logits_u_weak),
+// detached; an image is masked in when its max probability >= threshold.
+// Logits may be any floating type; the loss is computed in float32. Throws
+// c10::Error on mismatched shapes or out-of-range targets.
+FixMatchLoss ComputeFixMatchLoss(const torch::Tensor& logits_x,
+                                 const torch::Tensor& targets_x,
+                                 const torch::Tensor& logits_u_weak,
+                                 const torch::Tensor& logits_u_strong,
+                                 double threshold, double lambda_u);
+
+struct FixMatchOptions {
+  SemiSupervisedOptions batch;
+  // Confidence threshold tau: an unlabelled image counts when the weak
+  // view's highest class probability is >= threshold.
+  double threshold = 0.95;
+};
+
+// Metrics: loss_x, loss_u, mask_rate.
+class FixMatchObjective : public TrainingObjective {
+ public:
+  // INVALID_ARGUMENT for bad options (threshold outside [0, 1] or see
+  // ValidateSemiSupervisedOptions).
+  static absl::StatusOr<std::unique_ptr<FixMatchObjective>> Create(
+      const FixMatchOptions& options);
+
+  std::string name() const override { return "fixmatch"; }
+  bool uses_labels() const override { return true; }
+  std::vector<std::string> metric_names() const override {
+    return {"loss_x", "loss_u", "mask_rate"};
+  }
+  ObjectiveLoss Loss(const StepContext& context,
+                     const StepData& data) override;
+
+  const FixMatchOptions& options() const { return options_; }
+
+ private:
+  explicit FixMatchObjective(const FixMatchOptions& options)
+      : options_(options) {}
+  FixMatchOptions options_;
+};
+
+}  // namespace trainer
+
+#endif  // TRAINER_OBJECTIVES_FIXMATCH_H_

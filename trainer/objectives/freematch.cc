@@ -1,0 +1,72 @@
+#include "trainer/objectives/freematch.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include "common/status_macros.h"
+
+namespace trainer {
+namespace {
+
+FreeMatchThresholdOptions ThresholdOptions(const FreeMatchOptions& options) {
+  FreeMatchThresholdOptions o;
+  o.num_classes = options.num_classes;
+  o.momentum = options.ema_momentum;
+  return o;
+}
+
+}  // namespace
+
+using torch::Tensor;
+
+absl::StatusOr<std::unique_ptr<FreeMatchObjective>> FreeMatchObjective::Create(
+    const FreeMatchOptions& options, torch::Device device) {
+  RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options.batch));
+  if (!(options.ema_momentum >= 0.0 && options.ema_momentum < 1.0)) {
+    return absl::InvalidArgumentError("ema_momentum must be in [0, 1)");
+  }
+  if (!(options.lambda_f >= 0.0)) {
+    return absl::InvalidArgumentError("lambda_f must be non-negative");
+  }
+  if (options.num_classes < 2) {
+    return absl::InvalidArgumentError("num_classes must be at least 2");
+  }
+  return std::unique_ptr<FreeMatchObjective>(
+      new FreeMatchObjective(options, device));
+}
+
+FreeMatchObjective::FreeMatchObjective(const FreeMatchOptions& options,
+                                       torch::Device device)
+    : options_(options), thresholds_(ThresholdOptions(options), device) {}
+
+ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
+                                       const StepData& data) {
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(context, data, options_.batch);
+  Tensor supervised =
+      at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
+  Tensor probs = at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1);
+  Tensor mask = thresholds_.Step(probs);
+  Tensor pseudo_labels = probs.argmax(1);
+  Tensor per_image = at::cross_entropy_loss(
+      logits.logits_u_strong.to(at::kFloat), pseudo_labels, /*weight=*/{},
+      at::Reduction::None);
+  Tensor unsupervised = (per_image * mask).mean();
+  Tensor fairness =
+      thresholds_.FairnessLoss(logits.logits_u_strong.to(at::kFloat), mask);
+  Tensor total = supervised + options_.batch.lambda_u * unsupervised +
+                 options_.lambda_f * fairness;
+  return {total,
+          {supervised, unsupervised, mask.mean(), fairness,
+           thresholds_.tau().clone()}};
+}
+
+void FreeMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
+  thresholds_.Save(archive, "thresholds");
+}
+
+void FreeMatchObjective::Load(torch::serialize::InputArchive& archive) {
+  thresholds_.Load(archive, "thresholds");
+}
+
+}  // namespace trainer

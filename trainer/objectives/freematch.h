@@ -1,0 +1,58 @@
+// FreeMatch (Wang et al. 2023): FixMatch's pseudo-label loss with
+// self-adaptive class thresholds (an EMA of the model's confidence, scaled
+// per class by its expected share) and the self-adaptive fairness term that
+// keeps the pseudo-labels' class distribution from collapsing.
+#ifndef TRAINER_OBJECTIVES_FREEMATCH_H_
+#define TRAINER_OBJECTIVES_FREEMATCH_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/learn/objective.h"
+#include "trainer/objectives/adaptive_threshold.h"
+#include "trainer/objectives/fixmatch.h"
+
+namespace trainer {
+
+struct FreeMatchOptions {
+  SemiSupervisedOptions batch;
+  // EMA momentum of the thresholds' state, in [0, 1).
+  double ema_momentum = 0.999;
+  // Weight of the fairness term (USB's lambda_f for FreeMatch).
+  double lambda_f = 0.001;
+  // Number of classes.
+  int64_t num_classes = 10;
+};
+
+// Metrics: loss_x, loss_u, mask_rate, loss_f (fairness), tau (the global
+// threshold).
+class FreeMatchObjective : public TrainingObjective {
+ public:
+  // INVALID_ARGUMENT for bad options (see ValidateSemiSupervisedOptions;
+  // ema_momentum in [0, 1), lambda_f >= 0, num_classes >= 2).
+  static absl::StatusOr<std::unique_ptr<FreeMatchObjective>> Create(
+      const FreeMatchOptions& options, torch::Device device);
+
+  std::string name() const override { return "freematch"; }
+  bool uses_labels() const override { return true; }
+  std::vector<std::string> metric_names() const override {
+    return {"loss_x", "loss_u", "mask_rate", "loss_f", "tau"};
+  }
+  ObjectiveLoss Loss(const StepContext& context,
+                     const StepData& data) override;
+  void Save(torch::serialize::OutputArchive& archive) const override;
+  void Load(torch::serialize::InputArchive& archive) override;
+
+  const FreeMatchThresholds& thresholds() const { return thresholds_; }
+
+ private:
+  FreeMatchObjective(const FreeMatchOptions& options, torch::Device device);
+  FreeMatchOptions options_;
+  FreeMatchThresholds thresholds_;
+};
+
+}  // namespace trainer
+
+#endif  // TRAINER_OBJECTIVES_FREEMATCH_H_

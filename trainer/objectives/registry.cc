@@ -1,0 +1,61 @@
+#include "trainer/objectives/registry.h"
+
+#include <functional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace trainer {
+namespace {
+
+using Factory = std::function<absl::StatusOr<std::unique_ptr<TrainingObjective>>(
+    const ObjectiveOptions&, const ObjectiveEnvironment&)>;
+
+template <typename T>
+absl::StatusOr<std::unique_ptr<TrainingObjective>> Upcast(
+    absl::StatusOr<std::unique_ptr<T>> made) {
+  if (!made.ok()) return made.status();
+  return std::unique_ptr<TrainingObjective>(std::move(*made));
+}
+
+const std::vector<std::pair<std::string, Factory>>& Registry() {
+  static const auto* registry =
+      new std::vector<std::pair<std::string, Factory>>{
+          {"fixmatch",
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment&) {
+             return Upcast(FixMatchObjective::Create(o.fixmatch));
+           }},
+          {"freematch",
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
+             return Upcast(FreeMatchObjective::Create(o.freematch, e.device));
+           }},
+          {"simclr",
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
+             return Upcast(SimClrObjective::Create(o.simclr, e.embedding_dim,
+                                                   e.device, e.seed));
+           }},
+      };
+  return *registry;
+}
+
+}  // namespace
+
+std::vector<std::string> ObjectiveNames() {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : Registry()) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<TrainingObjective>> MakeObjective(
+    const ObjectiveOptions& options, const ObjectiveEnvironment& environment) {
+  for (const auto& [name, factory] : Registry()) {
+    if (name == options.name) return factory(options, environment);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown objective '", options.name, "'; use one of ",
+                   absl::StrJoin(ObjectiveNames(), ", ")));
+}
+
+}  // namespace trainer

@@ -1,0 +1,50 @@
+// Training objectives by name: the one list the trainer's flags, errors and
+// reports use. A new objective is a file in this folder plus one entry in
+// registry.cc.
+#ifndef TRAINER_OBJECTIVES_REGISTRY_H_
+#define TRAINER_OBJECTIVES_REGISTRY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/learn/objective.h"
+#include "trainer/objectives/fixmatch.h"
+#include "trainer/objectives/freematch.h"
+#include "trainer/objectives/simclr.h"
+
+namespace trainer {
+
+// Every objective's options; MakeObjective reads the part for `name`.
+struct ObjectiveOptions {
+  // One of ObjectiveNames().
+  std::string name = "fixmatch";
+  FixMatchOptions fixmatch;
+  FreeMatchOptions freematch;
+  SimClrOptions simclr;
+};
+
+// What an objective needs to know about where it runs.
+struct ObjectiveEnvironment {
+  torch::Device device{torch::kCPU};
+  // Size of the model's embedding (input of heads).
+  int64_t embedding_dim = 0;
+  // Images in the unlabelled pool (for per-sample state).
+  int64_t pool_size = 0;
+  // Seeds any initialisation the objective does.
+  uint64_t seed = 0;
+};
+
+// The registered names, in the order help texts list them.
+std::vector<std::string> ObjectiveNames();
+
+// Makes the objective `options.name` on `environment.device`. Returns
+// INVALID_ARGUMENT for an unknown name (listing the known ones) or bad
+// options.
+absl::StatusOr<std::unique_ptr<TrainingObjective>> MakeObjective(
+    const ObjectiveOptions& options, const ObjectiveEnvironment& environment);
+
+}  // namespace trainer
+
+#endif  // TRAINER_OBJECTIVES_REGISTRY_H_

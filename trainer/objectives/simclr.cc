@@ -1,0 +1,76 @@
+#include "trainer/objectives/simclr.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "trainer/objectives/nt_xent.h"
+
+namespace trainer {
+
+using torch::Tensor;
+
+absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
+    const SimClrOptions& options, int64_t embedding_dim, torch::Device device,
+    uint64_t seed) {
+  if (options.batch_size < 2) {
+    return absl::InvalidArgumentError("simclr batch size must be at least 2");
+  }
+  if (!(options.temperature > 0.0)) {
+    return absl::InvalidArgumentError("simclr temperature must be positive");
+  }
+  if (embedding_dim <= 0 || options.projection_dim <= 0 ||
+      options.projection_hidden_dim < 0) {
+    return absl::InvalidArgumentError(
+        "simclr needs positive embedding and projection sizes");
+  }
+  ProjectionHeadOptions head_options;
+  head_options.input_dim = embedding_dim;
+  head_options.hidden_dim = options.projection_hidden_dim;
+  head_options.output_dim = options.projection_dim;
+  try {
+    // The head's initial weights follow the run's seed, not global state.
+    torch::manual_seed(seed);
+    ProjectionHead head(head_options);
+    head->to(device);
+    head->train();
+    return std::unique_ptr<SimClrObjective>(
+        new SimClrObjective(options, std::move(head)));
+  } catch (const c10::Error& e) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot build the projection head: ", e.what_without_backtrace()));
+  }
+}
+
+ObjectiveLoss SimClrObjective::Loss(const StepContext& context,
+                                    const StepData& data) {
+  const Tensor& pool = data.unlabelled_images;
+  Tensor index = at::randint(
+      pool.size(0), {options_.batch_size}, context.generator,
+      torch::TensorOptions().dtype(at::kLong).device(pool.device()));
+  Tensor images = pool.index_select(0, index);
+  Tensor views =
+      at::cat({ContrastiveAugment(images, context.generator, options_.augment),
+               ContrastiveAugment(images, context.generator, options_.augment)});
+  Tensor embedding = context.Forward(context.model, views).embedding;
+  Tensor projection = head_->forward(embedding);
+  const int64_t n = options_.batch_size;
+  NtXentLoss loss = ComputeNtXentLoss(projection.narrow(0, 0, n),
+                                      projection.narrow(0, n, n),
+                                      options_.temperature);
+  return {loss.loss, {loss.positive_accuracy}};
+}
+
+void SimClrObjective::Save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive head_archive;
+  head_->save(head_archive);
+  archive.write("projection_head", head_archive);
+}
+
+void SimClrObjective::Load(torch::serialize::InputArchive& archive) {
+  torch::serialize::InputArchive head_archive;
+  archive.read("projection_head", head_archive);
+  head_->load(head_archive);
+}
+
+}  // namespace trainer

@@ -1,0 +1,64 @@
+// SimCLR (Chen et al. 2020): two contrastive views of each unlabelled image,
+// the model's embedding through a projection head, and the NT-Xent loss that
+// pulls the two views of an image together and pushes other images away.
+// Uses no labels.
+#ifndef TRAINER_OBJECTIVES_SIMCLR_H_
+#define TRAINER_OBJECTIVES_SIMCLR_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/learn/augment.h"
+#include "trainer/learn/heads.h"
+#include "trainer/learn/objective.h"
+
+namespace trainer {
+
+struct SimClrOptions {
+  // Images per step (each gives two views: 2 * batch_size forward passes).
+  int batch_size = 256;
+  // NT-Xent temperature.
+  double temperature = 0.2;
+  // The views' augmentation.
+  ContrastiveAugmentOptions augment;
+  // Projection head widths (hidden 0: the embedding's size).
+  int64_t projection_hidden_dim = 0;
+  int64_t projection_dim = 128;
+};
+
+// Metrics: positive_accuracy (fraction of views whose most similar other
+// view is their pair).
+class SimClrObjective : public TrainingObjective {
+ public:
+  // `embedding_dim` is the model's embedding size. INVALID_ARGUMENT for
+  // batch_size < 2, temperature <= 0 or non-positive sizes; UNAVAILABLE if
+  // the head cannot be placed on `device`.
+  static absl::StatusOr<std::unique_ptr<SimClrObjective>> Create(
+      const SimClrOptions& options, int64_t embedding_dim,
+      torch::Device device, uint64_t seed);
+
+  std::string name() const override { return "simclr"; }
+  bool uses_labels() const override { return false; }
+  std::vector<std::string> metric_names() const override {
+    return {"positive_accuracy"};
+  }
+  std::vector<torch::nn::Module*> trained_modules() override {
+    return {head_.ptr().get()};
+  }
+  ObjectiveLoss Loss(const StepContext& context,
+                     const StepData& data) override;
+  void Save(torch::serialize::OutputArchive& archive) const override;
+  void Load(torch::serialize::InputArchive& archive) override;
+
+ private:
+  SimClrObjective(const SimClrOptions& options, ProjectionHead head)
+      : options_(options), head_(std::move(head)) {}
+  SimClrOptions options_;
+  ProjectionHead head_;
+};
+
+}  // namespace trainer
+
+#endif  // TRAINER_OBJECTIVES_SIMCLR_H_
