@@ -42,6 +42,8 @@ ABSL_FLAG(std::string, data_dir, "",
           "folder with Fashion-MNIST's IDX files: select from its training "
           "images (the first --n) instead of synthetic data");
 ABSL_FLAG(double, probcover_delta, 0, "StrategyOptions::probcover_delta");
+ABSL_FLAG(int64_t, max_block_elements, int64_t{1} << 24,
+          "StrategyOptions::max_block_elements");
 
 namespace {
 
@@ -172,6 +174,7 @@ int main(int argc, char** argv) {
   options.kmeans_iterations = absl::GetFlag(FLAGS_kmeans_iterations);
   options.kmeans_tolerance = absl::GetFlag(FLAGS_kmeans_tolerance);
   options.probcover_delta = absl::GetFlag(FLAGS_probcover_delta);
+  options.max_block_elements = absl::GetFlag(FLAGS_max_block_elements);
   const std::vector<std::string> specs =
       absl::StrSplit(absl::GetFlag(FLAGS_strategies), ',', absl::SkipEmpty());
   for (const std::string& spec : specs) {

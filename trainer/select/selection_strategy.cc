@@ -164,6 +164,17 @@ torch::Tensor SquaredDistances(const torch::Tensor& a, const torch::Tensor& b) {
   return d.clamp_min_(0);
 }
 
+// [b, N] squared distances from the rows of xb [b, D] to the rows of x, given
+// x_t = x.t() and x_sq = [1, N] squared row norms of x: one addmm and an
+// in-place add, no other [b, N] temporaries. Entries may be slightly
+// negative through rounding.
+torch::Tensor SquaredDistancesTo(const torch::Tensor& xb,
+                                 const torch::Tensor& x_t,
+                                 const torch::Tensor& x_sq) {
+  return torch::addmm(x_sq, xb, x_t, /*beta=*/1, /*alpha=*/-2)
+      .add_(xb.pow(2).sum(1, /*keepdim=*/true));
+}
+
 // Greedy k-center: starting from the centers (or, if there are none, from
 // the candidate nearest the candidates' mean), repeatedly takes the candidate
 // farthest from its nearest center and makes it a center. x: [N, D] float;
@@ -519,6 +530,9 @@ class MarginStrategy final : public TorchStrategy {
   std::string note_;
 };
 
+// probcover's largest block of pair distances on CPU (elements).
+constexpr int64_t kCpuBlockElements = int64_t{1} << 20;
+
 // The delta-ball graph in CSR form: row i's out-neighbours (the positions
 // within delta of i, i itself included) are cols[row_start[i],
 // row_start[i + 1]).
@@ -540,11 +554,14 @@ absl::StatusOr<BallGraph> BuildBallGraph(const torch::Tensor& x, double delta,
   }
   const double threshold = delta * delta;
   const int64_t block = std::max<int64_t>(1, max_block_elements / n);
+  const torch::Tensor x_t = x.t();
+  const torch::Tensor x_sq = x.pow(2).sum(1).unsqueeze(0);
   BallGraph graph;
   graph.row_start.reserve(n + 1);
   graph.row_start.push_back(0);
   for (int64_t start = 0; start < n; start += block) {
-    torch::Tensor d2 = SquaredDistances(x.slice(0, start, start + block), x);
+    torch::Tensor d2 =
+        SquaredDistancesTo(x.slice(0, start, start + block), x_t, x_sq);
     d2.diagonal(/*offset=*/start, 0, 1).fill_(0);  // a ball holds its centre
     const torch::Tensor within = d2.lt(threshold);
     const std::vector<int64_t> counts = ToVector(within.sum(1));
@@ -583,12 +600,11 @@ struct DeltaChoice {
 // lowered if the sample's pair distances predict more than 80 % of
 // probcover_max_edges edges, and never exceeds 2 (every pair but antipodes).
 DeltaChoice ChooseDelta(const torch::Tensor& x, const StrategyOptions& options,
-                        std::mt19937_64& rng) {
+                        int64_t block_elements, std::mt19937_64& rng) {
   const int64_t n = x.size(0);
-  const torch::Tensor assign =
-      KMeans(x, std::min<int64_t>(options.probcover_clusters, n),
-             options.kmeans_iterations, options.kmeans_tolerance, rng,
-             options.max_block_elements);
+  const torch::Tensor assign = KMeans(
+      x, std::min<int64_t>(options.probcover_clusters, n),
+      options.kmeans_iterations, options.kmeans_tolerance, rng, block_elements);
   std::vector<int64_t> rows(n);
   std::iota(rows.begin(), rows.end(), 0);
   if (n > options.probcover_purity_sample) {
@@ -598,20 +614,25 @@ DeltaChoice ChooseDelta(const torch::Tensor& x, const StrategyOptions& options,
   const int64_t s = rows.size();
   const torch::Tensor sample = ToTensor(rows, x.device());
 
-  constexpr int64_t kBins = 4000;  // of pair distances in [0, 2]
+  // A histogram of squared pair distances, in [0, 4].
+  constexpr int64_t kBins = 4000;
   constexpr double kMaxDistance = 2.0;
+  constexpr double kMaxSquared = kMaxDistance * kMaxDistance;
   torch::Tensor histogram = torch::zeros({kBins}, x.options());
+  const torch::Tensor x_t = x.t();
+  const torch::Tensor x_sq = x.pow(2).sum(1).unsqueeze(0);
   std::vector<torch::Tensor> nearest_other;
-  const int64_t block = std::max<int64_t>(1, options.max_block_elements / n);
+  const int64_t block = std::max<int64_t>(1, block_elements / n);
   for (int64_t start = 0; start < s; start += block) {
     const torch::Tensor pos = sample.slice(0, start, start + block);
-    torch::Tensor d2 = SquaredDistances(x.index_select(0, pos), x);
+    torch::Tensor d2 =
+        SquaredDistancesTo(x.index_select(0, pos), x_t, x_sq).clamp_min_(0);
     const torch::Tensor same =
         assign.index_select(0, pos).unsqueeze(1).eq(assign.unsqueeze(0));
     nearest_other.push_back(
         d2.masked_fill(same, std::numeric_limits<float>::infinity()).amin(1));
-    histogram += torch::histc(d2.sqrt_().clamp_max_(kMaxDistance), kBins, 0,
-                              kMaxDistance);
+    histogram +=
+        torch::histc(d2.clamp_max_(kMaxSquared), kBins, 0, kMaxSquared);
   }
   torch::Tensor r = std::get<0>(torch::cat(nearest_other)
                                     .sqrt()
@@ -623,17 +644,17 @@ DeltaChoice ChooseDelta(const torch::Tensor& x, const StrategyOptions& options,
   choice.sample = s;
   choice.pure_delta = std::min(r[keep - 1].item<double>(), kMaxDistance);
 
-  // Estimated edges for a delta at the upper end of bin b: the sample's pairs
+  // Estimated edges for delta^2 at the upper end of bin b: the sample's pairs
   // up to there, scaled by n / s.
   const torch::Tensor cumulative =
       histogram.to(torch::kCPU, torch::kDouble).cumsum(0).contiguous();
   const double* pairs = cumulative.data_ptr<double>();
   const double budget = 0.8 * static_cast<double>(options.probcover_max_edges);
-  const double bin_width = kMaxDistance / kBins;
-  double cap_delta = bin_width;  // the smallest delta tried
+  const double bin_width = kMaxSquared / kBins;
+  double cap_delta = std::sqrt(bin_width);  // the smallest delta tried
   for (int64_t b = 0; b < kBins; ++b) {
     if (pairs[b] * n / s > budget) break;
-    cap_delta = (b + 1) * bin_width;
+    cap_delta = std::sqrt((b + 1) * bin_width);
   }
   choice.capped = cap_delta < choice.pure_delta;
   choice.delta = std::min(choice.pure_delta, cap_delta);
@@ -665,11 +686,16 @@ class ProbCoverStrategy final : public TorchStrategy {
     const torch::Tensor x = Normalise(pool.embeddings);
     const int64_t n = x.size(0);
     std::mt19937_64 rng = MakeRng(pool.seed, pool.round);
+    // On CPU, blocks of 4 MB: the allocator reuses them, where fresh pages
+    // for each larger block cost more than the arithmetic (5x at 60,000).
+    const int64_t block_elements =
+        x.is_cpu() ? std::min(options_.max_block_elements, kCpuBlockElements)
+                   : options_.max_block_elements;
 
     double delta = options_.probcover_delta;
     std::string delta_note = "given";
     if (delta == 0) {
-      const DeltaChoice choice = ChooseDelta(x, options_, rng);
+      const DeltaChoice choice = ChooseDelta(x, options_, block_elements, rng);
       delta = choice.delta;
       delta_note = absl::StrCat(
           "auto: purity ", options_.probcover_purity, " over ",
@@ -679,9 +705,9 @@ class ProbCoverStrategy final : public TorchStrategy {
                                        " to fit probcover_max_edges")
                         : "");
     }
-    ASSIGN_OR_RETURN(BallGraph graph,
-                     BuildBallGraph(x, delta, options_.probcover_max_edges,
-                                    options_.max_block_elements));
+    ASSIGN_OR_RETURN(
+        BallGraph graph,
+        BuildBallGraph(x, delta, options_.probcover_max_edges, block_elements));
     const auto ball = [&](int64_t i) {
       return std::make_pair(graph.cols.begin() + graph.row_start[i],
                             graph.cols.begin() + graph.row_start[i + 1]);
