@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# scripts/gpu_run.sh in its CPU mode with tiny settings and the binaries of
-# this build (the device run itself cannot happen in CI).
+# scripts/gpu_run.sh (the one-call GPU sweep: bench_labels.sh plus results
+# in $OUT) in CPU mode, on the binaries of this build, with tiny settings and
+# a deadline (the device run itself cannot happen in CI).
 #   gpu_run_test.sh <source_dir> <build_dir>
-# Checks:
-#  1. two strategies run side by side against the script's oracle; the
-#     summary shows each experiment's spent labels equal to the budget, a
-#     report line per run and a verified audit log; the results tarball holds
-#     the reports and no checkpoint;
-#  2. a trainer that fails at start is started once more as "<run>-eager"
-#     without CUDA graphs and bf16, and only that experiment spends labels.
+# Every first start of a trainer fails on a bad flag, so this also checks the
+# retry. Checks:
+#  1. the failure is reported and the run is started once more as
+#     "<run>-eager" (--cuda_graph=false --bf16=false, a new experiment); the
+#     failed start created no experiment; the retry spent exactly its budget
+#     as `oraclectl summary` counts it, and the table counts it;
+#  2. every trainer got --max_train_seconds from SWEEP_SECONDS;
+#  3. the audit log verifies;
+#  4. $OUT holds table.md, table.csv, runs.csv, sweep.log and bench.tar.gz;
+#     the tarball holds the reports, logs and oracle database and no
+#     checkpoint.
 set -euo pipefail
 SRC=${1:?usage: gpu_run_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: gpu_run_test.sh <source_dir> <build_dir>}
@@ -16,46 +21,50 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# run_script NAME [VAR=VALUE...]: runs gpu_run.sh with its output in $TMP/NAME.
-run_script() {
-  local name=$1; shift
-  env GPU_RUN_LOCAL=1 GPU_RUN_BUILT="$BUILD" BENCH_RATE=1 TRAIN_SECONDS=60 \
-    BUDGET=12 SCHEDULE=6,6 OUT="$TMP/$name/out" WORK="$TMP/$name/work" \
-    LOCAL_TRAINER_FLAGS="--train_limit=600 --width=4 --batch=8 --mu=1 --label_free_dims=16 --log_every=10 --eval_every=0" \
-    "$@" bash "$SRC/scripts/gpu_run.sh" > "$TMP/$name.log" 2>&1 ||
-    { cat "$TMP/$name.log"; fail "gpu_run.sh ($name) exited non-zero"; }
-}
-# spent SUMMARY EXPERIMENT: the "spent" column of that experiment's row.
-spent() { awk -v e="$2" '$1 == e { print $3 }' "$1"; }
+env OUT="$TMP/out" BENCH_OUT="$TMP/bench" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
+  BUDGETS=12 SEEDS=3 VARIANTS=random:fixmatch:none SWEEP_SECONDS=300 SCHEDULE=100% \
+  FIRST_EXTRA=--arch=bogus \
+  TRAINER_FLAGS="--train_limit=600 --width=4 --batch=8 --mu=1 --steps=10 --label_free_dims=16 --feature_quality=false --log_every=5" \
+  bash "$SRC/scripts/gpu_run.sh" > "$TMP/log" 2>&1 ||
+  { cat "$TMP/log"; fail "gpu_run.sh exited non-zero"; }
+RUN=b12-random-fixmatch-none-s3
+B=$TMP/bench
 
-# 1. The normal path.
-run_script normal STRATEGIES="random typiclust"
-S=$TMP/normal/out/summary.txt
-[[ -f $S ]] || fail "no summary.txt"
-for s in random typiclust; do
-  [[ "$(spent "$S" "fmnist-$s-12")" == 12 ]] ||
-    { cat "$S"; fail "fmnist-$s-12 did not spend exactly 12 labels"; }
-  grep -q "^report: labels_spent=12 accuracy=" <(sed -n "/^== $s\$/,/^== /p" "$S") ||
-    { cat "$S"; fail "no report line for $s"; }
-done
-grep -q "^OK: .* rows verified" "$S" || { cat "$S"; fail "audit log not verified"; }
-grep -q "bench skipped: BENCH_RATE=1" "$TMP/normal/out/bench.txt" || fail "bench not skipped"
-LIST=$(tar tzf "$TMP/normal/out/runs.tar.gz")
-for f in runs/random/report.json runs/typiclust/report.html oracle.db trainer-random.log; do
-  grep -qx "$f" <<<"$LIST" || { echo "$LIST"; fail "$f missing from runs.tar.gz"; }
-done
-if grep -q '\.pt$' <<<"$LIST"; then echo "$LIST"; fail "checkpoint in runs.tar.gz"; fi
+# 1. Failure, retry, the oracle's count.
+grep -q "FAILED $RUN (exit 1): .*unknown arch 'bogus'" "$TMP/log" ||
+  { cat "$TMP/log"; fail "failure not reported"; }
+grep -q "retrying $RUN as $RUN-eager (experiment bench-$RUN-eager)" "$TMP/log" ||
+  { cat "$TMP/log"; fail "no retry"; }
+grep -q -- "--cuda_graph=false --bf16=false" "$B/$RUN-eager/command.txt" ||
+  { cat "$B/$RUN-eager/command.txt"; fail "retry not eager"; }
+spent() { awk -v e="$1" '$1 == e { print $3 }' "$B/summary.txt"; }
+[[ "$(spent "bench-$RUN-eager")" == 12 ]] ||
+  { cat "$B/summary.txt"; fail "the retried run did not spend exactly 12 labels"; }
+[[ -z "$(spent "bench-$RUN")" ]] ||
+  { cat "$B/summary.txt"; fail "the failed start created an experiment"; }
+[[ "$(cat "$B/$RUN/rc")" == 1 && "$(cat "$B/$RUN-eager/rc")" == 0 ]] ||
+  fail "exit codes not recorded"
+grep -q "^| 12 | random | fixmatch | none | - | 1 | [0-9.]* | - | s3=[0-9.]* | s3=12 |" "$TMP/out/table.md" ||
+  { cat "$TMP/out/table.md"; fail "table row does not count the retry"; }
 
-# 2. The retry path: every first start fails on a bad flag.
-run_script retry STRATEGIES=random SEEDS=3 FIRST_EXTRA=--arch=bogus TRAIN_SECONDS=120
-S=$TMP/retry/out/summary.txt
-grep -q "trainer random-s3 failed (exit 1): .*unknown arch 'bogus'" "$TMP/retry.log" ||
-  { cat "$TMP/retry.log"; fail "failure not reported"; }
-grep -q "retrying random-s3 as fmnist-random-s3-eager-12" "$TMP/retry.log" ||
-  { cat "$TMP/retry.log"; fail "no retry"; }
-[[ "$(spent "$S" fmnist-random-s3-eager-12)" == 12 ]] ||
-  { cat "$S"; fail "the retried run did not spend exactly 12 labels"; }
-[[ -z "$(spent "$S" fmnist-random-s3-12)" ]] ||
-  { cat "$S"; fail "the failed start created an experiment"; }
-grep -q "^OK: .* rows verified" "$S" || { cat "$S"; fail "audit log not verified"; }
+# 2. The deadline reached every trainer.
+for r in "$RUN" "$RUN-eager"; do
+  grep -q -- "--max_train_seconds=[0-9]" "$B/$r/command.txt" ||
+    { cat "$B/$r/command.txt"; fail "no --max_train_seconds for $r"; }
+done
+
+# 3. The audit log.
+grep -q "^OK: .* rows verified" "$B/verify.txt" || { cat "$B/verify.txt"; fail "audit log not verified"; }
+
+# 4. What comes back from the device machine.
+for f in table.md table.csv runs.csv sweep.log bench.tar.gz; do
+  [[ -s $TMP/out/$f ]] || { ls -l "$TMP/out"; fail "no $f in OUT"; }
+done
+LIST=$(tar tzf "$TMP/out/bench.tar.gz")
+for f in bench/$RUN-eager/report.json bench/$RUN-eager/report.html \
+         bench/$RUN-eager/trainer.log bench/$RUN/trainer.log bench/oracle.db \
+         bench/table.md bench/summary.txt; do
+  grep -qx "$f" <<<"$LIST" || { echo "$LIST"; fail "$f missing from bench.tar.gz"; }
+done
+if grep -q '\.pt$' <<<"$LIST"; then echo "$LIST"; fail "checkpoint in bench.tar.gz"; fi
 echo "PASS"

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# scripts/bench_labels.sh on this build's binaries with tiny settings: two
+# budgets x two seeds x two variants (one with SimCLR pretraining), two
+# trainers at once.
+#   bench_labels_test.sh <source_dir> <build_dir>
+# Checks: the sweep exits 0; table.csv has the 4 (budget, variant) rows with a
+# numeric accuracy mean and standard deviation over 2 seeds; every run's
+# labels spent, as `oraclectl summary` counts them, equal its budget (also in
+# the table); `oraclectl verify` is OK and in the table's footer; the
+# pretraining cache holds one checkpoint per seed; per seed exactly one
+# SimCLR run pretrained and the other reported "reused": true.
+set -euo pipefail
+SRC=${1:?usage: bench_labels_test.sh <source_dir> <build_dir>}
+BUILD=${2:?usage: bench_labels_test.sh <source_dir> <build_dir>}
+PY=/usr/bin/python3
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+OUT=$TMP/sweep
+
+env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$OUT" BUDGETS="10 20" SEEDS="0 1" \
+  VARIANTS="random:fixmatch:none typiclust:fixmatch:simclr" PARALLEL=2 SCHEDULE=100% \
+  TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=10 --pretrain_steps=4 --pretrain_batch=16 --label_free_dims=16 --feature_quality=false --log_every=5" \
+  bash "$SRC/scripts/bench_labels.sh" > "$TMP/log" 2>&1 ||
+  { cat "$TMP/log"; fail "bench_labels.sh exited non-zero"; }
+
+for f in table.md table.csv runs.csv summary.txt verify.txt sweep.log; do
+  [[ -s $OUT/$f ]] || { cat "$TMP/log"; fail "no $f"; }
+done
+grep -q "^OK: .* rows verified" "$OUT/verify.txt" || { cat "$OUT/verify.txt"; fail "audit log not verified"; }
+grep -q '^`oraclectl verify`: OK: .* rows verified' "$OUT/table.md" ||
+  { cat "$OUT/table.md"; fail "verify missing from the table's footer"; }
+grep -q "^\[bench +[0-9]*s\] start b10-typiclust-fixmatch-simclr-s0 (" "$TMP/log" ||
+  { cat "$TMP/log"; fail "no progress line"; }
+
+"$PY" - "$OUT" <<'PY' || { cat "$TMP/log"; cat "$OUT/table.md"; fail "table or runs wrong"; }
+import csv, glob, json, os, sys
+out = sys.argv[1]
+def check(cond, what):
+  if not cond:
+    print("check failed:", what); sys.exit(1)
+
+rows = list(csv.DictReader(open(os.path.join(out, "table.csv"))))
+check(len(rows) == 4, "4 table rows, got %d" % len(rows))
+keys = sorted((r["budget"], r["strategy"], r["pretrain"]) for r in rows)
+check(keys == [("10", "random", "none"), ("10", "typiclust", "simclr"),
+               ("20", "random", "none"), ("20", "typiclust", "simclr")], keys)
+for r in rows:
+  check(r["seeds"] == "2", "2 seeds in %s" % r)
+  mean, std = float(r["accuracy_mean_pct"]), float(r["accuracy_std_pct"])
+  check(0 <= mean <= 100 and std >= 0, "mean/std in range: %s" % r)
+  check(r["labels_spent_oracle"] == "s0=%s s1=%s" % (r["budget"], r["budget"]),
+        "oracle's count in the table: %s" % r)
+  check(r["device"] == "cpu" and r["failed_seeds"] == "", r)
+  check(float(r["wall_time_s_per_run"]) > 0 and float(r["steps_per_s"]) > 0, r)
+
+runs = list(csv.DictReader(open(os.path.join(out, "runs.csv"))))
+check(len(runs) == 8, "8 runs, got %d" % len(runs))
+for r in runs:
+  check(r["rc"] == "0", "run %s exit %s" % (r["run"], r["rc"]))
+  check(r["labels_spent_oracle"] == r["budget"] == r["budget_oracle"],
+        "oracle counted the budget for %s: %s" % (r["run"], r))
+
+# The oracle's own summary, parsed here independently of bench_table.py.
+spent = {}
+for line in open(os.path.join(out, "summary.txt")):
+  f = line.split()
+  if len(f) == 7 and f[0].startswith("bench-"):
+    spent[f[0]] = (int(f[1]), int(f[2]))
+check(len(spent) == 8, "8 experiments in the summary: %s" % spent)
+for name, (budget, n) in spent.items():
+  check(n == budget and name.startswith("bench-b%d-" % budget), (name, budget, n))
+
+cache = glob.glob(os.path.join(out, "pretrain-cache", "*"))
+check(len(cache) == 2, "one cache entry per seed: %s" % cache)
+for seed in ("0", "1"):
+  reports = [json.load(open(os.path.join(out, "b%s-typiclust-fixmatch-simclr-s%s" % (b, seed),
+                                         "report.json"))) for b in ("10", "20")]
+  reused = [r["pretrain"]["reused"] for r in reports]
+  check(reused == [False, True], "seed %s: first run pretrains, the other reuses: %s"
+        % (seed, reused))
+  check(reports[0]["pretrain"]["checkpoint"] == reports[1]["pretrain"]["checkpoint"],
+        "same checkpoint for seed %s" % seed)
+for r in runs:
+  if r["pretrain"] == "none":
+    rep = json.load(open(os.path.join(out, r["run"], "report.json")))
+    check(rep["pretrain"]["method"] == "none", r)
+print("table and runs OK")
+PY
+echo "PASS"
