@@ -61,17 +61,6 @@ TEST(LoadImagesTest, ReportsCountMismatchAndMissingFile) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST(LoadLabelsTest, ReadsInt64Labels) {
-  const std::string path =
-      WriteIdx("labels.idx", 0x00000801, {4}, {3, 0, 9, 1});
-  auto labels = LoadLabels(path, 4, at::kCPU);
-  ASSERT_THAT(labels, IsOk());
-  EXPECT_EQ(labels->scalar_type(), at::kLong);
-  EXPECT_TRUE(at::equal(*labels, at::tensor({3, 0, 9, 1}, at::kLong)));
-  EXPECT_THAT(LoadLabels(path, 5, at::kCPU),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
-}
-
 TEST(LoadImagesTest, FashionMnistTestSet) {
   const std::string path =
       std::string(common::kDefaultDatasetDir) + "/" + common::kTestImagesFile;

@@ -48,15 +48,4 @@ absl::StatusOr<at::Tensor> LoadImages(const std::string& path,
   return bytes.to(at::kFloat).div_(255.0f);
 }
 
-absl::StatusOr<at::Tensor> LoadLabels(const std::string& path,
-                                      int64_t expected_count,
-                                      c10::Device device) {
-  ASSIGN_OR_RETURN(std::vector<uint8_t> labels,
-                   common::ReadIdxLabels(path, expected_count));
-  ASSIGN_OR_RETURN(
-      at::Tensor bytes,
-      BytesToDevice(labels, {static_cast<int64_t>(labels.size())}, device));
-  return bytes.to(at::kLong);
-}
-
 }  // namespace trainer

@@ -1,4 +1,6 @@
-// Loading (Fashion-)MNIST IDX files into device-resident tensors.
+// Loading (Fashion-)MNIST IDX image files into device-resident tensors.
+// Labels are not read here: the trainer buys them from the oracle, and no
+// trainer library offers a way to read a label file.
 #ifndef TRAINER_LEARN_DATASET_H_
 #define TRAINER_LEARN_DATASET_H_
 
@@ -25,12 +27,6 @@ inline constexpr float kFashionMnistStd = 0.3530f;
 // count mismatch, DATA_LOSS / INVALID_ARGUMENT for a malformed file (see
 // common::ReadIdxImages) and UNAVAILABLE if `device` cannot be used.
 absl::StatusOr<at::Tensor> LoadImages(const std::string& path,
-                                      int64_t expected_count,
-                                      c10::Device device);
-
-// Reads the IDX label file at `path` into an int64 tensor of shape [N] on
-// `device`. Errors as for LoadImages.
-absl::StatusOr<at::Tensor> LoadLabels(const std::string& path,
                                       int64_t expected_count,
                                       c10::Device device);
 

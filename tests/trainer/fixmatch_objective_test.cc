@@ -1,0 +1,216 @@
+#include "trainer/objectives/fixmatch.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status_matchers.h"
+#include "trainer/learn/augment.h"
+#include "trainer/learn/model.h"
+
+namespace trainer {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using ::testing::ElementsAre;
+
+TEST(ComputeFixMatchLossTest, HandComputedValues) {
+  // Labelled: two uniform 2-class predictions -> CE ln 2 each.
+  at::Tensor logits_x = at::zeros({2, 2});
+  at::Tensor targets_x = at::tensor({0, 1}, at::kLong);
+  // Weak view max probabilities: 0.881 (class 0), 0.525 (class 1),
+  // 0.953 (class 1). With tau = 0.9 only the third is masked in.
+  at::Tensor weak = at::tensor({2.0f, 0.0f, 0.0f, 0.1f, 0.0f, 3.0f})
+                        .view({3, 2})
+                        .set_requires_grad(true);
+  // Strong view: argmax would say class 0 for all three; the pseudo-label
+  // for the third image is class 1 (from the weak view).
+  at::Tensor strong = at::tensor({0.0f, 0.0f, 5.0f, 0.0f, 1.0f, 0.0f})
+                          .view({3, 2})
+                          .set_requires_grad(true);
+  FixMatchLoss loss = ComputeFixMatchLoss(logits_x, targets_x, weak, strong,
+                                          /*threshold=*/0.9, /*lambda_u=*/2.0);
+  const double ce_third = std::log(1.0 + std::exp(1.0));  // -log sm([1,0])[1]
+  EXPECT_NEAR(loss.supervised.item<double>(), std::log(2.0), 1e-6);
+  EXPECT_NEAR(loss.unsupervised.item<double>(), ce_third / 3.0, 1e-6);
+  EXPECT_NEAR(loss.mask_rate.item<double>(), 1.0 / 3.0, 1e-7);
+  EXPECT_NEAR(loss.total.item<double>(), std::log(2.0) + 2.0 * ce_third / 3.0,
+              1e-6);
+  EXPECT_EQ(loss.total.scalar_type(), at::kFloat);
+  EXPECT_EQ(loss.total.dim(), 0);
+
+  // Gradients reach the strong logits of masked-in images only, never the
+  // weak logits.
+  loss.total.backward();
+  EXPECT_FALSE(weak.grad().defined());
+  ASSERT_TRUE(strong.grad().defined());
+  EXPECT_EQ(strong.grad()[0].abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(strong.grad()[1].abs().sum().item<float>(), 0.0f);
+  // d/dz of lambda/3 * CE(z, 1) at z = [1, 0]: lambda/3 * (softmax - onehot).
+  const double p0 = std::exp(1.0) / (std::exp(1.0) + 1.0);
+  EXPECT_NEAR(strong.grad()[2][0].item<double>(), 2.0 / 3.0 * p0, 1e-6);
+  EXPECT_NEAR(strong.grad()[2][1].item<double>(), -2.0 / 3.0 * p0, 1e-6);
+}
+
+TEST(ComputeFixMatchLossTest, ThresholdIsInclusive) {
+  at::Tensor logits_x = at::zeros({1, 3});
+  at::Tensor targets_x = at::tensor({2}, at::kLong);
+  at::Tensor weak = at::tensor({1.0f, 0.0f, -1.0f}).view({1, 3});
+  at::Tensor strong = at::zeros({1, 3});
+  const float max_prob = at::softmax(weak, 1).max().item<float>();
+  FixMatchLoss at_threshold = ComputeFixMatchLoss(
+      logits_x, targets_x, weak, strong, static_cast<double>(max_prob), 1.0);
+  EXPECT_EQ(at_threshold.mask_rate.item<float>(), 1.0f);
+  EXPECT_NEAR(at_threshold.unsupervised.item<double>(), std::log(3.0), 1e-6);
+  FixMatchLoss above = ComputeFixMatchLoss(
+      logits_x, targets_x, weak, strong,
+      static_cast<double>(std::nextafter(max_prob, 2.0f)), 1.0);
+  EXPECT_EQ(above.mask_rate.item<float>(), 0.0f);
+  EXPECT_EQ(above.unsupervised.item<float>(), 0.0f);
+  EXPECT_NEAR(above.total.item<double>(), std::log(3.0), 1e-6);
+}
+
+TEST(ComputeFixMatchLossTest, AcceptsBfloat16Logits) {
+  at::Tensor logits = at::zeros({2, 4}, at::kBFloat16);
+  FixMatchLoss loss = ComputeFixMatchLoss(logits, at::tensor({0, 3}, at::kLong),
+                                          logits, logits, 0.95, 1.0);
+  EXPECT_EQ(loss.total.scalar_type(), at::kFloat);
+  EXPECT_NEAR(loss.total.item<double>(), std::log(4.0), 1e-6);
+}
+
+TEST(ComputeFixMatchLossTest, MismatchedViewsThrow) {
+  at::Tensor logits_x = at::zeros({1, 2});
+  at::Tensor targets_x = at::tensor({0}, at::kLong);
+  EXPECT_THROW(ComputeFixMatchLoss(logits_x, targets_x, at::zeros({3, 2}),
+                                   at::zeros({2, 2}), 0.95, 1.0),
+               c10::Error);
+}
+
+TEST(FixMatchObjectiveTest, CreateValidatesOptions) {
+  EXPECT_THAT(FixMatchObjective::Create(FixMatchOptions{}), IsOk());
+  FixMatchOptions zero_batch;
+  zero_batch.batch.batch_size = 0;
+  EXPECT_THAT(FixMatchObjective::Create(zero_batch),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FixMatchOptions zero_mu;
+  zero_mu.batch.mu = 0;
+  EXPECT_THAT(FixMatchObjective::Create(zero_mu),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FixMatchOptions negative_lambda;
+  negative_lambda.batch.lambda_u = -1.0;
+  EXPECT_THAT(FixMatchObjective::Create(negative_lambda),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FixMatchOptions too_many_ops;
+  too_many_ops.batch.strong.num_ops = kNumStrongOps + 1;
+  EXPECT_THAT(FixMatchObjective::Create(too_many_ops),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FixMatchOptions bad_posterize;
+  bad_posterize.batch.strong.min_posterize_bits = 9;
+  EXPECT_THAT(FixMatchObjective::Create(bad_posterize),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  for (double threshold : {-0.1, 1.5, std::nan("")}) {
+    FixMatchOptions bad_threshold;
+    bad_threshold.threshold = threshold;
+    EXPECT_THAT(FixMatchObjective::Create(bad_threshold),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << "threshold " << threshold;
+  }
+  for (double threshold : {0.0, 1.0}) {
+    FixMatchOptions edge;
+    edge.threshold = threshold;
+    EXPECT_THAT(FixMatchObjective::Create(edge), IsOk());
+  }
+}
+
+TEST(FixMatchObjectiveTest, NameLabelsAndMetricNames) {
+  auto objective = FixMatchObjective::Create(FixMatchOptions{});
+  ASSERT_THAT(objective, IsOk());
+  EXPECT_EQ((*objective)->name(), "fixmatch");
+  EXPECT_TRUE((*objective)->uses_labels());
+  EXPECT_THAT((*objective)->metric_names(),
+              ElementsAre("loss_x", "loss_u", "mask_rate"));
+  EXPECT_TRUE((*objective)->trained_modules().empty());
+}
+
+// A classifier, its copy and a generator: what a Learner hands an objective.
+struct ToyContext {
+  Classifier model{nullptr};
+  Classifier ema{nullptr};
+  at::Generator generator;
+
+  StepContext context() {
+    return StepContext{model, ema, generator, /*channels_last=*/false};
+  }
+};
+
+ToyContext MakeToyContext() {
+  ModelOptions options;
+  options.width = 4;
+  options.num_classes = 3;
+  ToyContext toy;
+  toy.model = *MakeModel(options);
+  toy.ema = *MakeModel(options);
+  toy.model->train();
+  toy.ema->eval();
+  toy.generator = *MakeGenerator(at::kCPU, 5);
+  return toy;
+}
+
+StepData ToyStepData() {
+  at::Generator gen = *MakeGenerator(at::kCPU, 9);
+  StepData data;
+  data.labelled_images = at::rand({5, 1, 28, 28}, gen);
+  data.labelled_targets = at::full({5}, 2, at::kLong);
+  data.unlabelled_images = at::rand({20, 1, 28, 28}, gen);
+  return data;
+}
+
+TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  for (bool ema_teacher : {false, true}) {
+    options.use_ema_for_pseudo_labels = ema_teacher;
+    SemiSupervisedLogits logits =
+        SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    EXPECT_EQ(logits.logits_x.sizes(), (at::IntArrayRef{4, 3}));
+    EXPECT_TRUE(at::equal(logits.targets_x, at::full({4}, 2, at::kLong)));
+    EXPECT_EQ(logits.logits_u_weak.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_EQ(logits.logits_u_strong.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_FALSE(logits.logits_u_weak.requires_grad())
+        << "ema_teacher " << ema_teacher;
+    EXPECT_TRUE(logits.logits_u_strong.requires_grad());
+    EXPECT_TRUE(logits.logits_x.requires_grad());
+  }
+}
+
+TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {
+  ToyContext toy = MakeToyContext();
+  FixMatchOptions options;
+  options.batch.batch_size = 4;
+  options.batch.mu = 2;
+  options.batch.lambda_u = 0.5;
+  options.threshold = 0.0;  // every pseudo-label counts
+  auto objective = FixMatchObjective::Create(options);
+  ASSERT_THAT(objective, IsOk());
+  ObjectiveLoss loss = (*objective)->Loss(toy.context(), ToyStepData());
+  ASSERT_EQ(loss.scalars.size(), 3u);
+  EXPECT_EQ(loss.total.dim(), 0);
+  EXPECT_TRUE(loss.total.requires_grad());
+  EXPECT_EQ(loss.scalars[2].item<float>(), 1.0f);  // mask_rate
+  EXPECT_GT(loss.scalars[1].item<float>(), 0.0f);  // loss_u
+  EXPECT_NEAR(
+      loss.total.item<double>(),
+      loss.scalars[0].item<double>() + 0.5 * loss.scalars[1].item<double>(),
+      1e-5);
+}
+
+}  // namespace
+}  // namespace trainer

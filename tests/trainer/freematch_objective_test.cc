@@ -1,0 +1,167 @@
+#include "trainer/objectives/freematch.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "common/status_matchers.h"
+#include "trainer/learn/augment.h"
+#include "trainer/learn/learner.h"
+#include "trainer/learn/model.h"
+
+namespace trainer {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using ::testing::ElementsAre;
+
+// Two classes: bright upper half or bright lower half, plus noise.
+StepData ToyPool() {
+  at::Generator gen = *MakeGenerator(at::kCPU, 321);
+  auto make = [&gen](int64_t n) {
+    at::Tensor y = at::randint(2, {n}, gen, at::kLong);
+    at::Tensor x = 0.2f * at::rand({n, 1, 28, 28}, gen);
+    at::Tensor upper = (y == 0).view({n, 1, 1, 1});
+    x.narrow(2, 0, 14).add_(0.7f * upper.to(at::kFloat));
+    x.narrow(2, 14, 14).add_(0.7f * (~upper).to(at::kFloat));
+    return std::make_pair(x, y);
+  };
+  StepData data;
+  std::tie(data.labelled_images, data.labelled_targets) = make(16);
+  data.unlabelled_images = make(64).first;
+  return data;
+}
+
+FreeMatchOptions ToyFreeMatch() {
+  FreeMatchOptions options;
+  options.batch.batch_size = 8;
+  options.batch.mu = 2;
+  options.num_classes = 2;
+  options.ema_momentum = 0.9;  // thresholds move visibly in a few steps
+  return options;
+}
+
+ModelOptions ToyModel() {
+  ModelOptions options;
+  options.width = 4;
+  options.num_classes = 2;
+  return options;
+}
+
+// A learner training `objective`; `*raw` keeps a view of the objective.
+std::unique_ptr<Learner> MakeLearner(uint64_t seed, FreeMatchObjective** raw) {
+  auto objective = FreeMatchObjective::Create(ToyFreeMatch(), at::kCPU);
+  EXPECT_THAT(objective, IsOk());
+  if (!objective.ok()) return nullptr;
+  *raw = objective->get();
+  LearnerOptions options;
+  options.total_steps = 100;
+  options.seed = seed;
+  auto learner =
+      Learner::Create(ToyModel(), options, *std::move(objective), at::kCPU);
+  EXPECT_THAT(learner, IsOk());
+  return learner.ok() ? *std::move(learner) : nullptr;
+}
+
+TEST(FreeMatchObjectiveTest, CreateValidatesOptions) {
+  EXPECT_THAT(FreeMatchObjective::Create(ToyFreeMatch(), at::kCPU), IsOk());
+  FreeMatchOptions zero_batch = ToyFreeMatch();
+  zero_batch.batch.batch_size = 0;
+  EXPECT_THAT(FreeMatchObjective::Create(zero_batch, at::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FreeMatchOptions momentum_one = ToyFreeMatch();
+  momentum_one.ema_momentum = 1.0;
+  EXPECT_THAT(FreeMatchObjective::Create(momentum_one, at::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FreeMatchOptions negative_lambda = ToyFreeMatch();
+  negative_lambda.lambda_f = -0.1;
+  EXPECT_THAT(FreeMatchObjective::Create(negative_lambda, at::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FreeMatchOptions one_class = ToyFreeMatch();
+  one_class.num_classes = 1;
+  EXPECT_THAT(FreeMatchObjective::Create(one_class, at::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(FreeMatchObjectiveTest, NameLabelsAndMetricNames) {
+  auto objective = FreeMatchObjective::Create(ToyFreeMatch(), at::kCPU);
+  ASSERT_THAT(objective, IsOk());
+  EXPECT_EQ((*objective)->name(), "freematch");
+  EXPECT_TRUE((*objective)->uses_labels());
+  EXPECT_THAT((*objective)->metric_names(),
+              ElementsAre("loss_x", "loss_u", "mask_rate", "loss_f", "tau"));
+  // Thresholds start at 1/C.
+  EXPECT_FLOAT_EQ((*objective)->thresholds().tau().item<float>(), 0.5f);
+}
+
+TEST(FreeMatchObjectiveTest, StepsThroughALearnerMoveTheThresholds) {
+  const StepData data = ToyPool();
+  FreeMatchObjective* objective = nullptr;
+  std::unique_ptr<Learner> learner = MakeLearner(3, &objective);
+  ASSERT_NE(learner, nullptr);
+  float previous_tau = 0.5f;
+  for (int i = 0; i < 5; ++i) {
+    auto stats = learner->Step(data);
+    ASSERT_THAT(stats, IsOk());
+    ASSERT_EQ(stats->scalars.size(), 5u);
+    EXPECT_TRUE(std::isfinite(stats->loss.item<double>())) << "step " << i;
+    for (const auto& scalar : stats->scalars) {
+      EXPECT_TRUE(std::isfinite(scalar.item<double>())) << "step " << i;
+    }
+    const double mask_rate = stats->scalars[2].item<double>();
+    EXPECT_GE(mask_rate, 0.0);
+    EXPECT_LE(mask_rate, 1.0);
+    EXPECT_LE(stats->scalars[3].item<double>(), 0.0);  // loss_f <= 0
+    // The reported tau is the state after this step's update.
+    const float tau = stats->scalars[4].item<float>();
+    EXPECT_FLOAT_EQ(tau, objective->thresholds().tau().item<float>());
+    EXPECT_NE(tau, previous_tau) << "step " << i;
+    previous_tau = tau;
+  }
+  // Mean max probability of 2 classes is > 1/2: tau rises from its start.
+  EXPECT_GT(objective->thresholds().tau().item<float>(), 0.5f);
+  EXPECT_FLOAT_EQ(objective->thresholds().p_model().sum().item<float>(), 1.0f);
+}
+
+TEST(FreeMatchObjectiveTest, SaveLoadKeepsThresholds) {
+  const StepData data = ToyPool();
+  FreeMatchObjective* trained = nullptr;
+  std::unique_ptr<Learner> a = MakeLearner(5, &trained);
+  ASSERT_NE(a, nullptr);
+  for (int i = 0; i < 3; ++i) ASSERT_THAT(a->Step(data), IsOk());
+  const std::string path = testing::TempDir() + "/freematch_roundtrip.pt";
+  ASSERT_THAT(a->Save(path), IsOk());
+
+  FreeMatchObjective* restored = nullptr;
+  std::unique_ptr<Learner> b = MakeLearner(6, &restored);
+  ASSERT_NE(b, nullptr);
+  ASSERT_FALSE(
+      at::equal(restored->thresholds().tau(), trained->thresholds().tau()));
+  const at::Tensor tau_storage = restored->thresholds().tau();
+  ASSERT_THAT(b->Load(path), IsOk());
+  EXPECT_TRUE(
+      at::equal(restored->thresholds().tau(), trained->thresholds().tau()));
+  EXPECT_TRUE(at::equal(restored->thresholds().p_model(),
+                        trained->thresholds().p_model()));
+  EXPECT_TRUE(at::equal(restored->thresholds().label_hist(),
+                        trained->thresholds().label_hist()));
+  // Restored in place (a captured CUDA graph keeps reading the same tensor).
+  EXPECT_TRUE(restored->thresholds().tau().is_same(tau_storage));
+  // Both continue identically.
+  auto sa = a->Step(data);
+  auto sb = b->Step(data);
+  ASSERT_THAT(sa, IsOk());
+  ASSERT_THAT(sb, IsOk());
+  EXPECT_TRUE(at::equal(sa->loss, sb->loss));
+  EXPECT_TRUE(at::equal(sa->scalars[4], sb->scalars[4]));
+}
+
+}  // namespace
+}  // namespace trainer
