@@ -13,6 +13,7 @@
 #    missing), or, where gRPC is not installed but the GPU dependency bundle
 #    is there (.gpu/deps.tar.xz from scripts/make_gpu_bundle.sh, or already
 #    unpacked in /opt/deps), scripts/gpu_env.sh (no apt there).
+# Build type: CMAKE_BUILD_TYPE (default Release).
 # Exports what the binaries need at run time (LD_LIBRARY_PATH, DATA_DIR from
 # the bundle) into the calling shell. Returns non-zero on failure.
 
@@ -70,7 +71,8 @@ fewlabels_build() {
   fi
   echo "== building into $build_dir"
   cmake -S "$_build_lib_root" -B "$build_dir" -G "$generator" \
-    -DCMAKE_BUILD_TYPE=Release "${FEWLABELS_CMAKE_ARGS[@]}" >/dev/null || return 1
+    -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" "${FEWLABELS_CMAKE_ARGS[@]}" >/dev/null ||
+    return 1
   cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}" >/dev/null ||
     return 1
 }
