@@ -6,32 +6,41 @@
 #   scripts/run.sh                      # default configuration
 #   scripts/run.sh --strategy=random    # extra flags go to the trainer
 #
+# The plan: SimCLR pretraining on the unlabelled pool (cached under
+# runs/pretrain-cache and reused by later runs with the same pool, model,
+# settings and seed), then rounds of selection on the learned features,
+# purchases and FreeMatch training. `scripts/run.sh --pretrain=none
+# --objective=fixmatch` runs the earlier FixMatch-only pipeline.
 # With CUDA LibTorch it runs the full configuration (100 labels, 40k steps).
 # On a CPU-only build (Debian's LibTorch) it runs a short configuration
-# automatically (a 5,000-image pool, a narrow model, 1,000 steps):
+# automatically (a 5,000-image pool, a narrow model, 300 pretraining and
+# 1,000 training steps):
 # that proves the pipeline end to end but cannot reach the accuracy target,
 # which needs a GPU.
 #
 # Environment: BUILD_DIR (default build), RUN_DIR (default runs/main-<time>),
 # ORACLE_PORT (default 0: the OS picks), BUDGET (default 100), TORCH_DIR (the
 # CMake folder of another LibTorch to build against, e.g. a CUDA one's
-# share/cmake/Torch; default: Debian's CPU LibTorch).
+# share/cmake/Torch; default: the Python torch's when it has CUDA, else
+# Debian's CPU LibTorch), DATA_DIR (folder of the Fashion-MNIST .gz files).
+# Where gRPC is not installed but the GPU dependency bundle is (.gpu/ from
+# scripts/make_gpu_bundle.sh, e.g. the lent GPU machine), it builds with
+# scripts/gpu_env.sh instead of installing Debian packages
+# (scripts/build_lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh
 BUILD_DIR=${BUILD_DIR:-build}
 RUN_DIR=${RUN_DIR:-runs/main-$(date +%Y%m%d-%H%M%S)}
 BUDGET=${BUDGET:-100}
-echo "== building into $BUILD_DIR"
-CMAKE_ARGS=()
-if [[ -n "${TORCH_DIR:-}" ]]; then
-  [[ -f "$TORCH_DIR/TorchConfig.cmake" ]] ||
-    { echo "TORCH_DIR=$TORCH_DIR has no TorchConfig.cmake" >&2; exit 2; }
-  CMAKE_ARGS+=(-DTorch_DIR="$TORCH_DIR")
+source scripts/build_lib.sh
+fewlabels_build "$BUILD_DIR" || exit 1
+ORACLE_DATA=() TRAINER_DATA=()
+if [[ -n "${DATA_DIR:-}" ]]; then
+  ORACLE_DATA=(--train_labels="$DATA_DIR/train-labels-idx1-ubyte.gz"
+               --test_labels="$DATA_DIR/t10k-labels-idx1-ubyte.gz")
+  TRAINER_DATA=(--data_dir="$DATA_DIR")
 fi
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${CMAKE_ARGS[@]}" >/dev/null
-ninja -C "$BUILD_DIR" trainer oracle_server_main oraclectl >/dev/null
 
 mkdir -p "$RUN_DIR"
 DB="$RUN_DIR/oracle.db"
@@ -42,7 +51,7 @@ ADMIN_TOKEN="$RUN_DIR/admin.token"
   (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$ADMIN_TOKEN")
 echo "== starting oracle_server (database $DB)"
 "$BUILD_DIR/oracle_server/oracle_server" --host=127.0.0.1 --port="${ORACLE_PORT:-0}" \
-  --port_file="$RUN_DIR/oracle.port" --db="$DB" --default_budget="$BUDGET" \
+  --port_file="$RUN_DIR/oracle.port" --db="$DB" --default_budget="$BUDGET" "${ORACLE_DATA[@]}" \
   --admin_token_file="$ADMIN_TOKEN" --max_evaluations_per_client=200 \
   --max_evaluations_total=1000 \
   2> "$RUN_DIR/oracle.log" &
@@ -63,15 +72,17 @@ EXPERIMENT="main-$(basename "$RUN_DIR")"
 DEVICE=$("$BUILD_DIR/trainer/trainer" --print_device)
 if [[ "$DEVICE" == cuda* ]]; then
   echo "== CUDA found: full configuration"
-  CONFIG=(--steps=40000 --eval_every=4000)
+  CONFIG=(--steps=40000 --eval_every=4000 --pretrain=simclr --pretrain_steps=4000
+          --objective=freematch)
 else
   echo "== no CUDA: short CPU configuration (checks the pipeline; the >90 % target needs a GPU)"
   CONFIG=(--steps=1000 --train_limit=5000 --width=16 --batch=16 --mu=2 --eval_every=0
-          --ema=0.99 --log_every=20 --checkpoint_every=200)
+          --ema=0.99 --log_every=20 --checkpoint_every=200
+          --pretrain=simclr --pretrain_steps=300 --pretrain_batch=128 --objective=freematch)
 fi
 "$BUILD_DIR/trainer/trainer" --oracle=127.0.0.1:$PORT --budget="$BUDGET" \
   --experiment="$EXPERIMENT" --token_file="$RUN_DIR/experiment.token" \
-  --out_dir="$RUN_DIR/trainer" \
+  --out_dir="$RUN_DIR/trainer" "${TRAINER_DATA[@]}" \
   "${CONFIG[@]}" "$@" | tee "$RUN_DIR/result.txt"
 
 kill -TERM $ORACLE_PID && wait $ORACLE_PID || true

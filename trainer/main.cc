@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, round_steps, "",
           "steps after each round's purchase, e.g. 3000,3000,14000 (default: "
           "15% for early rounds)");
 ABSL_FLAG(std::string, strategy, "typiclust",
-          "random | kcenter | typiclust | margin | grpc://host:port");
+          trainer::kSelectionStrategySpecs);
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
           "folder with the IDX image files");
 ABSL_FLAG(int64_t, train_limit, 0,
@@ -79,6 +79,11 @@ ABSL_FLAG(bool, ema_pseudo_labels, false, "pseudo-label with the EMA model");
 ABSL_FLAG(bool, bf16, true, "bf16 autocast on CUDA");
 ABSL_FLAG(bool, cuda_graph, true,
           "on CUDA, capture each FixMatch step in a CUDA graph and replay it");
+ABSL_FLAG(std::string, init, "kaiming",
+          "weight initialisation: kaiming | default (PyTorch's)");
+ABSL_FLAG(std::string, weak_fill, "reflect",
+          "what the weak augmentation's shift fills the border with: "
+          "reflect | zeros");
 ABSL_FLAG(std::string, objective, "fixmatch",
           "semi-supervised objective of the rounds: fixmatch | freematch");
 ABSL_FLAG(double, lambda_f, 0.001, "freematch: weight of the fairness term");
@@ -183,7 +188,15 @@ int main(int argc, char** argv) {
   options.label_free_dims = absl::GetFlag(FLAGS_label_free_dims);
   options.model.arch = absl::GetFlag(FLAGS_arch);
   options.model.width = absl::GetFlag(FLAGS_width);
+  options.model.init = absl::GetFlag(FLAGS_init);
   trainer::SemiSupervisedOptions batch;
+  const std::string weak_fill = absl::GetFlag(FLAGS_weak_fill);
+  if (weak_fill != "reflect" && weak_fill != "zeros") {
+    std::cerr << "trainer: --weak_fill takes reflect or zeros\n";
+    return 2;
+  }
+  batch.weak.fill = weak_fill == "zeros" ? trainer::WeakFill::kZeros
+                                         : trainer::WeakFill::kReflect;
   batch.batch_size = absl::GetFlag(FLAGS_batch);
   batch.mu = absl::GetFlag(FLAGS_mu);
   batch.lambda_u = absl::GetFlag(FLAGS_lambda_u);

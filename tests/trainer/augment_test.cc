@@ -125,6 +125,33 @@ TEST(WeakAugmentTest, ShiftedInPixelsAreReflections) {
   }
 }
 
+TEST(WeakAugmentTest, ZeroFillShiftsInBackground) {
+  // An all-ones image: with zero fill, a shift by (dr, dc) leaves exactly
+  // |dr| rows and |dc| columns of zeros; reflection keeps every pixel at 1.
+  at::Tensor x = at::ones({64, 1, 28, 28});
+  WeakAugmentOptions options;
+  options.fill = WeakFill::kZeros;
+  at::Generator gen = Gen(5);
+  at::Tensor out = WeakAugment(x, gen, options);
+  at::Generator same = Gen(5);
+  WeakAugmentOptions reflect;
+  at::Tensor reflected = WeakAugment(x, same, reflect);
+  EXPECT_EQ(reflected.min().item<float>(), 1.0f);
+  int shifted = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    at::Tensor img = out[i][0];
+    const int64_t zero_rows = (img.sum(1) == 0).sum().item<int64_t>();
+    const int64_t zero_cols = (img.sum(0) == 0).sum().item<int64_t>();
+    EXPECT_LE(zero_rows, 4);
+    EXPECT_LE(zero_cols, 4);
+    // Every pixel is 0 or 1 and the zeros are whole rows and columns.
+    EXPECT_EQ(img.sum().item<float>(),
+              static_cast<float>((28 - zero_rows) * (28 - zero_cols)));
+    shifted += (zero_rows + zero_cols) > 0;
+  }
+  EXPECT_GT(shifted, 32);
+}
+
 TEST(StrongAugmentTest, ShapeRangeAndDeterminism) {
   at::Tensor x = at::rand({32, 1, 28, 28}, Gen(1));
   at::Generator g1 = Gen(9), g2 = Gen(9), g3 = Gen(10);

@@ -69,6 +69,34 @@ TEST(MakeModelTest, RejectsBadOptions) {
   ModelOptions bad_std;
   bad_std.input_std = 0.0f;
   EXPECT_THAT(MakeModel(bad_std), StatusIs(absl::StatusCode::kInvalidArgument));
+  ModelOptions bad_init;
+  bad_init.init = "xavier";
+  EXPECT_THAT(MakeModel(bad_init),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(MakeModelTest, DefaultInitIsUniformWithinOneOverSqrtFanIn) {
+  ModelOptions options;
+  options.width = 16;
+  options.init = "default";
+  auto model = MakeModel(options);
+  ASSERT_THAT(model, IsOk());
+  // The second conv: 16 -> 16 channels, 3x3: fan_in 144, bound 1/12.
+  at::Tensor second;
+  for (const auto& item : (*model)->named_parameters()) {
+    if (item.value().dim() == 4 && item.value().size(1) == 16) {
+      second = item.value();
+      break;
+    }
+  }
+  ASSERT_TRUE(second.defined());
+  EXPECT_LE(second.abs().max().item<double>(), 1.0 / 12.0 + 1e-6);
+  // Uniform on [-b, b] has std b / sqrt(3).
+  EXPECT_NEAR(second.std().item<double>(), 1.0 / 12.0 / std::sqrt(3.0), 0.005);
+  options.init_seed = 1;
+  auto other = MakeModel(options);
+  ASSERT_THAT(other, IsOk());
+  EXPECT_FALSE(at::equal((*model)->parameters()[0], (*other)->parameters()[0]));
 }
 
 TEST(MakeModelTest, InitialisationFollowsInitSeed) {

@@ -313,14 +313,24 @@ at::Tensor WeakAugment(const at::Tensor& images, at::Generator& gen,
   auto long_options = images.options().dtype(at::kLong);
   Tensor rows = at::arange(h, long_options).view({1, h});
   Tensor cols = at::arange(w, long_options).view({1, w});
-  Tensor src_rows = Reflect(rows + Shift(u[1], pad_h).view({n, 1}), h);
-  Tensor src_cols = Reflect(
-      at::where(flip, (w - 1) - cols, cols) + Shift(u[2], pad_w).view({n, 1}),
-      w);
+  Tensor shifted_rows = rows + Shift(u[1], pad_h).view({n, 1});
+  Tensor shifted_cols =
+      at::where(flip, (w - 1) - cols, cols) + Shift(u[2], pad_w).view({n, 1});
+  Tensor src_rows = Reflect(shifted_rows, h);
+  Tensor src_cols = Reflect(shifted_cols, w);
   Tensor index = (src_rows.unsqueeze(2) * w + src_cols.unsqueeze(1))
                      .view({n, 1, h * w})
                      .expand({n, c, h * w});
-  return images.reshape({n, c, h * w}).gather(2, index).view({n, c, h, w});
+  Tensor out = images.reshape({n, c, h * w}).gather(2, index).view({n, c, h, w});
+  if (options.fill == WeakFill::kZeros) {
+    // Pixels shifted in from outside the image become background.
+    Tensor inside_rows = (shifted_rows >= 0) & (shifted_rows < h);
+    Tensor inside_cols = (shifted_cols >= 0) & (shifted_cols < w);
+    Tensor inside = (inside_rows.unsqueeze(2) & inside_cols.unsqueeze(1))
+                        .view({n, 1, h, w});
+    out = out * inside.to(out.scalar_type());
+  }
+  return out;
 }
 
 at::Tensor StrongAugment(const at::Tensor& images, at::Generator& gen,

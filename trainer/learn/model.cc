@@ -19,6 +19,8 @@ namespace nn = torch::nn;
 
 constexpr char kArchCnn[] = "cnn";
 constexpr char kArchWrn28x2[] = "wrn28_2";
+constexpr char kInitKaiming[] = "kaiming";
+constexpr char kInitDefault[] = "default";
 
 nn::Conv2d Conv3x3(int64_t in, int64_t out, int64_t stride) {
   return nn::Conv2d(
@@ -140,13 +142,36 @@ int64_t BuildWrn28x2(const ModelOptions& options, nn::Sequential& features) {
   return in;
 }
 
-// Kaiming-normal (fan-out, leaky ReLU) convolutions, Xavier-normal linear
-// weights, zero biases, unit BN scales; drawn from a generator seeded with
-// `seed` so that initialisation does not depend on the global RNG.
-void InitWeights(nn::Module& module, double slope, uint64_t seed) {
+// PyTorch's default initialisation of a weight (and bias): uniform in
+// +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
+void DefaultInit(const at::Tensor& weight, const at::Tensor& bias,
+                 at::Generator& gen) {
+  const double fan_in = static_cast<double>(weight.numel()) / weight.size(0);
+  const double bound = 1.0 / std::sqrt(fan_in);
+  weight.uniform_(-bound, bound, gen);
+  if (bias.defined()) bias.uniform_(-bound, bound, gen);
+}
+
+// "kaiming": Kaiming-normal (fan-out, leaky ReLU) convolutions, Xavier-normal
+// linear weights, zero biases; "default": PyTorch's layer defaults. Unit BN
+// scales either way; drawn from a generator seeded with `seed` so that
+// initialisation does not depend on the global RNG.
+void InitWeights(nn::Module& module, const std::string& init, double slope,
+                 uint64_t seed) {
   torch::NoGradGuard no_grad;
   at::Generator gen = at::detail::createCPUGenerator(seed);
   for (auto& child : module.modules(/*include_self=*/false)) {
+    if (init == kInitDefault) {
+      if (auto* conv = child->as<nn::Conv2d>()) {
+        DefaultInit(conv->weight, conv->bias, gen);
+      } else if (auto* linear = child->as<nn::Linear>()) {
+        DefaultInit(linear->weight, linear->bias, gen);
+      } else if (auto* bn = child->as<nn::BatchNorm2d>()) {
+        bn->weight.fill_(1.0);
+        bn->bias.zero_();
+      }
+      continue;
+    }
     if (auto* conv = child->as<nn::Conv2d>()) {
       const at::Tensor& w = conv->weight;
       const double fan_out = static_cast<double>(w.numel()) / w.size(1);
@@ -177,7 +202,7 @@ ClassifierImpl::ClassifierImpl(const ModelOptions& options)
   }
   classifier_ = register_module(
       "classifier", nn::Linear(embedding_dim_, options.num_classes));
-  InitWeights(*this, options.leaky_slope, options.init_seed);
+  InitWeights(*this, options.init, options.leaky_slope, options.init_seed);
 }
 
 ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {
@@ -202,6 +227,11 @@ absl::StatusOr<Classifier> MakeModel(const ModelOptions& options) {
   }
   if (!(options.input_std > 0.0f)) {
     return absl::InvalidArgumentError("input_std must be positive");
+  }
+  if (options.init != kInitKaiming && options.init != kInitDefault) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown init '", options.init, "' (expected '",
+                     kInitKaiming, "' or '", kInitDefault, "')"));
   }
   return Classifier(options);
 }

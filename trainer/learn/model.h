@@ -39,6 +39,10 @@ struct ModelOptions {
   // The model computes (x - input_mean) / input_std on its [0, 1] input.
   float input_mean = kFashionMnistMean;
   float input_std = kFashionMnistStd;
+  // Weight initialisation: "kaiming" (Kaiming-normal convolutions,
+  // Xavier-normal classifier, zero biases) or "default" (PyTorch's layer
+  // defaults, uniform in +-1/sqrt(fan_in)).
+  std::string init = "kaiming";
   // Seed of the weight initialisation: equal options give equal weights.
   uint64_t init_seed = 0;
 };
@@ -65,10 +69,10 @@ class ClassifierImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Classifier);
 
-// Builds a freshly initialised classifier on the CPU (Kaiming-normal convs,
-// Xavier-normal classifier, drawn from a generator seeded with init_seed).
-// Returns INVALID_ARGUMENT for an unknown arch or a non-positive width, class
-// count or channel count, or a non-positive input_std.
+// Builds a freshly initialised classifier on the CPU (see ModelOptions::init;
+// drawn from a generator seeded with init_seed). Returns INVALID_ARGUMENT for
+// an unknown arch or init, a non-positive width, class count or channel
+// count, or a non-positive input_std.
 absl::StatusOr<Classifier> MakeModel(const ModelOptions& options);
 
 // Converts every 4-d parameter and buffer of `module` to channels_last in

@@ -23,7 +23,7 @@ std::string Describe(const ModelOptions& m, const PretrainOptions& o,
   return absl::StrCat(
       "model:", m.arch, ",", m.width, ",", m.num_classes, ",", m.in_channels,
       ",", m.bn_momentum, ",", m.leaky_slope, ",", m.input_mean, ",",
-      m.input_std, ";method:", o.method, ";steps:", o.steps,
+      m.input_std, ",", m.init, ";method:", o.method, ";steps:", o.steps,
       ";simclr:", s.batch_size, ",", s.temperature, ",",
       s.projection_hidden_dim, ",", s.projection_dim, ";crop:",
       a.crop.scale_min, ",", a.crop.scale_max, ",", a.crop.ratio_min, ",",

@@ -707,7 +707,10 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"schedule", absl::StrJoin(plan_.labels, ",")},
       {"round end steps", absl::StrJoin(plan_.end_step, ",")},
       {"round restarts", options_.restart_rounds ? "yes" : "no"},
-      {"model", absl::StrCat(model.arch, " width ", model.width)},
+      {"model", absl::StrCat(model.arch, " width ", model.width, ", ",
+                             model.init, " init")},
+      {"weak shift fill",
+       batch.weak.fill == WeakFill::kZeros ? "zeros" : "reflect"},
       {"batch / mu", absl::StrCat(batch.batch_size, " / ", batch.mu)},
       {"threshold", options_.objective.name == "freematch"
                         ? std::string("self-adaptive")
