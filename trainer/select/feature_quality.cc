@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "trainer/learn/torch_status.h"
 
 namespace trainer {
 namespace {
@@ -110,12 +111,8 @@ absl::StatusOr<torch::Tensor> KnnClassify(
                                    .device(query_embeddings.device()));
     }
     return torch::cat(predicted).to(query_embeddings.device());
-  } catch (const c10::OutOfMemoryError& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("KnnClassify: ", e.what_without_backtrace()));
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat("KnnClassify: ", e.what_without_backtrace()));
+    return TorchErrorToStatus(e, "KnnClassify");
   }
 }
 

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "trainer/learn/torch_status.h"
 
 namespace trainer {
 
@@ -360,12 +361,8 @@ class TorchStrategy : public SelectionStrategy {
     torch::NoGradGuard no_grad;
     try {
       return SelectImpl(pool, count);
-    } catch (const c10::OutOfMemoryError& e) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(name(), ": ", e.what_without_backtrace()));
     } catch (const c10::Error& e) {
-      return absl::InternalError(
-          absl::StrCat(name(), ": ", e.what_without_backtrace()));
+      return TorchErrorToStatus(e, name());
     }
   }
 
@@ -825,8 +822,7 @@ absl::StatusOr<std::vector<int64_t>> GrpcSelectionStrategy::Select(
       query.probabilities = to_floats(pool.probabilities);
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat(name_, ": ", e.what_without_backtrace()));
+    return TorchErrorToStatus(e, name_);
   }
   query.count = count;
   query.pool_ids = pool.pool_ids;
