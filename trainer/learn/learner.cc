@@ -13,6 +13,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -260,16 +261,6 @@ struct Learner::Networks {
 
 namespace {
 
-// StepData's tensors in a fixed order (undefined ones stay undefined).
-std::array<Tensor, 3> AsArray(const StepData& data) {
-  return {data.labelled_images, data.labelled_targets,
-          data.unlabelled_images};
-}
-
-StepData FromArray(const std::array<Tensor, 3>& x) {
-  return StepData{x[0], x[1], x[2]};
-}
-
 LearnerStepStats MakeStats(const ObjectiveLoss& loss, double lr,
                            int64_t step) {
   LearnerStepStats stats;
@@ -283,6 +274,20 @@ LearnerStepStats MakeStats(const ObjectiveLoss& loss, double lr,
 }  // namespace
 
 #if TRAINER_CUDA_GRAPHS
+
+namespace {
+
+// StepData's tensors in a fixed order (undefined ones stay undefined).
+std::array<Tensor, 3> AsArray(const StepData& data) {
+  return {data.labelled_images, data.labelled_targets,
+          data.unlabelled_images};
+}
+
+StepData FromArray(const std::array<Tensor, 3>& x) {
+  return StepData{x[0], x[1], x[2]};
+}
+
+}  // namespace
 
 // A captured training step and its fixed inputs and outputs.
 struct Learner::CudaGraphStep {
@@ -582,6 +587,19 @@ absl::StatusOr<LearnerStepStats> Learner::GraphStep(const StepData& data) {
 
 #endif  // TRAINER_CUDA_GRAPHS
 
+void Learner::ForwardInChunks(
+    Classifier& net, const Tensor& images,
+    const std::function<void(const ModelOutput&)>& consume) {
+  const int64_t n = images.size(0);
+  for (int64_t start = 0; start < n; start += options_.predict_batch_size) {
+    Tensor chunk = images.narrow(
+        0, start, std::min(options_.predict_batch_size, n - start));
+    if (channels_last_) chunk = chunk.contiguous(at::MemoryFormat::ChannelsLast);
+    ScopedCudaAutocast autocast(mixed_precision_);
+    consume(net->forward(chunk));
+  }
+}
+
 absl::StatusOr<Predictions> Learner::Predict(const Tensor& images,
                                              bool use_ema) {
   if (!images.defined() || images.dim() != 4 ||
@@ -594,18 +612,11 @@ absl::StatusOr<Predictions> Learner::Predict(const Tensor& images,
     torch::NoGradGuard no_grad;
     ScopedEval eval(*net);
     std::vector<Tensor> probs, embeddings;
-    const int64_t n = images.size(0);
-    for (int64_t start = 0; start < n; start += options_.predict_batch_size) {
-      Tensor chunk = images.narrow(
-          0, start, std::min(options_.predict_batch_size, n - start));
-      if (channels_last_)
-        chunk = chunk.contiguous(at::MemoryFormat::ChannelsLast);
-      ScopedCudaAutocast autocast(mixed_precision_);
-      ModelOutput out = net->forward(chunk);
+    ForwardInChunks(net, images, [&](const ModelOutput& out) {
       probs.push_back(at::softmax(out.logits.to(at::kFloat), 1));
       embeddings.push_back(out.embedding.to(at::kFloat));
-    }
-    if (n == 0) {
+    });
+    if (images.size(0) == 0) {
       auto options = images.options();
       return Predictions{at::empty({0, model_options_.num_classes}, options),
                          at::empty({0, net->embedding_dim()}, options)};
@@ -641,15 +652,7 @@ absl::Status Learner::RecalibrateBatchNorm(const Tensor& images,
     }
     const bool was_training = net->is_training();
     net->train();
-    const int64_t n = images.size(0);
-    for (int64_t start = 0; start < n; start += options_.predict_batch_size) {
-      Tensor chunk = images.narrow(
-          0, start, std::min(options_.predict_batch_size, n - start));
-      if (channels_last_)
-        chunk = chunk.contiguous(at::MemoryFormat::ChannelsLast);
-      ScopedCudaAutocast autocast(mixed_precision_);
-      net->forward(chunk);
-    }
+    ForwardInChunks(net, images, [](const ModelOutput&) {});
     if (!was_training) net->eval();
     for (auto& [bn, momentum] : batch_norms) bn->options.momentum(momentum);
   } catch (const c10::Error& e) {
@@ -682,8 +685,6 @@ absl::Status Learner::Save(const std::string& path) const {
     archive.write("optimizer", optimizer_archive);
     archive.write("objective_state", objective_archive);
     archive.write("step", at::scalar_tensor(step_, at::kLong));
-    archive.write("total_steps",
-                  at::scalar_tensor(options_.total_steps, at::kLong));
     at::Tensor generator_state;
     {
       at::Generator generator = generator_;

@@ -10,6 +10,7 @@
 #include <torch/optim/sgd.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -126,8 +127,8 @@ class Learner {
   // the model's again (UpdateEma copies buffers). Errors as for Predict.
   absl::Status RecalibrateBatchNorm(const torch::Tensor& images, bool use_ema);
 
-  // Writes model, EMA, optimizer state, step counter, schedule length,
-  // generator state and the objective's state to `path` (one torch archive).
+  // Writes model, EMA, optimizer state, step counter, generator state and
+  // the objective's state to `path` (one torch archive).
   // Returns NOT_FOUND if the directory does not exist and INTERNAL if
   // writing fails.
   absl::Status Save(const std::string& path) const;
@@ -135,7 +136,8 @@ class Learner {
   // Restores what Save wrote, onto device(). Returns NOT_FOUND if `path`
   // does not exist; FAILED_PRECONDITION if it was written for other
   // ModelOptions, another objective, or by an older trainer version;
-  // DATA_LOSS if it cannot be read. The learner is unchanged on error.
+  // DATA_LOSS if it cannot be read. The learner is unchanged on error. The
+  // schedule set by SetSchedule is not saved: callers set it again.
   absl::Status Load(const std::string& path);
 
   // Initial weights from an earlier stage: copies the trained model's
@@ -176,6 +178,12 @@ class Learner {
       const ModelOptions& model_options, const LearnerOptions& options,
       TrainingObjective& objective, const torch::Device& device,
       bool channels_last);
+
+  // Runs `net` on `images` predict_batch_size at a time (channels_last and
+  // autocast as for steps) and hands each chunk's output to `consume`, in
+  // order. Throws c10::Error.
+  void ForwardInChunks(Classifier& net, const torch::Tensor& images,
+                       const std::function<void(const ModelOutput&)>& consume);
 
   // One eager step (inputs already validated) at learning rate `lr`, or at
   // -neg_lr read on the device when neg_lr is defined. Throws c10::Error.
