@@ -1,5 +1,7 @@
 #include "oracle_server/label_store.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace oracle_server {
@@ -32,6 +34,19 @@ absl::StatusOr<Outcome> ParseOutcome(absl::string_view name) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown audit outcome \"", name, "\""));
+}
+
+void LabelStore::RevealAsync(const RevealRequest& request, RevealDone done) {
+  std::move(done)(Reveal(request));
+}
+
+void LabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
+                                       EvaluationDone done) {
+  std::move(done)(RecordEvaluation(request));
+}
+
+void LabelStore::AppendAuditAsync(const AuditRecord& row, AuditDone done) {
+  std::move(done)(AppendAudit(row));
 }
 
 }  // namespace oracle_server

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -191,6 +192,23 @@ class LabelStore {
   // sequence. For rows that reveal nothing: `row.ids_revealed` must be empty
   // and the outcome must not be GRANTED (else INVALID_ARGUMENT).
   virtual absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) = 0;
+
+  // Asynchronous forms of the three writes, for servers that must not park a
+  // thread per call while a commit is in flight. Each decides exactly as its
+  // synchronous form and calls `done` once with the same result, after the
+  // write is durable (or has failed). `done` may run on the calling thread
+  // before the call returns or on a thread of the store's; it must not call
+  // back into the store's writes synchronously. The request is copied.
+  // These defaults run the synchronous form on the calling thread; a store
+  // with group commit overrides them so the caller never waits for a commit.
+  using RevealDone = absl::AnyInvocable<void(absl::StatusOr<RevealResult>) &&>;
+  using EvaluationDone =
+      absl::AnyInvocable<void(absl::StatusOr<EvaluationResult>) &&>;
+  using AuditDone = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
+  virtual void RevealAsync(const RevealRequest& request, RevealDone done);
+  virtual void RecordEvaluationAsync(const EvaluationRequest& request,
+                                     EvaluationDone done);
+  virtual void AppendAuditAsync(const AuditRecord& row, AuditDone done);
 
   // Up to `limit` audit rows with sequence > `after_sequence`, in sequence
   // order; only rows of `experiment` unless it is empty.
