@@ -69,7 +69,9 @@ ABSL_FLAG(std::string, arch, "cnn", "cnn | wrn28_2");
 ABSL_FLAG(int32_t, width, 64, "base width of the cnn");
 ABSL_FLAG(int32_t, batch, 64, "labelled images per step (B)");
 ABSL_FLAG(int32_t, mu, 7, "unlabelled images per labelled image (mu)");
-ABSL_FLAG(double, threshold, 0.95, "pseudo-label confidence threshold (tau)");
+ABSL_FLAG(double, threshold, 0.95,
+          "pseudo-label confidence threshold (tau); flexmatch: the threshold "
+          "that class thresholds scale down from");
 ABSL_FLAG(double, lambda_u, 1.0, "weight of the unlabelled loss");
 ABSL_FLAG(double, lr, 0.03, "peak learning rate");
 ABSL_FLAG(double, weight_decay, 5e-4,
@@ -85,7 +87,8 @@ ABSL_FLAG(std::string, weak_fill, "reflect",
           "what the weak augmentation's shift fills the border with: "
           "reflect | zeros");
 ABSL_FLAG(std::string, objective, "fixmatch",
-          "semi-supervised objective of the rounds: fixmatch | freematch");
+          "semi-supervised objective of the rounds: fixmatch | flexmatch | "
+          "freematch");
 ABSL_FLAG(double, lambda_f, 0.001, "freematch: weight of the fairness term");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr");
@@ -204,6 +207,8 @@ int main(int argc, char** argv) {
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);
+  options.objective.flexmatch.batch = batch;
+  options.objective.flexmatch.threshold = absl::GetFlag(FLAGS_threshold);
   options.objective.freematch.batch = batch;
   options.objective.freematch.lambda_f = absl::GetFlag(FLAGS_lambda_f);
   options.learner.lr = absl::GetFlag(FLAGS_lr);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench_labels.sh on this build's binaries with tiny settings: two
-# budgets x two seeds x two variants (one with SimCLR pretraining), two
-# trainers at once.
+# budgets x two seeds x two variants (one with SimCLR pretraining and
+# FlexMatch), two trainers at once.
 #   bench_labels_test.sh <source_dir> <build_dir>
 # Checks: the sweep exits 0; table.csv has the 4 (budget, variant) rows with a
 # numeric accuracy mean and standard deviation over 2 seeds; every run's
@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 OUT=$TMP/sweep
 
 env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$OUT" BUDGETS="10 20" SEEDS="0 1" \
-  VARIANTS="random:fixmatch:none typiclust:fixmatch:simclr" PARALLEL=2 SCHEDULE=100% \
+  VARIANTS="random:fixmatch:none typiclust:flexmatch:simclr" PARALLEL=2 SCHEDULE=100% \
   TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=10 --pretrain_steps=4 --pretrain_batch=16 --label_free_dims=16 --feature_quality=false --log_every=5" \
   bash "$SRC/scripts/bench_labels.sh" > "$TMP/log" 2>&1 ||
   { cat "$TMP/log"; fail "bench_labels.sh exited non-zero"; }
@@ -30,7 +30,7 @@ done
 grep -q "^OK: .* rows verified" "$OUT/verify.txt" || { cat "$OUT/verify.txt"; fail "audit log not verified"; }
 grep -q '^`oraclectl verify`: OK: .* rows verified' "$OUT/table.md" ||
   { cat "$OUT/table.md"; fail "verify missing from the table's footer"; }
-grep -q "^\[bench +[0-9]*s\] start b10-typiclust-fixmatch-simclr-s0 (" "$TMP/log" ||
+grep -q "^\[bench +[0-9]*s\] start b10-typiclust-flexmatch-simclr-s0 (" "$TMP/log" ||
   { cat "$TMP/log"; fail "no progress line"; }
 
 "$PY" - "$OUT" <<'PY' || { cat "$TMP/log"; cat "$OUT/table.md"; fail "table or runs wrong"; }
@@ -74,7 +74,7 @@ for name, (budget, n) in spent.items():
 cache = glob.glob(os.path.join(out, "pretrain-cache", "*"))
 check(len(cache) == 2, "one cache entry per seed: %s" % cache)
 for seed in ("0", "1"):
-  reports = [json.load(open(os.path.join(out, "b%s-typiclust-fixmatch-simclr-s%s" % (b, seed),
+  reports = [json.load(open(os.path.join(out, "b%s-typiclust-flexmatch-simclr-s%s" % (b, seed),
                                          "report.json"))) for b in ("10", "20")]
   reused = [r["pretrain"]["reused"] for r in reports]
   check(reused == [False, True], "seed %s: first run pretrains, the other reuses: %s"

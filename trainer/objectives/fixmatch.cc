@@ -59,6 +59,7 @@ SemiSupervisedLogits SemiSupervisedForward(
   SemiSupervisedLogits out;
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
+  out.unlabelled_index = unlabelled_index;
   out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
   if (teacher_is_ema) {
     torch::NoGradGuard no_grad;

@@ -16,7 +16,7 @@
 namespace trainer {
 
 // Batch shape and augmentation shared by the pseudo-labelling objectives
-// (fixmatch, freematch).
+// (fixmatch, flexmatch, freematch).
 struct SemiSupervisedOptions {
   // Labelled images per step (sampled with replacement).
   int batch_size = 64;
@@ -43,6 +43,7 @@ struct SemiSupervisedLogits {
   torch::Tensor targets_x;        // [B] int64
   torch::Tensor logits_u_weak;    // [U, C], detached
   torch::Tensor logits_u_strong;  // [U, C]
+  torch::Tensor unlabelled_index;  // [U] int64: rows of the unlabelled pool
 };
 
 // Samples batch_size labelled and mu * batch_size unlabelled images with the

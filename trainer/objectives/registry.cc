@@ -27,6 +27,11 @@ const std::vector<std::pair<std::string, Factory>>& Registry() {
            [](const ObjectiveOptions& o, const ObjectiveEnvironment&) {
              return Upcast(FixMatchObjective::Create(o.fixmatch));
            }},
+          {"flexmatch",
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
+             return Upcast(FlexMatchObjective::Create(o.flexmatch, e.pool_size,
+                                                      e.device));
+           }},
           {"freematch",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
              return Upcast(FreeMatchObjective::Create(o.freematch, e.device));
@@ -41,6 +46,26 @@ const std::vector<std::pair<std::string, Factory>>& Registry() {
 }
 
 }  // namespace
+
+const SemiSupervisedOptions* SemiSupervisedBatch(
+    const ObjectiveOptions& options) {
+  if (options.name == "fixmatch") return &options.fixmatch.batch;
+  if (options.name == "flexmatch") return &options.flexmatch.batch;
+  if (options.name == "freematch") return &options.freematch.batch;
+  return nullptr;
+}
+
+std::string ThresholdDescription(const ObjectiveOptions& options) {
+  if (options.name == "fixmatch") {
+    return absl::StrCat(options.fixmatch.threshold);
+  }
+  if (options.name == "flexmatch") {
+    return absl::StrCat("curriculum below ", options.flexmatch.threshold,
+                        options.flexmatch.threshold_warmup ? ", warm-up" : "");
+  }
+  if (options.name == "freematch") return "self-adaptive";
+  return "none";
+}
 
 std::vector<std::string> ObjectiveNames() {
   std::vector<std::string> names;

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/fixmatch.h"
+#include "trainer/objectives/flexmatch.h"
 #include "trainer/objectives/freematch.h"
 #include "trainer/objectives/simclr.h"
 
@@ -21,6 +22,7 @@ struct ObjectiveOptions {
   // One of ObjectiveNames().
   std::string name = "fixmatch";
   FixMatchOptions fixmatch;
+  FlexMatchOptions flexmatch;
   FreeMatchOptions freematch;
   SimClrOptions simclr;
 };
@@ -35,6 +37,15 @@ struct ObjectiveEnvironment {
   // Seeds any initialisation the objective does.
   uint64_t seed = 0;
 };
+
+// The batch and augmentation options of the pseudo-labelling objective
+// `options.name` (fixmatch, flexmatch, freematch); null for any other.
+const SemiSupervisedOptions* SemiSupervisedBatch(
+    const ObjectiveOptions& options);
+
+// How the objective `options.name` thresholds pseudo-labels, for reports:
+// "0.95", "curriculum below 0.95, warm-up", "self-adaptive", or "none".
+std::string ThresholdDescription(const ObjectiveOptions& options);
 
 // The registered names, in the order help texts list them.
 std::vector<std::string> ObjectiveNames();

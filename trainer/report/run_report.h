@@ -122,7 +122,7 @@ struct QueriedSample {
 struct FinalReport {
   std::string experiment;
   std::string strategy;
-  // The semi-supervised objective ("fixmatch", "freematch").
+  // The semi-supervised objective ("fixmatch", "flexmatch", "freematch").
   std::string objective;
   // Where the rounds' model started: "random initialisation" or the
   // pretraining checkpoint.

@@ -283,8 +283,8 @@ absl::StatusOr<std::unique_ptr<Learner>> Run::MakeLearner(int round) {
   if (!objective->uses_labels()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "objective ", objective->name(),
-        " uses no labels; use it with --pretrain, and fixmatch or freematch "
-        "for the rounds"));
+        " uses no labels; use it with --pretrain, and fixmatch, flexmatch or "
+        "freematch for the rounds"));
   }
   LearnerOptions learner_options = options_.learner;
   learner_options.total_steps = options_.total_steps;
@@ -681,10 +681,11 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
   report.device = device_.str();
   const ModelOptions& model = trainer_->model_options();
   const LearnerOptions& learner = trainer_->options();
+  const SemiSupervisedOptions* semi_supervised =
+      SemiSupervisedBatch(options_.objective);
   const SemiSupervisedOptions& batch =
-      options_.objective.name == "freematch"
-          ? options_.objective.freematch.batch
-          : options_.objective.fixmatch.batch;
+      semi_supervised != nullptr ? *semi_supervised
+                                 : options_.objective.fixmatch.batch;
   report.objective = options_.objective.name;
   report.initial_weights = initial_weights_.empty()
                                ? "random initialisation"
@@ -707,9 +708,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"weak shift fill",
        batch.weak.fill == WeakFill::kZeros ? "zeros" : "reflect"},
       {"batch / mu", absl::StrCat(batch.batch_size, " / ", batch.mu)},
-      {"threshold", options_.objective.name == "freematch"
-                        ? std::string("self-adaptive")
-                        : absl::StrCat(options_.objective.fixmatch.threshold)},
+      {"threshold", ThresholdDescription(options_.objective)},
       {"lr / wd", absl::StrCat(learner.lr, " / ", learner.weight_decay)},
       {"ema decay", absl::StrCat(learner.ema_decay)},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},

@@ -77,7 +77,8 @@ struct TrainerOptions {
   ModelOptions model;
   // The engine's options; total_steps and seed are set from the above.
   LearnerOptions learner;
-  // The semi-supervised objective of the rounds (name: fixmatch, freematch).
+  // The semi-supervised objective of the rounds (name: fixmatch, flexmatch,
+  // freematch).
   ObjectiveOptions objective;
   // The self-supervised stage before the first purchase (method none:
   // skipped). Its weights start every round's model and its embedding is
