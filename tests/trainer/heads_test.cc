@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -54,6 +55,30 @@ TEST(ProjectionHeadTest, RegistersEveryLayer) {
   head->to(torch::kDouble);
   for (const auto& p : head->parameters()) {
     EXPECT_EQ(p.scalar_type(), torch::kDouble);
+  }
+}
+
+TEST(ProjectionHeadTest, InitialWeightsFollowTheSeedNotTheGlobalGenerator) {
+  ProjectionHeadOptions a = Options(10, 20, 5);
+  a.init_seed = 1;
+  ProjectionHeadOptions b = a;
+  b.init_seed = 2;
+  torch::manual_seed(0);
+  ProjectionHead first(a);
+  // Another state of the global generator gives the same weights.
+  torch::manual_seed(99);
+  ProjectionHead again(a);
+  ProjectionHead other(b);
+  auto p1 = first->named_parameters();
+  auto p2 = again->named_parameters();
+  auto p3 = other->named_parameters();
+  for (const char* name : {"hidden.weight", "output.weight", "output.bias"}) {
+    EXPECT_TRUE(torch::equal(p1[name], p2[name])) << name;
+    EXPECT_FALSE(torch::equal(p1[name], p3[name])) << name;
+    // PyTorch's default scheme: uniform in +-1/sqrt(fan_in).
+    const double fan_in = std::string(name).rfind("hidden", 0) == 0 ? 10 : 20;
+    EXPECT_LE(p1[name].abs().max().item<double>(), 1.0 / std::sqrt(fan_in))
+        << name;
   }
 }
 

@@ -1,7 +1,10 @@
 #include "trainer/learn/heads.h"
 
 #include <c10/util/Exception.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/activation.h>
+
+#include "trainer/learn/model.h"
 
 namespace trainer {
 
@@ -22,6 +25,9 @@ ProjectionHeadImpl::ProjectionHeadImpl(const ProjectionHeadOptions& options)
                                  .momentum(options_.bn_momentum)));
   output_ = register_module(
       "output", torch::nn::Linear(options_.hidden_dim, options_.output_dim));
+  at::Generator gen = at::detail::createCPUGenerator(options_.init_seed);
+  DefaultInitialize(hidden_->weight, hidden_->bias, gen);
+  DefaultInitialize(output_->weight, output_->bias, gen);
 }
 
 torch::Tensor ProjectionHeadImpl::forward(const torch::Tensor& features) {

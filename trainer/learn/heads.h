@@ -22,6 +22,10 @@ struct ProjectionHeadOptions {
   int64_t output_dim = 128;
   // BatchNorm running-statistics momentum (PyTorch convention).
   double bn_momentum = 0.1;
+  // Seeds the linear layers' initial weights (PyTorch's default scheme, drawn
+  // from a private generator, so the global generator's state does not
+  // change them; constructing LibTorch layers still advances it).
+  uint64_t init_seed = 0;
 };
 
 // SimCLR v2-style two-layer MLP projection head:

@@ -142,15 +142,6 @@ int64_t BuildWrn28x2(const ModelOptions& options, nn::Sequential& features) {
   return in;
 }
 
-// PyTorch's default initialisation of a weight (and bias): uniform in
-// +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
-void DefaultInit(const at::Tensor& weight, const at::Tensor& bias,
-                 at::Generator& gen) {
-  const double fan_in = static_cast<double>(weight.numel()) / weight.size(0);
-  const double bound = 1.0 / std::sqrt(fan_in);
-  weight.uniform_(-bound, bound, gen);
-  if (bias.defined()) bias.uniform_(-bound, bound, gen);
-}
 
 // "kaiming": Kaiming-normal (fan-out, leaky ReLU) convolutions, Xavier-normal
 // linear weights, zero biases; "default": PyTorch's layer defaults. Unit BN
@@ -163,9 +154,9 @@ void InitWeights(nn::Module& module, const std::string& init, double slope,
   for (auto& child : module.modules(/*include_self=*/false)) {
     if (init == kInitDefault) {
       if (auto* conv = child->as<nn::Conv2d>()) {
-        DefaultInit(conv->weight, conv->bias, gen);
+        DefaultInitialize(conv->weight, conv->bias, gen);
       } else if (auto* linear = child->as<nn::Linear>()) {
-        DefaultInit(linear->weight, linear->bias, gen);
+        DefaultInitialize(linear->weight, linear->bias, gen);
       } else if (auto* bn = child->as<nn::BatchNorm2d>()) {
         bn->weight.fill_(1.0);
         bn->bias.zero_();
@@ -189,6 +180,15 @@ void InitWeights(nn::Module& module, const std::string& init, double slope,
 }
 
 }  // namespace
+
+void DefaultInitialize(const at::Tensor& weight, const at::Tensor& bias,
+                       at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  const double fan_in = static_cast<double>(weight.numel()) / weight.size(0);
+  const double bound = 1.0 / std::sqrt(fan_in);
+  weight.uniform_(-bound, bound, gen);
+  if (bias.defined()) bias.uniform_(-bound, bound, gen);
+}
 
 ClassifierImpl::ClassifierImpl(const ModelOptions& options)
     : options_(options) {

@@ -75,6 +75,12 @@ TORCH_MODULE(Classifier);
 // count, or a non-positive input_std.
 absl::StatusOr<Classifier> MakeModel(const ModelOptions& options);
 
+// PyTorch's default initialisation of a convolution's or linear layer's
+// `weight` (and `bias`, if defined), drawn from `gen` instead of the global
+// generator: uniform in +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
+void DefaultInitialize(const at::Tensor& weight, const at::Tensor& bias,
+                       at::Generator& gen);
+
 // Converts every 4-d parameter and buffer of `module` to channels_last in
 // place (for cuDNN's NHWC kernels). Tensors keep their identity, so
 // optimizers holding them stay valid.

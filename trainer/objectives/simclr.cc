@@ -30,7 +30,7 @@ absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
   head_options.output_dim = options.projection_dim;
   try {
     // The head's initial weights follow the run's seed, not global state.
-    torch::manual_seed(seed);
+    head_options.init_seed = seed;
     ProjectionHead head(head_options);
     head->to(device);
     head->train();
