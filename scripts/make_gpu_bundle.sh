@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Packs what the GPU machine lacks into .gpu/ (ignored by git), following
 # shared/GPU.md: Debian 12's gRPC/protobuf/Abseil/re2/c-ares/OpenSSL/SQLite
-# runtime + headers relocated to /opt/deps, and the Fashion-MNIST files.
+# runtime + headers relocated to /opt/deps, the Fashion-MNIST files, and the
+# calibration reference (shared/tools/fixmatch_ref.py, never project code:
+# it reads the label file) when the shared folder has it.
 #   scripts/make_gpu_bundle.sh   ->  .gpu/deps.tar.xz  .gpu/data/*.gz
+#                                    .gpu/tools/fixmatch_ref.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=/opt/deps
@@ -21,4 +24,7 @@ find .gpu/root -name '*.pc' -exec sed -i \
 tar cJf .gpu/deps.tar.xz -C .gpu/root .
 rm -rf .gpu/debs .gpu/root
 cp /usr/share/datasets/fashion-mnist/*.gz .gpu/data/
+if [[ -f ../shared/tools/fixmatch_ref.py ]]; then
+  mkdir -p .gpu/tools && cp ../shared/tools/fixmatch_ref.py .gpu/tools/
+fi
 du -sh .gpu/deps.tar.xz .gpu/data
