@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/status_matchers.h"
+#include "tests/trainer/two_halves_images.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
 #include "trainer/objectives/registry.h"
@@ -24,17 +25,10 @@ using ::testing::ElementsAre;
 
 constexpr int64_t kPool = 64;
 
-// Two classes: bright upper half or bright lower half, plus noise.
+// Two-halves toy images (two_halves_images.h).
 StepData ToyPool() {
   at::Generator gen = *MakeGenerator(at::kCPU, 321);
-  auto make = [&gen](int64_t n) {
-    at::Tensor y = at::randint(2, {n}, gen, at::kLong);
-    at::Tensor x = 0.2f * at::rand({n, 1, 28, 28}, gen);
-    at::Tensor upper = (y == 0).view({n, 1, 1, 1});
-    x.narrow(2, 0, 14).add_(0.7f * upper.to(at::kFloat));
-    x.narrow(2, 14, 14).add_(0.7f * (~upper).to(at::kFloat));
-    return std::make_pair(x, y);
-  };
+  auto make = [&gen](int64_t n) { return MakeTwoHalvesImages(n, gen); };
   StepData data;
   std::tie(data.labelled_images, data.labelled_targets) = make(16);
   data.unlabelled_images = make(kPool).first;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status_matchers.h"
+#include "tests/trainer/two_halves_images.h"
 #include "trainer/learn/augment.h"
 #include "trainer/learn/model.h"
 #include "trainer/objectives/fixmatch.h"
@@ -97,8 +98,7 @@ TEST(UpdateEmaTest, MismatchedModelsThrow) {
   EXPECT_THROW(UpdateEma(**a, **b, 0.5), c10::Error);
 }
 
-// Two classes: bright upper half or bright lower half, plus noise. Flips
-// and shifts keep the class.
+// Two-halves toy images (two_halves_images.h).
 struct ToyData {
   at::Tensor labelled, targets, unlabelled, test, test_targets;
 
@@ -107,14 +107,7 @@ struct ToyData {
 
 ToyData MakeToyData() {
   at::Generator gen = *MakeGenerator(at::kCPU, 123);
-  auto make = [&gen](int64_t n) {
-    at::Tensor y = at::randint(2, {n}, gen, at::kLong);
-    at::Tensor x = 0.2f * at::rand({n, 1, 28, 28}, gen);
-    at::Tensor upper = (y == 0).view({n, 1, 1, 1});
-    x.narrow(2, 0, 14).add_(0.7f * upper.to(at::kFloat));
-    x.narrow(2, 14, 14).add_(0.7f * (~upper).to(at::kFloat));
-    return std::make_pair(x, y);
-  };
+  auto make = [&gen](int64_t n) { return MakeTwoHalvesImages(n, gen); };
   ToyData data;
   std::tie(data.labelled, data.targets) = make(16);
   data.unlabelled = make(64).first;
