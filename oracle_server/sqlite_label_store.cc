@@ -306,6 +306,8 @@ SqliteLabelStore::SqliteLabelStore(const StoreOptions& options, sqlite3* db)
     : options_(options), db_(db) {}
 
 SqliteLabelStore::~SqliteLabelStore() {
+  // Commits (or fails) and completes every queued write first.
+  ledger_.reset();
   absl::MutexLock db_lock(&db_mu_);
   for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close(db_);
@@ -772,17 +774,10 @@ absl::StatusOr<ExperimentUsage> SqliteLabelStore::GetUsage(
 absl::StatusOr<RevealResult> SqliteLabelStore::Reveal(
     const RevealRequest& request) {
   RETURN_IF_ERROR(CheckWritable());
-  for (int64_t id : request.ids) {
-    if (id < 0 || id >= static_cast<int64_t>(train_labels_.size())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "train id ", id, " is not in [0, ", train_labels_.size(), ")"));
-    }
-  }
+  RETURN_IF_ERROR(CheckTrainIds(
+      request.ids, static_cast<int64_t>(train_labels_.size())));
   ASSIGN_OR_RETURN(RevealResult result, ledger_->Reveal(request));
-  if (result.granted) {
-    result.labels.reserve(request.ids.size());
-    for (int64_t id : request.ids) result.labels.push_back(train_labels_[id]);
-  }
+  AddRevealedLabels(train_labels_, request.ids, &result);
   return result;
 }
 
@@ -794,11 +789,48 @@ absl::StatusOr<EvaluationResult> SqliteLabelStore::RecordEvaluation(
 
 absl::StatusOr<int64_t> SqliteLabelStore::AppendAudit(const AuditRecord& row) {
   RETURN_IF_ERROR(CheckWritable());
-  if (!row.ids_revealed.empty() || row.outcome == Outcome::kGranted) {
-    return absl::InvalidArgumentError(
-        "AppendAudit is for rows that reveal nothing; use Reveal");
-  }
+  RETURN_IF_ERROR(CheckAuditRowRevealsNothing(row));
   return ledger_->AppendAudit(row);
+}
+
+void SqliteLabelStore::RevealAsync(const RevealRequest& request,
+                                   RevealDone done) {
+  absl::Status status = CheckWritable();
+  if (status.ok()) {
+    status = CheckTrainIds(request.ids,
+                           static_cast<int64_t>(train_labels_.size()));
+  }
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger_->RevealAsync(
+      request, [this, ids = request.ids, done = std::move(done)](
+                   absl::StatusOr<RevealResult> result) mutable {
+        if (result.ok()) AddRevealedLabels(train_labels_, ids, &*result);
+        std::move(done)(std::move(result));
+      });
+}
+
+void SqliteLabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
+                                             EvaluationDone done) {
+  absl::Status status = CheckWritable();
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger_->RecordEvaluationAsync(request, std::move(done));
+}
+
+void SqliteLabelStore::AppendAuditAsync(const AuditRecord& row,
+                                        AuditDone done) {
+  absl::Status status = CheckWritable();
+  if (status.ok()) status = CheckAuditRowRevealsNothing(row);
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger_->AppendAuditAsync(row, std::move(done));
 }
 
 absl::StatusOr<std::vector<AuditRecord>> SqliteLabelStore::ListAudit(

@@ -94,6 +94,10 @@ class SqliteLabelStore final : public LabelStore, private LedgerBackend {
   absl::StatusOr<EvaluationResult> RecordEvaluation(
       const EvaluationRequest& request) override;
   absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override;
+  void RevealAsync(const RevealRequest& request, RevealDone done) override;
+  void RecordEvaluationAsync(const EvaluationRequest& request,
+                             EvaluationDone done) override;
+  void AppendAuditAsync(const AuditRecord& row, AuditDone done) override;
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(
       absl::string_view experiment, int64_t after_sequence,
       int64_t limit) override;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
 #include "oracle_server/audit_chain.h"
 
@@ -39,6 +40,32 @@ absl::Status NoSuchExperiment(absl::string_view name) {
 
 }  // namespace
 
+absl::Status CheckTrainIds(const std::vector<int64_t>& ids,
+                           int64_t train_count) {
+  for (int64_t id : ids) {
+    if (id < 0 || id >= train_count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "train id ", id, " is not in [0, ", train_count, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AddRevealedLabels(const std::vector<uint8_t>& train_labels,
+                       const std::vector<int64_t>& ids, RevealResult* result) {
+  if (!result->granted) return;
+  result->labels.reserve(ids.size());
+  for (int64_t id : ids) result->labels.push_back(train_labels[id]);
+}
+
+absl::Status CheckAuditRowRevealsNothing(const AuditRecord& row) {
+  if (!row.ids_revealed.empty() || row.outcome == Outcome::kGranted) {
+    return absl::InvalidArgumentError(
+        "AppendAudit is for rows that reveal nothing; use Reveal");
+  }
+  return absl::OkStatus();
+}
+
 struct StoreLedger::ExperimentState {
   ExperimentRecord record;
   int64_t spent = 0;               // committed revealed ids
@@ -71,18 +98,19 @@ struct StoreLedger::AuditCounters {
   }
 };
 
-// One queued Reveal, RecordEvaluation or AppendAudit call; exactly one of the
-// request pointers is set. Owned by the caller, who waits until `done`.
+// One queued Reveal, RecordEvaluation or AppendAudit; exactly one of the
+// requests is set. Owned by the queue; `complete` runs once after its
+// group's commit, outside the ledger's lock.
 struct StoreLedger::Write {
-  const RevealRequest* reveal = nullptr;
-  const EvaluationRequest* evaluation = nullptr;
-  const AuditRecord* audit = nullptr;
+  std::optional<RevealRequest> reveal;
+  std::optional<EvaluationRequest> evaluation;
+  std::optional<AuditRecord> audit;
 
-  absl::Status status;  // the call's own error, or its group's
+  absl::Status status;  // the write's own error, or its group's
   RevealResult reveal_result;
   EvaluationResult evaluation_result;
   int64_t audit_sequence = 0;  // for `audit`
-  bool done = false;
+  absl::AnyInvocable<void(Write&) &&> complete;
 };
 
 // What a group will write, decided before any of it is written.
@@ -108,9 +136,16 @@ struct StoreLedger::GroupPlan {
 StoreLedger::StoreLedger(const LedgerOptions& options, LedgerBackend* backend)
     : options_(options), backend_(backend) {
   stamp_.head_hash = kGenesisHash;
+  committer_ = std::thread([this] { CommitLoop(); });
 }
 
-StoreLedger::~StoreLedger() = default;
+StoreLedger::~StoreLedger() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  committer_.join();
+}
 
 void StoreLedger::Reset(const LedgerSnapshot& snapshot) {
   absl::MutexLock lock(&mu_);
@@ -202,30 +237,83 @@ LedgerStamp StoreLedger::Stamp() {
   return stamp_;
 }
 
+namespace {
+
+// Runs an asynchronous write and waits for its `done`.
+template <typename Result, typename Start>
+absl::StatusOr<Result> Wait(Start start) {
+  absl::Notification notified;
+  absl::StatusOr<Result> result;
+  start([&](absl::StatusOr<Result> r) {
+    result = std::move(r);
+    notified.Notify();
+  });
+  notified.WaitForNotification();
+  return result;
+}
+
+}  // namespace
+
 absl::StatusOr<RevealResult> StoreLedger::Reveal(
     const RevealRequest& request) {
-  Write write;
-  write.reveal = &request;
-  SubmitWrite(&write);
-  RETURN_IF_ERROR(write.status);
-  return std::move(write.reveal_result);
+  return Wait<RevealResult>([&](LabelStore::RevealDone done) {
+    RevealAsync(request, std::move(done));
+  });
 }
 
 absl::StatusOr<EvaluationResult> StoreLedger::RecordEvaluation(
     const EvaluationRequest& request) {
-  Write write;
-  write.evaluation = &request;
-  SubmitWrite(&write);
-  RETURN_IF_ERROR(write.status);
-  return write.evaluation_result;
+  return Wait<EvaluationResult>([&](LabelStore::EvaluationDone done) {
+    RecordEvaluationAsync(request, std::move(done));
+  });
 }
 
 absl::StatusOr<int64_t> StoreLedger::AppendAudit(const AuditRecord& row) {
-  Write write;
-  write.audit = &row;
-  SubmitWrite(&write);
-  RETURN_IF_ERROR(write.status);
-  return write.audit_sequence;
+  return Wait<int64_t>([&](LabelStore::AuditDone done) {
+    AppendAuditAsync(row, std::move(done));
+  });
+}
+
+void StoreLedger::RevealAsync(const RevealRequest& request,
+                              LabelStore::RevealDone done) {
+  auto write = std::make_unique<Write>();
+  write->reveal = request;
+  write->complete = [done = std::move(done)](Write& write) mutable {
+    if (!write.status.ok()) {
+      std::move(done)(write.status);
+    } else {
+      std::move(done)(std::move(write.reveal_result));
+    }
+  };
+  SubmitWrite(std::move(write));
+}
+
+void StoreLedger::RecordEvaluationAsync(const EvaluationRequest& request,
+                                        LabelStore::EvaluationDone done) {
+  auto write = std::make_unique<Write>();
+  write->evaluation = request;
+  write->complete = [done = std::move(done)](Write& write) mutable {
+    if (!write.status.ok()) {
+      std::move(done)(write.status);
+    } else {
+      std::move(done)(write.evaluation_result);
+    }
+  };
+  SubmitWrite(std::move(write));
+}
+
+void StoreLedger::AppendAuditAsync(const AuditRecord& row,
+                                   LabelStore::AuditDone done) {
+  auto write = std::make_unique<Write>();
+  write->audit = row;
+  write->complete = [done = std::move(done)](Write& write) mutable {
+    if (!write.status.ok()) {
+      std::move(done)(write.status);
+    } else {
+      std::move(done)(write.audit_sequence);
+    }
+  };
+  SubmitWrite(std::move(write));
 }
 
 bool StoreLedger::AwaitQueuedWritesForTesting(int n, absl::Duration timeout) {
@@ -236,32 +324,40 @@ bool StoreLedger::AwaitQueuedWritesForTesting(int n, absl::Duration timeout) {
   return mu_.AwaitWithTimeout(absl::Condition(&queued), timeout);
 }
 
-void StoreLedger::SubmitWrite(Write* write) {
-  mu_.Lock();
-  writers_.push_back(write);
-  auto done_or_first = [this, write]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return write->done || writers_.front() == write;
-  };
-  mu_.Await(absl::Condition(&done_or_first));
-  if (write->done) {
-    mu_.Unlock();
-    return;
-  }
-  // This caller commits every write queued so far, its own first.
-  std::vector<Write*> group;
-  for (Write* queued : writers_) {
-    if (static_cast<int>(group.size()) == options_.max_group_size) break;
-    group.push_back(queued);
-  }
-  mu_.Unlock();
-
-  absl::Status status = CommitGroup(group);
-
+void StoreLedger::SubmitWrite(std::unique_ptr<Write> write) {
   absl::MutexLock lock(&mu_);
-  for (Write* committed : group) {
-    if (!status.ok()) committed->status = status;
-    committed->done = true;
-    writers_.pop_front();
+  writers_.push_back(std::move(write));
+}
+
+void StoreLedger::CommitLoop() {
+  while (true) {
+    std::vector<Write*> group;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !writers_.empty() || stopping_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (writers_.empty()) return;
+      for (const std::unique_ptr<Write>& queued : writers_) {
+        if (static_cast<int>(group.size()) == options_.max_group_size) break;
+        group.push_back(queued.get());
+      }
+    }
+    absl::Status status = CommitGroup(group);
+    std::vector<std::unique_ptr<Write>> committed;
+    committed.reserve(group.size());
+    {
+      absl::MutexLock lock(&mu_);
+      for (size_t i = 0; i < group.size(); ++i) {
+        committed.push_back(std::move(writers_.front()));
+        writers_.pop_front();
+      }
+    }
+    for (std::unique_ptr<Write>& write : committed) {
+      if (!status.ok()) write->status = status;
+      std::move(write->complete)(*write);
+    }
   }
 }
 
@@ -318,12 +414,12 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
   rows.reserve(group.size());
   size_t ids = 0;
   for (const Write* write : group) {
-    if (write->reveal != nullptr) ids += write->reveal->ids.size();
+    if (write->reveal.has_value()) ids += write->reveal->ids.size();
   }
   plan->write.revealed.reserve(ids);
   plan->pending.reserve(ids);
   for (Write* write : group) {
-    if (write->audit != nullptr) {
+    if (write->audit.has_value()) {
       AuditRecord& row = rows.emplace_back(*write->audit);
       row.sequence = ++sequence;
       plan->counter_delta[row.experiment].Count(row.kind,
@@ -332,7 +428,7 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
       write->audit_sequence = row.sequence;
       continue;
     }
-    const std::string& name = write->reveal != nullptr
+    const std::string& name = write->reveal.has_value()
                                   ? write->reveal->experiment
                                   : write->evaluation->experiment;
     auto found = experiments_.find(name);
@@ -343,7 +439,7 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
     ExperimentState& experiment = found->second;
     AuditCounters& counters = plan->counter_delta[name];
 
-    if (write->evaluation != nullptr) {
+    if (write->evaluation.has_value()) {
       const EvaluationRequest& request = *write->evaluation;
       auto committed = counters_.find(name);
       const int64_t evaluations =

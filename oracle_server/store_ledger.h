@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -103,12 +105,26 @@ struct LedgerOptions {
   int max_group_size = 256;
 };
 
-// Thread-safe. Reveal, RecordEvaluation and AppendAudit calls that arrive
-// while a commit is in flight are queued; the oldest waiting caller then
-// commits the whole queue (up to max_group_size calls) in one transaction,
-// deciding each call in arrival order against the state left by the calls
-// before it, and every caller returns once that transaction is durable. A
-// failed commit fails every call of its group and changes nothing.
+// INVALID_ARGUMENT naming the first id of `ids` outside [0, train_count).
+absl::Status CheckTrainIds(const std::vector<int64_t>& ids,
+                           int64_t train_count);
+
+// Sets result->labels to the labels of `ids` if the reveal was granted.
+void AddRevealedLabels(const std::vector<uint8_t>& train_labels,
+                       const std::vector<int64_t>& ids, RevealResult* result);
+
+// Checks that `row` reveals nothing (AppendAudit's precondition);
+// INVALID_ARGUMENT otherwise.
+absl::Status CheckAuditRowRevealsNothing(const AuditRecord& row);
+
+// Thread-safe. Writes are queued; a committer thread owned by the ledger
+// takes everything queued (up to max_group_size writes) as one group,
+// decides each write in arrival order against the state left by the writes
+// before it, commits the group in one transaction, and then (outside the
+// ledger's lock) completes each write: its `done` runs on the committer
+// thread, or the synchronous caller returns. A failed commit fails every
+// write of its group and changes nothing. Destruction waits for every queued
+// write to be committed (or to fail) and completed.
 class StoreLedger {
  public:
   // `backend` must outlive the ledger. The ledger starts empty (stamp of an
@@ -137,11 +153,18 @@ class StoreLedger {
 
   // The writes, as LabelStore describes them. Reveal does not check ids
   // against train_count and leaves RevealResult::labels empty (the store
-  // has the labels); AppendAudit does not check the row.
+  // has the labels); AppendAudit does not check the row. The synchronous
+  // forms wait for the commit; the asynchronous ones return at once and call
+  // `done` exactly once on the committer thread, after the group's commit
+  // (`done` must not wait for another write of this ledger).
   absl::StatusOr<RevealResult> Reveal(const RevealRequest& request);
   absl::StatusOr<EvaluationResult> RecordEvaluation(
       const EvaluationRequest& request);
   absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row);
+  void RevealAsync(const RevealRequest& request, LabelStore::RevealDone done);
+  void RecordEvaluationAsync(const EvaluationRequest& request,
+                             LabelStore::EvaluationDone done);
+  void AppendAuditAsync(const AuditRecord& row, LabelStore::AuditDone done);
 
   // Tests only: waits up to `timeout` until at least `n` writes are queued
   // behind the one being committed; returns whether they are.
@@ -155,8 +178,11 @@ class StoreLedger {
 
   void ResetLocked(const LedgerSnapshot& snapshot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues `write` and returns once it is committed or has failed.
-  void SubmitWrite(Write* write) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `write` for the committer thread.
+  void SubmitWrite(std::unique_ptr<Write> write) ABSL_LOCKS_EXCLUDED(mu_);
+  // The committer thread: commits queued groups until stopping_ is set and
+  // the queue is empty.
+  void CommitLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Decides and commits `group` in one transaction; the status of a failed
   // transaction (every write of the group fails with it).
   absl::Status CommitGroup(const std::vector<Write*>& group)
@@ -174,8 +200,9 @@ class StoreLedger {
   LedgerBackend* const backend_;
 
   absl::Mutex mu_;
-  // Writes waiting to be committed; the front one's caller commits.
-  std::deque<Write*> writers_ ABSL_GUARDED_BY(mu_);
+  // Writes waiting to be committed, the group in flight first.
+  std::deque<std::unique_ptr<Write>> writers_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Committed state. Experiments by name (std::map: pointers stay valid).
   std::map<std::string, ExperimentState> experiments_ ABSL_GUARDED_BY(mu_);
   // Audit row counts by experiment name (also for names of no experiment).
@@ -184,6 +211,8 @@ class StoreLedger {
   std::map<std::string, int64_t> evaluations_by_peer_ ABSL_GUARDED_BY(mu_);
   int64_t evaluations_total_ ABSL_GUARDED_BY(mu_) = 0;
   LedgerStamp stamp_ ABSL_GUARDED_BY(mu_);
+
+  std::thread committer_;  // last: started once everything else exists
 };
 
 }  // namespace oracle_server

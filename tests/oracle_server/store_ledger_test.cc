@@ -3,10 +3,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/status_matchers.h"
 #include "oracle_server/audit_chain.h"
 
@@ -24,6 +29,10 @@ class FakeBackend : public LedgerBackend, private LedgerTransaction {
  public:
   absl::Status InWriteTransaction(
       absl::FunctionRef<absl::Status(LedgerTransaction&)> body) override {
+    if (block_next_.exchange(false)) {
+      entered_.Notify();
+      released_.WaitForNotification();
+    }
     ++transactions_;
     absl::Status status = body(*this);
     if (status.ok()) status = fail_commit_;
@@ -40,6 +49,11 @@ class FakeBackend : public LedgerBackend, private LedgerTransaction {
   const std::vector<GroupWrite>& writes() const { return writes_; }
   int loads() const { return loads_; }
   void set_fail_commit(absl::Status status) { fail_commit_ = status; }
+  int transactions() const { return transactions_; }
+  // Holds the next transaction before it starts until Release().
+  void BlockNext() { block_next_ = true; }
+  void WaitUntilBlocked() { entered_.WaitForNotification(); }
+  void Release() { released_.Notify(); }
 
  private:
   absl::StatusOr<LedgerStamp> ReadStamp() override { return snapshot_.stamp; }
@@ -60,8 +74,11 @@ class FakeBackend : public LedgerBackend, private LedgerTransaction {
   std::optional<GroupWrite> pending_;
   std::vector<GroupWrite> writes_;
   absl::Status fail_commit_;
-  int transactions_ = 0;
+  std::atomic<int> transactions_{0};
   int loads_ = 0;
+  std::atomic<bool> block_next_{false};
+  absl::Notification entered_;
+  absl::Notification released_;
 };
 
 ExperimentRecord Experiment(int64_t id, const std::string& name,
@@ -230,6 +247,129 @@ TEST(StoreLedgerTest, OutOfRangeHeadIsDataLoss) {
   row.kind = kKindQuery;
   EXPECT_THAT(ledger.AppendAudit(row),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("-1")));
+}
+
+// Writes queued behind a commit in flight: each `done` runs once, after the
+// group's single commit, with what the synchronous form returns for the
+// same sequence of calls.
+TEST(StoreLedgerTest, AsyncWritesMatchTheSyncResultsInOneGroup) {
+  auto run = [](bool async) {
+    FakeBackend backend;
+    StoreLedger ledger(Options(), &backend);
+    backend.snapshot().experiments = {Experiment(1, "e", 3)};
+    ledger.Reset(backend.snapshot());
+    std::vector<absl::StatusOr<RevealResult>> results(3);
+    std::vector<int> calls(3, 0);
+    const std::vector<std::vector<int64_t>> asks = {{1, 2}, {3, 4}, {2, 3}};
+    if (!async) {
+      for (int i = 0; i < 3; ++i) results[i] = ledger.Reveal(Reveal("e", asks[i]));
+      return std::make_pair(results, backend.transactions());
+    }
+    backend.BlockNext();
+    AuditRecord row;
+    row.experiment = "e";
+    row.kind = kKindQuery;
+    int audit_calls = 0;
+    ledger.AppendAuditAsync(row, [&](absl::StatusOr<int64_t> sequence) {
+      EXPECT_THAT(sequence, IsOk());
+      ++audit_calls;
+    });
+    backend.WaitUntilBlocked();
+    for (int i = 0; i < 3; ++i) {
+      ledger.RevealAsync(Reveal("e", asks[i]),
+                         [&, i](absl::StatusOr<RevealResult> result) {
+                           results[i] = std::move(result);
+                           ++calls[i];
+                         });
+    }
+    EXPECT_TRUE(ledger.AwaitQueuedWritesForTesting(3, absl::Seconds(30)));
+    backend.Release();
+    // A synchronous write behind them returns after they completed.
+    EXPECT_THAT(ledger.Usage("e"), IsOk());
+    EXPECT_THAT(ledger.AppendAudit(row), IsOk());
+    EXPECT_EQ(audit_calls, 1);
+    EXPECT_THAT(calls, ElementsAre(1, 1, 1));
+    // The blocked row, then the three reveals in one group (the synchronous
+    // row may have joined them).
+    EXPECT_LE(backend.transactions(), 3);
+    return std::make_pair(results, backend.transactions());
+  };
+  auto sync = run(false).first;
+  auto async = run(true).first;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_THAT(sync[i], IsOk());
+    ASSERT_THAT(async[i], IsOk());
+    EXPECT_EQ(async[i]->granted, sync[i]->granted) << i;
+    EXPECT_EQ(async[i]->newly_revealed, sync[i]->newly_revealed) << i;
+    EXPECT_EQ(async[i]->remaining, sync[i]->remaining) << i;
+    EXPECT_EQ(async[i]->audit_sequence, sync[i]->audit_sequence + 1) << i;
+  }
+  EXPECT_FALSE(sync[1]->granted);
+}
+
+TEST(StoreLedgerTest, FailedCommitReachesEveryDoneOfTheGroup) {
+  FakeBackend backend;
+  StoreLedger ledger(Options(), &backend);
+  backend.snapshot().experiments = {Experiment(1, "e", 30)};
+  ledger.Reset(backend.snapshot());
+  backend.BlockNext();
+  AuditRecord row;
+  row.experiment = "e";
+  row.kind = kKindQuery;
+  absl::StatusOr<int64_t> blocked;
+  ledger.AppendAuditAsync(row, [&](absl::StatusOr<int64_t> sequence) {
+    blocked = sequence;
+  });
+  backend.WaitUntilBlocked();
+  backend.set_fail_commit(absl::UnavailableError("disk went away"));
+  std::atomic<int> failed{0};
+  for (int i = 0; i < 4; ++i) {
+    ledger.RevealAsync(Reveal("e", {i}), [&](absl::StatusOr<RevealResult> r) {
+      EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
+      ++failed;
+    });
+  }
+  EvaluationRequest evaluation;
+  evaluation.experiment = "e";
+  ledger.RecordEvaluationAsync(evaluation,
+                               [&](absl::StatusOr<EvaluationResult> r) {
+                                 EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
+                                 ++failed;
+                               });
+  ASSERT_TRUE(ledger.AwaitQueuedWritesForTesting(5, absl::Seconds(30)));
+  backend.Release();
+  EXPECT_THAT(ledger.AppendAudit(row),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(failed, 5);
+  EXPECT_THAT(blocked, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(ledger.Usage("e")->spent, 0);
+  EXPECT_EQ(ledger.Stamp().head_sequence, 0);
+}
+
+// Destroying the ledger with writes queued commits and completes them all.
+TEST(StoreLedgerTest, DestructionCompletesQueuedWrites) {
+  FakeBackend backend;
+  auto ledger = std::make_unique<StoreLedger>(Options(), &backend);
+  backend.snapshot().experiments = {Experiment(1, "e", 30)};
+  ledger->Reset(backend.snapshot());
+  backend.BlockNext();
+  std::atomic<int> done{0};
+  for (int i = 0; i < 10; ++i) {
+    ledger->RevealAsync(Reveal("e", {i}), [&](absl::StatusOr<RevealResult> r) {
+      EXPECT_THAT(r, IsOk());
+      ++done;
+    });
+  }
+  backend.WaitUntilBlocked();
+  std::thread destroy([&] { ledger.reset(); });
+  backend.Release();
+  destroy.join();
+  EXPECT_EQ(done, 10);
+  int64_t revealed = 0;
+  for (const GroupWrite& write : backend.writes()) {
+    revealed += static_cast<int64_t>(write.revealed.size());
+  }
+  EXPECT_EQ(revealed, 10);
 }
 
 }  // namespace
