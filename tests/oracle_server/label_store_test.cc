@@ -955,10 +955,253 @@ TEST(LabelStoreTest, OutcomeNamesRoundTrip) {
   EXPECT_EQ(SplitName(Split::kTest), "test");
 }
 
+// The asynchronous writes decide as the synchronous ones, fill in the
+// labels, and call `done` exactly once after the commit.
+TEST_P(LabelStoreContractTest, AsyncWritesMatchTheSyncForms) {
+  TestDir dir;
+  auto opened = Open(SyntheticStoreOptions(dir.path(), 100, 20));
+  ASSERT_THAT(opened, IsOk());
+  LabelStore& store = **opened;
+  ASSERT_THAT(store.CreateExperiment(Experiment("e", 3), nullptr), IsOk());
+  absl::Notification revealed;
+  std::atomic<int> reveal_calls{0};
+  absl::StatusOr<RevealResult> first;
+  store.RevealAsync(Reveal("e", {4, 5}), [&](absl::StatusOr<RevealResult> r) {
+    first = std::move(r);
+    ++reveal_calls;
+    revealed.Notify();
+  });
+  revealed.WaitForNotification();
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->granted);
+  EXPECT_THAT(first->labels, ElementsAre(TrainLabel(4), TrainLabel(5)));
+  EXPECT_EQ(first->audit_sequence, 1);
+
+  absl::Notification denied_done;
+  absl::StatusOr<RevealResult> denied;
+  store.RevealAsync(Reveal("e", {6, 7}), [&](absl::StatusOr<RevealResult> r) {
+    denied = std::move(r);
+    ++reveal_calls;
+    denied_done.Notify();
+  });
+  denied_done.WaitForNotification();
+  ASSERT_THAT(denied, IsOk());
+  EXPECT_FALSE(denied->granted);
+  EXPECT_THAT(denied->labels, IsEmpty());
+
+  absl::Notification invalid_done;
+  store.RevealAsync(Reveal("e", {100}), [&](absl::StatusOr<RevealResult> r) {
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
+    ++reveal_calls;
+    invalid_done.Notify();
+  });
+  invalid_done.WaitForNotification();
+
+  absl::Notification evaluated;
+  EvaluationRequest evaluation;
+  evaluation.experiment = "e";
+  store.RecordEvaluationAsync(evaluation,
+                              [&](absl::StatusOr<EvaluationResult> r) {
+                                EXPECT_THAT(r, IsOk());
+                                EXPECT_EQ(r->audit_sequence, 3);
+                                evaluated.Notify();
+                              });
+  evaluated.WaitForNotification();
+  absl::Notification appended;
+  store.AppendAuditAsync(InvalidQueryRow("e"), [&](absl::StatusOr<int64_t> r) {
+    EXPECT_THAT(r, IsOkAndHolds(4));
+    appended.Notify();
+  });
+  appended.WaitForNotification();
+  EXPECT_EQ(reveal_calls, 3);
+  auto verification = VerifyAuditLog(store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 4);
+}
+
+// Free text with bytes a database may mangle (NUL, invalid UTF-8, quotes,
+// tabs, backslashes) is stored and read back exactly, so the chain verifies.
+TEST_P(LabelStoreContractTest, AuditTextRoundTripsExactly) {
+  TestDir dir;
+  auto opened = Open(SyntheticStoreOptions(dir.path(), 100, 20));
+  ASSERT_THAT(opened, IsOk());
+  LabelStore& store = **opened;
+  const std::string name("e'\"\\\t\n x", 9);
+  ASSERT_THAT(store.CreateExperiment(Experiment(name, 3), nullptr), IsOk());
+  RevealRequest request = Reveal(name, {1});
+  request.client = std::string("a\0b\xff\t\\N", 9);
+  request.peer = "ipv6:[::1]";
+  ASSERT_THAT(store.Reveal(request), IsOk());
+  auto rows = store.ListAudit(name, 0, 10);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].experiment, name);
+  EXPECT_EQ((*rows)[0].client, request.client);
+  EXPECT_THAT(store.GetExperiment(name), IsOk());
+  EXPECT_EQ(store.GetUsage(name)->spent, 1);
+  auto verification = VerifyAuditLog(store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+}
+
 INSTANTIATE_TEST_SUITE_P(Sqlite, LabelStoreContractTest,
                          testing::Values(StoreKind::kSqlite), StoreKindName);
 INSTANTIATE_TEST_SUITE_P(Postgres, LabelStoreContractTest,
                          testing::Values(StoreKind::kPostgres), StoreKindName);
+
+// Two stores on one PostgreSQL database, as two oracle processes have:
+// concurrent single-id and multi-id reveals on one experiment with a small
+// budget never overspend it together, every granted id is in exactly one
+// audit row, the chain verifies, and each sees the other's experiments.
+TEST(PostgresLabelStoreTest, TwoStoresRacingNeverOverspend) {
+  testdata::PostgresTestCluster* cluster = nullptr;
+  REQUIRE_POSTGRES(&cluster);
+  TestDir dir;
+  const StoreOptions synthetic = SyntheticStoreOptions(dir.path(), 400, 20);
+  auto conninfo = cluster->CreateDatabase();
+  ASSERT_THAT(conninfo, IsOk());
+  PostgresStoreOptions options;
+  options.conninfo = *conninfo;
+  options.train_labels_path = synthetic.train_labels_path;
+  options.test_labels_path = synthetic.test_labels_path;
+  options.train_count = 400;
+  options.test_count = 20;
+  auto a = PostgresLabelStore::Open(options);
+  ASSERT_THAT(a, IsOk());
+  auto b = PostgresLabelStore::Open(options);
+  ASSERT_THAT(b, IsOk());
+  constexpr int64_t kBudget = 40;
+  ASSERT_THAT((*a)->CreateExperiment(Experiment("race", kBudget), nullptr),
+              IsOk());
+  ASSERT_THAT((*b)->CreateExperiment(Experiment("other", 5), nullptr), IsOk());
+  EXPECT_THAT((*b)->GetExperiment("race"), IsOk());
+  EXPECT_THAT((*a)->GetExperiment("other"), IsOk());
+  ASSERT_THAT((*b)->Reveal(Reveal("race", {0})), IsOk());
+
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 30;
+  std::vector<std::vector<RevealResult>> granted(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        LabelStore& store = (t + i) % 2 == 0 ? **a : **b;
+        std::vector<int64_t> ids;
+        const int64_t first = (t * 37 + i * 11) % 390;
+        const int count = i % 3 == 0 ? 4 : 1;
+        for (int k = 0; k < count; ++k) ids.push_back(first + k);
+        auto result = store.Reveal(Reveal("race", ids));
+        ASSERT_THAT(result, IsOk());
+        if (result->granted) granted[t].push_back(*std::move(result));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  std::map<int64_t, int> times_revealed;
+  times_revealed[0] = 1;
+  for (const auto& results : granted) {
+    for (const RevealResult& result : results) {
+      for (int64_t id : result.newly_revealed) ++times_revealed[id];
+    }
+  }
+  EXPECT_LE(static_cast<int64_t>(times_revealed.size()), kBudget);
+  for (const auto& [id, times] : times_revealed) {
+    EXPECT_EQ(times, 1) << "id " << id;
+  }
+  for (LabelStore* store : {a->get(), b->get()}) {
+    auto usage = store->GetUsage("race");
+    ASSERT_THAT(usage, IsOk());
+    EXPECT_LE(usage->spent, kBudget);
+    EXPECT_EQ(usage->spent, static_cast<int64_t>(times_revealed.size()));
+    EXPECT_EQ(usage->requests_granted + usage->requests_denied,
+              1 + kThreads * kCallsPerThread);
+  }
+  // Every revealed id is in exactly one GRANTED row's ids_revealed.
+  auto rows = (*a)->ListAudit("race", 0, 100000);
+  ASSERT_THAT(rows, IsOk());
+  std::map<int64_t, int> in_rows;
+  for (const AuditRecord& row : *rows) {
+    for (int64_t id : row.ids_revealed) ++in_rows[id];
+  }
+  EXPECT_EQ(in_rows, times_revealed);
+  auto verification = VerifyAuditLog(**b);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 1 + kThreads * kCallsPerThread);
+}
+
+// Labels read from existing tables (--labels_table, --test_labels_table):
+// kept there, hashed at the first open, refused when they change.
+TEST(PostgresLabelStoreTest, LabelsFromTables) {
+  testdata::PostgresTestCluster* cluster = nullptr;
+  REQUIRE_POSTGRES(&cluster);
+  auto conninfo = cluster->CreateDatabase();
+  ASSERT_THAT(conninfo, IsOk());
+  std::string sql =
+      "CREATE SCHEMA data; CREATE TABLE data.train (id BIGINT PRIMARY KEY, "
+      "label INTEGER); CREATE TABLE test_labels (id INTEGER, label SMALLINT);";
+  for (int id = 0; id < 50; ++id) {
+    absl::StrAppend(&sql, "INSERT INTO data.train VALUES (", id, ", ",
+                    TrainLabel(id), ");");
+  }
+  for (int id = 0; id < 10; ++id) {
+    absl::StrAppend(&sql, "INSERT INTO test_labels VALUES (", id, ", ",
+                    testdata::TestLabel(id), ");");
+  }
+  ASSERT_THAT(testdata::PostgresTestCluster::Execute(*conninfo, sql), IsOk());
+  PostgresStoreOptions options;
+  options.conninfo = *conninfo;
+  options.labels_table = "data.train";
+  options.test_labels_table = "test_labels";
+  {
+    auto store = PostgresLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    EXPECT_THAT((*store)->LoadLabels(Split::kTrain),
+                IsOkAndHolds(TrainLabels(50)));
+    EXPECT_THAT((*store)->LoadLabels(Split::kTest),
+                IsOkAndHolds(TestLabels(10)));
+    auto info = (*store)->GetDatasetInfo();
+    ASSERT_THAT(info, IsOk());
+    EXPECT_EQ(info->train.source_path, "table:data.train");
+    EXPECT_EQ(info->train.content_sha256, Sha256Of(TrainLabels(50)));
+    EXPECT_EQ(info->test.count, 10);
+    ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 5), nullptr),
+                IsOk());
+    auto revealed = (*store)->Reveal(Reveal("e", {49}));
+    ASSERT_THAT(revealed, IsOk());
+    EXPECT_THAT(revealed->labels, ElementsAre(TrainLabel(49)));
+  }
+  // Read-only (oraclectl) reads the labels from the recorded table.
+  PostgresStoreOptions read_only;
+  read_only.conninfo = *conninfo;
+  read_only.read_only = true;
+  {
+    auto store = PostgresLabelStore::Open(read_only);
+    ASSERT_THAT(store, IsOk());
+    EXPECT_THAT((*store)->LoadLabels(Split::kTrain),
+                IsOkAndHolds(TrainLabels(50)));
+  }
+  ASSERT_THAT(testdata::PostgresTestCluster::Execute(
+                  *conninfo, absl::StrCat("UPDATE data.train SET label = ",
+                                          (TrainLabel(7) + 1) % 10,
+                                          " WHERE id = 7")),
+              IsOk());
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("table:data.train")));
+  ASSERT_THAT(testdata::PostgresTestCluster::Execute(
+                  *conninfo, "DELETE FROM test_labels WHERE id = 3"),
+              IsOk());
+  options.labels_table = "test_labels";
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("without gaps")));
+  options.test_labels_table = "";
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
 
 }  // namespace
 }  // namespace oracle_server

@@ -139,6 +139,25 @@ absl::StatusOr<std::string> PostgresTestCluster::CreateDatabase() {
   return ConnInfo(name);
 }
 
+absl::Status PostgresTestCluster::Execute(const std::string& conninfo,
+                                          const std::string& sql) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(conn);
+    PQfinish(conn);
+    return absl::UnavailableError(message);
+  }
+  PGresult* result = PQexec(conn, sql.c_str());
+  const ExecStatusType status = PQresultStatus(result);
+  std::string message = PQresultErrorMessage(result);
+  PQclear(result);
+  PQfinish(conn);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    return absl::InternalError(message);
+  }
+  return absl::OkStatus();
+}
+
 void PostgresTestCluster::Stop() {
   if (!running_) return;
   running_ = false;

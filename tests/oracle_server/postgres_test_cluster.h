@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace oracle_server {
@@ -21,6 +22,10 @@ class PostgresTestCluster {
 
   // Creates a new empty database and returns its libpq connection string.
   absl::StatusOr<std::string> CreateDatabase();
+
+  // Runs `sql` (one or more statements) on the database of `conninfo`.
+  static absl::Status Execute(const std::string& conninfo,
+                              const std::string& sql);
 
   // The connection string of database `name`.
   std::string ConnInfo(const std::string& name) const;
