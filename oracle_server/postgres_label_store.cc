@@ -323,6 +323,28 @@ absl::StatusOr<ImportedLabels> ReadLabelTable(PGconn* conn,
   return imported;
 }
 
+// A connection the server dropped (restart, failover) is opened again before
+// its next use; if that fails too, the next statement reports UNAVAILABLE.
+// The session settings every connection of the store runs with.
+absl::Status ApplySessionSettings(PGconn* conn, bool read_only) {
+  // Durable before the reply, whatever the server's default.
+  return Run(conn, absl::StrCat("SET synchronous_commit = on; "
+                                "SET client_min_messages = warning",
+                                read_only
+                                    ? "; SET default_transaction_read_only = on"
+                                    : ""))
+      .status();
+}
+
+absl::Status ReconnectIfLost(PGconn* conn, bool read_only) {
+  if (PQstatus(conn) == CONNECTION_OK) return absl::OkStatus();
+  PQreset(conn);
+  if (PQstatus(conn) != CONNECTION_OK) {
+    return PgError(conn, nullptr, "reconnect");
+  }
+  return ApplySessionSettings(conn, read_only);
+}
+
 absl::StatusOr<PGconn*> Connect(const std::string& conninfo, bool read_only) {
   PGconn* conn = PQconnectdb(conninfo.c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -335,12 +357,7 @@ absl::StatusOr<PGconn*> Connect(const std::string& conninfo, bool read_only) {
     PQfinish(conn);
     return status;
   }
-  // Durable before the reply, whatever the server's default.
-  absl::Status status =
-      Run(conn, absl::StrCat("SET synchronous_commit = on; SET client_min_messages = warning",
-                             read_only ? "; SET default_transaction_read_only = on"
-                                       : ""))
-          .status();
+  absl::Status status = ApplySessionSettings(conn, read_only);
   if (!status.ok()) {
     PQfinish(conn);
     return status;
@@ -561,7 +578,7 @@ absl::Status PostgresLabelStore::CheckWritable() const {
 
 absl::Status PostgresLabelStore::InTransactionLocked(
     const std::function<absl::Status()>& body, bool with_hook) {
-  if (PQstatus(write_conn_) != CONNECTION_OK) PQreset(write_conn_);
+  RETURN_IF_ERROR(ReconnectIfLost(write_conn_, options_.read_only));
   RETURN_IF_ERROR(Run(write_conn_, "BEGIN").status());
   absl::Status status = body();
   if (status.ok() && with_hook && options_.before_commit) {
@@ -708,6 +725,7 @@ bool PostgresLabelStore::AwaitQueuedWritesForTesting(int n,
 
 absl::StatusOr<DatasetInfo> PostgresLabelStore::GetDatasetInfo() {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(
       PgResult result,
       Run(read_conn_,
@@ -776,6 +794,7 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::CreateExperiment(
 absl::StatusOr<ExperimentRecord> PostgresLabelStore::GetExperiment(
     absl::string_view name) {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(PgResult result,
                    Run(read_conn_,
                        absl::StrCat("SELECT ", kExperimentColumns,
@@ -791,6 +810,7 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::GetExperiment(
 absl::StatusOr<std::vector<ExperimentRecord>>
 PostgresLabelStore::ListExperiments() {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(PgResult result,
                    Run(read_conn_, absl::StrCat("SELECT ", kExperimentColumns,
                                                 " FROM experiments ORDER BY id")));
@@ -805,6 +825,7 @@ PostgresLabelStore::ListExperiments() {
 absl::StatusOr<ExperimentUsage> PostgresLabelStore::GetUsage(
     absl::string_view name) {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   // One statement: one snapshot of every process's commits.
   ASSIGN_OR_RETURN(
       PgResult result,
@@ -897,6 +918,7 @@ void PostgresLabelStore::AppendAuditAsync(const AuditRecord& row,
 absl::StatusOr<std::vector<AuditRecord>> PostgresLabelStore::ListAudit(
     absl::string_view experiment, int64_t after_sequence, int64_t limit) {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(
       PgResult result,
       Run(read_conn_,
@@ -917,6 +939,7 @@ absl::StatusOr<std::vector<AuditRecord>> PostgresLabelStore::ListAudit(
 absl::StatusOr<std::pair<int64_t, std::string>>
 PostgresLabelStore::GetAuditHead() {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(
       PgResult result,
       Run(read_conn_,
@@ -933,6 +956,7 @@ PostgresLabelStore::GetAuditHead() {
 absl::StatusOr<std::vector<RevealedRecord>>
 PostgresLabelStore::ListRevealed() {
   absl::MutexLock lock(&read_mu_);
+  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(PgResult result,
                    Run(read_conn_,
                        "SELECT experiment_id, sample_id, audit_seq FROM "

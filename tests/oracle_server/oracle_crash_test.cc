@@ -34,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -42,6 +43,7 @@
 #include "absl/time/time.h"
 #include "common/idx_file.h"
 #include "proto/oracle.grpc.pb.h"
+#include "tests/oracle_server/postgres_test_cluster.h"
 
 namespace {
 
@@ -141,7 +143,7 @@ class OracleProcess {
  public:
   struct Options {
     std::string binary;        // oracle_server
-    std::string db;            // --db
+    std::string store;         // --store
     std::string train_labels;  // --train_labels
     std::string test_labels;   // --test_labels
     std::string work_dir;      // receives <tag>.port and <tag>.log
@@ -161,7 +163,7 @@ class OracleProcess {
         "--host=127.0.0.1",
         "--port=0",
         "--port_file=" + port_file,
-        "--db=" + options.db,
+        "--store=" + options.store,
         "--train_labels=" + options.train_labels,
         "--test_labels=" + options.test_labels,
         "--default_budget=1000",
@@ -339,14 +341,33 @@ std::vector<oracle::v1::AuditRow> ListAll(oracle::v1::LabelOracle::Stub& stub,
   return rows;
 }
 
-class OracleCrashTest : public testing::Test {
+// The same crash test on each store: SQLite, and PostgreSQL on a throw-away
+// cluster the test starts (the database server keeps running; the oracle
+// process is killed).
+enum class StoreKind { kSqlite, kPostgres };
+
+class OracleCrashTest : public testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
     char dir_template[] = "/tmp/oracle_crash_test.XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr) << std::strerror(errno);
     dir_ = dir_template;
     options_.binary = BuildDir() + "/oracle_server/oracle_server";
-    options_.db = dir_ + "/oracle.db";
+    if (GetParam() == StoreKind::kSqlite) {
+      options_.store = "sqlite:" + dir_ + "/oracle.db";
+    } else {
+      std::string why;
+      auto* cluster = oracle_server::testdata::PostgresTestCluster::Get(&why);
+      if (cluster == nullptr) {
+        if (absl::StartsWith(why, "PostgreSQL is not installed")) {
+          GTEST_SKIP() << why;
+        }
+        FAIL() << why;
+      }
+      absl::StatusOr<std::string> conninfo = cluster->CreateDatabase();
+      ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+      options_.store = "postgres:" + *conninfo;
+    }
     options_.train_labels = dir_ + "/train-labels-idx1-ubyte";
     options_.test_labels = dir_ + "/t10k-labels-idx1-ubyte";
     options_.work_dir = dir_;
@@ -378,7 +399,7 @@ class OracleCrashTest : public testing::Test {
   std::unique_ptr<OracleProcess> server_;
 };
 
-TEST_F(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
+TEST_P(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
   ASSERT_NO_FATAL_FAILURE(StartServer("first"));
   {
     auto stub = NewStub(server_->address());
@@ -508,7 +529,7 @@ TEST_F(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
 
   const auto [output, wstatus] =
       RunCommand({BuildDir() + "/oracle_server/oraclectl", "verify",
-                  "--db=" + options_.db},
+                  "--store=" + options_.store},
                  dir_ + "/verify.out");
   EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
       << "wait status " << wstatus << ", output:\n"
@@ -516,5 +537,12 @@ TEST_F(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
   EXPECT_THAT(output, StartsWith(absl::StrCat("OK: ", all_rows.size(),
                                               " rows verified")));
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, OracleCrashTest,
+    testing::Values(StoreKind::kSqlite, StoreKind::kPostgres),
+    [](const testing::TestParamInfo<StoreKind>& info) {
+      return info.param == StoreKind::kSqlite ? "Sqlite" : "Postgres";
+    });
 
 }  // namespace
