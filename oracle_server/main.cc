@@ -9,9 +9,10 @@
 // clients of the experiment whose token they hold; without it the server is
 // open (anyone may create experiments) and its start line says so.
 //
-// Imports the label files into a new --db, checks them against an existing
-// one, listens, and on SIGINT or SIGTERM stops accepting calls, lets the ones
-// in flight finish (up to 10 s), closes the database and exits 0.
+// Imports the label files into a new database (--store, or --db for SQLite),
+// checks them against an existing one, listens, and on SIGINT or SIGTERM
+// stops accepting calls, lets the ones in flight finish (up to 10 s), closes
+// the database and exits 0.
 #include <pthread.h>
 #include <signal.h>
 

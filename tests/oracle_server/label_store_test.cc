@@ -72,6 +72,11 @@ RevealRequest Reveal(const std::string& experiment, std::vector<int64_t> ids) {
 // on a throw-away cluster that the test starts (postgres_test_cluster.h).
 enum class StoreKind { kSqlite, kPostgres };
 
+// For test names and ctest: "sqlite" or "postgres", not the enum's bytes.
+void PrintTo(StoreKind kind, std::ostream* out) {
+  *out << (kind == StoreKind::kSqlite ? "sqlite" : "postgres");
+}
+
 std::string StoreKindName(const testing::TestParamInfo<StoreKind>& info) {
   return info.param == StoreKind::kSqlite ? "Sqlite" : "Postgres";
 }

@@ -346,6 +346,11 @@ std::vector<oracle::v1::AuditRow> ListAll(oracle::v1::LabelOracle::Stub& stub,
 // process is killed).
 enum class StoreKind { kSqlite, kPostgres };
 
+// For test names and ctest: "sqlite" or "postgres", not the enum's bytes.
+void PrintTo(StoreKind kind, std::ostream* out) {
+  *out << (kind == StoreKind::kSqlite ? "sqlite" : "postgres");
+}
+
 class OracleCrashTest : public testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
