@@ -82,7 +82,8 @@ INSERT INTO metadata (key, value) VALUES
 )sql";
 
 // Serialises schema creation and label import across processes.
-constexpr char kInitLock[] = "SELECT pg_advisory_xact_lock(7310575183440568421)";
+constexpr char kInitLock[] =
+    "SELECT pg_advisory_xact_lock(7310575183440568421)";
 
 // Every writer (group commit or CreateExperiment) locks these rows first, in
 // this order. Ends in " FOR UPDATE" (11 characters), which a read-only store
@@ -100,8 +101,9 @@ absl::Status PgError(PGconn* conn, const PGresult* result,
       result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn)));
   if (message.empty()) message = PQerrorMessage(conn);
   std::string full = absl::StrCat("postgres: ", what, ": ", message);
-  const char* state =
-      result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  const char* state = result != nullptr
+                          ? PQresultErrorField(result, PG_DIAG_SQLSTATE)
+                          : nullptr;
   if (PQstatus(conn) != CONNECTION_OK || state == nullptr) {
     return absl::UnavailableError(full);
   }
@@ -143,10 +145,9 @@ std::string Text(const PGresult* result, int row, int column) {
 absl::StatusOr<int64_t> Int(const PGresult* result, int row, int column) {
   int64_t value = 0;
   if (!absl::SimpleAtoi(Text(result, row, column), &value)) {
-    return absl::DataLossError(
-        absl::StrCat("postgres: column ", PQfname(result, column),
-                     " holds a non-integer \"", Text(result, row, column),
-                     "\""));
+    return absl::DataLossError(absl::StrCat(
+        "postgres: column ", PQfname(result, column), " holds a non-integer \"",
+        Text(result, row, column), "\""));
   }
   return value;
 }
@@ -298,9 +299,9 @@ constexpr char kTablePrefix[] = "table:";
 absl::StatusOr<ImportedLabels> ReadLabelTable(PGconn* conn,
                                               const std::string& table) {
   ASSIGN_OR_RETURN(std::string quoted, QuoteTable(conn, table));
-  ASSIGN_OR_RETURN(
-      PgResult result,
-      Run(conn, absl::StrCat("SELECT id, label FROM ", quoted, " ORDER BY id")));
+  ASSIGN_OR_RETURN(PgResult result,
+                   Run(conn, absl::StrCat("SELECT id, label FROM ", quoted,
+                                          " ORDER BY id")));
   ImportedLabels imported;
   const int rows = PQntuples(result.get());
   imported.labels.reserve(rows);
@@ -308,9 +309,11 @@ absl::StatusOr<ImportedLabels> ReadLabelTable(PGconn* conn,
     ASSIGN_OR_RETURN(int64_t id, Int(result.get(), row, 0));
     ASSIGN_OR_RETURN(int64_t label, Int(result.get(), row, 1));
     if (id != row) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "labels table ", table, ": ids must be 0, 1, ... without gaps; "
-          "found ", id, " where ", row, " was expected"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels table ", table,
+                       ": ids must be 0, 1, ... without gaps; "
+                       "found ",
+                       id, " where ", row, " was expected"));
     }
     if (label < 0 || label > 255) label = 255;  // reported just below
     imported.labels.push_back(static_cast<uint8_t>(label));
@@ -328,11 +331,11 @@ absl::StatusOr<ImportedLabels> ReadLabelTable(PGconn* conn,
 // The session settings every connection of the store runs with.
 absl::Status ApplySessionSettings(PGconn* conn, bool read_only) {
   // Durable before the reply, whatever the server's default.
-  return Run(conn, absl::StrCat("SET synchronous_commit = on; "
-                                "SET client_min_messages = warning",
-                                read_only
-                                    ? "; SET default_transaction_read_only = on"
-                                    : ""))
+  return Run(conn,
+             absl::StrCat(
+                 "SET synchronous_commit = on; "
+                 "SET client_min_messages = warning",
+                 read_only ? "; SET default_transaction_read_only = on" : ""))
       .status();
 }
 
@@ -343,6 +346,19 @@ absl::Status ReconnectIfLost(PGconn* conn, bool read_only) {
     return PgError(conn, nullptr, "reconnect");
   }
   return ApplySessionSettings(conn, read_only);
+}
+
+// Run, once more after reconnecting if the connection turns out to have been
+// dropped (server restart): for statements that are safe to repeat because
+// they start a transaction or read outside one.
+absl::StatusOr<PgResult> RunReconnecting(
+    PGconn* conn, bool read_only, const std::string& sql,
+    const std::vector<std::string>& params = {}) {
+  RETURN_IF_ERROR(ReconnectIfLost(conn, read_only));
+  absl::StatusOr<PgResult> result = Run(conn, sql, params);
+  if (result.ok() || PQstatus(conn) == CONNECTION_OK) return result;
+  RETURN_IF_ERROR(ReconnectIfLost(conn, read_only));
+  return Run(conn, sql, params);
 }
 
 absl::StatusOr<PGconn*> Connect(const std::string& conninfo, bool read_only) {
@@ -466,11 +482,11 @@ absl::Status PostgresLabelStore::Initialize() {
                   (sha != file->info.content_sha256 ||
                    count != absl::StrCat(file->info.count))) {
                 return absl::FailedPreconditionError(absl::StrCat(
-                    "database ", PQdb(write_conn_), " holds ",
-                    SplitName(split), " labels imported from ", source, " (",
-                    count, " labels, sha256 ", sha, ") but ",
-                    file->info.source_path, " differs (", file->info.count,
-                    " labels, sha256 ", file->info.content_sha256,
+                    "database ", PQdb(write_conn_), " holds ", SplitName(split),
+                    " labels imported from ", source, " (", count,
+                    " labels, sha256 ", sha, ") but ", file->info.source_path,
+                    " differs (", file->info.count, " labels, sha256 ",
+                    file->info.content_sha256,
                     "); use the original labels or a new database"));
               }
               continue;
@@ -485,8 +501,7 @@ absl::Status PostgresLabelStore::Initialize() {
                     "INSERT INTO datasets (split, source_path, "
                     "content_sha256, count) VALUES ($1, $2, $3, $4)",
                     {std::string(SplitName(split)), file->info.source_path,
-                     file->info.content_sha256,
-                     absl::StrCat(file->info.count)})
+                     file->info.content_sha256, absl::StrCat(file->info.count)})
                     .status());
             if (absl::StartsWith(file->info.source_path, kTablePrefix)) {
               continue;  // the labels stay in their table
@@ -497,8 +512,9 @@ absl::Status PostgresLabelStore::Initialize() {
               absl::StrAppend(&data, SplitName(split), "\t", id, "\t",
                               file->labels[id], "\n");
             }
-            RETURN_IF_ERROR(CopyIn(
-                write_conn_, "COPY labels (split, id, label) FROM STDIN", data));
+            RETURN_IF_ERROR(CopyIn(write_conn_,
+                                   "COPY labels (split, id, label) FROM STDIN",
+                                   data));
           }
           return absl::OkStatus();
         },
@@ -509,18 +525,17 @@ absl::Status PostgresLabelStore::Initialize() {
         write_conn_, "SELECT value FROM metadata WHERE key = 'schema_version'");
     if (!version.ok() || PQntuples(version->get()) != 1 ||
         Text(version->get(), 0, 0) != kSchemaVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("database ", PQdb(write_conn_),
-                       " has no label oracle schema of version ",
-                       kSchemaVersion));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database ", PQdb(write_conn_),
+          " has no label oracle schema of version ", kSchemaVersion));
     }
   }
   // The labels as the database describes them.
   for (Split split : {Split::kTrain, Split::kTest}) {
-    ASSIGN_OR_RETURN(PgResult source,
-                     Run(write_conn_,
-                         "SELECT source_path FROM datasets WHERE split = $1",
-                         {std::string(SplitName(split))}));
+    ASSIGN_OR_RETURN(
+        PgResult source,
+        Run(write_conn_, "SELECT source_path FROM datasets WHERE split = $1",
+            {std::string(SplitName(split))}));
     if (PQntuples(source.get()) != 1) {
       return absl::FailedPreconditionError(
           absl::StrCat("database ", PQdb(write_conn_), " has no ",
@@ -556,8 +571,8 @@ absl::Status PostgresLabelStore::Initialize() {
   LedgerOptions ledger_options;
   ledger_options.train_count = static_cast<int64_t>(train_labels_.size());
   ledger_options.max_group_size = options_.max_group_size;
-  ledger_ = std::make_unique<StoreLedger>(
-      ledger_options, static_cast<LedgerBackend*>(this));
+  ledger_ = std::make_unique<StoreLedger>(ledger_options,
+                                          static_cast<LedgerBackend*>(this));
   LedgerSnapshot snapshot;
   RETURN_IF_ERROR(InTransactionLocked(
       [&]() -> absl::Status {
@@ -578,8 +593,8 @@ absl::Status PostgresLabelStore::CheckWritable() const {
 
 absl::Status PostgresLabelStore::InTransactionLocked(
     const std::function<absl::Status()>& body, bool with_hook) {
-  RETURN_IF_ERROR(ReconnectIfLost(write_conn_, options_.read_only));
-  RETURN_IF_ERROR(Run(write_conn_, "BEGIN").status());
+  RETURN_IF_ERROR(
+      RunReconnecting(write_conn_, options_.read_only, "BEGIN").status());
   absl::Status status = body();
   if (status.ok() && with_hook && options_.before_commit) {
     status = options_.before_commit();
@@ -610,8 +625,7 @@ absl::StatusOr<LedgerStamp> PostgresLabelStore::LockStampLocked() {
   // Ordered by key: audit_head_hash, audit_head_seq, experiments_version.
   stamp.head_hash = Text(result.get(), 0, 1);
   if (!absl::SimpleAtoi(Text(result.get(), 1, 1), &stamp.head_sequence) ||
-      !absl::SimpleAtoi(Text(result.get(), 2, 1),
-                        &stamp.experiments_version)) {
+      !absl::SimpleAtoi(Text(result.get(), 2, 1), &stamp.experiments_version)) {
     return absl::DataLossError("audit head in metadata is not a number");
   }
   return stamp;
@@ -621,9 +635,10 @@ absl::StatusOr<LedgerSnapshot> PostgresLabelStore::LoadSnapshotLocked() {
   LedgerSnapshot snapshot;
   ASSIGN_OR_RETURN(snapshot.stamp, LockStampLocked());
   {
-    ASSIGN_OR_RETURN(PgResult result,
-                     Run(write_conn_, absl::StrCat("SELECT ", kExperimentColumns,
-                                                   " FROM experiments")));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Run(write_conn_,
+            absl::StrCat("SELECT ", kExperimentColumns, " FROM experiments")));
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       ASSIGN_OR_RETURN(ExperimentRecord record,
                        ReadExperiment(result.get(), row));
@@ -649,8 +664,7 @@ absl::StatusOr<LedgerSnapshot> PostgresLabelStore::LoadSnapshotLocked() {
             "SELECT experiment, kind, outcome, peer, COUNT(*) FROM audit "
             "GROUP BY experiment, kind, outcome, peer"));
     for (int row = 0; row < PQntuples(result.get()); ++row) {
-      LedgerSnapshot::AuditCount& count =
-          snapshot.audit_counts.emplace_back();
+      LedgerSnapshot::AuditCount& count = snapshot.audit_counts.emplace_back();
       ASSIGN_OR_RETURN(count.experiment, ByteaColumn(result.get(), row, 0));
       count.kind = Text(result.get(), row, 1);
       count.outcome = Text(result.get(), row, 2);
@@ -664,32 +678,30 @@ absl::StatusOr<LedgerSnapshot> PostgresLabelStore::LoadSnapshotLocked() {
 absl::Status PostgresLabelStore::WriteGroupLocked(const GroupWrite& write) {
   std::string audit;
   for (const AuditRecord& row : write.rows) {
-    const std::string fields[] = {
-        absl::StrCat(row.sequence),
-        absl::StrCat(row.time_unix_micros),
-        Bytea(row.experiment),
-        Bytea(row.client),
-        Bytea(row.strategy),
-        absl::StrCat(row.round),
-        row.kind,
-        FormatIds(row.ids_asked),
-        FormatIds(row.ids_revealed),
-        std::string(OutcomeName(row.outcome)),
-        Bytea(row.detail),
-        row.prev_hash,
-        row.hash,
-        Bytea(row.role),
-        Bytea(row.peer)};
+    const std::string fields[] = {absl::StrCat(row.sequence),
+                                  absl::StrCat(row.time_unix_micros),
+                                  Bytea(row.experiment),
+                                  Bytea(row.client),
+                                  Bytea(row.strategy),
+                                  absl::StrCat(row.round),
+                                  row.kind,
+                                  FormatIds(row.ids_asked),
+                                  FormatIds(row.ids_revealed),
+                                  std::string(OutcomeName(row.outcome)),
+                                  Bytea(row.detail),
+                                  row.prev_hash,
+                                  row.hash,
+                                  Bytea(row.role),
+                                  Bytea(row.peer)};
     for (size_t i = 0; i < std::size(fields); ++i) {
       if (i > 0) audit.push_back('\t');
       AppendCopyField(fields[i], &audit);
     }
     audit.push_back('\n');
   }
-  RETURN_IF_ERROR(CopyIn(write_conn_,
-                         absl::StrCat("COPY audit (", kAuditColumns,
-                                      ") FROM STDIN"),
-                         audit));
+  RETURN_IF_ERROR(CopyIn(
+      write_conn_, absl::StrCat("COPY audit (", kAuditColumns, ") FROM STDIN"),
+      audit));
   if (!write.revealed.empty()) {
     std::string revealed;
     revealed.reserve(write.revealed.size() * 24);
@@ -697,10 +709,10 @@ absl::Status PostgresLabelStore::WriteGroupLocked(const GroupWrite& write) {
       absl::StrAppend(&revealed, record.experiment_id, "\t", record.sample_id,
                       "\t", record.audit_sequence, "\n");
     }
-    RETURN_IF_ERROR(CopyIn(
-        write_conn_,
-        "COPY revealed (experiment_id, sample_id, audit_seq) FROM STDIN",
-        revealed));
+    RETURN_IF_ERROR(
+        CopyIn(write_conn_,
+               "COPY revealed (experiment_id, sample_id, audit_seq) FROM STDIN",
+               revealed));
   }
   return Run(write_conn_,
              "UPDATE metadata SET value = CASE key WHEN 'audit_head_seq' "
@@ -725,17 +737,16 @@ bool PostgresLabelStore::AwaitQueuedWritesForTesting(int n,
 
 absl::StatusOr<DatasetInfo> PostgresLabelStore::GetDatasetInfo() {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(
       PgResult result,
-      Run(read_conn_,
+      RunReconnecting(
+          read_conn_, /*read_only=*/true,
           "SELECT split, source_path, content_sha256, count FROM datasets"));
   DatasetInfo info;
   for (int row = 0; row < PQntuples(result.get()); ++row) {
-    DatasetSplitInfo& split = Text(result.get(), row, 0) ==
-                                      SplitName(Split::kTrain)
-                                  ? info.train
-                                  : info.test;
+    DatasetSplitInfo& split =
+        Text(result.get(), row, 0) == SplitName(Split::kTrain) ? info.train
+                                                               : info.test;
     split.source_path = Text(result.get(), row, 1);
     split.content_sha256 = Text(result.get(), row, 2);
     ASSIGN_OR_RETURN(split.count, Int(result.get(), row, 3));
@@ -757,12 +768,11 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::CreateExperiment(
   RETURN_IF_ERROR(InTransactionLocked(
       [&]() -> absl::Status {
         RETURN_IF_ERROR(LockStampLocked().status());
-        ASSIGN_OR_RETURN(
-            PgResult existing,
-            Run(write_conn_,
-                absl::StrCat("SELECT ", kExperimentColumns,
-                             " FROM experiments WHERE name = $1"),
-                {Bytea(experiment.name)}));
+        ASSIGN_OR_RETURN(PgResult existing,
+                         Run(write_conn_,
+                             absl::StrCat("SELECT ", kExperimentColumns,
+                                          " FROM experiments WHERE name = $1"),
+                             {Bytea(experiment.name)}));
         if (PQntuples(existing.get()) > 0) {
           ASSIGN_OR_RETURN(stored, ReadExperiment(existing.get(), 0));
           return absl::OkStatus();
@@ -794,12 +804,12 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::CreateExperiment(
 absl::StatusOr<ExperimentRecord> PostgresLabelStore::GetExperiment(
     absl::string_view name) {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
-  ASSIGN_OR_RETURN(PgResult result,
-                   Run(read_conn_,
-                       absl::StrCat("SELECT ", kExperimentColumns,
-                                    " FROM experiments WHERE name = $1"),
-                       {Bytea(name)}));
+  ASSIGN_OR_RETURN(
+      PgResult result,
+      RunReconnecting(read_conn_, /*read_only=*/true,
+                      absl::StrCat("SELECT ", kExperimentColumns,
+                                   " FROM experiments WHERE name = $1"),
+                      {Bytea(name)}));
   if (PQntuples(result.get()) == 0) {
     return absl::NotFoundError(
         absl::StrCat("no experiment named \"", name, "\""));
@@ -810,13 +820,15 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::GetExperiment(
 absl::StatusOr<std::vector<ExperimentRecord>>
 PostgresLabelStore::ListExperiments() {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
-  ASSIGN_OR_RETURN(PgResult result,
-                   Run(read_conn_, absl::StrCat("SELECT ", kExperimentColumns,
-                                                " FROM experiments ORDER BY id")));
+  ASSIGN_OR_RETURN(
+      PgResult result,
+      RunReconnecting(read_conn_, /*read_only=*/true,
+                      absl::StrCat("SELECT ", kExperimentColumns,
+                                   " FROM experiments ORDER BY id")));
   std::vector<ExperimentRecord> experiments;
   for (int row = 0; row < PQntuples(result.get()); ++row) {
-    ASSIGN_OR_RETURN(ExperimentRecord record, ReadExperiment(result.get(), row));
+    ASSIGN_OR_RETURN(ExperimentRecord record,
+                     ReadExperiment(result.get(), row));
     experiments.push_back(std::move(record));
   }
   return experiments;
@@ -825,11 +837,11 @@ PostgresLabelStore::ListExperiments() {
 absl::StatusOr<ExperimentUsage> PostgresLabelStore::GetUsage(
     absl::string_view name) {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   // One statement: one snapshot of every process's commits.
   ASSIGN_OR_RETURN(
       PgResult result,
-      Run(read_conn_,
+      RunReconnecting(
+          read_conn_, /*read_only=*/true,
           "SELECT (SELECT COUNT(*) FROM revealed r WHERE r.experiment_id = "
           "e.id), "
           "(SELECT COUNT(*) FROM audit a WHERE a.experiment = e.name AND "
@@ -855,8 +867,8 @@ absl::StatusOr<ExperimentUsage> PostgresLabelStore::GetUsage(
 absl::StatusOr<RevealResult> PostgresLabelStore::Reveal(
     const RevealRequest& request) {
   RETURN_IF_ERROR(CheckWritable());
-  RETURN_IF_ERROR(CheckTrainIds(
-      request.ids, static_cast<int64_t>(train_labels_.size())));
+  RETURN_IF_ERROR(
+      CheckTrainIds(request.ids, static_cast<int64_t>(train_labels_.size())));
   ASSIGN_OR_RETURN(RevealResult result, ledger_->Reveal(request));
   AddRevealedLabels(train_labels_, request.ids, &result);
   return result;
@@ -879,23 +891,24 @@ void PostgresLabelStore::RevealAsync(const RevealRequest& request,
                                      RevealDone done) {
   absl::Status status = CheckWritable();
   if (status.ok()) {
-    status = CheckTrainIds(request.ids,
-                           static_cast<int64_t>(train_labels_.size()));
+    status =
+        CheckTrainIds(request.ids, static_cast<int64_t>(train_labels_.size()));
   }
   if (!status.ok()) {
     std::move(done)(status);
     return;
   }
-  ledger_->RevealAsync(
-      request, [this, ids = request.ids, done = std::move(done)](
-                   absl::StatusOr<RevealResult> result) mutable {
-        if (result.ok()) AddRevealedLabels(train_labels_, ids, &*result);
-        std::move(done)(std::move(result));
-      });
+  ledger_->RevealAsync(request,
+                       [this, ids = request.ids, done = std::move(done)](
+                           absl::StatusOr<RevealResult> result) mutable {
+                         if (result.ok())
+                           AddRevealedLabels(train_labels_, ids, &*result);
+                         std::move(done)(std::move(result));
+                       });
 }
 
-void PostgresLabelStore::RecordEvaluationAsync(
-    const EvaluationRequest& request, EvaluationDone done) {
+void PostgresLabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
+                                               EvaluationDone done) {
   absl::Status status = CheckWritable();
   if (!status.ok()) {
     std::move(done)(status);
@@ -918,10 +931,10 @@ void PostgresLabelStore::AppendAuditAsync(const AuditRecord& row,
 absl::StatusOr<std::vector<AuditRecord>> PostgresLabelStore::ListAudit(
     absl::string_view experiment, int64_t after_sequence, int64_t limit) {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(
       PgResult result,
-      Run(read_conn_,
+      RunReconnecting(
+          read_conn_, /*read_only=*/true,
           absl::StrCat("SELECT ", kAuditColumns,
                        " FROM audit WHERE seq > $1 AND ($2 = '\\x'::BYTEA OR "
                        "experiment = $2) ORDER BY seq LIMIT $3"),
@@ -939,10 +952,10 @@ absl::StatusOr<std::vector<AuditRecord>> PostgresLabelStore::ListAudit(
 absl::StatusOr<std::pair<int64_t, std::string>>
 PostgresLabelStore::GetAuditHead() {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
   ASSIGN_OR_RETURN(
       PgResult result,
-      Run(read_conn_,
+      RunReconnecting(
+          read_conn_, /*read_only=*/true,
           "SELECT (SELECT value FROM metadata WHERE key = 'audit_head_seq'), "
           "(SELECT value FROM metadata WHERE key = 'audit_head_hash')"));
   int64_t sequence = 0;
@@ -953,14 +966,13 @@ PostgresLabelStore::GetAuditHead() {
   return std::make_pair(sequence, Text(result.get(), 0, 1));
 }
 
-absl::StatusOr<std::vector<RevealedRecord>>
-PostgresLabelStore::ListRevealed() {
+absl::StatusOr<std::vector<RevealedRecord>> PostgresLabelStore::ListRevealed() {
   absl::MutexLock lock(&read_mu_);
-  RETURN_IF_ERROR(ReconnectIfLost(read_conn_, /*read_only=*/true));
-  ASSIGN_OR_RETURN(PgResult result,
-                   Run(read_conn_,
-                       "SELECT experiment_id, sample_id, audit_seq FROM "
-                       "revealed ORDER BY experiment_id, sample_id"));
+  ASSIGN_OR_RETURN(
+      PgResult result,
+      RunReconnecting(read_conn_, /*read_only=*/true,
+                      "SELECT experiment_id, sample_id, audit_seq FROM "
+                      "revealed ORDER BY experiment_id, sample_id"));
   std::vector<RevealedRecord> revealed;
   revealed.reserve(PQntuples(result.get()));
   for (int row = 0; row < PQntuples(result.get()); ++row) {

@@ -44,8 +44,8 @@ absl::Status CheckTrainIds(const std::vector<int64_t>& ids,
                            int64_t train_count) {
   for (int64_t id : ids) {
     if (id < 0 || id >= train_count) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "train id ", id, " is not in [0, ", train_count, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("train id ", id, " is not in [0, ", train_count, ")"));
     }
   }
   return absl::OkStatus();
@@ -254,8 +254,7 @@ absl::StatusOr<Result> Wait(Start start) {
 
 }  // namespace
 
-absl::StatusOr<RevealResult> StoreLedger::Reveal(
-    const RevealRequest& request) {
+absl::StatusOr<RevealResult> StoreLedger::Reveal(const RevealRequest& request) {
   return Wait<RevealResult>([&](LabelStore::RevealDone done) {
     RevealAsync(request, std::move(done));
   });
@@ -471,10 +470,9 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
                                   request.max_total, " reached");
       } else if (request.max_per_peer > 0 &&
                  peer_evaluations >= request.max_per_peer) {
-        row.detail =
-            absl::StrCat("evaluation cap of ", request.max_per_peer,
-                         " per client identity reached for \"", request.peer,
-                         "\"");
+        row.detail = absl::StrCat("evaluation cap of ", request.max_per_peer,
+                                  " per client identity reached for \"",
+                                  request.peer, "\"");
       } else {
         row.outcome = Outcome::kEvaluated;
         row.detail = request.detail;

@@ -47,18 +47,16 @@ TEST(OpenLabelStoreTest, OpensSqliteAndRefusesOtherSpecs) {
   bad = options;
   bad.labels_table = "train";
   bad.test_labels_table = "test";
-  EXPECT_THAT(OpenLabelStore(bad),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("postgres")));
+  EXPECT_THAT(OpenLabelStore(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("postgres")));
 }
 
 TEST(OpenLabelStoreTest, UnreachablePostgresIsUnavailable) {
   testdata::TestDir dir;
   OpenStoreOptions options;
   options.store = "postgres:host=" + dir.path() + " dbname=oracle";
-  EXPECT_THAT(OpenLabelStore(options),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("cannot connect")));
+  EXPECT_THAT(OpenLabelStore(options), StatusIs(absl::StatusCode::kUnavailable,
+                                                HasSubstr("cannot connect")));
 }
 
 }  // namespace

@@ -23,17 +23,17 @@ namespace {
 std::string FindBinDir() {
   std::vector<std::string> found;
   std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(
-           "/usr/lib/postgresql", error)) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/usr/lib/postgresql", error)) {
     if (std::filesystem::exists(entry.path() / "bin" / "initdb")) {
       found.push_back((entry.path() / "bin").string());
     }
   }
   if (found.empty()) return "";
-  std::sort(found.begin(), found.end(), [](const std::string& a,
-                                           const std::string& b) {
-    return a.size() != b.size() ? a.size() < b.size() : a < b;
-  });
+  std::sort(found.begin(), found.end(),
+            [](const std::string& a, const std::string& b) {
+              return a.size() != b.size() ? a.size() < b.size() : a < b;
+            });
   return found.back();
 }
 

@@ -81,8 +81,8 @@ class FakeBackend : public LedgerBackend, private LedgerTransaction {
   absl::Notification released_;
 };
 
-ExperimentRecord Experiment(int64_t id, const std::string& name,
-                            int64_t budget, int64_t evaluation_cap = 2) {
+ExperimentRecord Experiment(int64_t id, const std::string& name, int64_t budget,
+                            int64_t evaluation_cap = 2) {
   ExperimentRecord record;
   record.id = id;
   record.name = name;
@@ -262,7 +262,8 @@ TEST(StoreLedgerTest, AsyncWritesMatchTheSyncResultsInOneGroup) {
     std::vector<int> calls(3, 0);
     const std::vector<std::vector<int64_t>> asks = {{1, 2}, {3, 4}, {2, 3}};
     if (!async) {
-      for (int i = 0; i < 3; ++i) results[i] = ledger.Reveal(Reveal("e", asks[i]));
+      for (int i = 0; i < 3; ++i)
+        results[i] = ledger.Reveal(Reveal("e", asks[i]));
       return std::make_pair(results, backend.transactions());
     }
     backend.BlockNext();
@@ -317,9 +318,8 @@ TEST(StoreLedgerTest, FailedCommitReachesEveryDoneOfTheGroup) {
   row.experiment = "e";
   row.kind = kKindQuery;
   absl::StatusOr<int64_t> blocked;
-  ledger.AppendAuditAsync(row, [&](absl::StatusOr<int64_t> sequence) {
-    blocked = sequence;
-  });
+  ledger.AppendAuditAsync(
+      row, [&](absl::StatusOr<int64_t> sequence) { blocked = sequence; });
   backend.WaitUntilBlocked();
   backend.set_fail_commit(absl::UnavailableError("disk went away"));
   std::atomic<int> failed{0};
@@ -331,11 +331,11 @@ TEST(StoreLedgerTest, FailedCommitReachesEveryDoneOfTheGroup) {
   }
   EvaluationRequest evaluation;
   evaluation.experiment = "e";
-  ledger.RecordEvaluationAsync(evaluation,
-                               [&](absl::StatusOr<EvaluationResult> r) {
-                                 EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
-                                 ++failed;
-                               });
+  ledger.RecordEvaluationAsync(
+      evaluation, [&](absl::StatusOr<EvaluationResult> r) {
+        EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
+        ++failed;
+      });
   ASSERT_TRUE(ledger.AwaitQueuedWritesForTesting(5, absl::Seconds(30)));
   backend.Release();
   EXPECT_THAT(ledger.AppendAudit(row),
