@@ -765,9 +765,10 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::CreateExperiment(
   absl::MutexLock lock(&write_mu_);
   ExperimentRecord stored;
   bool inserted = false;
+  LedgerStamp seen;
   RETURN_IF_ERROR(InTransactionLocked(
       [&]() -> absl::Status {
-        RETURN_IF_ERROR(LockStampLocked().status());
+        ASSIGN_OR_RETURN(seen, LockStampLocked());
         ASSIGN_OR_RETURN(PgResult existing,
                          Run(write_conn_,
                              absl::StrCat("SELECT ", kExperimentColumns,
@@ -790,13 +791,19 @@ absl::StatusOr<ExperimentRecord> PostgresLabelStore::CreateExperiment(
                  absl::StrCat(stored.evaluation_cap)}));
         ASSIGN_OR_RETURN(stored.id, Int(id.get(), 0, 0));
         inserted = true;
-        // Every process's ledger reloads at its next write.
+        // Every other process's ledger reloads at its next write.
         return Run(write_conn_,
                    "UPDATE metadata SET value = (value::BIGINT + 1)::TEXT "
                    "WHERE key = 'experiments_version'")
             .status();
       },
       /*with_hook=*/false));
+  if (inserted) {
+    // This one's ledger need not reload if nobody else wrote since it did.
+    LedgerStamp after = seen;
+    ++after.experiments_version;
+    ledger_->AddExperimentIfAt(stored, seen, after);
+  }
   if (created != nullptr) *created = inserted;
   return stored;
 }

@@ -195,6 +195,17 @@ void StoreLedger::AddExperiment(const ExperimentRecord& experiment) {
   state.pending.assign(BitsetWords(options_.train_count), 0);
 }
 
+void StoreLedger::AddExperimentIfAt(const ExperimentRecord& experiment,
+                                    const LedgerStamp& seen,
+                                    const LedgerStamp& after) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stamp_ != seen) return;
+    stamp_ = after;
+  }
+  AddExperiment(experiment);
+}
+
 std::optional<ExperimentRecord> StoreLedger::FindExperiment(
     absl::string_view name) {
   absl::MutexLock lock(&mu_);

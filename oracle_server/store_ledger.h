@@ -142,6 +142,13 @@ class StoreLedger {
   // Adds a newly inserted experiment (nothing revealed, no audit rows).
   void AddExperiment(const ExperimentRecord& experiment);
 
+  // For a backend with an experiments version: adds `experiment`, inserted
+  // by a transaction that found the stamp `seen` and left it `after`, if the
+  // ledger's stamp is `seen` (nobody else wrote in between); otherwise leaves
+  // the ledger to reload at its next write. No write may be in flight.
+  void AddExperimentIfAt(const ExperimentRecord& experiment,
+                         const LedgerStamp& seen, const LedgerStamp& after);
+
   // The experiment named `name`, if the ledger knows it.
   std::optional<ExperimentRecord> FindExperiment(absl::string_view name);
   // All experiments in id order.

@@ -237,6 +237,37 @@ TEST(StoreLedgerTest, ReloadsWhenTheStampMoved) {
   EXPECT_EQ(backend.writes()[0].rows[0].prev_hash, std::string(64, 'b'));
 }
 
+// An experiment this process inserted is added without a reload if nobody
+// else wrote since; otherwise the next write reloads.
+TEST(StoreLedgerTest, AddExperimentIfAtSkipsTheReloadOnlyWhenUpToDate) {
+  FakeBackend backend;
+  StoreLedger ledger(Options(), &backend);
+  ledger.Reset(backend.snapshot());
+  const LedgerStamp seen = ledger.Stamp();
+  LedgerStamp after = seen;
+  after.experiments_version = 1;
+  backend.snapshot().experiments = {Experiment(1, "e", 3)};
+  backend.snapshot().stamp = after;
+  ledger.AddExperimentIfAt(Experiment(1, "e", 3), seen, after);
+  ASSERT_THAT(ledger.Reveal(Reveal("e", {1})), IsOk());
+  EXPECT_EQ(backend.loads(), 0);
+
+  // Another process created "f" (version 2); this one then created "g"
+  // having seen version 2, but its ledger is still at version 1.
+  backend.snapshot().experiments.push_back(Experiment(2, "f", 3));
+  backend.snapshot().experiments.push_back(Experiment(3, "g", 3));
+  LedgerStamp other = backend.snapshot().stamp;
+  other.experiments_version = 2;
+  LedgerStamp latest = other;
+  latest.experiments_version = 3;
+  backend.snapshot().stamp = latest;
+  ledger.AddExperimentIfAt(Experiment(3, "g", 3), other, latest);
+  EXPECT_FALSE(ledger.FindExperiment("g").has_value());
+  ASSERT_THAT(ledger.Reveal(Reveal("f", {1})), IsOk());
+  EXPECT_EQ(backend.loads(), 1);
+  EXPECT_TRUE(ledger.FindExperiment("g").has_value());
+}
+
 TEST(StoreLedgerTest, OutOfRangeHeadIsDataLoss) {
   FakeBackend backend;
   StoreLedger ledger(Options(), &backend);
