@@ -543,6 +543,133 @@ TEST_P(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
                                               " rows verified")));
 }
 
+// Two oracle_server processes on one PostgreSQL database, as behind a load
+// balancer: concurrent calls to both never overspend a shared budget, every
+// revealed id is in exactly one audit row, both report the same budget, and
+// `oraclectl verify` accepts the log.
+TEST(OracleTwoServersTest, ShareOneBudgetOnOnePostgresDatabase) {
+  std::string why;
+  auto* cluster = oracle_server::testdata::PostgresTestCluster::Get(&why);
+  if (cluster == nullptr) {
+    if (absl::StartsWith(why, "PostgreSQL is not installed")) {
+      GTEST_SKIP() << why;
+    }
+    FAIL() << why;
+  }
+  absl::StatusOr<std::string> conninfo = cluster->CreateDatabase();
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  char dir_template[] = "/tmp/oracle_two_servers.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr) << std::strerror(errno);
+  const std::string dir = dir_template;
+  OracleProcess::Options options;
+  options.binary = BuildDir() + "/oracle_server/oracle_server";
+  options.store = "postgres:" + *conninfo;
+  options.train_labels = dir + "/train-labels-idx1-ubyte";
+  options.test_labels = dir + "/t10k-labels-idx1-ubyte";
+  options.work_dir = dir;
+  WriteLabelFile(options.train_labels, common::kTrainCount, TrueTrainLabel);
+  WriteLabelFile(options.test_labels, common::kTestCount, TrueTestLabel);
+  std::vector<std::unique_ptr<OracleProcess>> servers;
+  for (const char* tag : {"a", "b"}) {
+    options.tag = tag;
+    auto started = OracleProcess::Start(options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    servers.push_back(*std::move(started));
+  }
+
+  constexpr int64_t kSharedBudget = 60;
+  {
+    auto stub = NewStub(servers[0]->address());
+    grpc::ClientContext context;
+    SetDeadline(context);
+    oracle::v1::CreateExperimentRequest request;
+    request.set_name("shared");
+    request.set_label_budget(kSharedBudget);
+    oracle::v1::Experiment experiment;
+    const grpc::Status status =
+        stub->CreateExperiment(&context, request, &experiment);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 25;
+  std::atomic<int64_t> granted_new{0};
+  std::atomic<int> failures{0};
+  std::atomic<int> denied{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::unique_ptr<oracle::v1::LabelOracle::Stub> both[] = {
+          NewStub(servers[0]->address()), NewStub(servers[1]->address())};
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        oracle::v1::QueryLabelsRequest request;
+        request.set_experiment("shared");
+        request.set_client(absl::StrCat("two_servers/", t));
+        const int64_t first = (t * 41 + i * 13) % 190;
+        const int count = i % 3 == 0 ? 5 : 1;
+        for (int k = 0; k < count; ++k) request.add_ids(first + k);
+        grpc::ClientContext context;
+        SetDeadline(context);
+        oracle::v1::QueryLabelsResponse response;
+        const grpc::Status status =
+            both[(t + i) % 2]->QueryLabels(&context, request, &response);
+        if (status.ok()) {
+          granted_new += response.newly_revealed();
+        } else if (status.error_code() ==
+                   grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++denied;
+        } else {
+          ++failures;
+          ADD_FAILURE() << status.error_code() << ": "
+                        << status.error_message();
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_GT(denied, 0);  // the budget ran out while both were serving
+  EXPECT_LE(granted_new, kSharedBudget);
+
+  std::map<int64_t, int> times_revealed;
+  for (const auto& server : servers) {
+    auto stub = NewStub(server->address());
+    const std::vector<oracle::v1::AuditRow> rows = ListAll(*stub, "shared");
+    EXPECT_EQ(static_cast<int>(rows.size()), kThreads * kCallsPerThread);
+    times_revealed.clear();
+    for (const oracle::v1::AuditRow& row : rows) {
+      for (int64_t id : row.ids_revealed()) ++times_revealed[id];
+    }
+    for (const auto& [id, times] : times_revealed) {
+      EXPECT_EQ(times, 1) << "id " << id;
+    }
+    grpc::ClientContext context;
+    SetDeadline(context);
+    oracle::v1::GetBudgetRequest request;
+    request.set_experiment("shared");
+    oracle::v1::BudgetStatus budget;
+    const grpc::Status status = stub->GetBudget(&context, request, &budget);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(budget.spent(), static_cast<int64_t>(times_revealed.size()));
+    EXPECT_EQ(budget.spent(), granted_new.load());
+    EXPECT_LE(budget.spent(), kSharedBudget);
+  }
+  for (auto& server : servers) {
+    const int terminated = server->Terminate();
+    EXPECT_TRUE(WIFEXITED(terminated) && WEXITSTATUS(terminated) == 0)
+        << "wait status " << terminated << "; log:\n"
+        << server->Log();
+  }
+  const auto [output, wstatus] =
+      RunCommand({BuildDir() + "/oracle_server/oraclectl", "verify",
+                  "--store=" + options.store},
+                 dir + "/verify.out");
+  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << output;
+  EXPECT_THAT(output, StartsWith(absl::StrCat(
+                          "OK: ", kThreads * kCallsPerThread, " rows verified")));
+  if (!HasFailure()) std::filesystem::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, OracleCrashTest,
     testing::Values(StoreKind::kSqlite, StoreKind::kPostgres),
