@@ -1,6 +1,7 @@
 // oracle_server: serves the label oracle (proto/oracle.proto) over gRPC.
 //
-//   oracle_server --db=oracle.db --port=50051 [--port_file=PATH]
+//   oracle_server --store=sqlite:oracle.db|postgres:CONNINFO --port=50051
+//                 [--port_file=PATH] [--labels_table=T --test_labels_table=T]
 //                 [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]
 //
 // With --admin_token_file, calls carrying that token act as the operator
@@ -8,9 +9,10 @@
 // clients of the experiment whose token they hold; without it the server is
 // open (anyone may create experiments) and its start line says so.
 //
-// Imports the label files into a new --db, checks them against an existing
-// one, listens, and on SIGINT or SIGTERM stops accepting calls, lets the ones
-// in flight finish (up to 10 s), closes the database and exits 0.
+// Imports the label files into a new database (--store, or --db for SQLite),
+// checks them against an existing one, listens, and on SIGINT or SIGTERM
+// stops accepting calls, lets the ones in flight finish (up to 10 s), closes
+// the database and exits 0.
 #include <pthread.h>
 #include <signal.h>
 
@@ -26,6 +28,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -34,14 +37,23 @@
 #include "common/status_macros.h"
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/label_oracle_service.h"
-#include "oracle_server/sqlite_label_store.h"
+#include "oracle_server/open_label_store.h"
 #include "oracle_server/token_file.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
 ABSL_FLAG(int, port, 50051, "port to listen on; 0 lets the OS pick one");
 ABSL_FLAG(std::string, port_file, "",
           "if set, the bound port is written to this file once listening");
-ABSL_FLAG(std::string, db, "oracle.db", "SQLite database file");
+ABSL_FLAG(std::string, db, "oracle.db",
+          "SQLite database file (the same as --store=sqlite:PATH)");
+ABSL_FLAG(std::string, store, "",
+          "sqlite:PATH or postgres:CONNINFO (a libpq connection string or "
+          "postgresql:// URI); empty: sqlite:<--db>");
+ABSL_FLAG(std::string, labels_table, "",
+          "postgres: table (columns id, label) holding the train labels, "
+          "instead of --train_labels; with --test_labels_table");
+ABSL_FLAG(std::string, test_labels_table, "",
+          "postgres: table (columns id, label) holding the test labels");
 ABSL_FLAG(std::string, train_labels,
           absl::StrCat(common::kDefaultDatasetDir, "/",
                        common::kTrainLabelsFile),
@@ -96,13 +108,25 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+// `store` for the start line, without a password a connection string holds.
+std::string StoreForLog(const std::string& store) {
+  return absl::StrContains(store, "password") ? "postgres:(connection string "
+                                                "with a password)"
+                                              : store;
+}
+
 absl::Status Run(const sigset_t& shutdown_signals) {
-  oracle_server::StoreOptions store_options;
-  store_options.db_path = absl::GetFlag(FLAGS_db);
+  oracle_server::OpenStoreOptions store_options;
+  store_options.store = absl::GetFlag(FLAGS_store).empty()
+                            ? oracle_server::SqliteStoreSpec(
+                                  absl::GetFlag(FLAGS_db))
+                            : absl::GetFlag(FLAGS_store);
   store_options.train_labels_path = absl::GetFlag(FLAGS_train_labels);
   store_options.test_labels_path = absl::GetFlag(FLAGS_test_labels);
-  ASSIGN_OR_RETURN(std::unique_ptr<oracle_server::SqliteLabelStore> store,
-                   oracle_server::SqliteLabelStore::Open(store_options));
+  store_options.labels_table = absl::GetFlag(FLAGS_labels_table);
+  store_options.test_labels_table = absl::GetFlag(FLAGS_test_labels_table);
+  ASSIGN_OR_RETURN(std::unique_ptr<oracle_server::LabelStore> store,
+                   oracle_server::OpenLabelStore(store_options));
 
   oracle_server::OracleOptions oracle_options;
   oracle_options.default_budget = absl::GetFlag(FLAGS_default_budget);
@@ -136,7 +160,7 @@ absl::Status Run(const sigset_t& shutdown_signals) {
   if (!port_file.empty()) {
     RETURN_IF_ERROR(WritePortFile(port_file, running.port));
   }
-  std::cerr << "oracle_server: db=" << store_options.db_path
+  std::cerr << "oracle_server: store=" << StoreForLog(store_options.store)
             << " train_labels=" << oracle->train_count()
             << " test_labels=" << oracle->test_count()
             << " experiments=" << experiments.size()
@@ -170,7 +194,8 @@ absl::Status Run(const sigset_t& shutdown_signals) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves the label oracle over gRPC.\n"
-      "  oracle_server --db=oracle.db --port=50051 [--port_file=PATH]");
+      "  oracle_server --store=sqlite:oracle.db|postgres:CONNINFO "
+      "--port=50051 [--port_file=PATH]");
   absl::ParseCommandLine(argc, argv);
   // absl::Mutex deadlock detection (on by default in this Abseil build) costs
   // a lock-graph update per Mutex acquisition in the store and in gRPC.

@@ -71,6 +71,9 @@ ABSL_FLAG(std::string, oracle_binary, "",
 ABSL_FLAG(std::string, db, "",
           "database of the started server; empty: a fresh one in a temp dir "
           "that is removed at exit");
+ABSL_FLAG(std::string, store, "",
+          "--store of the started server (sqlite:PATH or postgres:CONNINFO); "
+          "overrides --db");
 ABSL_FLAG(std::string, train_labels,
           absl::StrCat(common::kDefaultDatasetDir, "/",
                        common::kTrainLabelsFile),
@@ -128,6 +131,7 @@ struct OracleProcess {
 struct SpawnOptions {
   std::string binary;        // oracle_server to run
   std::string db;            // its --db
+  std::string store;         // its --store if set (overrides db)
   std::string work_dir;      // holds the port file and the log
   std::string train_labels;  // its --train_labels
   std::string test_labels;   // its --test_labels
@@ -154,7 +158,8 @@ absl::StatusOr<OracleProcess> StartOracle(const SpawnOptions& options) {
       "--host=127.0.0.1",
       "--port=0",
       absl::StrCat("--port_file=", port_file),
-      absl::StrCat("--db=", options.db),
+      options.store.empty() ? absl::StrCat("--db=", options.db)
+                            : absl::StrCat("--store=", options.store),
       absl::StrCat("--train_labels=", options.train_labels),
       absl::StrCat("--test_labels=", options.test_labels),
       absl::StrCat("--max_batch=", options.max_batch),
@@ -528,6 +533,7 @@ int main(int argc, char** argv) {
     if (spawn.binary.empty()) spawn.binary = BinaryBesideSelf("oracle_server");
     spawn.db = absl::GetFlag(FLAGS_db);
     if (spawn.db.empty()) spawn.db = temp_dir + "/oracle.db";
+    spawn.store = absl::GetFlag(FLAGS_store);
     spawn.work_dir = temp_dir;
     spawn.train_labels = absl::GetFlag(FLAGS_train_labels);
     spawn.test_labels = absl::GetFlag(FLAGS_test_labels);
@@ -541,7 +547,8 @@ int main(int argc, char** argv) {
     process = *std::move(started);
     options.server = process->address;
     options.server_pid = process->pid;
-    std::cout << "started         " << spawn.binary << " (db " << spawn.db
+    std::cout << "started         " << spawn.binary << " ("
+              << (spawn.store.empty() ? "db " + spawn.db : spawn.store)
               << ")\n";
   }
 

@@ -1,8 +1,9 @@
 // oraclectl: inspects a label oracle database and asks a running oracle.
 //
-//   oraclectl summary --db=PATH
-//   oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]
-//   oraclectl verify --db=PATH
+//   oraclectl summary --store=sqlite:PATH|postgres:CONNINFO
+//   oraclectl log --store=... [--experiment=X] [--format=table|csv|jsonl]
+//   oraclectl verify --store=...
+// (--db=PATH is the same as --store=sqlite:PATH)
 //   oraclectl create --server=HOST:PORT --admin_token_file=PATH
 //                    --experiment=X --budget=N [--token_file=PATH]
 //   oraclectl query --server=HOST:PORT --experiment=X [--token=T]
@@ -30,10 +31,15 @@
 #include "absl/strings/numbers.h"
 #include "common/tls_credentials.h"
 #include "oracle_server/oraclectl.h"
-#include "oracle_server/sqlite_label_store.h"
+#include "oracle_server/open_label_store.h"
 #include "oracle_server/token_file.h"
 
-ABSL_FLAG(std::string, db, "oracle.db", "database (summary, log, verify)");
+ABSL_FLAG(std::string, db, "oracle.db",
+          "SQLite database (summary, log, verify); the same as "
+          "--store=sqlite:PATH");
+ABSL_FLAG(std::string, store, "",
+          "sqlite:PATH or postgres:CONNINFO (summary, log, verify); empty: "
+          "sqlite:<--db>");
 ABSL_FLAG(std::string, experiment, "", "experiment (log: filter; query)");
 ABSL_FLAG(std::string, format, "table", "log format: table, csv or jsonl");
 ABSL_FLAG(std::string, server, "localhost:50051", "oracle address (query)");
@@ -70,12 +76,13 @@ int Fail(const absl::Status& status) {
   return kExitFailure;
 }
 
-absl::StatusOr<std::unique_ptr<oracle_server::SqliteLabelStore>>
-OpenReadOnly() {
-  oracle_server::StoreOptions options;
-  options.db_path = absl::GetFlag(FLAGS_db);
+absl::StatusOr<std::unique_ptr<oracle_server::LabelStore>> OpenReadOnly() {
+  oracle_server::OpenStoreOptions options;
+  options.store = absl::GetFlag(FLAGS_store).empty()
+                      ? oracle_server::SqliteStoreSpec(absl::GetFlag(FLAGS_db))
+                      : absl::GetFlag(FLAGS_store);
   options.read_only = true;
-  return oracle_server::SqliteLabelStore::Open(options);
+  return oracle_server::OpenLabelStore(options);
 }
 
 // A stub for --server, over TLS if any --tls_* flag is set.
@@ -94,9 +101,9 @@ absl::StatusOr<std::unique_ptr<oracle::v1::LabelOracle::Stub>> Connect() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "oraclectl summary --db=PATH\n"
-      "  oraclectl log --db=PATH [--experiment=X] [--format=table|csv|jsonl]\n"
-      "  oraclectl verify --db=PATH\n"
+      "oraclectl summary --store=sqlite:PATH|postgres:CONNINFO (or --db=PATH)\n"
+      "  oraclectl log --store=... [--experiment=X] [--format=table|csv|jsonl]\n"
+      "  oraclectl verify --store=...\n"
       "  oraclectl create --server=HOST:PORT --admin_token_file=PATH "
       "--experiment=X --budget=N [--token_file=PATH]\n"
       "  oraclectl query --server=HOST:PORT --experiment=X [--token=T] "

@@ -13,10 +13,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/idx_file.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "oracle_server/audit_chain.h"
+#include "oracle_server/label_import.h"
 
 namespace oracle_server {
 namespace {
@@ -195,26 +194,8 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
 }
 
-// Whether an audit row of `kind` and `outcome_name` counts as an evaluation.
-bool IsEvaluation(absl::string_view kind, absl::string_view outcome_name) {
-  return kind == kKindEvaluate &&
-         outcome_name == OutcomeName(Outcome::kEvaluated);
-}
-
 std::string FormatIds(const std::vector<int64_t>& ids) {
   return absl::StrJoin(ids, ",");
-}
-
-// Bitsets of sample ids, 64 per word.
-size_t BitsetWords(size_t count) { return (count + 63) / 64; }
-bool TestBit(const std::vector<uint64_t>& bits, int64_t id) {
-  return (bits[static_cast<size_t>(id) >> 6] >> (id & 63)) & 1;
-}
-void SetBit(std::vector<uint64_t>& bits, int64_t id) {
-  bits[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
-}
-void ClearBit(std::vector<uint64_t>& bits, int64_t id) {
-  bits[static_cast<size_t>(id) >> 6] &= ~(uint64_t{1} << (id & 63));
 }
 
 constexpr char kSelectAuditHead[] =
@@ -295,31 +276,6 @@ absl::StatusOr<AuditRecord> ReadAudit(const Statement& stmt) {
   return row;
 }
 
-// Labels read from an IDX file, with what is recorded about them.
-struct ImportedLabels {
-  DatasetSplitInfo info;
-  std::vector<uint8_t> labels;
-};
-
-absl::StatusOr<ImportedLabels> ReadLabelFile(const std::string& path,
-                                             int64_t count) {
-  ImportedLabels imported;
-  ASSIGN_OR_RETURN(imported.labels, common::ReadIdxLabels(path, count));
-  for (size_t i = 0; i < imported.labels.size(); ++i) {
-    if (imported.labels[i] >= common::kNumClasses) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": label ", imported.labels[i], " of sample ", i,
-                       " is not in [0, ", common::kNumClasses, ")"));
-    }
-  }
-  imported.info.source_path = path;
-  imported.info.count = static_cast<int64_t>(imported.labels.size());
-  imported.info.content_sha256 = common::Sha256Hex(
-      absl::string_view(reinterpret_cast<const char*>(imported.labels.data()),
-                        imported.labels.size()));
-  return imported;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteLabelStore>> SqliteLabelStore::Open(
@@ -342,7 +298,6 @@ absl::StatusOr<std::unique_ptr<SqliteLabelStore>> SqliteLabelStore::Open(
   }
   std::unique_ptr<SqliteLabelStore> store(new SqliteLabelStore(options, db));
   absl::MutexLock db_lock(&store->db_mu_);
-  absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(store->Initialize());
   return store;
 }
@@ -351,6 +306,8 @@ SqliteLabelStore::SqliteLabelStore(const StoreOptions& options, sqlite3* db)
     : options_(options), db_(db) {}
 
 SqliteLabelStore::~SqliteLabelStore() {
+  // Commits (or fails) and completes every queued write first.
+  ledger_.reset();
   absl::MutexLock db_lock(&db_mu_);
   for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close(db_);
@@ -396,7 +353,7 @@ absl::Status SqliteLabelStore::Initialize() {
       ASSIGN_OR_RETURN(
           test, ReadLabelFile(options_.test_labels_path, options_.test_count));
     }
-    RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(InTransactionLocked([&]() -> absl::Status {
       RETURN_IF_ERROR(CreateSchemaLocked());
       RETURN_IF_ERROR(ImportOrCheckLocked(
           Split::kTrain, train.has_value() ? &train->info : nullptr,
@@ -408,7 +365,14 @@ absl::Status SqliteLabelStore::Initialize() {
   }
   ASSIGN_OR_RETURN(train_labels_, ReadLabelsLocked(Split::kTrain));
   ASSIGN_OR_RETURN(test_labels_, ReadLabelsLocked(Split::kTest));
-  return LoadStateLocked();
+  LedgerOptions ledger_options;
+  ledger_options.train_count = static_cast<int64_t>(train_labels_.size());
+  ledger_options.max_group_size = options_.max_group_size;
+  ledger_ = std::make_unique<StoreLedger>(
+      ledger_options, static_cast<LedgerBackend*>(this));
+  ASSIGN_OR_RETURN(LedgerSnapshot snapshot, LoadSnapshotLocked());
+  ledger_->Reset(snapshot);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> SqliteLabelStore::JournalModeWalLocked() {
@@ -533,71 +497,30 @@ absl::StatusOr<std::vector<uint8_t>> SqliteLabelStore::ReadLabelsLocked(
   return labels;
 }
 
-struct SqliteLabelStore::ExperimentState {
-  ExperimentRecord record;
-  int64_t spent = 0;               // committed revealed ids
-  std::vector<uint64_t> revealed;  // committed revealed ids, by sample id
-  std::vector<uint64_t> pending;   // ids granted by the group being committed
-};
+// A group's write transaction, open on the store's connection.
+class SqliteLabelStore::Transaction final : public LedgerTransaction {
+ public:
+  explicit Transaction(SqliteLabelStore* store) : store_(store) {}
 
-struct SqliteLabelStore::AuditCounters {
-  int64_t requests_granted = 0;
-  int64_t requests_denied = 0;
-  int64_t evaluations = 0;
-
-  // Counts `n` rows of `kind` with outcome `outcome_name`.
-  void Count(absl::string_view kind, absl::string_view outcome_name,
-             int64_t n) {
-    if (kind == kKindQuery) {
-      if (outcome_name == OutcomeName(Outcome::kGranted)) {
-        requests_granted += n;
-      } else if (absl::StartsWith(outcome_name, "DENIED")) {
-        requests_denied += n;
-      }
-    } else if (IsEvaluation(kind, outcome_name)) {
-      evaluations += n;
-    }
+  absl::StatusOr<LedgerStamp> ReadStamp() override {
+    store_->db_mu_.AssertHeld();
+    ASSIGN_OR_RETURN(auto head, store_->GetAuditHeadLocked());
+    LedgerStamp stamp;
+    stamp.head_sequence = head.first;
+    stamp.head_hash = std::move(head.second);
+    return stamp;
   }
-  void Add(const AuditCounters& other) {
-    requests_granted += other.requests_granted;
-    requests_denied += other.requests_denied;
-    evaluations += other.evaluations;
+  absl::StatusOr<LedgerSnapshot> LoadSnapshot() override {
+    store_->db_mu_.AssertHeld();
+    return store_->LoadSnapshotLocked();
   }
-};
-
-// One queued Reveal, RecordEvaluation or AppendAudit call; exactly one of the
-// request pointers is set. Owned by the caller, who waits until `done`.
-struct SqliteLabelStore::Write {
-  const RevealRequest* reveal = nullptr;
-  const EvaluationRequest* evaluation = nullptr;
-  const AuditRecord* audit = nullptr;
-
-  absl::Status status;  // the call's own error, or its group's
-  RevealResult reveal_result;
-  EvaluationResult evaluation_result;
-  int64_t audit_sequence = 0;  // for `audit`
-  bool done = false;
-};
-
-// What a group will write, decided before any of it is written.
-struct SqliteLabelStore::GroupPlan {
-  std::string prev_hash;          // hash of the row before the first
-  std::vector<AuditRecord> rows;  // in sequence order; hashes set on write
-  std::vector<RevealedRecord> revealed;
-  // Ids marked pending by granted reveals.
-  std::vector<std::pair<ExperimentState*, int64_t>> pending;
-  std::unordered_map<ExperimentState*, int64_t> spent_delta;
-  std::map<std::string, AuditCounters> counter_delta;
-  // EVALUATED rows by peer, and in total.
-  std::map<std::string, int64_t> peer_evaluations_delta;
-  int64_t evaluations_delta = 0;
-
-  // Counts `row` in the evaluation deltas if it is an evaluation.
-  void CountEvaluation(const AuditRecord& row) {
-    if (!IsEvaluation(row.kind, OutcomeName(row.outcome))) return;
-    ++peer_evaluations_delta[row.peer];
-    ++evaluations_delta;
+  absl::Status WriteGroup(const GroupWrite& write) override {
+    store_->db_mu_.AssertHeld();
+    return store_->WriteGroupLocked(write);
   }
+
+ private:
+  SqliteLabelStore* const store_;
 };
 
 absl::StatusOr<sqlite3_stmt*> SqliteLabelStore::CachedStatement(
@@ -614,7 +537,7 @@ absl::StatusOr<sqlite3_stmt*> SqliteLabelStore::CachedStatement(
   return stmt;
 }
 
-absl::Status SqliteLabelStore::InTransaction(
+absl::Status SqliteLabelStore::InTransactionLocked(
     const std::function<absl::Status()>& body) {
   ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedStatement("BEGIN IMMEDIATE"));
   RETURN_IF_ERROR(Statement::Borrow(db_, begin).Run());
@@ -653,13 +576,8 @@ SqliteLabelStore::GetAuditHeadLocked() {
   return std::make_pair(sequence, head.Text(1));
 }
 
-absl::Status SqliteLabelStore::LoadStateLocked() {
-  std::map<std::string, ExperimentState> experiments;
-  std::map<std::string, AuditCounters> counters;
-  std::map<std::string, int64_t> evaluations_by_peer;
-  int64_t evaluations_total = 0;
-  const size_t words = BitsetWords(train_labels_.size());
-  std::unordered_map<int64_t, ExperimentState*> by_id;
+absl::StatusOr<LedgerSnapshot> SqliteLabelStore::LoadSnapshotLocked() {
+  LedgerSnapshot snapshot;
   {
     ASSIGN_OR_RETURN(
         Statement select,
@@ -668,17 +586,10 @@ absl::Status SqliteLabelStore::LoadStateLocked() {
     while (true) {
       ASSIGN_OR_RETURN(bool has_row, select.Step());
       if (!has_row) break;
-      ExperimentRecord record = ReadExperiment(select);
-      ExperimentState& state = experiments[record.name];
-      state.record = std::move(record);
-      state.revealed.assign(words, 0);
-      state.pending.assign(words, 0);
-      by_id[state.record.id] = &state;
+      snapshot.experiments.push_back(ReadExperiment(select));
     }
   }
   {
-    // Rows naming an unknown experiment or an id out of range are left for
-    // VerifyAuditLog to report; they still count as spent.
     ASSIGN_OR_RETURN(Statement select,
                      Statement::Prepare(db_,
                                         "SELECT experiment_id, sample_id "
@@ -686,13 +597,7 @@ absl::Status SqliteLabelStore::LoadStateLocked() {
     while (true) {
       ASSIGN_OR_RETURN(bool has_row, select.Step());
       if (!has_row) break;
-      auto it = by_id.find(select.Int(0));
-      if (it == by_id.end()) continue;
-      ++it->second->spent;
-      const int64_t id = select.Int(1);
-      if (id >= 0 && id < static_cast<int64_t>(train_labels_.size())) {
-        SetBit(it->second->revealed, id);
-      }
+      snapshot.revealed.emplace_back(select.Int(0), select.Int(1));
     }
   }
   {
@@ -707,241 +612,27 @@ absl::Status SqliteLabelStore::LoadStateLocked() {
     while (true) {
       ASSIGN_OR_RETURN(bool has_row, select.Step());
       if (!has_row) break;
-      counters[select.Text(0)].Count(select.Text(1), select.Text(2),
-                                     select.Int(4));
-      if (IsEvaluation(select.Text(1), select.Text(2))) {
-        evaluations_by_peer[select.Text(3)] += select.Int(4);
-        evaluations_total += select.Int(4);
-      }
+      snapshot.audit_counts.push_back({select.Text(0), select.Text(1),
+                                       select.Text(2), select.Text(3),
+                                       select.Int(4)});
     }
   }
   ASSIGN_OR_RETURN(auto head, GetAuditHeadLocked());
-  experiments_ = std::move(experiments);
-  counters_ = std::move(counters);
-  evaluations_by_peer_ = std::move(evaluations_by_peer);
-  evaluations_total_ = evaluations_total;
-  head_sequence_ = head.first;
-  head_hash_ = std::move(head.second);
-  return absl::OkStatus();
+  snapshot.stamp.head_sequence = head.first;
+  snapshot.stamp.head_hash = std::move(head.second);
+  return snapshot;
 }
 
-void SqliteLabelStore::SubmitWrite(Write* write) {
-  mu_.Lock();
-  writers_.push_back(write);
-  auto done_or_first = [this, write]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return write->done || writers_.front() == write;
-  };
-  mu_.Await(absl::Condition(&done_or_first));
-  if (write->done) {
-    mu_.Unlock();
-    return;
-  }
-  // This caller commits every write queued so far, its own first.
-  std::vector<Write*> group;
-  for (Write* queued : writers_) {
-    if (static_cast<int>(group.size()) == options_.max_group_size) break;
-    group.push_back(queued);
-  }
-  mu_.Unlock();
-
-  absl::Status status;
-  {
-    absl::MutexLock db_lock(&db_mu_);
-    status = CommitGroup(group);
-  }
-
-  absl::MutexLock lock(&mu_);
-  for (Write* committed : group) {
-    if (!status.ok()) committed->status = status;
-    committed->done = true;
-    writers_.pop_front();
-  }
+absl::Status SqliteLabelStore::InWriteTransaction(
+    absl::FunctionRef<absl::Status(LedgerTransaction&)> body) {
+  absl::MutexLock db_lock(&db_mu_);
+  Transaction transaction(this);
+  return InTransactionLocked([&] { return body(transaction); });
 }
 
-absl::Status SqliteLabelStore::CommitGroup(const std::vector<Write*>& group) {
-  ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedStatement("BEGIN IMMEDIATE"));
-  RETURN_IF_ERROR(Statement::Borrow(db_, begin).Run());
-  GroupPlan plan;
-  absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(auto head, GetAuditHeadLocked());
-    {
-      absl::MutexLock lock(&mu_);
-      // Another connection wrote, or an earlier commit failed in a way that
-      // left its outcome unknown: start again from what is on disk.
-      if (head.first != head_sequence_ || head.second != head_hash_) {
-        RETURN_IF_ERROR(LoadStateLocked());
-      }
-      // Only a tampered database has a head outside [0, max - group]; the
-      // group's sequences must not overflow.
-      if (head_sequence_ < 0 ||
-          head_sequence_ > std::numeric_limits<int64_t>::max() -
-                               static_cast<int64_t>(group.size())) {
-        return absl::DataLossError(absl::StrCat(
-            "audit head sequence ", head_sequence_,
-            " is out of range (the database was altered; see oraclectl "
-            "verify)"));
-      }
-      PlanGroupLocked(group, &plan);
-    }
-    RETURN_IF_ERROR(WriteGroupLocked(&plan));
-    if (options_.before_commit) RETURN_IF_ERROR(options_.before_commit());
-    ASSIGN_OR_RETURN(sqlite3_stmt * commit, CachedStatement("COMMIT"));
-    return Statement::Borrow(db_, commit).Run();
-  }();
-  if (!status.ok() && !sqlite3_get_autocommit(db_)) {
-    Exec(db_, "ROLLBACK").IgnoreError();
-  }
-  absl::MutexLock lock(&mu_);
-  FinishGroupLocked(plan, status.ok());
-  return status;
-}
-
-void SqliteLabelStore::PlanGroupLocked(const std::vector<Write*>& group,
-                                       GroupPlan* plan) {
-  int64_t sequence = head_sequence_;
-  plan->prev_hash = head_hash_;
-  plan->rows.reserve(group.size());
-  size_t ids = 0;
-  for (const Write* write : group) {
-    if (write->reveal != nullptr) ids += write->reveal->ids.size();
-  }
-  plan->revealed.reserve(ids);
-  plan->pending.reserve(ids);
-  for (Write* write : group) {
-    if (write->audit != nullptr) {
-      AuditRecord& row = plan->rows.emplace_back(*write->audit);
-      row.sequence = ++sequence;
-      plan->counter_delta[row.experiment].Count(row.kind,
-                                                OutcomeName(row.outcome), 1);
-      plan->CountEvaluation(row);
-      write->audit_sequence = row.sequence;
-      continue;
-    }
-    const std::string& name = write->reveal != nullptr
-                                  ? write->reveal->experiment
-                                  : write->evaluation->experiment;
-    auto found = experiments_.find(name);
-    if (found == experiments_.end()) {
-      write->status = absl::NotFoundError(
-          absl::StrCat("no experiment named \"", name, "\""));
-      continue;
-    }
-    ExperimentState& experiment = found->second;
-    AuditCounters& counters = plan->counter_delta[name];
-
-    if (write->evaluation != nullptr) {
-      const EvaluationRequest& request = *write->evaluation;
-      auto committed = counters_.find(name);
-      const int64_t evaluations =
-          (committed != counters_.end() ? committed->second.evaluations : 0) +
-          counters.evaluations;
-      auto by_peer = evaluations_by_peer_.find(request.peer);
-      const int64_t peer_evaluations =
-          (by_peer != evaluations_by_peer_.end() ? by_peer->second : 0) +
-          plan->peer_evaluations_delta[request.peer];
-      const int64_t total_evaluations =
-          evaluations_total_ + plan->evaluations_delta;
-      AuditRecord& row = plan->rows.emplace_back();
-      row.sequence = ++sequence;
-      row.time_unix_micros = request.time_unix_micros;
-      row.experiment = name;
-      row.client = request.client;
-      row.kind = kKindEvaluate;
-      row.role = request.role;
-      row.peer = request.peer;
-      EvaluationResult& result = write->evaluation_result;
-      result.evaluation_cap = experiment.record.evaluation_cap;
-      result.evaluations = evaluations;
-      if (evaluations >= experiment.record.evaluation_cap) {
-        row.detail = absl::StrCat("evaluation cap of ",
-                                  experiment.record.evaluation_cap, " reached");
-      } else if (request.max_total > 0 &&
-                 total_evaluations >= request.max_total) {
-        row.detail = absl::StrCat("server-wide evaluation cap of ",
-                                  request.max_total, " reached");
-      } else if (request.max_per_peer > 0 &&
-                 peer_evaluations >= request.max_per_peer) {
-        row.detail =
-            absl::StrCat("evaluation cap of ", request.max_per_peer,
-                         " per client identity reached for \"", request.peer,
-                         "\"");
-      } else {
-        row.outcome = Outcome::kEvaluated;
-        row.detail = request.detail;
-        result.allowed = true;
-        result.evaluations = evaluations + 1;
-      }
-      if (!result.allowed) {
-        row.outcome = Outcome::kDeniedEvaluationCap;
-        result.denial = row.detail;
-      }
-      counters.Count(row.kind, OutcomeName(row.outcome), 1);
-      plan->CountEvaluation(row);
-      result.audit_sequence = row.sequence;
-      continue;
-    }
-
-    const RevealRequest& request = *write->reveal;
-    int64_t& spent_delta = plan->spent_delta[&experiment];
-    const int64_t spent = experiment.spent + spent_delta;
-    const int64_t remaining = experiment.record.label_budget - spent;
-    // New ids are those neither committed nor granted earlier in the group;
-    // marking them pending as they are found also skips repeats.
-    std::vector<int64_t> new_ids;
-    for (int64_t id : request.ids) {
-      if (TestBit(experiment.revealed, id) || TestBit(experiment.pending, id)) {
-        continue;
-      }
-      SetBit(experiment.pending, id);
-      new_ids.push_back(id);
-    }
-    AuditRecord& row = plan->rows.emplace_back();
-    row.sequence = ++sequence;
-    row.time_unix_micros = request.time_unix_micros;
-    row.experiment = name;
-    row.client = request.client;
-    row.strategy = request.strategy;
-    row.round = request.round;
-    row.kind = kKindQuery;
-    row.ids_asked = request.ids;
-    row.role = request.role;
-    row.peer = request.peer;
-    RevealResult& result = write->reveal_result;
-    result.requested_new = static_cast<int64_t>(new_ids.size());
-    result.audit_sequence = row.sequence;
-    if (result.requested_new > remaining) {
-      for (int64_t id : new_ids) ClearBit(experiment.pending, id);
-      row.outcome = Outcome::kDeniedBudget;
-      row.detail = absl::StrCat("requested ", new_ids.size(),
-                                " new labels but only ", remaining, " remain");
-      result.granted = false;
-      result.spent = spent;
-      result.remaining = remaining;
-    } else {
-      row.outcome = Outcome::kGranted;
-      for (int64_t id : new_ids) {
-        plan->pending.emplace_back(&experiment, id);
-        plan->revealed.push_back({experiment.record.id, id, row.sequence});
-      }
-      spent_delta += result.requested_new;
-      result.granted = true;
-      result.spent = spent + result.requested_new;
-      result.remaining = remaining - result.requested_new;
-      row.ids_revealed = new_ids;
-      result.newly_revealed = std::move(new_ids);
-    }
-    counters.Count(row.kind, OutcomeName(row.outcome), 1);
-  }
-}
-
-absl::Status SqliteLabelStore::WriteGroupLocked(GroupPlan* plan) {
-  if (plan->rows.empty()) return absl::OkStatus();
+absl::Status SqliteLabelStore::WriteGroupLocked(const GroupWrite& write) {
   ASSIGN_OR_RETURN(sqlite3_stmt * insert_audit, CachedStatement(kInsertAudit));
-  const std::string* prev_hash = &plan->prev_hash;
-  for (AuditRecord& row : plan->rows) {
-    row.prev_hash = *prev_hash;
-    row.hash = AuditRowHash(row.prev_hash, row);
-    prev_hash = &row.hash;
+  for (const AuditRecord& row : write.rows) {
     RETURN_IF_ERROR(Statement::Borrow(db_, insert_audit)
                         .Bind(1, row.sequence)
                         .Bind(2, row.time_unix_micros)
@@ -962,7 +653,7 @@ absl::Status SqliteLabelStore::WriteGroupLocked(GroupPlan* plan) {
   }
   ASSIGN_OR_RETURN(sqlite3_stmt * insert_revealed,
                    CachedStatement(kInsertRevealed));
-  for (const RevealedRecord& revealed : plan->revealed) {
+  for (const RevealedRecord& revealed : write.revealed) {
     RETURN_IF_ERROR(Statement::Borrow(db_, insert_revealed)
                         .Bind(1, revealed.experiment_id)
                         .Bind(2, revealed.sample_id)
@@ -971,43 +662,18 @@ absl::Status SqliteLabelStore::WriteGroupLocked(GroupPlan* plan) {
   }
   ASSIGN_OR_RETURN(sqlite3_stmt * update, CachedStatement(kUpdateMetadata));
   RETURN_IF_ERROR(Statement::Borrow(db_, update)
-                      .Bind(1, absl::StrCat(plan->rows.back().sequence))
+                      .Bind(1, absl::StrCat(write.rows.back().sequence))
                       .Bind(2, "audit_head_seq")
                       .Run());
   return Statement::Borrow(db_, update)
-      .Bind(1, plan->rows.back().hash)
+      .Bind(1, write.rows.back().hash)
       .Bind(2, "audit_head_hash")
       .Run();
 }
 
-void SqliteLabelStore::FinishGroupLocked(const GroupPlan& plan,
-                                         bool committed) {
-  for (const auto& [experiment, id] : plan.pending) {
-    ClearBit(experiment->pending, id);
-    if (committed) SetBit(experiment->revealed, id);
-  }
-  if (!committed || plan.rows.empty()) return;
-  for (const auto& [experiment, delta] : plan.spent_delta) {
-    experiment->spent += delta;
-  }
-  for (const auto& [name, delta] : plan.counter_delta) {
-    counters_[name].Add(delta);
-  }
-  for (const auto& [peer, delta] : plan.peer_evaluations_delta) {
-    evaluations_by_peer_[peer] += delta;
-  }
-  evaluations_total_ += plan.evaluations_delta;
-  head_sequence_ = plan.rows.back().sequence;
-  head_hash_ = plan.rows.back().hash;
-}
-
 bool SqliteLabelStore::AwaitQueuedWritesForTesting(int n,
                                                    absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto queued = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return static_cast<int>(writers_.size()) >= n + 1;
-  };
-  return mu_.AwaitWithTimeout(absl::Condition(&queued), timeout);
+  return ledger_->AwaitQueuedWritesForTesting(n, timeout);
 }
 
 absl::StatusOr<DatasetInfo> SqliteLabelStore::GetDatasetInfo() {
@@ -1037,20 +703,17 @@ absl::StatusOr<ExperimentRecord> SqliteLabelStore::CreateExperiment(
     const ExperimentRecord& experiment, bool* created) {
   RETURN_IF_ERROR(CheckWritable());
   absl::MutexLock db_lock(&db_mu_);
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = experiments_.find(experiment.name);
-    if (it != experiments_.end()) {
-      if (created != nullptr) *created = false;
-      return it->second.record;
-    }
+  if (std::optional<ExperimentRecord> known =
+          ledger_->FindExperiment(experiment.name)) {
+    if (created != nullptr) *created = false;
+    return *std::move(known);
   }
   static constexpr char kSelect[] =
       "SELECT id, name, label_budget, token_sha256, created_unix_micros, "
       "evaluation_cap FROM experiments WHERE name = ?";
   ExperimentRecord stored;
   bool inserted = false;
-  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+  RETURN_IF_ERROR(InTransactionLocked([&]() -> absl::Status {
     ASSIGN_OR_RETURN(sqlite3_stmt * select_stmt, CachedStatement(kSelect));
     Statement select = Statement::Borrow(db_, select_stmt);
     select.Bind(1, experiment.name);
@@ -1078,14 +741,11 @@ absl::StatusOr<ExperimentRecord> SqliteLabelStore::CreateExperiment(
     inserted = true;
     return absl::OkStatus();
   }));
-  absl::MutexLock lock(&mu_);
   if (inserted) {
-    ExperimentState& state = experiments_[stored.name];
-    state.record = stored;
-    state.revealed.assign(BitsetWords(train_labels_.size()), 0);
-    state.pending.assign(BitsetWords(train_labels_.size()), 0);
+    ledger_->AddExperiment(stored);
   } else {
-    RETURN_IF_ERROR(LoadStateLocked());
+    ASSIGN_OR_RETURN(LedgerSnapshot snapshot, LoadSnapshotLocked());
+    ledger_->Reset(snapshot);
   }
   if (created != nullptr) *created = inserted;
   return stored;
@@ -1093,91 +753,84 @@ absl::StatusOr<ExperimentRecord> SqliteLabelStore::CreateExperiment(
 
 absl::StatusOr<ExperimentRecord> SqliteLabelStore::GetExperiment(
     absl::string_view name) {
-  absl::MutexLock lock(&mu_);
-  auto it = experiments_.find(std::string(name));
-  if (it == experiments_.end()) {
+  std::optional<ExperimentRecord> experiment = ledger_->FindExperiment(name);
+  if (!experiment.has_value()) {
     return absl::NotFoundError(
         absl::StrCat("no experiment named \"", name, "\""));
   }
-  return it->second.record;
+  return *std::move(experiment);
 }
 
 absl::StatusOr<std::vector<ExperimentRecord>>
 SqliteLabelStore::ListExperiments() {
-  absl::MutexLock lock(&mu_);
-  std::vector<ExperimentRecord> experiments;
-  experiments.reserve(experiments_.size());
-  for (const auto& [name, state] : experiments_) {
-    experiments.push_back(state.record);
-  }
-  std::sort(experiments.begin(), experiments.end(),
-            [](const ExperimentRecord& a, const ExperimentRecord& b) {
-              return a.id < b.id;
-            });
-  return experiments;
+  return ledger_->Experiments();
 }
 
 absl::StatusOr<ExperimentUsage> SqliteLabelStore::GetUsage(
     absl::string_view name) {
-  absl::MutexLock lock(&mu_);
-  auto it = experiments_.find(std::string(name));
-  if (it == experiments_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("no experiment named \"", name, "\""));
-  }
-  ExperimentUsage usage;
-  usage.spent = it->second.spent;
-  auto counters = counters_.find(it->first);
-  if (counters != counters_.end()) {
-    usage.requests_granted = counters->second.requests_granted;
-    usage.requests_denied = counters->second.requests_denied;
-    usage.evaluations = counters->second.evaluations;
-  }
-  return usage;
+  return ledger_->Usage(name);
 }
 
 absl::StatusOr<RevealResult> SqliteLabelStore::Reveal(
     const RevealRequest& request) {
   RETURN_IF_ERROR(CheckWritable());
-  for (int64_t id : request.ids) {
-    if (id < 0 || id >= static_cast<int64_t>(train_labels_.size())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "train id ", id, " is not in [0, ", train_labels_.size(), ")"));
-    }
-  }
-  Write write;
-  write.reveal = &request;
-  SubmitWrite(&write);
-  RETURN_IF_ERROR(write.status);
-  RevealResult result = std::move(write.reveal_result);
-  if (result.granted) {
-    result.labels.reserve(request.ids.size());
-    for (int64_t id : request.ids) result.labels.push_back(train_labels_[id]);
-  }
+  RETURN_IF_ERROR(CheckTrainIds(
+      request.ids, static_cast<int64_t>(train_labels_.size())));
+  ASSIGN_OR_RETURN(RevealResult result, ledger_->Reveal(request));
+  AddRevealedLabels(train_labels_, request.ids, &result);
   return result;
 }
 
 absl::StatusOr<EvaluationResult> SqliteLabelStore::RecordEvaluation(
     const EvaluationRequest& request) {
   RETURN_IF_ERROR(CheckWritable());
-  Write write;
-  write.evaluation = &request;
-  SubmitWrite(&write);
-  RETURN_IF_ERROR(write.status);
-  return write.evaluation_result;
+  return ledger_->RecordEvaluation(request);
 }
 
 absl::StatusOr<int64_t> SqliteLabelStore::AppendAudit(const AuditRecord& row) {
   RETURN_IF_ERROR(CheckWritable());
-  if (!row.ids_revealed.empty() || row.outcome == Outcome::kGranted) {
-    return absl::InvalidArgumentError(
-        "AppendAudit is for rows that reveal nothing; use Reveal");
+  RETURN_IF_ERROR(CheckAuditRowRevealsNothing(row));
+  return ledger_->AppendAudit(row);
+}
+
+void SqliteLabelStore::RevealAsync(const RevealRequest& request,
+                                   RevealDone done) {
+  absl::Status status = CheckWritable();
+  if (status.ok()) {
+    status = CheckTrainIds(request.ids,
+                           static_cast<int64_t>(train_labels_.size()));
   }
-  Write write;
-  write.audit = &row;
-  SubmitWrite(&write);
-  RETURN_IF_ERROR(write.status);
-  return write.audit_sequence;
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger_->RevealAsync(
+      request, [this, ids = request.ids, done = std::move(done)](
+                   absl::StatusOr<RevealResult> result) mutable {
+        if (result.ok()) AddRevealedLabels(train_labels_, ids, &*result);
+        std::move(done)(std::move(result));
+      });
+}
+
+void SqliteLabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
+                                             EvaluationDone done) {
+  absl::Status status = CheckWritable();
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger_->RecordEvaluationAsync(request, std::move(done));
+}
+
+void SqliteLabelStore::AppendAuditAsync(const AuditRecord& row,
+                                        AuditDone done) {
+  absl::Status status = CheckWritable();
+  if (status.ok()) status = CheckAuditRowRevealsNothing(row);
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger_->AppendAuditAsync(row, std::move(done));
 }
 
 absl::StatusOr<std::vector<AuditRecord>> SqliteLabelStore::ListAudit(

@@ -5,9 +5,7 @@
 #define ORACLE_SERVER_SQLITE_LABEL_STORE_H_
 
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -20,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "oracle_server/label_store.h"
+#include "oracle_server/store_ledger.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -54,19 +53,17 @@ struct StoreOptions {
   std::function<absl::Status()> before_commit;
 };
 
-// Reveal, RecordEvaluation and AppendAudit calls that arrive while a commit
-// is in flight are queued; the oldest waiting caller then commits the whole
-// queue (up to max_group_size calls) in one transaction, deciding each call
-// in arrival order against the state left by the calls before it, and every
-// caller returns once that transaction is durable. A failed commit fails
-// every call of its group and changes nothing.
+// Writes are group-committed by a StoreLedger (store_ledger.h): calls that
+// arrive while a commit is in flight are decided in arrival order and
+// committed together in one transaction; a failed commit fails every call of
+// its group and changes nothing.
 //
 // Experiments, spent counts, revealed ids and audit counters are kept in
 // memory, loaded at Open and updated after each successful commit; so only
 // one SqliteLabelStore may write a database at a time (a read-only store sees
 // experiments and usage as of its Open, audit and revealed rows live).
 // Another writer is detected at the next write, which then reloads.
-class SqliteLabelStore final : public LabelStore {
+class SqliteLabelStore final : public LabelStore, private LedgerBackend {
  public:
   // Opens (creating if needed) the database of `options`. A new database
   // imports both label files in one transaction; an existing one is checked
@@ -97,6 +94,10 @@ class SqliteLabelStore final : public LabelStore {
   absl::StatusOr<EvaluationResult> RecordEvaluation(
       const EvaluationRequest& request) override;
   absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override;
+  void RevealAsync(const RevealRequest& request, RevealDone done) override;
+  void RecordEvaluationAsync(const EvaluationRequest& request,
+                             EvaluationDone done) override;
+  void AppendAuditAsync(const AuditRecord& row, AuditDone done) override;
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(
       absl::string_view experiment, int64_t after_sequence,
       int64_t limit) override;
@@ -108,14 +109,11 @@ class SqliteLabelStore final : public LabelStore {
   bool AwaitQueuedWritesForTesting(int n, absl::Duration timeout);
 
  private:
-  struct Write;
-  struct ExperimentState;
-  struct AuditCounters;
-  struct GroupPlan;
+  class Transaction;
 
   SqliteLabelStore(const StoreOptions& options, sqlite3* db);
 
-  absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_, mu_);
+  absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // Switches to WAL; returns the journal mode now in effect.
   absl::StatusOr<std::string> JournalModeWalLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
@@ -134,7 +132,7 @@ class SqliteLabelStore final : public LabelStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // Runs `body` in a BEGIN IMMEDIATE transaction; commits if it and
   // options_.before_commit succeed, else rolls back.
-  absl::Status InTransaction(const std::function<absl::Status()>& body)
+  absl::Status InTransactionLocked(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status CheckWritable() const;
   // The statement for `sql` (a string with static storage duration),
@@ -144,33 +142,22 @@ class SqliteLabelStore final : public LabelStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHeadLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  // Replaces the in-memory state with what the database holds; leaves it
-  // unchanged on error. No group may be in flight.
-  absl::Status LoadStateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_, mu_);
-
-  // Queues `write` and returns once it is committed or has failed.
-  void SubmitWrite(Write* write) ABSL_LOCKS_EXCLUDED(mu_, db_mu_);
-  // Decides and commits `group` in one transaction; the status of a failed
-  // transaction (every write of the group fails with it).
-  absl::Status CommitGroup(const std::vector<Write*>& group)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  // Decides every write of `group` in order against the committed state and
-  // the earlier writes of the group; fills `plan`.
-  void PlanGroupLocked(const std::vector<Write*>& group, GroupPlan* plan)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Makes the decisions of a committed `plan` part of the state, or (when
-  // `committed` is false) forgets them.
-  void FinishGroupLocked(const GroupPlan& plan, bool committed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Hashes and inserts the rows of `plan`, its revealed ids and the new
-  // audit head; inside the group's transaction.
-  absl::Status WriteGroupLocked(GroupPlan* plan)
+  // What the ledger is built from, as the database holds it.
+  absl::StatusOr<LedgerSnapshot> LoadSnapshotLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Inserts the rows of `write` and the new audit head; inside the group's
+  // transaction.
+  absl::Status WriteGroupLocked(const GroupWrite& write)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
 
+  // LedgerBackend: a BEGIN IMMEDIATE transaction under db_mu_.
+  absl::Status InWriteTransaction(
+      absl::FunctionRef<absl::Status(LedgerTransaction&)> body) override
+      ABSL_LOCKS_EXCLUDED(db_mu_);
+
   const StoreOptions options_;
-  // Lock order: db_mu_ before mu_. Only the writer committing a group (or
-  // CreateExperiment) holds db_mu_ for long; mu_ is never held across SQLite
-  // calls that write.
+  // Held by the writer committing a group (or CreateExperiment) and by
+  // readers of the connection.
   absl::Mutex db_mu_;
   sqlite3* const db_ ABSL_PT_GUARDED_BY(db_mu_);
   // Prepared statements by the address of their SQL text (which must have
@@ -178,18 +165,9 @@ class SqliteLabelStore final : public LabelStore {
   std::unordered_map<const char*, sqlite3_stmt*> statements_
       ABSL_GUARDED_BY(db_mu_);
 
-  absl::Mutex mu_ ABSL_ACQUIRED_AFTER(db_mu_);
-  // Writes waiting to be committed; the front one's caller commits.
-  std::deque<Write*> writers_ ABSL_GUARDED_BY(mu_);
-  // Committed state. Experiments by name (std::map: pointers stay valid).
-  std::map<std::string, ExperimentState> experiments_ ABSL_GUARDED_BY(mu_);
-  // Audit row counts by experiment name (also for names of no experiment).
-  std::map<std::string, AuditCounters> counters_ ABSL_GUARDED_BY(mu_);
-  // EVALUATED audit rows by peer, and in total (for the server-wide caps).
-  std::map<std::string, int64_t> evaluations_by_peer_ ABSL_GUARDED_BY(mu_);
-  int64_t evaluations_total_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t head_sequence_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string head_hash_ ABSL_GUARDED_BY(mu_);
+  // Decides and group-commits the writes; built at Open once the number of
+  // train labels is known. Lock order: db_mu_ before the ledger's lock.
+  std::unique_ptr<StoreLedger> ledger_;
 
   // Opened read-only on a version 1 database (no audit.role, audit.peer).
   bool schema_v1_ = false;

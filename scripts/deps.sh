@@ -6,12 +6,12 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libsqlite3-dev libgtest-dev libgmock-dev zlib1g-dev libssl-dev
+  libabsl-dev libsqlite3-dev libpq-dev libgtest-dev libgmock-dev zlib1g-dev libssl-dev
   libtorch-dev libopenblas0-pthread dataset-fashion-mnist
   python3-grpcio python3-protobuf
 )
 if [[ "${1:-}" == "--with-test-tools" ]]; then
-  PACKAGES+=(chromium clang docker-compose libclang-rt-14-dev openssl sqlite3 strace)
+  PACKAGES+=(chromium clang docker-compose libclang-rt-14-dev openssl postgresql sqlite3 strace)
 fi
 
 missing=()

@@ -6,12 +6,14 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -19,8 +21,10 @@
 #include "common/status_matchers.h"
 #include "oracle_server/audit_chain.h"
 #include "oracle_server/failure_injecting_label_store.h"
+#include "oracle_server/postgres_label_store.h"
 #include "oracle_server/sqlite_label_store.h"
 #include "tests/oracle_server/oracle_test_data.h"
+#include "tests/oracle_server/postgres_test_cluster.h"
 
 namespace oracle_server {
 namespace {
@@ -63,10 +67,95 @@ RevealRequest Reveal(const std::string& experiment, std::vector<int64_t> ids) {
   return request;
 }
 
-TEST(SqliteLabelStoreTest, ImportsSyntheticLabelFiles) {
+
+// The store contract, run against every LabelStore: SQLite, and PostgreSQL
+// on a throw-away cluster that the test starts (postgres_test_cluster.h).
+enum class StoreKind { kSqlite, kPostgres };
+
+// For test names and ctest: "sqlite" or "postgres", not the enum's bytes.
+void PrintTo(StoreKind kind, std::ostream* out) {
+  *out << (kind == StoreKind::kSqlite ? "sqlite" : "postgres");
+}
+
+std::string StoreKindName(const testing::TestParamInfo<StoreKind>& info) {
+  return info.param == StoreKind::kSqlite ? "Sqlite" : "Postgres";
+}
+
+// Skips (PostgreSQL not installed) or fails (it did not start) the test
+// unless the cluster runs; sets `*cluster`.
+#define REQUIRE_POSTGRES(cluster)                                       \
+  do {                                                                  \
+    std::string why;                                                    \
+    *(cluster) = testdata::PostgresTestCluster::Get(&why);              \
+    if (*(cluster) == nullptr) {                                        \
+      if (absl::StartsWith(why, "PostgreSQL is not installed")) {       \
+        GTEST_SKIP() << why;                                            \
+      }                                                                 \
+      FAIL() << why;                                                    \
+    }                                                                   \
+  } while (false)
+
+class LabelStoreContractTest : public testing::TestWithParam<StoreKind> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == StoreKind::kPostgres) REQUIRE_POSTGRES(&cluster_);
+  }
+
+  // Opens the store `options` describe. For PostgreSQL, `options.db_path`
+  // names a database of this test: ":memory:" a new one at every open, any
+  // other path the same one at every open (created by the first that writes).
+  absl::StatusOr<std::unique_ptr<LabelStore>> Open(const StoreOptions& options) {
+    if (GetParam() == StoreKind::kSqlite) {
+      auto store = SqliteLabelStore::Open(options);
+      if (!store.ok()) return store.status();
+      return std::unique_ptr<LabelStore>(std::move(*store));
+    }
+    PostgresStoreOptions postgres;
+    postgres.train_labels_path = options.train_labels_path;
+    postgres.test_labels_path = options.test_labels_path;
+    postgres.train_count = options.train_count;
+    postgres.test_count = options.test_count;
+    postgres.read_only = options.read_only;
+    postgres.max_group_size = options.max_group_size;
+    postgres.before_commit = options.before_commit;
+    std::string conninfo;
+    auto known = databases_.find(options.db_path);
+    if (options.db_path != ":memory:" && known != databases_.end()) {
+      conninfo = known->second;
+    } else if (options.read_only) {
+      // A read-only open never creates the database it names.
+      conninfo = cluster_->ConnInfo("absent_database");
+    } else {
+      auto created = cluster_->CreateDatabase();
+      if (!created.ok()) return created.status();
+      conninfo = *created;
+      if (options.db_path != ":memory:") databases_[options.db_path] = conninfo;
+    }
+    postgres.conninfo = conninfo;
+    auto store = PostgresLabelStore::Open(postgres);
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<LabelStore>(std::move(*store));
+  }
+
+  testdata::PostgresTestCluster* cluster_ = nullptr;
+  std::map<std::string, std::string> databases_;
+};
+
+// Waits until `n` writes are queued behind the commit in flight.
+bool AwaitQueued(LabelStore& store, int n, absl::Duration timeout) {
+  if (auto* sqlite = dynamic_cast<SqliteLabelStore*>(&store)) {
+    return sqlite->AwaitQueuedWritesForTesting(n, timeout);
+  }
+  if (auto* postgres = dynamic_cast<PostgresLabelStore*>(&store)) {
+    return postgres->AwaitQueuedWritesForTesting(n, timeout);
+  }
+  return false;
+}
+
+TEST_P(LabelStoreContractTest, ImportsSyntheticLabelFiles) {
   TestDir dir;
   StoreOptions options = SyntheticStoreOptions(dir.path(), 100, 20);
-  auto store = SqliteLabelStore::Open(options);
+  auto store = Open(options);
   ASSERT_THAT(store, IsOk());
 
   auto train = (*store)->LoadLabels(Split::kTrain);
@@ -105,12 +194,12 @@ TEST(SqliteLabelStoreTest, ImportsDebianFashionMnist) {
   EXPECT_THAT(per_class, ::testing::Each(6000));
 }
 
-TEST(SqliteLabelStoreTest, ReopeningTheSameDatabaseIsIdempotent) {
+TEST_P(LabelStoreContractTest, ReopeningTheSameDatabaseIsIdempotent) {
   TestDir dir;
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
   {
-    auto store = SqliteLabelStore::Open(options);
+    auto store = Open(options);
     ASSERT_THAT(store, IsOk());
     bool created = false;
     ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 10), &created),
@@ -119,7 +208,7 @@ TEST(SqliteLabelStoreTest, ReopeningTheSameDatabaseIsIdempotent) {
     ASSERT_THAT((*store)->Reveal(Reveal("e", {3, 4})), IsOk());
   }
   for (int reopen = 0; reopen < 2; ++reopen) {
-    auto store = SqliteLabelStore::Open(options);
+    auto store = Open(options);
     ASSERT_THAT(store, IsOk());
     auto train = (*store)->LoadLabels(Split::kTrain);
     ASSERT_THAT(train, IsOk());
@@ -139,11 +228,11 @@ TEST(SqliteLabelStoreTest, ReopeningTheSameDatabaseIsIdempotent) {
   }
 }
 
-TEST(SqliteLabelStoreTest, RefusesExistingDatabaseWithDifferentLabels) {
+TEST_P(LabelStoreContractTest, RefusesExistingDatabaseWithDifferentLabels) {
   TestDir dir;
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
-  ASSERT_THAT(SqliteLabelStore::Open(options), IsOk());
+  ASSERT_THAT(Open(options), IsOk());
 
   std::vector<uint8_t> changed = TrainLabels(100);
   changed[42] = (changed[42] + 1) % 10;
@@ -151,22 +240,22 @@ TEST(SqliteLabelStoreTest, RefusesExistingDatabaseWithDifferentLabels) {
   other.train_labels_path = dir.path() + "/other-train-labels.gz";
   WriteIdxLabels(other.train_labels_path, changed);
   EXPECT_THAT(
-      SqliteLabelStore::Open(other),
+      Open(other),
       StatusIs(absl::StatusCode::kFailedPrecondition,
                AllOf(HasSubstr(options.train_labels_path),
                      HasSubstr(other.train_labels_path),
                      HasSubstr("train labels"), HasSubstr(Sha256Of(changed)))));
   // The original files still open it.
-  EXPECT_THAT(SqliteLabelStore::Open(options), IsOk());
+  EXPECT_THAT(Open(options), IsOk());
 }
 
-TEST(SqliteLabelStoreTest, RejectsLabelFilesWithWrongCountMagicOrValues) {
+TEST_P(LabelStoreContractTest, RejectsLabelFilesWithWrongCountMagicOrValues) {
   TestDir dir;
   StoreOptions options = SyntheticStoreOptions(dir.path(), 100, 20);
 
   StoreOptions wrong_count = options;
   wrong_count.train_count = 101;
-  EXPECT_THAT(SqliteLabelStore::Open(wrong_count),
+  EXPECT_THAT(Open(wrong_count),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("expected 101 items, found 100")));
 
@@ -181,7 +270,7 @@ TEST(SqliteLabelStoreTest, RejectsLabelFilesWithWrongCountMagicOrValues) {
     ASSERT_EQ(gzwrite(file, bytes, sizeof(bytes)), 17);
     gzclose(file);
   }
-  EXPECT_THAT(SqliteLabelStore::Open(images),
+  EXPECT_THAT(Open(images),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("wrong magic number")));
 
@@ -190,28 +279,28 @@ TEST(SqliteLabelStoreTest, RejectsLabelFilesWithWrongCountMagicOrValues) {
   std::vector<uint8_t> labels = TestLabels(20);
   labels[7] = 10;
   WriteIdxLabels(bad_label.test_labels_path, labels);
-  EXPECT_THAT(SqliteLabelStore::Open(bad_label),
+  EXPECT_THAT(Open(bad_label),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("label 10 of sample 7 is not in [0, 10)")));
 
   StoreOptions missing = options;
   missing.train_labels_path = dir.path() + "/missing.gz";
-  EXPECT_THAT(SqliteLabelStore::Open(missing),
+  EXPECT_THAT(Open(missing),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.gz")));
 }
 
-TEST(SqliteLabelStoreTest, ReadOnlyOpen) {
+TEST_P(LabelStoreContractTest, ReadOnlyOpen) {
   TestDir dir;
   StoreOptions read_only;
   read_only.db_path = dir.path() + "/absent.db";
   read_only.read_only = true;
-  EXPECT_THAT(SqliteLabelStore::Open(read_only),
+  EXPECT_THAT(Open(read_only),
               StatusIs(absl::StatusCode::kNotFound));
 
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
   {
-    auto store = SqliteLabelStore::Open(options);
+    auto store = Open(options);
     ASSERT_THAT(store, IsOk());
     ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 10), nullptr),
                 IsOk());
@@ -219,7 +308,7 @@ TEST(SqliteLabelStoreTest, ReadOnlyOpen) {
   read_only.db_path = options.db_path;
   read_only.train_labels_path = "";
   read_only.test_labels_path = "";
-  auto store = SqliteLabelStore::Open(read_only);
+  auto store = Open(read_only);
   ASSERT_THAT(store, IsOk());
   auto train = (*store)->LoadLabels(Split::kTrain);
   ASSERT_THAT(train, IsOk());
@@ -267,9 +356,9 @@ TEST(SqliteLabelStoreTest, ReadOnlyOpenOfAnotherDatabaseIsRefused) {
                        HasSubstr("is not a label oracle database")));
 }
 
-TEST(SqliteLabelStoreTest, CreateExperimentKeepsTheFirstDefinition) {
+TEST_P(LabelStoreContractTest, CreateExperimentKeepsTheFirstDefinition) {
   TestDir dir;
-  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  auto store = Open(SyntheticStoreOptions(dir.path()));
   ASSERT_THAT(store, IsOk());
   bool created = false;
   auto first = (*store)->CreateExperiment(Experiment("e", 10), &created);
@@ -287,9 +376,9 @@ TEST(SqliteLabelStoreTest, CreateExperimentKeepsTheFirstDefinition) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST(SqliteLabelStoreTest, RevealChargesNewIdsAndDeniesOverBudget) {
+TEST_P(LabelStoreContractTest, RevealChargesNewIdsAndDeniesOverBudget) {
   TestDir dir;
-  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  auto store = Open(SyntheticStoreOptions(dir.path()));
   ASSERT_THAT(store, IsOk());
   ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 3), nullptr), IsOk());
 
@@ -339,9 +428,9 @@ TEST(SqliteLabelStoreTest, RevealChargesNewIdsAndDeniesOverBudget) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST(SqliteLabelStoreTest, RecordEvaluationEnforcesTheCap) {
+TEST_P(LabelStoreContractTest, RecordEvaluationEnforcesTheCap) {
   TestDir dir;
-  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  auto store = Open(SyntheticStoreOptions(dir.path()));
   ASSERT_THAT(store, IsOk());
   ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 3), nullptr), IsOk());
   EvaluationRequest request;
@@ -371,9 +460,9 @@ TEST(SqliteLabelStoreTest, RecordEvaluationEnforcesTheCap) {
   EXPECT_EQ(usage->requests_denied, 0);
 }
 
-TEST(SqliteLabelStoreTest, AppendAuditRefusesRowsThatReveal) {
+TEST_P(LabelStoreContractTest, AppendAuditRefusesRowsThatReveal) {
   TestDir dir;
-  auto store = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  auto store = Open(SyntheticStoreOptions(dir.path()));
   ASSERT_THAT(store, IsOk());
   AuditRecord row;
   row.experiment = "e";
@@ -390,7 +479,7 @@ TEST(SqliteLabelStoreTest, AppendAuditRefusesRowsThatReveal) {
 
 // A failure inside the transaction, after the revealed rows and the audit row
 // were written, rolls all of them back.
-TEST(SqliteLabelStoreTest, FailedCommitRevealsNothing) {
+TEST_P(LabelStoreContractTest, FailedCommitRevealsNothing) {
   TestDir dir;
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
@@ -398,7 +487,7 @@ TEST(SqliteLabelStoreTest, FailedCommitRevealsNothing) {
   options.before_commit = [&fail]() {
     return fail ? absl::UnavailableError("disk went away") : absl::OkStatus();
   };
-  auto store = SqliteLabelStore::Open(options);
+  auto store = Open(options);
   ASSERT_THAT(store, IsOk());
   ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 5), nullptr), IsOk());
   ASSERT_THAT((*store)->Reveal(Reveal("e", {1})), IsOk());
@@ -471,15 +560,15 @@ AuditRecord InvalidQueryRow(const std::string& experiment) {
 // and decided in arrival order: the second is denied because the first used
 // the budget, and the third is charged only for the id the first did not
 // already reveal.
-TEST(SqliteLabelStoreTest, GroupCommitDecidesEachCallInOrder) {
+TEST_P(LabelStoreContractTest, GroupCommitDecidesEachCallInOrder) {
   TestDir dir;
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
   CommitGate gate;
   gate.Install(&options);
-  auto opened = SqliteLabelStore::Open(options);
+  auto opened = Open(options);
   ASSERT_THAT(opened, IsOk());
-  SqliteLabelStore& store = **opened;
+  LabelStore& store = **opened;
   ASSERT_THAT(store.CreateExperiment(Experiment("e", 5), nullptr), IsOk());
 
   gate.Block();
@@ -493,13 +582,13 @@ TEST(SqliteLabelStoreTest, GroupCommitDecidesEachCallInOrder) {
   std::thread first_thread([&] {
     first = store.Reveal(Reveal("e", {1, 2, 3, 4}));
   });
-  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(1, absl::Seconds(30)));
+  ASSERT_TRUE(AwaitQueued(store, 1, absl::Seconds(30)));
   std::thread second_thread([&] {
     second = store.Reveal(Reveal("e", {5, 6}));
   });
-  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(2, absl::Seconds(30)));
+  ASSERT_TRUE(AwaitQueued(store, 2, absl::Seconds(30)));
   std::thread third_thread([&] { third = store.Reveal(Reveal("e", {4, 5})); });
-  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(3, absl::Seconds(30)));
+  ASSERT_TRUE(AwaitQueued(store, 3, absl::Seconds(30)));
   gate.Release();
   for (std::thread* thread :
        {&blocker, &first_thread, &second_thread, &third_thread}) {
@@ -547,7 +636,7 @@ TEST(SqliteLabelStoreTest, GroupCommitDecidesEachCallInOrder) {
   // The in-memory state matches what a fresh open loads from disk.
   opened->reset();
   options.before_commit = nullptr;
-  auto reopened = SqliteLabelStore::Open(options);
+  auto reopened = Open(options);
   ASSERT_THAT(reopened, IsOk());
   auto reloaded = (*reopened)->GetUsage("e");
   ASSERT_THAT(reloaded, IsOk());
@@ -560,15 +649,15 @@ TEST(SqliteLabelStoreTest, GroupCommitDecidesEachCallInOrder) {
 
 // A commit that fails fails every call of its group: nothing is revealed, no
 // row is added, and the next group is decided as if they never happened.
-TEST(SqliteLabelStoreTest, FailedGroupCommitFailsEveryCallOfTheGroup) {
+TEST_P(LabelStoreContractTest, FailedGroupCommitFailsEveryCallOfTheGroup) {
   TestDir dir;
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
   CommitGate gate;
   gate.Install(&options);
-  auto opened = SqliteLabelStore::Open(options);
+  auto opened = Open(options);
   ASSERT_THAT(opened, IsOk());
-  SqliteLabelStore& store = **opened;
+  LabelStore& store = **opened;
   ASSERT_THAT(store.CreateExperiment(Experiment("e", 5), nullptr), IsOk());
 
   gate.Block();
@@ -581,16 +670,16 @@ TEST(SqliteLabelStoreTest, FailedGroupCommitFailsEveryCallOfTheGroup) {
   absl::StatusOr<RevealResult> first, second;
   absl::StatusOr<EvaluationResult> evaluation;
   std::thread first_thread([&] { first = store.Reveal(Reveal("e", {1, 2})); });
-  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(1, absl::Seconds(30)));
+  ASSERT_TRUE(AwaitQueued(store, 1, absl::Seconds(30)));
   std::thread second_thread([&] { second = store.Reveal(Reveal("e", {3})); });
-  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(2, absl::Seconds(30)));
+  ASSERT_TRUE(AwaitQueued(store, 2, absl::Seconds(30)));
   std::thread evaluation_thread([&] {
     EvaluationRequest request;
     request.experiment = "e";
     request.detail = "accuracy=0.5";
     evaluation = store.RecordEvaluation(request);
   });
-  ASSERT_TRUE(store.AwaitQueuedWritesForTesting(3, absl::Seconds(30)));
+  ASSERT_TRUE(AwaitQueued(store, 3, absl::Seconds(30)));
   gate.Release();
   for (std::thread* thread :
        {&blocker, &first_thread, &second_thread, &evaluation_thread}) {
@@ -629,15 +718,15 @@ TEST(SqliteLabelStoreTest, FailedGroupCommitFailsEveryCallOfTheGroup) {
 
 // Writes by another connection (here, a second store on the same file) are
 // noticed at the next write, which reloads the state before deciding.
-TEST(SqliteLabelStoreTest, ReloadsStateWrittenByAnotherConnection) {
+TEST_P(LabelStoreContractTest, ReloadsStateWrittenByAnotherConnection) {
   TestDir dir;
   StoreOptions options =
       SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
-  auto first = SqliteLabelStore::Open(options);
+  auto first = Open(options);
   ASSERT_THAT(first, IsOk());
   ASSERT_THAT((*first)->CreateExperiment(Experiment("e", 3), nullptr), IsOk());
   {
-    auto second = SqliteLabelStore::Open(options);
+    auto second = Open(options);
     ASSERT_THAT(second, IsOk());
     ASSERT_THAT((*second)->Reveal(Reveal("e", {1, 2})), IsOk());
   }
@@ -869,6 +958,254 @@ TEST(LabelStoreTest, OutcomeNamesRoundTrip) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(SplitName(Split::kTrain), "train");
   EXPECT_EQ(SplitName(Split::kTest), "test");
+}
+
+// The asynchronous writes decide as the synchronous ones, fill in the
+// labels, and call `done` exactly once after the commit.
+TEST_P(LabelStoreContractTest, AsyncWritesMatchTheSyncForms) {
+  TestDir dir;
+  auto opened = Open(SyntheticStoreOptions(dir.path(), 100, 20));
+  ASSERT_THAT(opened, IsOk());
+  LabelStore& store = **opened;
+  ASSERT_THAT(store.CreateExperiment(Experiment("e", 3), nullptr), IsOk());
+  absl::Notification revealed;
+  std::atomic<int> reveal_calls{0};
+  absl::StatusOr<RevealResult> first;
+  store.RevealAsync(Reveal("e", {4, 5}), [&](absl::StatusOr<RevealResult> r) {
+    first = std::move(r);
+    ++reveal_calls;
+    revealed.Notify();
+  });
+  revealed.WaitForNotification();
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->granted);
+  EXPECT_THAT(first->labels, ElementsAre(TrainLabel(4), TrainLabel(5)));
+  EXPECT_EQ(first->audit_sequence, 1);
+
+  absl::Notification denied_done;
+  absl::StatusOr<RevealResult> denied;
+  store.RevealAsync(Reveal("e", {6, 7}), [&](absl::StatusOr<RevealResult> r) {
+    denied = std::move(r);
+    ++reveal_calls;
+    denied_done.Notify();
+  });
+  denied_done.WaitForNotification();
+  ASSERT_THAT(denied, IsOk());
+  EXPECT_FALSE(denied->granted);
+  EXPECT_THAT(denied->labels, IsEmpty());
+
+  absl::Notification invalid_done;
+  store.RevealAsync(Reveal("e", {100}), [&](absl::StatusOr<RevealResult> r) {
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
+    ++reveal_calls;
+    invalid_done.Notify();
+  });
+  invalid_done.WaitForNotification();
+
+  absl::Notification evaluated;
+  EvaluationRequest evaluation;
+  evaluation.experiment = "e";
+  store.RecordEvaluationAsync(evaluation,
+                              [&](absl::StatusOr<EvaluationResult> r) {
+                                EXPECT_THAT(r, IsOk());
+                                EXPECT_EQ(r->audit_sequence, 3);
+                                evaluated.Notify();
+                              });
+  evaluated.WaitForNotification();
+  absl::Notification appended;
+  store.AppendAuditAsync(InvalidQueryRow("e"), [&](absl::StatusOr<int64_t> r) {
+    EXPECT_THAT(r, IsOkAndHolds(4));
+    appended.Notify();
+  });
+  appended.WaitForNotification();
+  EXPECT_EQ(reveal_calls, 3);
+  auto verification = VerifyAuditLog(store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 4);
+}
+
+// Free text with bytes a database may mangle (NUL, invalid UTF-8, quotes,
+// tabs, backslashes) is stored and read back exactly, so the chain verifies.
+TEST_P(LabelStoreContractTest, AuditTextRoundTripsExactly) {
+  TestDir dir;
+  auto opened = Open(SyntheticStoreOptions(dir.path(), 100, 20));
+  ASSERT_THAT(opened, IsOk());
+  LabelStore& store = **opened;
+  const std::string name("e'\"\\\t\n x", 9);
+  ASSERT_THAT(store.CreateExperiment(Experiment(name, 3), nullptr), IsOk());
+  RevealRequest request = Reveal(name, {1});
+  request.client = std::string("a\0b\xff\t\\N", 9);
+  request.peer = "ipv6:[::1]";
+  ASSERT_THAT(store.Reveal(request), IsOk());
+  auto rows = store.ListAudit(name, 0, 10);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].experiment, name);
+  EXPECT_EQ((*rows)[0].client, request.client);
+  EXPECT_THAT(store.GetExperiment(name), IsOk());
+  EXPECT_EQ(store.GetUsage(name)->spent, 1);
+  auto verification = VerifyAuditLog(store);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, LabelStoreContractTest,
+                         testing::Values(StoreKind::kSqlite), StoreKindName);
+INSTANTIATE_TEST_SUITE_P(Postgres, LabelStoreContractTest,
+                         testing::Values(StoreKind::kPostgres), StoreKindName);
+
+// Two stores on one PostgreSQL database, as two oracle processes have:
+// concurrent single-id and multi-id reveals on one experiment with a small
+// budget never overspend it together, every granted id is in exactly one
+// audit row, the chain verifies, and each sees the other's experiments.
+TEST(PostgresLabelStoreTest, TwoStoresRacingNeverOverspend) {
+  testdata::PostgresTestCluster* cluster = nullptr;
+  REQUIRE_POSTGRES(&cluster);
+  TestDir dir;
+  const StoreOptions synthetic = SyntheticStoreOptions(dir.path(), 400, 20);
+  auto conninfo = cluster->CreateDatabase();
+  ASSERT_THAT(conninfo, IsOk());
+  PostgresStoreOptions options;
+  options.conninfo = *conninfo;
+  options.train_labels_path = synthetic.train_labels_path;
+  options.test_labels_path = synthetic.test_labels_path;
+  options.train_count = 400;
+  options.test_count = 20;
+  auto a = PostgresLabelStore::Open(options);
+  ASSERT_THAT(a, IsOk());
+  auto b = PostgresLabelStore::Open(options);
+  ASSERT_THAT(b, IsOk());
+  constexpr int64_t kBudget = 40;
+  ASSERT_THAT((*a)->CreateExperiment(Experiment("race", kBudget), nullptr),
+              IsOk());
+  ASSERT_THAT((*b)->CreateExperiment(Experiment("other", 5), nullptr), IsOk());
+  EXPECT_THAT((*b)->GetExperiment("race"), IsOk());
+  EXPECT_THAT((*a)->GetExperiment("other"), IsOk());
+  ASSERT_THAT((*b)->Reveal(Reveal("race", {0})), IsOk());
+
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 30;
+  std::vector<std::vector<RevealResult>> granted(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        LabelStore& store = (t + i) % 2 == 0 ? **a : **b;
+        std::vector<int64_t> ids;
+        const int64_t first = (t * 37 + i * 11) % 390;
+        const int count = i % 3 == 0 ? 4 : 1;
+        for (int k = 0; k < count; ++k) ids.push_back(first + k);
+        auto result = store.Reveal(Reveal("race", ids));
+        ASSERT_THAT(result, IsOk());
+        if (result->granted) granted[t].push_back(*std::move(result));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  std::map<int64_t, int> times_revealed;
+  times_revealed[0] = 1;
+  for (const auto& results : granted) {
+    for (const RevealResult& result : results) {
+      for (int64_t id : result.newly_revealed) ++times_revealed[id];
+    }
+  }
+  EXPECT_LE(static_cast<int64_t>(times_revealed.size()), kBudget);
+  for (const auto& [id, times] : times_revealed) {
+    EXPECT_EQ(times, 1) << "id " << id;
+  }
+  for (LabelStore* store : {a->get(), b->get()}) {
+    auto usage = store->GetUsage("race");
+    ASSERT_THAT(usage, IsOk());
+    EXPECT_LE(usage->spent, kBudget);
+    EXPECT_EQ(usage->spent, static_cast<int64_t>(times_revealed.size()));
+    EXPECT_EQ(usage->requests_granted + usage->requests_denied,
+              1 + kThreads * kCallsPerThread);
+  }
+  // Every revealed id is in exactly one GRANTED row's ids_revealed.
+  auto rows = (*a)->ListAudit("race", 0, 100000);
+  ASSERT_THAT(rows, IsOk());
+  std::map<int64_t, int> in_rows;
+  for (const AuditRecord& row : *rows) {
+    for (int64_t id : row.ids_revealed) ++in_rows[id];
+  }
+  EXPECT_EQ(in_rows, times_revealed);
+  auto verification = VerifyAuditLog(**b);
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 1 + kThreads * kCallsPerThread);
+}
+
+// Labels read from existing tables (--labels_table, --test_labels_table):
+// kept there, hashed at the first open, refused when they change.
+TEST(PostgresLabelStoreTest, LabelsFromTables) {
+  testdata::PostgresTestCluster* cluster = nullptr;
+  REQUIRE_POSTGRES(&cluster);
+  auto conninfo = cluster->CreateDatabase();
+  ASSERT_THAT(conninfo, IsOk());
+  std::string sql =
+      "CREATE SCHEMA data; CREATE TABLE data.train (id BIGINT PRIMARY KEY, "
+      "label INTEGER); CREATE TABLE test_labels (id INTEGER, label SMALLINT);";
+  for (int id = 0; id < 50; ++id) {
+    absl::StrAppend(&sql, "INSERT INTO data.train VALUES (", id, ", ",
+                    TrainLabel(id), ");");
+  }
+  for (int id = 0; id < 10; ++id) {
+    absl::StrAppend(&sql, "INSERT INTO test_labels VALUES (", id, ", ",
+                    testdata::TestLabel(id), ");");
+  }
+  ASSERT_THAT(testdata::PostgresTestCluster::Execute(*conninfo, sql), IsOk());
+  PostgresStoreOptions options;
+  options.conninfo = *conninfo;
+  options.labels_table = "data.train";
+  options.test_labels_table = "test_labels";
+  {
+    auto store = PostgresLabelStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    EXPECT_THAT((*store)->LoadLabels(Split::kTrain),
+                IsOkAndHolds(TrainLabels(50)));
+    EXPECT_THAT((*store)->LoadLabels(Split::kTest),
+                IsOkAndHolds(TestLabels(10)));
+    auto info = (*store)->GetDatasetInfo();
+    ASSERT_THAT(info, IsOk());
+    EXPECT_EQ(info->train.source_path, "table:data.train");
+    EXPECT_EQ(info->train.content_sha256, Sha256Of(TrainLabels(50)));
+    EXPECT_EQ(info->test.count, 10);
+    ASSERT_THAT((*store)->CreateExperiment(Experiment("e", 5), nullptr),
+                IsOk());
+    auto revealed = (*store)->Reveal(Reveal("e", {49}));
+    ASSERT_THAT(revealed, IsOk());
+    EXPECT_THAT(revealed->labels, ElementsAre(TrainLabel(49)));
+  }
+  // Read-only (oraclectl) reads the labels from the recorded table.
+  PostgresStoreOptions read_only;
+  read_only.conninfo = *conninfo;
+  read_only.read_only = true;
+  {
+    auto store = PostgresLabelStore::Open(read_only);
+    ASSERT_THAT(store, IsOk());
+    EXPECT_THAT((*store)->LoadLabels(Split::kTrain),
+                IsOkAndHolds(TrainLabels(50)));
+  }
+  ASSERT_THAT(testdata::PostgresTestCluster::Execute(
+                  *conninfo, absl::StrCat("UPDATE data.train SET label = ",
+                                          (TrainLabel(7) + 1) % 10,
+                                          " WHERE id = 7")),
+              IsOk());
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("table:data.train")));
+  ASSERT_THAT(testdata::PostgresTestCluster::Execute(
+                  *conninfo, "DELETE FROM test_labels WHERE id = 3"),
+              IsOk());
+  options.labels_table = "test_labels";
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("without gaps")));
+  options.test_labels_table = "";
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

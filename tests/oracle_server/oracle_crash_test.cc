@@ -34,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -42,6 +43,7 @@
 #include "absl/time/time.h"
 #include "common/idx_file.h"
 #include "proto/oracle.grpc.pb.h"
+#include "tests/oracle_server/postgres_test_cluster.h"
 
 namespace {
 
@@ -141,7 +143,7 @@ class OracleProcess {
  public:
   struct Options {
     std::string binary;        // oracle_server
-    std::string db;            // --db
+    std::string store;         // --store
     std::string train_labels;  // --train_labels
     std::string test_labels;   // --test_labels
     std::string work_dir;      // receives <tag>.port and <tag>.log
@@ -161,7 +163,7 @@ class OracleProcess {
         "--host=127.0.0.1",
         "--port=0",
         "--port_file=" + port_file,
-        "--db=" + options.db,
+        "--store=" + options.store,
         "--train_labels=" + options.train_labels,
         "--test_labels=" + options.test_labels,
         "--default_budget=1000",
@@ -339,14 +341,38 @@ std::vector<oracle::v1::AuditRow> ListAll(oracle::v1::LabelOracle::Stub& stub,
   return rows;
 }
 
-class OracleCrashTest : public testing::Test {
+// The same crash test on each store: SQLite, and PostgreSQL on a throw-away
+// cluster the test starts (the database server keeps running; the oracle
+// process is killed).
+enum class StoreKind { kSqlite, kPostgres };
+
+// For test names and ctest: "sqlite" or "postgres", not the enum's bytes.
+void PrintTo(StoreKind kind, std::ostream* out) {
+  *out << (kind == StoreKind::kSqlite ? "sqlite" : "postgres");
+}
+
+class OracleCrashTest : public testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
     char dir_template[] = "/tmp/oracle_crash_test.XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr) << std::strerror(errno);
     dir_ = dir_template;
     options_.binary = BuildDir() + "/oracle_server/oracle_server";
-    options_.db = dir_ + "/oracle.db";
+    if (GetParam() == StoreKind::kSqlite) {
+      options_.store = "sqlite:" + dir_ + "/oracle.db";
+    } else {
+      std::string why;
+      auto* cluster = oracle_server::testdata::PostgresTestCluster::Get(&why);
+      if (cluster == nullptr) {
+        if (absl::StartsWith(why, "PostgreSQL is not installed")) {
+          GTEST_SKIP() << why;
+        }
+        FAIL() << why;
+      }
+      absl::StatusOr<std::string> conninfo = cluster->CreateDatabase();
+      ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+      options_.store = "postgres:" + *conninfo;
+    }
     options_.train_labels = dir_ + "/train-labels-idx1-ubyte";
     options_.test_labels = dir_ + "/t10k-labels-idx1-ubyte";
     options_.work_dir = dir_;
@@ -378,7 +404,7 @@ class OracleCrashTest : public testing::Test {
   std::unique_ptr<OracleProcess> server_;
 };
 
-TEST_F(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
+TEST_P(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
   ASSERT_NO_FATAL_FAILURE(StartServer("first"));
   {
     auto stub = NewStub(server_->address());
@@ -508,7 +534,7 @@ TEST_F(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
 
   const auto [output, wstatus] =
       RunCommand({BuildDir() + "/oracle_server/oraclectl", "verify",
-                  "--db=" + options_.db},
+                  "--store=" + options_.store},
                  dir_ + "/verify.out");
   EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
       << "wait status " << wstatus << ", output:\n"
@@ -516,5 +542,139 @@ TEST_F(OracleCrashTest, EveryReceivedLabelIsAuditedAfterKillMidLoad) {
   EXPECT_THAT(output, StartsWith(absl::StrCat("OK: ", all_rows.size(),
                                               " rows verified")));
 }
+
+// Two oracle_server processes on one PostgreSQL database, as behind a load
+// balancer: concurrent calls to both never overspend a shared budget, every
+// revealed id is in exactly one audit row, both report the same budget, and
+// `oraclectl verify` accepts the log.
+TEST(OracleTwoServersTest, ShareOneBudgetOnOnePostgresDatabase) {
+  std::string why;
+  auto* cluster = oracle_server::testdata::PostgresTestCluster::Get(&why);
+  if (cluster == nullptr) {
+    if (absl::StartsWith(why, "PostgreSQL is not installed")) {
+      GTEST_SKIP() << why;
+    }
+    FAIL() << why;
+  }
+  absl::StatusOr<std::string> conninfo = cluster->CreateDatabase();
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  char dir_template[] = "/tmp/oracle_two_servers.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr) << std::strerror(errno);
+  const std::string dir = dir_template;
+  OracleProcess::Options options;
+  options.binary = BuildDir() + "/oracle_server/oracle_server";
+  options.store = "postgres:" + *conninfo;
+  options.train_labels = dir + "/train-labels-idx1-ubyte";
+  options.test_labels = dir + "/t10k-labels-idx1-ubyte";
+  options.work_dir = dir;
+  WriteLabelFile(options.train_labels, common::kTrainCount, TrueTrainLabel);
+  WriteLabelFile(options.test_labels, common::kTestCount, TrueTestLabel);
+  std::vector<std::unique_ptr<OracleProcess>> servers;
+  for (const char* tag : {"a", "b"}) {
+    options.tag = tag;
+    auto started = OracleProcess::Start(options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    servers.push_back(*std::move(started));
+  }
+
+  constexpr int64_t kSharedBudget = 60;
+  {
+    auto stub = NewStub(servers[0]->address());
+    grpc::ClientContext context;
+    SetDeadline(context);
+    oracle::v1::CreateExperimentRequest request;
+    request.set_name("shared");
+    request.set_label_budget(kSharedBudget);
+    oracle::v1::Experiment experiment;
+    const grpc::Status status =
+        stub->CreateExperiment(&context, request, &experiment);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 25;
+  std::atomic<int64_t> granted_new{0};
+  std::atomic<int> failures{0};
+  std::atomic<int> denied{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::unique_ptr<oracle::v1::LabelOracle::Stub> both[] = {
+          NewStub(servers[0]->address()), NewStub(servers[1]->address())};
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        oracle::v1::QueryLabelsRequest request;
+        request.set_experiment("shared");
+        request.set_client(absl::StrCat("two_servers/", t));
+        const int64_t first = (t * 41 + i * 13) % 190;
+        const int count = i % 3 == 0 ? 5 : 1;
+        for (int k = 0; k < count; ++k) request.add_ids(first + k);
+        grpc::ClientContext context;
+        SetDeadline(context);
+        oracle::v1::QueryLabelsResponse response;
+        const grpc::Status status =
+            both[(t + i) % 2]->QueryLabels(&context, request, &response);
+        if (status.ok()) {
+          granted_new += response.newly_revealed();
+        } else if (status.error_code() ==
+                   grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++denied;
+        } else {
+          ++failures;
+          ADD_FAILURE() << status.error_code() << ": "
+                        << status.error_message();
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_GT(denied, 0);  // the budget ran out while both were serving
+  EXPECT_LE(granted_new, kSharedBudget);
+
+  std::map<int64_t, int> times_revealed;
+  for (const auto& server : servers) {
+    auto stub = NewStub(server->address());
+    const std::vector<oracle::v1::AuditRow> rows = ListAll(*stub, "shared");
+    EXPECT_EQ(static_cast<int>(rows.size()), kThreads * kCallsPerThread);
+    times_revealed.clear();
+    for (const oracle::v1::AuditRow& row : rows) {
+      for (int64_t id : row.ids_revealed()) ++times_revealed[id];
+    }
+    for (const auto& [id, times] : times_revealed) {
+      EXPECT_EQ(times, 1) << "id " << id;
+    }
+    grpc::ClientContext context;
+    SetDeadline(context);
+    oracle::v1::GetBudgetRequest request;
+    request.set_experiment("shared");
+    oracle::v1::BudgetStatus budget;
+    const grpc::Status status = stub->GetBudget(&context, request, &budget);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(budget.spent(), static_cast<int64_t>(times_revealed.size()));
+    EXPECT_EQ(budget.spent(), granted_new.load());
+    EXPECT_LE(budget.spent(), kSharedBudget);
+  }
+  for (auto& server : servers) {
+    const int terminated = server->Terminate();
+    EXPECT_TRUE(WIFEXITED(terminated) && WEXITSTATUS(terminated) == 0)
+        << "wait status " << terminated << "; log:\n"
+        << server->Log();
+  }
+  const auto [output, wstatus] =
+      RunCommand({BuildDir() + "/oracle_server/oraclectl", "verify",
+                  "--store=" + options.store},
+                 dir + "/verify.out");
+  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << output;
+  EXPECT_THAT(output, StartsWith(absl::StrCat(
+                          "OK: ", kThreads * kCallsPerThread, " rows verified")));
+  if (!HasFailure()) std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, OracleCrashTest,
+    testing::Values(StoreKind::kSqlite, StoreKind::kPostgres),
+    [](const testing::TestParamInfo<StoreKind>& info) {
+      return info.param == StoreKind::kSqlite ? "Sqlite" : "Postgres";
+    });
 
 }  // namespace
