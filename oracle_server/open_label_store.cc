@@ -6,7 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#ifdef FEWLABELS_WITH_POSTGRES
 #include "oracle_server/postgres_label_store.h"
+#endif
 #include "oracle_server/sqlite_label_store.h"
 
 namespace oracle_server {
@@ -39,6 +41,11 @@ absl::StatusOr<std::unique_ptr<LabelStore>> OpenLabelStore(
           "--store=postgres: needs a connection string, e.g. "
           "postgres:dbname=oracle or postgres:postgresql://host/oracle");
     }
+#ifndef FEWLABELS_WITH_POSTGRES
+    return absl::UnimplementedError(
+        "this oracle was built without the PostgreSQL store (libpq-dev was "
+        "missing; see FEWLABELS_WITH_POSTGRES); use --store=sqlite:PATH");
+#else
     PostgresStoreOptions postgres;
     postgres.conninfo = std::string(spec);
     postgres.train_labels_path = options.train_labels_path;
@@ -51,6 +58,7 @@ absl::StatusOr<std::unique_ptr<LabelStore>> OpenLabelStore(
     auto store = PostgresLabelStore::Open(postgres);
     if (!store.ok()) return store.status();
     return std::unique_ptr<LabelStore>(std::move(*store));
+#endif
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--store=\"", options.store,

@@ -32,7 +32,9 @@ struct OpenStoreOptions {
 
 // The store `options.store` names, opened. INVALID_ARGUMENT for another
 // scheme, an empty path or connection string, or label tables with SQLite;
-// otherwise the errors of SqliteLabelStore::Open / PostgresLabelStore::Open.
+// UNIMPLEMENTED for postgres: in a build without it (FEWLABELS_WITH_POSTGRES
+// off); otherwise the errors of SqliteLabelStore::Open /
+// PostgresLabelStore::Open.
 absl::StatusOr<std::unique_ptr<LabelStore>> OpenLabelStore(
     const OpenStoreOptions& options);
 
