@@ -35,6 +35,7 @@
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/label_oracle_service.h"
 #include "oracle_server/sqlite_label_store.h"
+#include "oracle_server/thread_pool_label_store.h"
 #include "oracle_server/token_file.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
@@ -62,6 +63,11 @@ ABSL_FLAG(int64_t, max_evaluations_per_client, 0,
           "0: no cap");
 ABSL_FLAG(int64_t, max_evaluations_total, 0,
           "evaluations allowed across all experiments and clients; 0: no cap");
+ABSL_FLAG(int, store_write_threads, 32,
+          "threads that run the store's blocking writes, so that no gRPC "
+          "thread waits for a commit (up to this many writes share one "
+          "commit); 0: call the store's own asynchronous writes, for a store "
+          "whose asynchronous writes do not block");
 ABSL_FLAG(std::string, tls_cert, "",
           "server certificate chain (PEM); with --tls_key serves TLS instead "
           "of plaintext");
@@ -117,9 +123,16 @@ absl::Status Run(const sigset_t& shutdown_signals) {
         oracle_options.admin_token,
         oracle_server::ReadTokenFile(absl::GetFlag(FLAGS_admin_token_file)));
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<oracle_server::LabelOracle> oracle,
-      oracle_server::LabelOracle::Create(oracle_options, std::move(store)));
+  std::unique_ptr<oracle_server::LabelStore> served_store = std::move(store);
+  if (const int threads = absl::GetFlag(FLAGS_store_write_threads);
+      threads > 0) {
+    ASSIGN_OR_RETURN(served_store,
+                     oracle_server::ThreadPoolLabelStore::Create(
+                         std::move(served_store), threads));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<oracle_server::LabelOracle> oracle,
+                   oracle_server::LabelOracle::Create(
+                       oracle_options, std::move(served_store)));
   ASSIGN_OR_RETURN(auto experiments, oracle->store().ListExperiments());
   ASSIGN_OR_RETURN(auto head, oracle->store().GetAuditHead());
 

@@ -1,0 +1,114 @@
+// A LabelStore wrapper that gives a store with blocking writes asynchronous
+// ones, by running them on a fixed pool of threads.
+#ifndef ORACLE_SERVER_THREAD_POOL_LABEL_STORE_H_
+#define ORACLE_SERVER_THREAD_POOL_LABEL_STORE_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "oracle_server/label_store.h"
+
+namespace oracle_server {
+
+// Forwards every synchronous call to the wrapped store on the calling thread.
+// RevealAsync, RecordEvaluationAsync and AppendAuditAsync queue the wrapped
+// store's synchronous form instead and return at once; one of the pool's
+// threads runs it and then calls `done` on that thread. Up to `threads`
+// writes are in the wrapped store at a time, so a store with group commit
+// can commit that many in one transaction while no caller's thread waits.
+//
+// For a store whose own asynchronous writes already never block (it then
+// needs no wrapper). Thread-safe. The destructor runs every queued write and
+// its `done` before it returns.
+class ThreadPoolLabelStore final : public LabelStore {
+ public:
+  // INVALID_ARGUMENT unless `threads` is positive.
+  static absl::StatusOr<std::unique_ptr<ThreadPoolLabelStore>> Create(
+      std::unique_ptr<LabelStore> store, int threads);
+
+  ~ThreadPoolLabelStore() override;
+
+  ThreadPoolLabelStore(const ThreadPoolLabelStore&) = delete;
+  ThreadPoolLabelStore& operator=(const ThreadPoolLabelStore&) = delete;
+
+  // The wrapped store, still owned by this wrapper.
+  LabelStore& wrapped() { return *store_; }
+
+  absl::StatusOr<DatasetInfo> GetDatasetInfo() override {
+    return store_->GetDatasetInfo();
+  }
+  absl::StatusOr<std::vector<uint8_t>> LoadLabels(Split split) override {
+    return store_->LoadLabels(split);
+  }
+  absl::StatusOr<ExperimentRecord> CreateExperiment(
+      const ExperimentRecord& experiment, bool* created) override {
+    return store_->CreateExperiment(experiment, created);
+  }
+  absl::StatusOr<ExperimentRecord> GetExperiment(
+      absl::string_view name) override {
+    return store_->GetExperiment(name);
+  }
+  absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override {
+    return store_->ListExperiments();
+  }
+  absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override {
+    return store_->GetUsage(name);
+  }
+  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override {
+    return store_->Reveal(request);
+  }
+  absl::StatusOr<EvaluationResult> RecordEvaluation(
+      const EvaluationRequest& request) override {
+    return store_->RecordEvaluation(request);
+  }
+  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override {
+    return store_->AppendAudit(row);
+  }
+  void RevealAsync(const RevealRequest& request, RevealDone done) override;
+  void RecordEvaluationAsync(const EvaluationRequest& request,
+                             EvaluationDone done) override;
+  void AppendAuditAsync(const AuditRecord& row, AuditDone done) override;
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(
+      absl::string_view experiment, int64_t after_sequence,
+      int64_t limit) override {
+    return store_->ListAudit(experiment, after_sequence, limit);
+  }
+  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override {
+    return store_->GetAuditHead();
+  }
+  absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override {
+    return store_->ListRevealed();
+  }
+
+ private:
+  using Work = absl::AnyInvocable<void() &&>;
+
+  ThreadPoolLabelStore(std::unique_ptr<LabelStore> store, int threads);
+
+  void Schedule(Work work);
+  // One pool thread: runs queued work until the queue is empty and the
+  // destructor has asked it to stop.
+  void RunWorker();
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || stopping_;
+  }
+
+  const std::unique_ptr<LabelStore> store_;
+  absl::Mutex mu_;
+  std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace oracle_server
+
+#endif  // ORACLE_SERVER_THREAD_POOL_LABEL_STORE_H_
