@@ -5,13 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_matchers.h"
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/sqlite_label_store.h"
+#include "oracle_server/thread_pool_label_store.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/oracle.grpc.pb.h"
 #include "tests/oracle_server/oracle_test_data.h"
@@ -30,12 +34,19 @@ constexpr int64_t kTestCount = 50;
 
 // Owns an oracle on an in-memory store and a server for it on 127.0.0.1:0.
 class LabelOracleServiceTest : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     auto store = SqliteLabelStore::Open(
         testdata::SyntheticStoreOptions(dir_.path(), kTrainCount, kTestCount));
     ASSERT_THAT(store, IsOk());
-    auto oracle = LabelOracle::Create(Options(), *std::move(store));
+    std::unique_ptr<LabelStore> served = *std::move(store);
+    if (StoreWriteThreads() > 0) {
+      auto pool =
+          ThreadPoolLabelStore::Create(std::move(served), StoreWriteThreads());
+      ASSERT_THAT(pool, IsOk());
+      served = *std::move(pool);
+    }
+    auto oracle = LabelOracle::Create(Options(), std::move(served));
     ASSERT_THAT(oracle, IsOk());
     oracle_ = *std::move(oracle);
     ServerOptions server_options;
@@ -58,6 +69,10 @@ class LabelOracleServiceTest : public ::testing::Test {
     options.eval_cap = 1;
     return options;
   }
+
+  // > 0: the store is wrapped in a ThreadPoolLabelStore with that many
+  // threads, so the oracle's writes finish on threads that are not gRPC's.
+  virtual int StoreWriteThreads() { return 0; }
 
   // CreateExperiment with `caller_token` in the metadata (the admin token or
   // an experiment's).
@@ -458,6 +473,185 @@ TEST_F(LabelOracleServiceTest, HealthCheckIsServing) {
   grpc::Status status = health->Check(&context, request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// Many client threads, each on its own TCP connection, ask for single ids of
+// one experiment with a budget of 100: exactly 100 calls are granted, each
+// with the right label, and every call has its audit row.
+void ExpectConcurrentQueriesStayWithinTheBudget(LabelOracleServiceTest& test) {
+  constexpr int kClients = 16;
+  constexpr int kCallsPerClient = 10;
+  constexpr int64_t kBudget = 100;
+  ASSERT_TRUE(test.CreateExperiment("race", kBudget).ok());
+  absl::Mutex mu;
+  std::set<int64_t> granted;
+  int64_t exhausted = 0;
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = oracle::v1::LabelOracle::NewStub(test.TcpChannel());
+      for (int k = 0; k < kCallsPerClient; ++k) {
+        const int64_t id = c * kCallsPerClient + k;
+        grpc::ClientContext context;
+        oracle::v1::QueryLabelsRequest request;
+        request.set_experiment("race");
+        request.add_ids(id);
+        oracle::v1::QueryLabelsResponse response;
+        const grpc::Status status =
+            stub->QueryLabels(&context, request, &response);
+        absl::MutexLock lock(&mu);
+        if (status.ok() && response.labels_size() == 1 &&
+            response.labels(0) == TrainLabel(id) &&
+            response.newly_revealed() == 1) {
+          granted.insert(id);
+        } else if (status.error_code() ==
+                   grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++exhausted;
+        } else {
+          unexpected.push_back(absl::StrCat(id, ": ", status.error_code(),
+                                            " ", status.error_message()));
+        }
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_THAT(unexpected, ::testing::IsEmpty());
+  EXPECT_EQ(granted.size(), kBudget);
+  EXPECT_EQ(exhausted, kClients * kCallsPerClient - kBudget);
+
+  oracle::v1::BudgetStatus budget;
+  ASSERT_TRUE(test.GetBudget("race", "", &budget).ok());
+  EXPECT_EQ(budget.spent(), kBudget);
+  EXPECT_EQ(budget.remaining(), 0);
+  EXPECT_EQ(budget.requests_granted(), kBudget);
+  EXPECT_EQ(budget.requests_denied(), kClients * kCallsPerClient - kBudget);
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(test.ListQueries("race", "", &rows).ok());
+  EXPECT_EQ(rows.rows_size(), kClients * kCallsPerClient);
+}
+
+// A request the oracle refuses still writes its DENIED_INVALID row before
+// the client gets the error.
+void ExpectInvalidQueryIsAudited(LabelOracleServiceTest& test) {
+  ASSERT_TRUE(test.CreateExperiment("bad", 5).ok());
+  oracle::v1::QueryLabelsResponse response;
+  grpc::Status status = test.QueryLabels("bad", {3, 3}, "", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "id 3 appears twice (at index 0 and 1)");
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(test.ListQueries("bad", "", &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 1);
+  EXPECT_EQ(rows.rows(0).outcome(), oracle::v1::DENIED_INVALID);
+  EXPECT_EQ(rows.rows(0).detail(),
+            "INVALID_ARGUMENT: id 3 appears twice (at index 0 and 1)");
+  EXPECT_THAT(rows.rows(0).ids_asked(), ElementsAre(3, 3));
+  EXPECT_EQ(rows.rows(0).client(), "service-test");
+}
+
+// Concurrent evaluations stop at the experiment's cap (`cap`), each granted
+// one with a different evaluations_left.
+void ExpectConcurrentEvaluationsStopAtTheCap(LabelOracleServiceTest& test,
+                                             int cap) {
+  constexpr int kClients = 8;
+  ASSERT_TRUE(test.CreateExperiment("eval", 5).ok());
+  const std::vector<int32_t> predictions(kTestCount, 0);
+  absl::Mutex mu;
+  std::multiset<int64_t> left;
+  int exhausted = 0;
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      auto stub = oracle::v1::LabelOracle::NewStub(test.TcpChannel());
+      grpc::ClientContext context;
+      oracle::v1::EvaluateRequest request;
+      request.set_experiment("eval");
+      request.mutable_predictions()->Add(predictions.begin(),
+                                         predictions.end());
+      oracle::v1::EvaluateResponse response;
+      const grpc::Status status = stub->Evaluate(&context, request, &response);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) {
+        left.insert(response.evaluations_left());
+      } else if (status.error_code() ==
+                     grpc::StatusCode::RESOURCE_EXHAUSTED &&
+                 status.error_message() ==
+                     absl::StrCat("experiment \"eval\" has used all ", cap,
+                                  " evaluations")) {
+        ++exhausted;
+      } else {
+        unexpected.push_back(
+            absl::StrCat(status.error_code(), " ", status.error_message()));
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_THAT(unexpected, ::testing::IsEmpty());
+  std::multiset<int64_t> expected_left;
+  for (int i = 0; i < cap; ++i) expected_left.insert(i);
+  EXPECT_EQ(left, expected_left);
+  EXPECT_EQ(exhausted, kClients - cap);
+}
+
+TEST_F(LabelOracleServiceTest, ConcurrentQueriesStayWithinTheBudget) {
+  ExpectConcurrentQueriesStayWithinTheBudget(*this);
+}
+
+TEST_F(LabelOracleServiceTest, InvalidQueryIsAudited) {
+  ExpectInvalidQueryIsAudited(*this);
+}
+
+TEST_F(LabelOracleServiceTest, ConcurrentEvaluationsStopAtTheCap) {
+  ExpectConcurrentEvaluationsStopAtTheCap(*this, /*cap=*/1);
+}
+
+// The same server with a store whose writes finish on a thread pool: calls
+// are answered from those threads, not from gRPC's.
+class PooledLabelOracleServiceTest : public LabelOracleServiceTest {
+ protected:
+  OracleOptions Options() override {
+    OracleOptions options = LabelOracleServiceTest::Options();
+    options.eval_cap = 3;
+    return options;
+  }
+  int StoreWriteThreads() override { return 4; }
+};
+
+TEST_F(PooledLabelOracleServiceTest, ConcurrentQueriesStayWithinTheBudget) {
+  ExpectConcurrentQueriesStayWithinTheBudget(*this);
+}
+
+TEST_F(PooledLabelOracleServiceTest, InvalidQueryIsAudited) {
+  ExpectInvalidQueryIsAudited(*this);
+}
+
+TEST_F(PooledLabelOracleServiceTest, ConcurrentEvaluationsStopAtTheCap) {
+  ExpectConcurrentEvaluationsStopAtTheCap(*this, /*cap=*/3);
+}
+
+TEST_F(PooledLabelOracleServiceTest, EveryRpcSucceedsOverTcp) {
+  auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+  ASSERT_TRUE(CreateExperiment("e", 3).ok());
+  grpc::ClientContext context;
+  oracle::v1::QueryLabelsRequest request;
+  request.set_experiment("e");
+  request.add_ids(7);
+  oracle::v1::QueryLabelsResponse response;
+  grpc::Status status = stub->QueryLabels(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(response.labels(), ElementsAre(TrainLabel(7)));
+  EXPECT_EQ(response.remaining(), 2);
+  EXPECT_EQ(response.audit_sequence(), 1);
+  std::vector<int32_t> predictions;
+  for (int64_t i = 0; i < kTestCount; ++i) {
+    predictions.push_back(testdata::TestLabel(i));
+  }
+  oracle::v1::EvaluateResponse evaluation;
+  status = Evaluate("e", predictions, "", &evaluation);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_DOUBLE_EQ(evaluation.accuracy(), 1.0);
+  EXPECT_EQ(evaluation.evaluations_left(), 2);
 }
 
 TEST(StartOracleServerTest, PortInUseIsUnavailable) {
