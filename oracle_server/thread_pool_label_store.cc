@@ -30,6 +30,7 @@ ThreadPoolLabelStore::~ThreadPoolLabelStore() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    work_ready_.SignalAll();
   }
   for (std::thread& worker : workers_) worker.join();
 }
@@ -37,14 +38,20 @@ ThreadPoolLabelStore::~ThreadPoolLabelStore() {
 void ThreadPoolLabelStore::Schedule(Work work) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(work));
+  // One idle worker is enough; a busy one takes the work when it is done.
+  if (idle_ > 0) work_ready_.Signal();
 }
 
 void ThreadPoolLabelStore::RunWorker() {
   while (true) {
     Work work;
     {
-      absl::MutexLock lock(
-          &mu_, absl::Condition(this, &ThreadPoolLabelStore::HasWorkOrStopping));
+      absl::MutexLock lock(&mu_);
+      while (queue_.empty() && !stopping_) {
+        ++idle_;
+        work_ready_.Wait(&mu_);
+        --idle_;
+      }
       if (queue_.empty()) return;  // stopping, nothing left
       work = std::move(queue_.front());
       queue_.pop_front();

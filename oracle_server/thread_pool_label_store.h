@@ -98,14 +98,13 @@ class ThreadPoolLabelStore final : public LabelStore {
   // One pool thread: runs queued work until the queue is empty and the
   // destructor has asked it to stop.
   void RunWorker();
-  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || stopping_;
-  }
 
   const std::unique_ptr<LabelStore> store_;
   absl::Mutex mu_;
   std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;  // workers waiting on work_ready_
+  absl::CondVar work_ready_;           // signalled when work is queued
   std::vector<std::thread> workers_;
 };
 
