@@ -125,7 +125,7 @@ absl::Status Run(const sigset_t& shutdown_signals) {
   }
   std::unique_ptr<oracle_server::LabelStore> served_store = std::move(store);
   if (const int threads = absl::GetFlag(FLAGS_store_write_threads);
-      threads > 0) {
+      threads != 0) {
     ASSIGN_OR_RETURN(served_store,
                      oracle_server::ThreadPoolLabelStore::Create(
                          std::move(served_store), threads));
@@ -160,6 +160,8 @@ absl::Status Run(const sigset_t& shutdown_signals) {
             << " max_evaluations_per_client="
             << oracle_options.max_evaluations_per_client
             << " max_evaluations_total=" << oracle_options.max_evaluations_total
+            << " store_write_threads="
+            << absl::GetFlag(FLAGS_store_write_threads)
             << (oracle_options.admin_token.empty()
                     ? " roles=open (no --admin_token_file: any client may "
                       "create experiments)"
