@@ -76,8 +76,8 @@ absl::StatusOr<ExperimentRecord> FindExperiment(LabelStore& store,
 
 // True if every id is in [0, train_count) and none repeats. Allocation-free
 // for small batches (the common case), one sorted copy otherwise.
-bool IdsInRangeAndDistinct(
-    const google::protobuf::RepeatedField<int64_t>& ids, int64_t train_count) {
+bool IdsInRangeAndDistinct(const google::protobuf::RepeatedField<int64_t>& ids,
+                           int64_t train_count) {
   for (const int64_t id : ids) {
     if (id < 0 || id >= train_count) return false;
   }
@@ -214,8 +214,8 @@ void LabelOracle::DenyAsync(absl::Status denial, AuditRecord row,
   row.detail = absl::StrCat(absl::StatusCodeToString(denial.code()), ": ",
                             denial.message());
   store_->AppendAuditAsync(
-      row, [denial = std::move(denial), done = std::move(done)](
-               absl::StatusOr<int64_t> appended) mutable {
+      row, [denial = std::move(denial),
+            done = std::move(done)](absl::StatusOr<int64_t> appended) mutable {
         std::move(done)(appended.ok() ? std::move(denial)
                                       : std::move(appended).status());
       });
@@ -473,10 +473,9 @@ void LabelOracle::EvaluateAsync(const oracle::v1::EvaluateRequest& request,
   response.mutable_confusion()->Add(confusion.begin(), confusion.end());
 
   store_->RecordEvaluationAsync(
-      evaluation,
-      [name = experiment->name, response = std::move(response),
-       done = std::move(done)](
-          absl::StatusOr<EvaluationResult> recorded) mutable {
+      evaluation, [name = experiment->name, response = std::move(response),
+                   done = std::move(done)](
+                      absl::StatusOr<EvaluationResult> recorded) mutable {
         if (!recorded.ok()) {
           std::move(done)(std::move(recorded).status());
           return;

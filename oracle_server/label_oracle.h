@@ -85,8 +85,8 @@ absl::string_view RoleName(Role role);
 // call to this oracle. The synchronous forms wait for the asynchronous ones.
 class LabelOracle {
  public:
-  using QueryLabelsDone = absl::AnyInvocable<void(
-      absl::StatusOr<oracle::v1::QueryLabelsResponse>) &&>;
+  using QueryLabelsDone = absl::AnyInvocable<
+      void(absl::StatusOr<oracle::v1::QueryLabelsResponse>) &&>;
   using EvaluateDone =
       absl::AnyInvocable<void(absl::StatusOr<oracle::v1::EvaluateResponse>) &&>;
 

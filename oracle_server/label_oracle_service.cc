@@ -104,8 +104,7 @@ grpc::ServerUnaryReactor* LabelOracleService::ListQueries(
     const oracle::v1::ListQueriesRequest* request,
     oracle::v1::ListQueriesResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Finish(reactor, response,
-         oracle_->ListQueries(*request, CallerOf(*context)));
+  Finish(reactor, response, oracle_->ListQueries(*request, CallerOf(*context)));
   return reactor;
 }
 

@@ -126,13 +126,12 @@ absl::Status Run(const sigset_t& shutdown_signals) {
   std::unique_ptr<oracle_server::LabelStore> served_store = std::move(store);
   if (const int threads = absl::GetFlag(FLAGS_store_write_threads);
       threads != 0) {
-    ASSIGN_OR_RETURN(served_store,
-                     oracle_server::ThreadPoolLabelStore::Create(
-                         std::move(served_store), threads));
+    ASSIGN_OR_RETURN(served_store, oracle_server::ThreadPoolLabelStore::Create(
+                                       std::move(served_store), threads));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<oracle_server::LabelOracle> oracle,
-                   oracle_server::LabelOracle::Create(
-                       oracle_options, std::move(served_store)));
+                   oracle_server::LabelOracle::Create(oracle_options,
+                                                      std::move(served_store)));
   ASSIGN_OR_RETURN(auto experiments, oracle->store().ListExperiments());
   ASSIGN_OR_RETURN(auto head, oracle->store().GetAuditHead());
 

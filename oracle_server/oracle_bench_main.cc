@@ -114,7 +114,7 @@ struct BenchOptions {
   absl::Duration duration = absl::Seconds(10);  // sending window
   int batch = 1;                                // ids per call
   bool per_client_experiments = false;          // see the file comment
-  bool callback_api = false;  // --client_api=callback (else sync)
+  bool callback_api = false;      // --client_api=callback (else sync)
   std::string experiment_prefix;  // experiment names start with this
   pid_t server_pid = -1;  // a local server whose CPU time to report; -1: none
 };
@@ -427,15 +427,14 @@ class CallbackClient {
     context_ = std::make_unique<grpc::ClientContext>();
     context_->set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
     sent_ = absl::Now();
-    stub_->async()->QueryLabels(context_.get(), &walk_.Next(), &response_,
-                                [this](grpc::Status status) {
-                                  if (!walk_.Record(status, response_,
-                                                    absl::Now() - sent_)) {
-                                    Finish();
-                                    return;
-                                  }
-                                  SendNext();
-                                });
+    stub_->async()->QueryLabels(
+        context_.get(), &walk_.Next(), &response_, [this](grpc::Status status) {
+          if (!walk_.Record(status, response_, absl::Now() - sent_)) {
+            Finish();
+            return;
+          }
+          SendNext();
+        });
   }
 
   void SendCreate() {
@@ -448,9 +447,9 @@ class CallbackClient {
         [this](grpc::Status status) {
           result_.fatal = common::FromGrpcStatus(status);
           if (result_.fatal.ok() && created_.label_budget() != kIdSpace) {
-            result_.fatal = absl::FailedPreconditionError(absl::StrCat(
-                "experiment ", walk_.experiment(), " has budget ",
-                created_.label_budget(), ", want ", kIdSpace));
+            result_.fatal = absl::FailedPreconditionError(
+                absl::StrCat("experiment ", walk_.experiment(), " has budget ",
+                             created_.label_budget(), ", want ", kIdSpace));
           }
           if (!result_.fatal.ok()) {
             Finish();
@@ -541,8 +540,8 @@ absl::Status RunBench(const BenchOptions& options) {
     std::vector<std::unique_ptr<CallbackClient>> clients;
     absl::BlockingCounter finished(options.clients);
     for (int i = 0; i < options.clients; ++i) {
-      clients.push_back(std::make_unique<CallbackClient>(
-          options, i, stop_at, results[i], finished));
+      clients.push_back(std::make_unique<CallbackClient>(options, i, stop_at,
+                                                         results[i], finished));
       RETURN_IF_ERROR(clients.back()->Prepare(options.per_client_experiments));
     }
     start_clock();

@@ -26,9 +26,9 @@ namespace oracle_server {
 // writes are in the wrapped store at a time, so a store with group commit
 // can commit that many in one transaction while no caller's thread waits.
 //
-// For a store whose own asynchronous writes already never block (it then
-// needs no wrapper). Thread-safe. The destructor runs every queued write and
-// its `done` before it returns.
+// A store whose own asynchronous writes never block needs no wrapper.
+// Thread-safe. The destructor runs every queued write and its `done` before
+// it returns.
 class ThreadPoolLabelStore final : public LabelStore {
  public:
   // INVALID_ARGUMENT unless `threads` is positive.

@@ -509,8 +509,8 @@ void ExpectConcurrentQueriesStayWithinTheBudget(LabelOracleServiceTest& test) {
                    grpc::StatusCode::RESOURCE_EXHAUSTED) {
           ++exhausted;
         } else {
-          unexpected.push_back(absl::StrCat(id, ": ", status.error_code(),
-                                            " ", status.error_message()));
+          unexpected.push_back(absl::StrCat(id, ": ", status.error_code(), " ",
+                                            status.error_message()));
         }
       }
     });
@@ -574,8 +574,7 @@ void ExpectConcurrentEvaluationsStopAtTheCap(LabelOracleServiceTest& test,
       absl::MutexLock lock(&mu);
       if (status.ok()) {
         left.insert(response.evaluations_left());
-      } else if (status.error_code() ==
-                     grpc::StatusCode::RESOURCE_EXHAUSTED &&
+      } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
                  status.error_message() ==
                      absl::StrCat("experiment \"eval\" has used all ", cap,
                                   " evaluations")) {

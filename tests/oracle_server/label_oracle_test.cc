@@ -405,8 +405,9 @@ TEST(LabelOracleTest, AsyncFormsAnswerLikeTheSyncOnes) {
 
   AsyncCall<oracle::v1::QueryLabelsResponse> invalid;
   oracle->QueryLabelsAsync(Query("e", {2, 2}), "", invalid.Done());
-  EXPECT_THAT(invalid.Wait(), StatusIs(absl::StatusCode::kInvalidArgument,
-                                       "id 2 appears twice (at index 0 and 1)"));
+  EXPECT_THAT(invalid.Wait(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "id 2 appears twice (at index 0 and 1)"));
   EXPECT_NE(invalid.thread, std::this_thread::get_id());
 
   // No experiment: answered before any write, on the calling thread.

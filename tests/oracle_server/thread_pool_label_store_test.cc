@@ -77,7 +77,8 @@ TEST(ThreadPoolLabelStoreTest, RejectsNoThreads) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 0")));
 }
 
-TEST(ThreadPoolLabelStoreTest, AsyncWritesDecideAsTheWrappedStoreOnAPoolThread) {
+TEST(ThreadPoolLabelStoreTest,
+     AsyncWritesDecideAsTheWrappedStoreOnAPoolThread) {
   TestDir dir;
   auto store = ThreadPoolLabelStore::Create(MakeSqliteStore(dir), 2);
   ASSERT_THAT(store, IsOk());
@@ -205,7 +206,8 @@ class GatedLabelStore final : public LabelStore {
 TEST(ThreadPoolLabelStoreTest, RunsAsManyBlockingWritesAtOnceAsItHasThreads) {
   constexpr int kThreads = 4;
   TestDir dir;
-  auto gated = std::make_unique<GatedLabelStore>(MakeSqliteStore(dir), kThreads);
+  auto gated =
+      std::make_unique<GatedLabelStore>(MakeSqliteStore(dir), kThreads);
   GatedLabelStore* gate = gated.get();
   auto store = ThreadPoolLabelStore::Create(std::move(gated), kThreads);
   ASSERT_THAT(store, IsOk());
