@@ -8,10 +8,13 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status_matchers.h"
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/sqlite_label_store.h"
@@ -39,14 +42,7 @@ class LabelOracleServiceTest : public ::testing::Test {
     auto store = SqliteLabelStore::Open(
         testdata::SyntheticStoreOptions(dir_.path(), kTrainCount, kTestCount));
     ASSERT_THAT(store, IsOk());
-    std::unique_ptr<LabelStore> served = *std::move(store);
-    if (StoreWriteThreads() > 0) {
-      auto pool =
-          ThreadPoolLabelStore::Create(std::move(served), StoreWriteThreads());
-      ASSERT_THAT(pool, IsOk());
-      served = *std::move(pool);
-    }
-    auto oracle = LabelOracle::Create(Options(), std::move(served));
+    auto oracle = LabelOracle::Create(Options(), WrapStore(*std::move(store)));
     ASSERT_THAT(oracle, IsOk());
     oracle_ = *std::move(oracle);
     ServerOptions server_options;
@@ -70,9 +66,11 @@ class LabelOracleServiceTest : public ::testing::Test {
     return options;
   }
 
-  // > 0: the store is wrapped in a ThreadPoolLabelStore with that many
-  // threads, so the oracle's writes finish on threads that are not gRPC's.
-  virtual int StoreWriteThreads() { return 0; }
+  // The store the oracle gets, made from the SQLite store.
+  virtual std::unique_ptr<LabelStore> WrapStore(
+      std::unique_ptr<LabelStore> store) {
+    return store;
+  }
 
   // CreateExperiment with `caller_token` in the metadata (the admin token or
   // an experiment's).
@@ -614,7 +612,12 @@ class PooledLabelOracleServiceTest : public LabelOracleServiceTest {
     options.eval_cap = 3;
     return options;
   }
-  int StoreWriteThreads() override { return 4; }
+  std::unique_ptr<LabelStore> WrapStore(
+      std::unique_ptr<LabelStore> store) override {
+    auto pool = ThreadPoolLabelStore::Create(std::move(store), 4);
+    EXPECT_THAT(pool, IsOk());
+    return *std::move(pool);
+  }
 };
 
 TEST_F(PooledLabelOracleServiceTest, ConcurrentQueriesStayWithinTheBudget) {
@@ -651,6 +654,163 @@ TEST_F(PooledLabelOracleServiceTest, EveryRpcSucceedsOverTcp) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_DOUBLE_EQ(evaluation.accuracy(), 1.0);
   EXPECT_EQ(evaluation.evaluations_left(), 2);
+}
+
+// Forwards to the wrapped store, except that RevealAsync holds each request
+// and its `done` until Release(), which runs them on the releasing thread: a
+// store whose writes finish after the gRPC handler has returned, on a thread
+// of its own.
+class HeldRevealStore final : public LabelStore {
+ public:
+  explicit HeldRevealStore(std::unique_ptr<LabelStore> store)
+      : store_(std::move(store)) {}
+
+  // True once `n` reveals are held (false if that takes over 10 s).
+  bool AwaitHeld(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return static_cast<int>(held_.size()) >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  }
+
+  // Decides every held reveal in arrival order and calls its `done`.
+  void Release() {
+    std::vector<std::pair<RevealRequest, RevealDone>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      held.swap(held_);
+    }
+    for (auto& [request, done] : held) std::move(done)(store_->Reveal(request));
+  }
+
+  // Releases what is held and holds nothing from now on.
+  void StopHolding() {
+    {
+      absl::MutexLock lock(&mu_);
+      holding_ = false;
+    }
+    Release();
+  }
+
+  void RevealAsync(const RevealRequest& request, RevealDone done) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (holding_) {
+        held_.emplace_back(request, std::move(done));
+        return;
+      }
+    }
+    std::move(done)(store_->Reveal(request));
+  }
+
+  absl::StatusOr<DatasetInfo> GetDatasetInfo() override {
+    return store_->GetDatasetInfo();
+  }
+  absl::StatusOr<std::vector<uint8_t>> LoadLabels(Split split) override {
+    return store_->LoadLabels(split);
+  }
+  absl::StatusOr<ExperimentRecord> CreateExperiment(
+      const ExperimentRecord& experiment, bool* created) override {
+    return store_->CreateExperiment(experiment, created);
+  }
+  absl::StatusOr<ExperimentRecord> GetExperiment(
+      absl::string_view name) override {
+    return store_->GetExperiment(name);
+  }
+  absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override {
+    return store_->ListExperiments();
+  }
+  absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override {
+    return store_->GetUsage(name);
+  }
+  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override {
+    return store_->Reveal(request);
+  }
+  absl::StatusOr<EvaluationResult> RecordEvaluation(
+      const EvaluationRequest& request) override {
+    return store_->RecordEvaluation(request);
+  }
+  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override {
+    return store_->AppendAudit(row);
+  }
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(
+      absl::string_view experiment, int64_t after_sequence,
+      int64_t limit) override {
+    return store_->ListAudit(experiment, after_sequence, limit);
+  }
+  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override {
+    return store_->GetAuditHead();
+  }
+  absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override {
+    return store_->ListRevealed();
+  }
+
+ private:
+  const std::unique_ptr<LabelStore> store_;
+  absl::Mutex mu_;
+  std::vector<std::pair<RevealRequest, RevealDone>> held_ ABSL_GUARDED_BY(mu_);
+  bool holding_ ABSL_GUARDED_BY(mu_) = true;
+};
+
+class HeldRevealServiceTest : public LabelOracleServiceTest {
+ protected:
+  std::unique_ptr<LabelStore> WrapStore(
+      std::unique_ptr<LabelStore> store) override {
+    auto held = std::make_unique<HeldRevealStore>(std::move(store));
+    held_ = held.get();
+    return held;
+  }
+
+  HeldRevealStore* held_ = nullptr;  // owned by the oracle
+};
+
+// More QueryLabels calls wait for their store writes than gRPC has callback
+// threads (two on two cores), and the server still answers other calls; each
+// waiting call is answered when its write finishes on another thread.
+TEST_F(HeldRevealServiceTest, PendingWritesParkNoGrpcThread) {
+  constexpr int kPending = 6;
+  ASSERT_TRUE(CreateExperiment("held", 10).ok());
+  std::vector<grpc::Status> statuses(kPending);
+  std::vector<oracle::v1::QueryLabelsResponse> responses(kPending);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kPending; ++i) {
+    clients.emplace_back([&, i] {
+      auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+      oracle::v1::QueryLabelsRequest request;
+      request.set_experiment("held");
+      request.add_ids(100 + i);
+      statuses[i] = stub->QueryLabels(&context, request, &responses[i]);
+    });
+  }
+  // The deadlines and StopHolding only matter if handlers do block: the test
+  // then fails instead of hanging.
+  const bool all_held = held_->AwaitHeld(kPending);
+  oracle::v1::BudgetStatus budget;
+  grpc::Status while_held;
+  {
+    auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    oracle::v1::GetBudgetRequest request;
+    request.set_experiment("held");
+    while_held = stub->GetBudget(&context, request, &budget);
+  }
+  held_->Release();
+  for (std::thread& client : clients) client.join();
+  held_->StopHolding();
+  EXPECT_TRUE(all_held);
+  ASSERT_TRUE(while_held.ok()) << while_held.error_message();
+  EXPECT_EQ(budget.spent(), 0);
+  for (int i = 0; i < kPending; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    EXPECT_THAT(responses[i].labels(), ElementsAre(TrainLabel(100 + i)));
+    EXPECT_EQ(responses[i].newly_revealed(), 1);
+  }
+  ASSERT_TRUE(GetBudget("held", "", &budget).ok());
+  EXPECT_EQ(budget.spent(), kPending);
 }
 
 TEST(StartOracleServerTest, PortInUseIsUnavailable) {
