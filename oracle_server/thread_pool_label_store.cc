@@ -19,7 +19,7 @@ ThreadPoolLabelStore::Create(std::unique_ptr<LabelStore> store, int threads) {
 
 ThreadPoolLabelStore::ThreadPoolLabelStore(std::unique_ptr<LabelStore> store,
                                            int threads)
-    : store_(std::move(store)) {
+    : ForwardingLabelStore(std::move(store)) {
   workers_.reserve(threads);
   for (int i = 0; i < threads; ++i) {
     workers_.emplace_back([this] { RunWorker(); });
@@ -63,21 +63,21 @@ void ThreadPoolLabelStore::RunWorker() {
 void ThreadPoolLabelStore::RevealAsync(const RevealRequest& request,
                                        RevealDone done) {
   Schedule([this, request, done = std::move(done)]() mutable {
-    std::move(done)(store_->Reveal(request));
+    std::move(done)(wrapped().Reveal(request));
   });
 }
 
 void ThreadPoolLabelStore::RecordEvaluationAsync(
     const EvaluationRequest& request, EvaluationDone done) {
   Schedule([this, request, done = std::move(done)]() mutable {
-    std::move(done)(store_->RecordEvaluation(request));
+    std::move(done)(wrapped().RecordEvaluation(request));
   });
 }
 
 void ThreadPoolLabelStore::AppendAuditAsync(const AuditRecord& row,
                                             AuditDone done) {
   Schedule([this, row, done = std::move(done)]() mutable {
-    std::move(done)(store_->AppendAudit(row));
+    std::move(done)(wrapped().AppendAudit(row));
   });
 }
 

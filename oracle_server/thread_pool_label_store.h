@@ -15,6 +15,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "oracle_server/forwarding_label_store.h"
 #include "oracle_server/label_store.h"
 
 namespace oracle_server {
@@ -29,7 +30,7 @@ namespace oracle_server {
 // A store whose own asynchronous writes never block needs no wrapper.
 // Thread-safe. The destructor runs every queued write and its `done` before
 // it returns.
-class ThreadPoolLabelStore final : public LabelStore {
+class ThreadPoolLabelStore final : public ForwardingLabelStore {
  public:
   // INVALID_ARGUMENT unless `threads` is positive.
   static absl::StatusOr<std::unique_ptr<ThreadPoolLabelStore>> Create(
@@ -40,54 +41,10 @@ class ThreadPoolLabelStore final : public LabelStore {
   ThreadPoolLabelStore(const ThreadPoolLabelStore&) = delete;
   ThreadPoolLabelStore& operator=(const ThreadPoolLabelStore&) = delete;
 
-  // The wrapped store, still owned by this wrapper.
-  LabelStore& wrapped() { return *store_; }
-
-  absl::StatusOr<DatasetInfo> GetDatasetInfo() override {
-    return store_->GetDatasetInfo();
-  }
-  absl::StatusOr<std::vector<uint8_t>> LoadLabels(Split split) override {
-    return store_->LoadLabels(split);
-  }
-  absl::StatusOr<ExperimentRecord> CreateExperiment(
-      const ExperimentRecord& experiment, bool* created) override {
-    return store_->CreateExperiment(experiment, created);
-  }
-  absl::StatusOr<ExperimentRecord> GetExperiment(
-      absl::string_view name) override {
-    return store_->GetExperiment(name);
-  }
-  absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override {
-    return store_->ListExperiments();
-  }
-  absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override {
-    return store_->GetUsage(name);
-  }
-  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override {
-    return store_->Reveal(request);
-  }
-  absl::StatusOr<EvaluationResult> RecordEvaluation(
-      const EvaluationRequest& request) override {
-    return store_->RecordEvaluation(request);
-  }
-  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override {
-    return store_->AppendAudit(row);
-  }
   void RevealAsync(const RevealRequest& request, RevealDone done) override;
   void RecordEvaluationAsync(const EvaluationRequest& request,
                              EvaluationDone done) override;
   void AppendAuditAsync(const AuditRecord& row, AuditDone done) override;
-  absl::StatusOr<std::vector<AuditRecord>> ListAudit(
-      absl::string_view experiment, int64_t after_sequence,
-      int64_t limit) override {
-    return store_->ListAudit(experiment, after_sequence, limit);
-  }
-  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override {
-    return store_->GetAuditHead();
-  }
-  absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override {
-    return store_->ListRevealed();
-  }
 
  private:
   using Work = absl::AnyInvocable<void() &&>;
@@ -99,7 +56,6 @@ class ThreadPoolLabelStore final : public LabelStore {
   // destructor has asked it to stop.
   void RunWorker();
 
-  const std::unique_ptr<LabelStore> store_;
   absl::Mutex mu_;
   std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

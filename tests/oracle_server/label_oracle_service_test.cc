@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_matchers.h"
+#include "oracle_server/forwarding_label_store.h"
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/sqlite_label_store.h"
 #include "oracle_server/thread_pool_label_store.h"
@@ -660,10 +661,10 @@ TEST_F(PooledLabelOracleServiceTest, EveryRpcSucceedsOverTcp) {
 // and its `done` until Release(), which runs them on the releasing thread: a
 // store whose writes finish after the gRPC handler has returned, on a thread
 // of its own.
-class HeldRevealStore final : public LabelStore {
+class HeldRevealStore final : public ForwardingLabelStore {
  public:
   explicit HeldRevealStore(std::unique_ptr<LabelStore> store)
-      : store_(std::move(store)) {}
+      : ForwardingLabelStore(std::move(store)) {}
 
   // True once `n` reveals are held (false if that takes over 10 s).
   bool AwaitHeld(int n) {
@@ -681,7 +682,9 @@ class HeldRevealStore final : public LabelStore {
       absl::MutexLock lock(&mu_);
       held.swap(held_);
     }
-    for (auto& [request, done] : held) std::move(done)(store_->Reveal(request));
+    for (auto& [request, done] : held) {
+      std::move(done)(wrapped().Reveal(request));
+    }
   }
 
   // Releases what is held and holds nothing from now on.
@@ -701,53 +704,10 @@ class HeldRevealStore final : public LabelStore {
         return;
       }
     }
-    std::move(done)(store_->Reveal(request));
-  }
-
-  absl::StatusOr<DatasetInfo> GetDatasetInfo() override {
-    return store_->GetDatasetInfo();
-  }
-  absl::StatusOr<std::vector<uint8_t>> LoadLabels(Split split) override {
-    return store_->LoadLabels(split);
-  }
-  absl::StatusOr<ExperimentRecord> CreateExperiment(
-      const ExperimentRecord& experiment, bool* created) override {
-    return store_->CreateExperiment(experiment, created);
-  }
-  absl::StatusOr<ExperimentRecord> GetExperiment(
-      absl::string_view name) override {
-    return store_->GetExperiment(name);
-  }
-  absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override {
-    return store_->ListExperiments();
-  }
-  absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override {
-    return store_->GetUsage(name);
-  }
-  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override {
-    return store_->Reveal(request);
-  }
-  absl::StatusOr<EvaluationResult> RecordEvaluation(
-      const EvaluationRequest& request) override {
-    return store_->RecordEvaluation(request);
-  }
-  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override {
-    return store_->AppendAudit(row);
-  }
-  absl::StatusOr<std::vector<AuditRecord>> ListAudit(
-      absl::string_view experiment, int64_t after_sequence,
-      int64_t limit) override {
-    return store_->ListAudit(experiment, after_sequence, limit);
-  }
-  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override {
-    return store_->GetAuditHead();
-  }
-  absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override {
-    return store_->ListRevealed();
+    std::move(done)(wrapped().Reveal(request));
   }
 
  private:
-  const std::unique_ptr<LabelStore> store_;
   absl::Mutex mu_;
   std::vector<std::pair<RevealRequest, RevealDone>> held_ ABSL_GUARDED_BY(mu_);
   bool holding_ ABSL_GUARDED_BY(mu_) = true;

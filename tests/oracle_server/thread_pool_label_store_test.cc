@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/status_matchers.h"
+#include "oracle_server/forwarding_label_store.h"
 #include "oracle_server/sqlite_label_store.h"
 #include "tests/oracle_server/oracle_test_data.h"
 
@@ -131,10 +132,10 @@ TEST(ThreadPoolLabelStoreTest,
 // Forwards to a SqliteLabelStore, except that each Reveal first waits until
 // `expected` Reveals are inside at once (or a generous timeout passes, which
 // the test then reports).
-class GatedLabelStore final : public LabelStore {
+class GatedLabelStore final : public ForwardingLabelStore {
  public:
   GatedLabelStore(std::unique_ptr<LabelStore> store, int expected)
-      : store_(std::move(store)), expected_(expected) {}
+      : ForwardingLabelStore(std::move(store)), expected_(expected) {}
 
   bool all_met() {
     absl::MutexLock lock(&mu_);
@@ -153,50 +154,10 @@ class GatedLabelStore final : public LabelStore {
         all_met_ = false;
       }
     }
-    return store_->Reveal(request);
-  }
-
-  absl::StatusOr<DatasetInfo> GetDatasetInfo() override {
-    return store_->GetDatasetInfo();
-  }
-  absl::StatusOr<std::vector<uint8_t>> LoadLabels(Split split) override {
-    return store_->LoadLabels(split);
-  }
-  absl::StatusOr<ExperimentRecord> CreateExperiment(
-      const ExperimentRecord& experiment, bool* created) override {
-    return store_->CreateExperiment(experiment, created);
-  }
-  absl::StatusOr<ExperimentRecord> GetExperiment(
-      absl::string_view name) override {
-    return store_->GetExperiment(name);
-  }
-  absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override {
-    return store_->ListExperiments();
-  }
-  absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override {
-    return store_->GetUsage(name);
-  }
-  absl::StatusOr<EvaluationResult> RecordEvaluation(
-      const EvaluationRequest& request) override {
-    return store_->RecordEvaluation(request);
-  }
-  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override {
-    return store_->AppendAudit(row);
-  }
-  absl::StatusOr<std::vector<AuditRecord>> ListAudit(
-      absl::string_view experiment, int64_t after_sequence,
-      int64_t limit) override {
-    return store_->ListAudit(experiment, after_sequence, limit);
-  }
-  absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override {
-    return store_->GetAuditHead();
-  }
-  absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override {
-    return store_->ListRevealed();
+    return wrapped().Reveal(request);
   }
 
  private:
-  const std::unique_ptr<LabelStore> store_;
   const int expected_;
   absl::Mutex mu_;
   int inside_ ABSL_GUARDED_BY(mu_) = 0;
