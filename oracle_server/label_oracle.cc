@@ -1,12 +1,14 @@
 #include "oracle_server/label_oracle.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/idx_file.h"
@@ -72,6 +74,27 @@ absl::StatusOr<ExperimentRecord> FindExperiment(LabelStore& store,
   return store.GetExperiment(name);
 }
 
+// True if every id is in [0, train_count) and none repeats. Allocation-free
+// for small batches (the common case), one sorted copy otherwise.
+bool IdsInRangeAndDistinct(const google::protobuf::RepeatedField<int64_t>& ids,
+                           int64_t train_count) {
+  for (const int64_t id : ids) {
+    if (id < 0 || id >= train_count) return false;
+  }
+  constexpr int kPairwiseLimit = 32;
+  if (ids.size() <= kPairwiseLimit) {
+    for (int i = 1; i < ids.size(); ++i) {
+      for (int j = 0; j < i; ++j) {
+        if (ids[i] == ids[j]) return false;
+      }
+    }
+    return true;
+  }
+  std::vector<int64_t> sorted(ids.begin(), ids.end());
+  std::sort(sorted.begin(), sorted.end());
+  return std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
+}
+
 absl::Status ValidateIds(const google::protobuf::RepeatedField<int64_t>& ids,
                          int64_t max_batch, int64_t train_count) {
   if (ids.empty()) {
@@ -81,6 +104,8 @@ absl::Status ValidateIds(const google::protobuf::RepeatedField<int64_t>& ids,
     return absl::InvalidArgumentError(absl::StrCat(
         "batch of ", ids.size(), " ids exceeds max_batch ", max_batch));
   }
+  if (IdsInRangeAndDistinct(ids, train_count)) return absl::OkStatus();
+  // Names the first offending index, in request order.
   std::unordered_map<int64_t, int> first_index;
   first_index.reserve(ids.size());
   for (int i = 0; i < ids.size(); ++i) {
@@ -96,6 +121,20 @@ absl::Status ValidateIds(const google::protobuf::RepeatedField<int64_t>& ids,
     }
   }
   return absl::OkStatus();
+}
+
+// Runs `start` with a `done` that stores its result, and waits until `done`
+// has run (on this thread or another).
+template <typename T, typename Start>
+absl::StatusOr<T> AwaitResult(Start start) {
+  absl::Notification finished;
+  std::optional<absl::StatusOr<T>> result;
+  start([&finished, &result](absl::StatusOr<T> value) {
+    result.emplace(std::move(value));
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return *std::move(result);
 }
 
 }  // namespace
@@ -169,12 +208,17 @@ absl::Status LabelOracle::Authorize(const ExperimentRecord& experiment,
   return CheckToken(experiment, token);
 }
 
-absl::Status LabelOracle::Deny(const absl::Status& denial, AuditRecord row) {
+void LabelOracle::DenyAsync(absl::Status denial, AuditRecord row,
+                            absl::AnyInvocable<void(absl::Status) &&> done) {
   row.outcome = Outcome::kDeniedInvalid;
   row.detail = absl::StrCat(absl::StatusCodeToString(denial.code()), ": ",
                             denial.message());
-  RETURN_IF_ERROR(store_->AppendAudit(row).status());
-  return denial;
+  store_->AppendAuditAsync(
+      row, [denial = std::move(denial),
+            done = std::move(done)](absl::StatusOr<int64_t> appended) mutable {
+        std::move(done)(appended.ok() ? std::move(denial)
+                                      : std::move(appended).status());
+      });
 }
 
 absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
@@ -248,11 +292,24 @@ absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
 
 absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
     const oracle::v1::QueryLabelsRequest& request, const Caller& caller) {
+  return AwaitResult<oracle::v1::QueryLabelsResponse>(
+      [&](QueryLabelsDone done) {
+        QueryLabelsAsync(request, caller, std::move(done));
+      });
+}
+
+void LabelOracle::QueryLabelsAsync(
+    const oracle::v1::QueryLabelsRequest& request, const Caller& caller,
+    QueryLabelsDone done) {
   const Role role = RoleOf(caller);
-  ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                   FindExperiment(*store_, request.experiment()));
+  absl::StatusOr<ExperimentRecord> experiment =
+      FindExperiment(*store_, request.experiment());
+  if (!experiment.ok()) {
+    std::move(done)(std::move(experiment).status());
+    return;
+  }
   RevealRequest reveal;
-  reveal.experiment = experiment.name;
+  reveal.experiment = experiment->name;
   reveal.ids.assign(request.ids().begin(), request.ids().end());
   reveal.client = request.client();
   reveal.strategy = request.strategy();
@@ -261,37 +318,49 @@ absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
   reveal.role = std::string(RoleName(role));
   reveal.peer = caller.peer;
 
-  absl::Status invalid = Authorize(experiment, role, caller.token);
+  absl::Status invalid = Authorize(*experiment, role, caller.token);
   if (invalid.ok()) {
     invalid = ValidateIds(request.ids(), options_.max_batch, train_count_);
   }
   if (!invalid.ok()) {
     AuditRecord row;
     row.time_unix_micros = reveal.time_unix_micros;
-    row.experiment = reveal.experiment;
-    row.client = reveal.client;
-    row.strategy = reveal.strategy;
+    row.experiment = std::move(reveal.experiment);
+    row.client = std::move(reveal.client);
+    row.strategy = std::move(reveal.strategy);
     row.round = reveal.round;
     row.kind = kKindQuery;
     row.ids_asked = std::move(reveal.ids);
     row.role = std::move(reveal.role);
     row.peer = std::move(reveal.peer);
-    return Deny(invalid, std::move(row));
+    DenyAsync(std::move(invalid), std::move(row),
+              [done = std::move(done)](absl::Status denial) mutable {
+                std::move(done)(std::move(denial));
+              });
+    return;
   }
 
-  ASSIGN_OR_RETURN(RevealResult result, store_->Reveal(reveal));
-  if (!result.granted) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("requested ", result.requested_new,
-                     " new labels but only ", result.remaining, " remain"));
-  }
-  oracle::v1::QueryLabelsResponse response;
-  response.mutable_labels()->Add(result.labels.begin(), result.labels.end());
-  response.set_newly_revealed(
-      static_cast<int64_t>(result.newly_revealed.size()));
-  response.set_remaining(result.remaining);
-  response.set_audit_sequence(result.audit_sequence);
-  return response;
+  store_->RevealAsync(reveal, [done = std::move(done)](
+                                  absl::StatusOr<RevealResult> result) mutable {
+    if (!result.ok()) {
+      std::move(done)(std::move(result).status());
+      return;
+    }
+    if (!result->granted) {
+      std::move(done)(absl::ResourceExhaustedError(
+          absl::StrCat("requested ", result->requested_new,
+                       " new labels but only ", result->remaining, " remain")));
+      return;
+    }
+    oracle::v1::QueryLabelsResponse response;
+    response.mutable_labels()->Add(result->labels.begin(),
+                                   result->labels.end());
+    response.set_newly_revealed(
+        static_cast<int64_t>(result->newly_revealed.size()));
+    response.set_remaining(result->remaining);
+    response.set_audit_sequence(result->audit_sequence);
+    std::move(done)(std::move(response));
+  });
 }
 
 absl::StatusOr<oracle::v1::BudgetStatus> LabelOracle::GetBudget(
@@ -314,12 +383,23 @@ absl::StatusOr<oracle::v1::BudgetStatus> LabelOracle::GetBudget(
 
 absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
     const oracle::v1::EvaluateRequest& request, const Caller& caller) {
-  ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                   FindExperiment(*store_, request.experiment()));
+  return AwaitResult<oracle::v1::EvaluateResponse>([&](EvaluateDone done) {
+    EvaluateAsync(request, caller, std::move(done));
+  });
+}
+
+void LabelOracle::EvaluateAsync(const oracle::v1::EvaluateRequest& request,
+                                const Caller& caller, EvaluateDone done) {
+  absl::StatusOr<ExperimentRecord> experiment =
+      FindExperiment(*store_, request.experiment());
+  if (!experiment.ok()) {
+    std::move(done)(std::move(experiment).status());
+    return;
+  }
   const int64_t now = NowMicros();
   const Role role = RoleOf(caller);
 
-  absl::Status invalid = Authorize(experiment, role, caller.token);
+  absl::Status invalid = Authorize(*experiment, role, caller.token);
   if (invalid.ok() && request.predictions_size() != test_count()) {
     invalid =
         absl::InvalidArgumentError(absl::StrCat("expected ", test_count(),
@@ -338,12 +418,16 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
   if (!invalid.ok()) {
     AuditRecord row;
     row.time_unix_micros = now;
-    row.experiment = experiment.name;
+    row.experiment = experiment->name;
     row.client = request.client();
     row.kind = kKindEvaluate;
     row.role = std::string(RoleName(role));
     row.peer = caller.peer;
-    return Deny(invalid, std::move(row));
+    DenyAsync(std::move(invalid), std::move(row),
+              [done = std::move(done)](absl::Status denial) mutable {
+                std::move(done)(std::move(denial));
+              });
+    return;
   }
 
   constexpr int kClasses = common::kNumClasses;
@@ -359,7 +443,7 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
       test_count() > 0 ? static_cast<double>(correct) / test_count() : 0.0;
 
   EvaluationRequest evaluation;
-  evaluation.experiment = experiment.name;
+  evaluation.experiment = experiment->name;
   evaluation.client = request.client();
   evaluation.time_unix_micros = now;
   evaluation.role = std::string(RoleName(role));
@@ -371,17 +455,8 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
   if (!request.note().empty()) {
     absl::StrAppend(&evaluation.detail, " note=", request.note());
   }
-  ASSIGN_OR_RETURN(EvaluationResult recorded,
-                   store_->RecordEvaluation(evaluation));
-  if (!recorded.allowed) {
-    if (recorded.evaluations >= recorded.evaluation_cap) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("experiment \"", experiment.name, "\" has used all ",
-                       recorded.evaluation_cap, " evaluations"));
-    }
-    return absl::ResourceExhaustedError(recorded.denial);
-  }
 
+  // Everything but evaluations_left, which the store decides.
   oracle::v1::EvaluateResponse response;
   response.set_accuracy(accuracy);
   response.set_num_classes(kClasses);
@@ -396,8 +471,29 @@ absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
             : 0.0);
   }
   response.mutable_confusion()->Add(confusion.begin(), confusion.end());
-  response.set_evaluations_left(recorded.evaluation_cap - recorded.evaluations);
-  return response;
+
+  store_->RecordEvaluationAsync(
+      evaluation, [name = experiment->name, response = std::move(response),
+                   done = std::move(done)](
+                      absl::StatusOr<EvaluationResult> recorded) mutable {
+        if (!recorded.ok()) {
+          std::move(done)(std::move(recorded).status());
+          return;
+        }
+        if (!recorded->allowed) {
+          if (recorded->evaluations >= recorded->evaluation_cap) {
+            std::move(done)(absl::ResourceExhaustedError(
+                absl::StrCat("experiment \"", name, "\" has used all ",
+                             recorded->evaluation_cap, " evaluations")));
+            return;
+          }
+          std::move(done)(absl::ResourceExhaustedError(recorded->denial));
+          return;
+        }
+        response.set_evaluations_left(recorded->evaluation_cap -
+                                      recorded->evaluations);
+        std::move(done)(std::move(response));
+      });
 }
 
 absl::StatusOr<oracle::v1::ListQueriesResponse> LabelOracle::ListQueries(

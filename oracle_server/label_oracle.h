@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "oracle_server/label_store.h"
@@ -72,8 +74,22 @@ absl::string_view RoleName(Role role);
 // Every QueryLabels and Evaluate call about an existing experiment appends
 // exactly one audit row, which records the caller's role and peer.
 // Thread-safe: budget checks and reveals are atomic in the store.
+//
+// QueryLabels and Evaluate also come in an asynchronous form for servers that
+// must not park a thread while the store commits: it validates and
+// authenticates on the calling thread, hands the write to the store's
+// asynchronous form and calls `done` exactly once with what the synchronous
+// form would return, either on the calling thread before returning or on a
+// thread of the store's once the write is durable. The request and caller are
+// not referenced after the call returns. `done` must not block on another
+// call to this oracle. The synchronous forms wait for the asynchronous ones.
 class LabelOracle {
  public:
+  using QueryLabelsDone = absl::AnyInvocable<
+      void(absl::StatusOr<oracle::v1::QueryLabelsResponse>) &&>;
+  using EvaluateDone =
+      absl::AnyInvocable<void(absl::StatusOr<oracle::v1::EvaluateResponse>) &&>;
+
   // Loads the labels held by `store` (which it owns). INVALID_ARGUMENT if an
   // option is not positive.
   static absl::StatusOr<std::unique_ptr<LabelOracle>> Create(
@@ -92,12 +108,16 @@ class LabelOracle {
 
   absl::StatusOr<oracle::v1::QueryLabelsResponse> QueryLabels(
       const oracle::v1::QueryLabelsRequest& request, const Caller& caller);
+  void QueryLabelsAsync(const oracle::v1::QueryLabelsRequest& request,
+                        const Caller& caller, QueryLabelsDone done);
 
   absl::StatusOr<oracle::v1::BudgetStatus> GetBudget(
       const oracle::v1::GetBudgetRequest& request, const Caller& caller);
 
   absl::StatusOr<oracle::v1::EvaluateResponse> Evaluate(
       const oracle::v1::EvaluateRequest& request, const Caller& caller);
+  void EvaluateAsync(const oracle::v1::EvaluateRequest& request,
+                     const Caller& caller, EvaluateDone done);
 
   // With an experiment named, the caller must be allowed to read it; with
   // none, only rows of experiments the caller may read are listed (all for
@@ -122,9 +142,10 @@ class LabelOracle {
   LabelOracle(const OracleOptions& options, std::unique_ptr<LabelStore> store,
               int64_t train_count, std::vector<uint8_t> test_labels);
 
-  // Appends a DENIED_INVALID row of `kind` for `denial` and returns
-  // `denial`, or the store's error if the row could not be written.
-  absl::Status Deny(const absl::Status& denial, AuditRecord row);
+  // Appends `row` as a DENIED_INVALID row for `denial` and calls `done` with
+  // `denial`, or with the store's error if the row could not be written.
+  void DenyAsync(absl::Status denial, AuditRecord row,
+                 absl::AnyInvocable<void(absl::Status) &&> done);
 
   // OK if a caller in `role` presenting `token` may use `experiment`, else
   // UNAUTHENTICATED.

@@ -16,7 +16,7 @@ namespace oracle_server {
 namespace {
 
 // The caller: the token it sent ("" if none) and its address.
-Caller CallerOf(const grpc::ServerContext& context) {
+Caller CallerOf(const grpc::CallbackServerContext& context) {
   Caller caller;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(kTokenMetadataKey);
@@ -27,11 +27,25 @@ Caller CallerOf(const grpc::ServerContext& context) {
   return caller;
 }
 
+// Moves an OK result into `response` and finishes `reactor` with the mapped
+// status. `response` is gRPC's, valid until Finish.
 template <typename Response>
-grpc::Status Reply(absl::StatusOr<Response> result, Response* response) {
-  if (!result.ok()) return common::ToGrpcStatus(result.status());
+void Finish(grpc::ServerUnaryReactor* reactor, Response* response,
+            absl::StatusOr<Response> result) {
+  if (!result.ok()) {
+    reactor->Finish(common::ToGrpcStatus(result.status()));
+    return;
+  }
   *response = *std::move(result);
-  return grpc::Status::OK;
+  reactor->Finish(grpc::Status::OK);
+}
+
+// A `done` for the oracle's asynchronous forms that finishes the call.
+template <typename Response>
+auto FinishWhenDone(grpc::ServerUnaryReactor* reactor, Response* response) {
+  return [reactor, response](absl::StatusOr<Response> result) {
+    Finish(reactor, response, std::move(result));
+  };
 }
 
 }  // namespace
@@ -46,36 +60,52 @@ std::string PeerIdentity(const std::string& grpc_peer) {
   return grpc_peer.substr(0, colon);
 }
 
-grpc::Status LabelOracleService::CreateExperiment(
-    grpc::ServerContext* context,
+grpc::ServerUnaryReactor* LabelOracleService::CreateExperiment(
+    grpc::CallbackServerContext* context,
     const oracle::v1::CreateExperimentRequest* request,
     oracle::v1::Experiment* response) {
-  return Reply(oracle_->CreateExperiment(*request, CallerOf(*context)),
-               response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Finish(reactor, response,
+         oracle_->CreateExperiment(*request, CallerOf(*context)));
+  return reactor;
 }
 
-grpc::Status LabelOracleService::QueryLabels(
-    grpc::ServerContext* context, const oracle::v1::QueryLabelsRequest* request,
+grpc::ServerUnaryReactor* LabelOracleService::QueryLabels(
+    grpc::CallbackServerContext* context,
+    const oracle::v1::QueryLabelsRequest* request,
     oracle::v1::QueryLabelsResponse* response) {
-  return Reply(oracle_->QueryLabels(*request, CallerOf(*context)), response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  oracle_->QueryLabelsAsync(*request, CallerOf(*context),
+                            FinishWhenDone(reactor, response));
+  return reactor;
 }
 
-grpc::Status LabelOracleService::GetBudget(
-    grpc::ServerContext* context, const oracle::v1::GetBudgetRequest* request,
+grpc::ServerUnaryReactor* LabelOracleService::GetBudget(
+    grpc::CallbackServerContext* context,
+    const oracle::v1::GetBudgetRequest* request,
     oracle::v1::BudgetStatus* response) {
-  return Reply(oracle_->GetBudget(*request, CallerOf(*context)), response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Finish(reactor, response, oracle_->GetBudget(*request, CallerOf(*context)));
+  return reactor;
 }
 
-grpc::Status LabelOracleService::Evaluate(
-    grpc::ServerContext* context, const oracle::v1::EvaluateRequest* request,
+grpc::ServerUnaryReactor* LabelOracleService::Evaluate(
+    grpc::CallbackServerContext* context,
+    const oracle::v1::EvaluateRequest* request,
     oracle::v1::EvaluateResponse* response) {
-  return Reply(oracle_->Evaluate(*request, CallerOf(*context)), response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  oracle_->EvaluateAsync(*request, CallerOf(*context),
+                         FinishWhenDone(reactor, response));
+  return reactor;
 }
 
-grpc::Status LabelOracleService::ListQueries(
-    grpc::ServerContext* context, const oracle::v1::ListQueriesRequest* request,
+grpc::ServerUnaryReactor* LabelOracleService::ListQueries(
+    grpc::CallbackServerContext* context,
+    const oracle::v1::ListQueriesRequest* request,
     oracle::v1::ListQueriesResponse* response) {
-  return Reply(oracle_->ListQueries(*request, CallerOf(*context)), response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Finish(reactor, response, oracle_->ListQueries(*request, CallerOf(*context)));
+  return reactor;
 }
 
 absl::StatusOr<RunningServer> StartOracleServer(const ServerOptions& options,

@@ -25,29 +25,37 @@ inline constexpr char kTokenMetadataKey[] = "x-oracle-token";
 // "ipv6:[::1]"); other peers (unix sockets, in-process) unchanged.
 std::string PeerIdentity(const std::string& grpc_peer);
 
-// Thin adapter: reads the token from the call's metadata and the caller's
-// address, calls the oracle and maps its status with common::ToGrpcStatus.
-// Thread-safe; does not own the oracle, which must outlive it.
-class LabelOracleService final : public oracle::v1::LabelOracle::Service {
+// Thin adapter on gRPC's callback API: reads the token from the call's
+// metadata and the caller's address, calls the oracle and maps its status
+// with common::ToGrpcStatus. QueryLabels and Evaluate use the oracle's
+// asynchronous forms and finish the call from their `done`, so no gRPC thread
+// waits for a store commit; the other RPCs run on the gRPC thread that
+// received them. Thread-safe; does not own the oracle, which must outlive it.
+class LabelOracleService final
+    : public oracle::v1::LabelOracle::CallbackService {
  public:
   explicit LabelOracleService(LabelOracle* oracle) : oracle_(oracle) {}
 
-  grpc::Status CreateExperiment(
-      grpc::ServerContext* context,
+  grpc::ServerUnaryReactor* CreateExperiment(
+      grpc::CallbackServerContext* context,
       const oracle::v1::CreateExperimentRequest* request,
       oracle::v1::Experiment* response) override;
-  grpc::Status QueryLabels(grpc::ServerContext* context,
-                           const oracle::v1::QueryLabelsRequest* request,
-                           oracle::v1::QueryLabelsResponse* response) override;
-  grpc::Status GetBudget(grpc::ServerContext* context,
-                         const oracle::v1::GetBudgetRequest* request,
-                         oracle::v1::BudgetStatus* response) override;
-  grpc::Status Evaluate(grpc::ServerContext* context,
-                        const oracle::v1::EvaluateRequest* request,
-                        oracle::v1::EvaluateResponse* response) override;
-  grpc::Status ListQueries(grpc::ServerContext* context,
-                           const oracle::v1::ListQueriesRequest* request,
-                           oracle::v1::ListQueriesResponse* response) override;
+  grpc::ServerUnaryReactor* QueryLabels(
+      grpc::CallbackServerContext* context,
+      const oracle::v1::QueryLabelsRequest* request,
+      oracle::v1::QueryLabelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetBudget(
+      grpc::CallbackServerContext* context,
+      const oracle::v1::GetBudgetRequest* request,
+      oracle::v1::BudgetStatus* response) override;
+  grpc::ServerUnaryReactor* Evaluate(
+      grpc::CallbackServerContext* context,
+      const oracle::v1::EvaluateRequest* request,
+      oracle::v1::EvaluateResponse* response) override;
+  grpc::ServerUnaryReactor* ListQueries(
+      grpc::CallbackServerContext* context,
+      const oracle::v1::ListQueriesRequest* request,
+      oracle::v1::ListQueriesResponse* response) override;
 
  private:
   LabelOracle* const oracle_;

@@ -141,9 +141,11 @@ absl::Status Run(const sigset_t& shutdown_signals) {
         oracle_options.admin_token,
         oracle_server::ReadTokenFile(absl::GetFlag(FLAGS_admin_token_file)));
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<oracle_server::LabelOracle> oracle,
-      oracle_server::LabelOracle::Create(oracle_options, std::move(store)));
+  // The store completes writes on its own committer thread, so no gRPC
+  // thread waits for a commit.
+  ASSIGN_OR_RETURN(std::unique_ptr<oracle_server::LabelOracle> oracle,
+                   oracle_server::LabelOracle::Create(oracle_options,
+                                                      std::move(store)));
   ASSIGN_OR_RETURN(auto experiments, oracle->store().ListExperiments());
   ASSIGN_OR_RETURN(auto head, oracle->store().GetAuditHead());
 

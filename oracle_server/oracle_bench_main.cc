@@ -1,7 +1,12 @@
 // oracle_bench: a closed-loop load generator for the label oracle. Each of
-// --clients threads owns one gRPC channel (its own connection) and issues
-// blocking QueryLabels calls of --batch ids back to back for --seconds, then
-// the program prints calls/s, labels/s and latency percentiles.
+// --clients clients owns one gRPC channel (its own connection) and issues
+// QueryLabels calls of --batch ids back to back for --seconds, then the
+// program prints calls/s, labels/s and latency percentiles. With
+// --client_api=sync (the default, and how the earlier rows in
+// docs/BENCHMARKS.md were measured) each client is a thread making blocking
+// calls; with --client_api=callback a client is a chain of gRPC callback-API
+// calls, each started from the previous one's callback on gRPC's own threads,
+// which costs the machine (shared with a local server) less CPU per call.
 //
 // Repeated ids are free and cheaper for the server, so to measure reveal
 // throughput every client walks ids it has not revealed yet:
@@ -83,11 +88,17 @@ ABSL_FLAG(std::string, test_labels,
                        common::kTestLabelsFile),
           "test labels of the started server");
 ABSL_FLAG(int, max_batch, 1000, "--max_batch of the started server");
+ABSL_FLAG(std::vector<std::string>, server_args, {},
+          "comma-separated extra flags for the started server, e.g. "
+          "--server_args=--eval_cap=1000");
 ABSL_FLAG(int, clients, 32, "concurrent clients, one channel each");
 ABSL_FLAG(int, seconds, 10, "how long to send calls");
 ABSL_FLAG(int, batch, 1, "ids per QueryLabels call");
 ABSL_FLAG(bool, experiments, false,
           "each client its own experiments (else one shared experiment)");
+ABSL_FLAG(std::string, client_api, "sync",
+          "sync: a thread per client making blocking calls; callback: "
+          "clients chain callback-API calls on gRPC's threads");
 ABSL_FLAG(std::string, experiment_prefix, "",
           "prefix of experiment names; empty: bench-<unix seconds>");
 
@@ -106,6 +117,7 @@ struct BenchOptions {
   absl::Duration duration = absl::Seconds(10);  // sending window
   int batch = 1;                                // ids per call
   bool per_client_experiments = false;          // see the file comment
+  bool callback_api = false;      // --client_api=callback (else sync)
   std::string experiment_prefix;  // experiment names start with this
   pid_t server_pid = -1;  // a local server whose CPU time to report; -1: none
 };
@@ -136,6 +148,7 @@ struct SpawnOptions {
   std::string train_labels;  // its --train_labels
   std::string test_labels;   // its --test_labels
   int max_batch = 1000;      // its --max_batch
+  std::vector<std::string> extra_args;  // appended to its command line
 };
 
 std::string TailOfFile(const std::string& path, size_t max_chars) {
@@ -164,6 +177,7 @@ absl::StatusOr<OracleProcess> StartOracle(const SpawnOptions& options) {
       absl::StrCat("--test_labels=", options.test_labels),
       absl::StrCat("--max_batch=", options.max_batch),
   };
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -275,71 +289,198 @@ std::string ExperimentName(const BenchOptions& options, int index,
   return absl::StrCat(options.experiment_prefix, "-c", index, "-g", generation);
 }
 
-// One client: creates its first experiment (per-client mode), counts down
-// `ready`, waits for `start`, then calls until `stop_at`. Never throws; a
-// failure to create an experiment ends the client with `fatal` set.
+// What one client asks next and what it has measured, for either client API.
+class ClientWalk {
+ public:
+  ClientWalk(const BenchOptions& options, int index, ClientResult& result)
+      : options_(options),
+        index_(index),
+        result_(result),
+        range_(RangeOf(options, index)),
+        cursor_(range_.begin),
+        experiment_(ExperimentName(options, index, 0)) {
+    request_.set_experiment(experiment_);
+    request_.set_client(absl::StrCat("oracle_bench/c", index));
+    request_.set_strategy("bench");
+    result_.latencies_us.reserve(1 << 16);
+  }
+
+  // The experiment of the next call.
+  const std::string& experiment() const { return experiment_; }
+
+  // True if the ids of the current experiment are used up and the client
+  // must create experiment() (already the next generation's) before Next().
+  bool StartsNextGeneration() {
+    if (cursor_ + options_.batch <= range_.end) return false;
+    cursor_ = range_.begin;
+    if (!options_.per_client_experiments) return false;
+    ++generation_;
+    experiment_ = ExperimentName(options_, index_, generation_);
+    request_.set_experiment(experiment_);
+    return true;
+  }
+
+  // The next call's request (valid until the next call to Next).
+  const oracle::v1::QueryLabelsRequest& Next() {
+    request_.clear_ids();
+    for (int k = 0; k < options_.batch; ++k) request_.add_ids(cursor_ + k);
+    request_.set_round(static_cast<int32_t>(generation_));
+    return request_;
+  }
+
+  // Records a finished call. False (with result.fatal set) if the client
+  // must stop after too many failures in a row.
+  bool Record(const grpc::Status& status,
+              const oracle::v1::QueryLabelsResponse& response,
+              absl::Duration latency) {
+    if (!status.ok()) {
+      ++result_.errors[status.error_code()];
+      if (++consecutive_errors_ >= kMaxConsecutiveErrors) {
+        result_.fatal = absl::UnavailableError(absl::StrCat(
+            "client ", index_, ": ", consecutive_errors_,
+            " failed calls in a row, last: ", status.error_message()));
+        return false;
+      }
+      return true;
+    }
+    consecutive_errors_ = 0;
+    cursor_ += options_.batch;
+    result_.latencies_us.push_back(absl::ToInt64Microseconds(latency));
+    result_.labels += response.labels_size();
+    result_.newly_revealed += response.newly_revealed();
+    if (response.newly_revealed() == 0) ++result_.repeat_calls;
+    return true;
+  }
+
+ private:
+  const BenchOptions& options_;
+  const int index_;
+  ClientResult& result_;
+  const IdRange range_;
+  int64_t cursor_;
+  int64_t generation_ = 0;
+  std::string experiment_;
+  oracle::v1::QueryLabelsRequest request_;
+  int consecutive_errors_ = 0;
+};
+
+// One client on the sync API: creates its first experiment (per-client mode),
+// counts down `ready`, waits for `start`, then calls until `stop_at`. Never
+// throws; a failure to create an experiment ends the client with `fatal` set.
 void RunClient(const BenchOptions& options, int index,
                absl::BlockingCounter& ready, const absl::Notification& start,
                const absl::Time& stop_at, ClientResult& result) {
   auto stub = oracle::v1::LabelOracle::NewStub(NewChannel(options.server));
-  const IdRange range = RangeOf(options, index);
-  int64_t generation = 0;
-  std::string experiment = ExperimentName(options, index, generation);
+  ClientWalk walk(options, index, result);
   if (options.per_client_experiments) {
-    result.fatal = CreateExperiment(*stub, experiment);
+    result.fatal = CreateExperiment(*stub, walk.experiment());
   }
   ready.DecrementCount();
   start.WaitForNotification();
   if (!result.fatal.ok()) return;
 
-  oracle::v1::QueryLabelsRequest request;
-  request.set_experiment(experiment);
-  request.set_client(absl::StrCat("oracle_bench/c", index));
-  request.set_strategy("bench");
   oracle::v1::QueryLabelsResponse response;
-  int64_t cursor = range.begin;
-  int consecutive_errors = 0;
-  result.latencies_us.reserve(1 << 16);
   while (absl::Now() < stop_at) {
-    if (cursor + options.batch > range.end) {
-      cursor = range.begin;
-      if (options.per_client_experiments) {
-        ++generation;
-        experiment = ExperimentName(options, index, generation);
-        result.fatal = CreateExperiment(*stub, experiment);
-        if (!result.fatal.ok()) break;
-        ++result.rollovers;
-        request.set_experiment(experiment);
-      }
+    if (walk.StartsNextGeneration()) {
+      result.fatal = CreateExperiment(*stub, walk.experiment());
+      if (!result.fatal.ok()) break;
+      ++result.rollovers;
     }
-    request.clear_ids();
-    for (int k = 0; k < options.batch; ++k) request.add_ids(cursor + k);
-    request.set_round(static_cast<int32_t>(generation));
-
+    const oracle::v1::QueryLabelsRequest& request = walk.Next();
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
     const absl::Time sent = absl::Now();
     const grpc::Status status = stub->QueryLabels(&context, request, &response);
-    const absl::Time received = absl::Now();
-    if (!status.ok()) {
-      ++result.errors[status.error_code()];
-      if (++consecutive_errors >= kMaxConsecutiveErrors) {
-        result.fatal = absl::UnavailableError(absl::StrCat(
-            "client ", index, ": ", consecutive_errors,
-            " failed calls in a row, last: ", status.error_message()));
-        break;
-      }
-      continue;
-    }
-    consecutive_errors = 0;
-    cursor += options.batch;
-    result.latencies_us.push_back(absl::ToInt64Microseconds(received - sent));
-    result.labels += response.labels_size();
-    result.newly_revealed += response.newly_revealed();
-    if (response.newly_revealed() == 0) ++result.repeat_calls;
+    if (!walk.Record(status, response, absl::Now() - sent)) break;
   }
   result.finished = absl::Now();
 }
+
+// One client on the callback API: each call is started from the callback of
+// the one before (a rollover's CreateExperiment too), on gRPC's threads.
+// Start() sends the first call; `finished` is counted down once, after the
+// last callback. The owner must outlive that.
+class CallbackClient {
+ public:
+  CallbackClient(const BenchOptions& options, int index,
+                 const absl::Time& stop_at, ClientResult& result,
+                 absl::BlockingCounter& finished)
+      : stub_(oracle::v1::LabelOracle::NewStub(NewChannel(options.server))),
+        walk_(options, index, result),
+        stop_at_(stop_at),
+        result_(result),
+        finished_(finished) {}
+
+  // Creates the first experiment (per-client mode), blocking.
+  absl::Status Prepare(bool per_client_experiments) {
+    if (!per_client_experiments) return absl::OkStatus();
+    return CreateExperiment(*stub_, walk_.experiment());
+  }
+
+  void Start() { SendNext(); }
+
+ private:
+  void SendNext() {
+    if (absl::Now() >= stop_at_) {
+      Finish();
+      return;
+    }
+    if (walk_.StartsNextGeneration()) {
+      SendCreate();
+      return;
+    }
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
+    sent_ = absl::Now();
+    stub_->async()->QueryLabels(
+        context_.get(), &walk_.Next(), &response_, [this](grpc::Status status) {
+          if (!walk_.Record(status, response_, absl::Now() - sent_)) {
+            Finish();
+            return;
+          }
+          SendNext();
+        });
+  }
+
+  void SendCreate() {
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
+    create_request_.set_name(walk_.experiment());
+    create_request_.set_label_budget(kIdSpace);
+    stub_->async()->CreateExperiment(
+        context_.get(), &create_request_, &created_,
+        [this](grpc::Status status) {
+          result_.fatal = common::FromGrpcStatus(status);
+          if (result_.fatal.ok() && created_.label_budget() != kIdSpace) {
+            result_.fatal = absl::FailedPreconditionError(
+                absl::StrCat("experiment ", walk_.experiment(), " has budget ",
+                             created_.label_budget(), ", want ", kIdSpace));
+          }
+          if (!result_.fatal.ok()) {
+            Finish();
+            return;
+          }
+          ++result_.rollovers;
+          SendNext();
+        });
+  }
+
+  void Finish() {
+    result_.finished = absl::Now();
+    finished_.DecrementCount();
+  }
+
+  std::unique_ptr<oracle::v1::LabelOracle::Stub> stub_;
+  ClientWalk walk_;
+  const absl::Time& stop_at_;
+  ClientResult& result_;
+  absl::BlockingCounter& finished_;
+  std::unique_ptr<grpc::ClientContext> context_;  // of the call in flight
+  absl::Time sent_;
+  oracle::v1::QueryLabelsResponse response_;
+  oracle::v1::CreateExperimentRequest create_request_;
+  oracle::v1::Experiment created_;
+};
 
 // CPU time (user + system) of process `pid` so far, from /proc; 0 if it
 // cannot be read.
@@ -389,24 +530,43 @@ absl::Status RunBench(const BenchOptions& options) {
     auto stub = oracle::v1::LabelOracle::NewStub(NewChannel(options.server));
     RETURN_IF_ERROR(CreateExperiment(*stub, ExperimentName(options, 0, 0)));
   }
-  absl::BlockingCounter ready(options.clients);
-  absl::Notification start;
+  double server_cpu_before = 0;
+  double self_cpu_before = 0;
+  absl::Time started;
   absl::Time stop_at = absl::InfiniteFuture();
-  std::vector<std::thread> threads;
-  threads.reserve(options.clients);
-  for (int i = 0; i < options.clients; ++i) {
-    threads.emplace_back(RunClient, std::cref(options), i, std::ref(ready),
-                         std::cref(start), std::cref(stop_at),
-                         std::ref(results[i]));
+  auto start_clock = [&] {
+    server_cpu_before =
+        options.server_pid > 0 ? ProcessCpuSeconds(options.server_pid) : 0;
+    self_cpu_before = SelfCpuSeconds();
+    started = absl::Now();
+    stop_at = started + options.duration;
+  };
+  if (options.callback_api) {
+    std::vector<std::unique_ptr<CallbackClient>> clients;
+    absl::BlockingCounter finished(options.clients);
+    for (int i = 0; i < options.clients; ++i) {
+      clients.push_back(std::make_unique<CallbackClient>(options, i, stop_at,
+                                                         results[i], finished));
+      RETURN_IF_ERROR(clients.back()->Prepare(options.per_client_experiments));
+    }
+    start_clock();
+    for (auto& client : clients) client->Start();
+    finished.Wait();
+  } else {
+    absl::BlockingCounter ready(options.clients);
+    absl::Notification start;
+    std::vector<std::thread> threads;
+    threads.reserve(options.clients);
+    for (int i = 0; i < options.clients; ++i) {
+      threads.emplace_back(RunClient, std::cref(options), i, std::ref(ready),
+                           std::cref(start), std::cref(stop_at),
+                           std::ref(results[i]));
+    }
+    ready.Wait();
+    start_clock();  // stop_at is published by Notify().
+    start.Notify();
+    for (std::thread& thread : threads) thread.join();
   }
-  ready.Wait();
-  const double server_cpu_before =
-      options.server_pid > 0 ? ProcessCpuSeconds(options.server_pid) : 0;
-  const double self_cpu_before = SelfCpuSeconds();
-  const absl::Time started = absl::Now();
-  stop_at = started + options.duration;  // Published by Notify().
-  start.Notify();
-  for (std::thread& thread : threads) thread.join();
   const double self_cpu = SelfCpuSeconds() - self_cpu_before;
   const double server_cpu =
       options.server_pid > 0
@@ -443,13 +603,14 @@ absl::Status RunBench(const BenchOptions& options) {
 
   std::cout << absl::StrFormat(
       "server          %s\n"
-      "clients         %d (experiments: %s), batch %d, %.2f s\n"
+      "clients         %d (experiments: %s, %s API), batch %d, %.2f s\n"
       "calls ok        %d  (%.0f calls/s)\n"
       "labels          %d  (%.0f labels/s)\n"
       "newly revealed  %d  (%.0f labels/s); repeat calls %d; rollovers %d\n"
       "latency ms      p50 %s  p90 %s  p99 %s  max %s\n"
       "errors          %s\n",
-      options.server, options.clients, mode, options.batch, seconds, calls,
+      options.server, options.clients, mode,
+      options.callback_api ? "callback" : "sync", options.batch, seconds, calls,
       calls / seconds, labels, labels / seconds, newly_revealed,
       newly_revealed / seconds, repeat_calls, rollovers,
       Ms(Percentile(latencies, 0.50)), Ms(Percentile(latencies, 0.90)),
@@ -509,6 +670,13 @@ int main(int argc, char** argv) {
   options.duration = absl::Seconds(absl::GetFlag(FLAGS_seconds));
   options.batch = absl::GetFlag(FLAGS_batch);
   options.per_client_experiments = absl::GetFlag(FLAGS_experiments);
+  const std::string client_api = absl::GetFlag(FLAGS_client_api);
+  if (client_api != "sync" && client_api != "callback") {
+    std::cerr << "oracle_bench: --client_api must be sync or callback, got "
+              << client_api << "\n";
+    return 2;
+  }
+  options.callback_api = client_api == "callback";
   options.experiment_prefix = absl::GetFlag(FLAGS_experiment_prefix);
   if (options.experiment_prefix.empty()) {
     options.experiment_prefix =
@@ -538,6 +706,7 @@ int main(int argc, char** argv) {
     spawn.train_labels = absl::GetFlag(FLAGS_train_labels);
     spawn.test_labels = absl::GetFlag(FLAGS_test_labels);
     spawn.max_batch = absl::GetFlag(FLAGS_max_batch);
+    spawn.extra_args = absl::GetFlag(FLAGS_server_args);
     absl::StatusOr<OracleProcess> started = StartOracle(spawn);
     if (!started.ok()) {
       std::cerr << "oracle_bench: " << started.status() << "\n";

@@ -5,11 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status_matchers.h"
+#include "oracle_server/forwarding_label_store.h"
 #include "oracle_server/label_oracle.h"
 #include "oracle_server/sqlite_label_store.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
@@ -30,12 +37,12 @@ constexpr int64_t kTestCount = 50;
 
 // Owns an oracle on an in-memory store and a server for it on 127.0.0.1:0.
 class LabelOracleServiceTest : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     auto store = SqliteLabelStore::Open(
         testdata::SyntheticStoreOptions(dir_.path(), kTrainCount, kTestCount));
     ASSERT_THAT(store, IsOk());
-    auto oracle = LabelOracle::Create(Options(), *std::move(store));
+    auto oracle = LabelOracle::Create(Options(), WrapStore(*std::move(store)));
     ASSERT_THAT(oracle, IsOk());
     oracle_ = *std::move(oracle);
     ServerOptions server_options;
@@ -57,6 +64,12 @@ class LabelOracleServiceTest : public ::testing::Test {
     OracleOptions options;
     options.eval_cap = 1;
     return options;
+  }
+
+  // The store the oracle gets, made from the SQLite store.
+  virtual std::unique_ptr<LabelStore> WrapStore(
+      std::unique_ptr<LabelStore> store) {
+    return store;
   }
 
   // CreateExperiment with `caller_token` in the metadata (the admin token or
@@ -458,6 +471,291 @@ TEST_F(LabelOracleServiceTest, HealthCheckIsServing) {
   grpc::Status status = health->Check(&context, request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// Many client threads, each on its own TCP connection, ask for single ids of
+// one experiment with a budget of 100: exactly 100 calls are granted, each
+// with the right label, and every call has its audit row.
+void ExpectConcurrentQueriesStayWithinTheBudget(LabelOracleServiceTest& test) {
+  constexpr int kClients = 16;
+  constexpr int kCallsPerClient = 10;
+  constexpr int64_t kBudget = 100;
+  ASSERT_TRUE(test.CreateExperiment("race", kBudget).ok());
+  absl::Mutex mu;
+  std::set<int64_t> granted;
+  int64_t exhausted = 0;
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = oracle::v1::LabelOracle::NewStub(test.TcpChannel());
+      for (int k = 0; k < kCallsPerClient; ++k) {
+        const int64_t id = c * kCallsPerClient + k;
+        grpc::ClientContext context;
+        oracle::v1::QueryLabelsRequest request;
+        request.set_experiment("race");
+        request.add_ids(id);
+        oracle::v1::QueryLabelsResponse response;
+        const grpc::Status status =
+            stub->QueryLabels(&context, request, &response);
+        absl::MutexLock lock(&mu);
+        if (status.ok() && response.labels_size() == 1 &&
+            response.labels(0) == TrainLabel(id) &&
+            response.newly_revealed() == 1) {
+          granted.insert(id);
+        } else if (status.error_code() ==
+                   grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++exhausted;
+        } else {
+          unexpected.push_back(absl::StrCat(id, ": ", status.error_code(), " ",
+                                            status.error_message()));
+        }
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_THAT(unexpected, ::testing::IsEmpty());
+  EXPECT_EQ(granted.size(), kBudget);
+  EXPECT_EQ(exhausted, kClients * kCallsPerClient - kBudget);
+
+  oracle::v1::BudgetStatus budget;
+  ASSERT_TRUE(test.GetBudget("race", "", &budget).ok());
+  EXPECT_EQ(budget.spent(), kBudget);
+  EXPECT_EQ(budget.remaining(), 0);
+  EXPECT_EQ(budget.requests_granted(), kBudget);
+  EXPECT_EQ(budget.requests_denied(), kClients * kCallsPerClient - kBudget);
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(test.ListQueries("race", "", &rows).ok());
+  EXPECT_EQ(rows.rows_size(), kClients * kCallsPerClient);
+}
+
+// A request the oracle refuses still writes its DENIED_INVALID row before
+// the client gets the error.
+void ExpectInvalidQueryIsAudited(LabelOracleServiceTest& test) {
+  ASSERT_TRUE(test.CreateExperiment("bad", 5).ok());
+  oracle::v1::QueryLabelsResponse response;
+  grpc::Status status = test.QueryLabels("bad", {3, 3}, "", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "id 3 appears twice (at index 0 and 1)");
+  oracle::v1::ListQueriesResponse rows;
+  ASSERT_TRUE(test.ListQueries("bad", "", &rows).ok());
+  ASSERT_EQ(rows.rows_size(), 1);
+  EXPECT_EQ(rows.rows(0).outcome(), oracle::v1::DENIED_INVALID);
+  EXPECT_EQ(rows.rows(0).detail(),
+            "INVALID_ARGUMENT: id 3 appears twice (at index 0 and 1)");
+  EXPECT_THAT(rows.rows(0).ids_asked(), ElementsAre(3, 3));
+  EXPECT_EQ(rows.rows(0).client(), "service-test");
+}
+
+// Concurrent evaluations stop at the experiment's cap (`cap`), each granted
+// one with a different evaluations_left.
+void ExpectConcurrentEvaluationsStopAtTheCap(LabelOracleServiceTest& test,
+                                             int cap) {
+  constexpr int kClients = 8;
+  ASSERT_TRUE(test.CreateExperiment("eval", 5).ok());
+  const std::vector<int32_t> predictions(kTestCount, 0);
+  absl::Mutex mu;
+  std::multiset<int64_t> left;
+  int exhausted = 0;
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      auto stub = oracle::v1::LabelOracle::NewStub(test.TcpChannel());
+      grpc::ClientContext context;
+      oracle::v1::EvaluateRequest request;
+      request.set_experiment("eval");
+      request.mutable_predictions()->Add(predictions.begin(),
+                                         predictions.end());
+      oracle::v1::EvaluateResponse response;
+      const grpc::Status status = stub->Evaluate(&context, request, &response);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) {
+        left.insert(response.evaluations_left());
+      } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+                 status.error_message() ==
+                     absl::StrCat("experiment \"eval\" has used all ", cap,
+                                  " evaluations")) {
+        ++exhausted;
+      } else {
+        unexpected.push_back(
+            absl::StrCat(status.error_code(), " ", status.error_message()));
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_THAT(unexpected, ::testing::IsEmpty());
+  std::multiset<int64_t> expected_left;
+  for (int i = 0; i < cap; ++i) expected_left.insert(i);
+  EXPECT_EQ(left, expected_left);
+  EXPECT_EQ(exhausted, kClients - cap);
+}
+
+TEST_F(LabelOracleServiceTest, ConcurrentQueriesStayWithinTheBudget) {
+  ExpectConcurrentQueriesStayWithinTheBudget(*this);
+}
+
+TEST_F(LabelOracleServiceTest, InvalidQueryIsAudited) {
+  ExpectInvalidQueryIsAudited(*this);
+}
+
+TEST_F(LabelOracleServiceTest, ConcurrentEvaluationsStopAtTheCap) {
+  ExpectConcurrentEvaluationsStopAtTheCap(*this, /*cap=*/1);
+}
+
+// The same server with an evaluation cap of 3 (the store completes every
+// write on its committer thread, so calls are answered from there).
+class CapThreeLabelOracleServiceTest : public LabelOracleServiceTest {
+ protected:
+  OracleOptions Options() override {
+    OracleOptions options = LabelOracleServiceTest::Options();
+    options.eval_cap = 3;
+    return options;
+  }
+};
+
+TEST_F(CapThreeLabelOracleServiceTest, ConcurrentEvaluationsStopAtTheCap) {
+  ExpectConcurrentEvaluationsStopAtTheCap(*this, /*cap=*/3);
+}
+
+TEST_F(CapThreeLabelOracleServiceTest, EveryRpcSucceedsOverTcp) {
+  auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+  ASSERT_TRUE(CreateExperiment("e", 3).ok());
+  grpc::ClientContext context;
+  oracle::v1::QueryLabelsRequest request;
+  request.set_experiment("e");
+  request.add_ids(7);
+  oracle::v1::QueryLabelsResponse response;
+  grpc::Status status = stub->QueryLabels(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(response.labels(), ElementsAre(TrainLabel(7)));
+  EXPECT_EQ(response.remaining(), 2);
+  EXPECT_EQ(response.audit_sequence(), 1);
+  std::vector<int32_t> predictions;
+  for (int64_t i = 0; i < kTestCount; ++i) {
+    predictions.push_back(testdata::TestLabel(i));
+  }
+  oracle::v1::EvaluateResponse evaluation;
+  status = Evaluate("e", predictions, "", &evaluation);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_DOUBLE_EQ(evaluation.accuracy(), 1.0);
+  EXPECT_EQ(evaluation.evaluations_left(), 2);
+}
+
+// Forwards to the wrapped store, except that RevealAsync holds each request
+// and its `done` until Release(), which runs them on the releasing thread: a
+// store whose writes finish after the gRPC handler has returned, on a thread
+// of its own.
+class HeldRevealStore final : public ForwardingLabelStore {
+ public:
+  explicit HeldRevealStore(std::unique_ptr<LabelStore> store)
+      : ForwardingLabelStore(std::move(store)) {}
+
+  // True once `n` reveals are held (false if that takes over 10 s).
+  bool AwaitHeld(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return static_cast<int>(held_.size()) >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  }
+
+  // Decides every held reveal in arrival order and calls its `done`.
+  void Release() {
+    std::vector<std::pair<RevealRequest, RevealDone>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      held.swap(held_);
+    }
+    for (auto& [request, done] : held) {
+      std::move(done)(wrapped().Reveal(request));
+    }
+  }
+
+  // Releases what is held and holds nothing from now on.
+  void StopHolding() {
+    {
+      absl::MutexLock lock(&mu_);
+      holding_ = false;
+    }
+    Release();
+  }
+
+  void RevealAsync(const RevealRequest& request, RevealDone done) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (holding_) {
+        held_.emplace_back(request, std::move(done));
+        return;
+      }
+    }
+    std::move(done)(wrapped().Reveal(request));
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::pair<RevealRequest, RevealDone>> held_ ABSL_GUARDED_BY(mu_);
+  bool holding_ ABSL_GUARDED_BY(mu_) = true;
+};
+
+class HeldRevealServiceTest : public LabelOracleServiceTest {
+ protected:
+  std::unique_ptr<LabelStore> WrapStore(
+      std::unique_ptr<LabelStore> store) override {
+    auto held = std::make_unique<HeldRevealStore>(std::move(store));
+    held_ = held.get();
+    return held;
+  }
+
+  HeldRevealStore* held_ = nullptr;  // owned by the oracle
+};
+
+// More QueryLabels calls wait for their store writes than gRPC has callback
+// threads (two on two cores), and the server still answers other calls; each
+// waiting call is answered when its write finishes on another thread.
+TEST_F(HeldRevealServiceTest, PendingWritesParkNoGrpcThread) {
+  constexpr int kPending = 6;
+  ASSERT_TRUE(CreateExperiment("held", 10).ok());
+  std::vector<grpc::Status> statuses(kPending);
+  std::vector<oracle::v1::QueryLabelsResponse> responses(kPending);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kPending; ++i) {
+    clients.emplace_back([&, i] {
+      auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+      oracle::v1::QueryLabelsRequest request;
+      request.set_experiment("held");
+      request.add_ids(100 + i);
+      statuses[i] = stub->QueryLabels(&context, request, &responses[i]);
+    });
+  }
+  // The deadlines and StopHolding only matter if handlers do block: the test
+  // then fails instead of hanging.
+  const bool all_held = held_->AwaitHeld(kPending);
+  oracle::v1::BudgetStatus budget;
+  grpc::Status while_held;
+  {
+    auto stub = oracle::v1::LabelOracle::NewStub(TcpChannel());
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    oracle::v1::GetBudgetRequest request;
+    request.set_experiment("held");
+    while_held = stub->GetBudget(&context, request, &budget);
+  }
+  held_->Release();
+  for (std::thread& client : clients) client.join();
+  held_->StopHolding();
+  EXPECT_TRUE(all_held);
+  ASSERT_TRUE(while_held.ok()) << while_held.error_message();
+  EXPECT_EQ(budget.spent(), 0);
+  for (int i = 0; i < kPending; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    EXPECT_THAT(responses[i].labels(), ElementsAre(TrainLabel(100 + i)));
+    EXPECT_EQ(responses[i].newly_revealed(), 1);
+  }
+  ASSERT_TRUE(GetBudget("held", "", &budget).ok());
+  EXPECT_EQ(budget.spent(), kPending);
 }
 
 TEST(StartOracleServerTest, PortInUseIsUnavailable) {

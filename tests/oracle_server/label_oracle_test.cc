@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -13,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/status_matchers.h"
 #include "oracle_server/audit_chain.h"
 #include "oracle_server/failure_injecting_label_store.h"
@@ -304,6 +306,141 @@ TEST(LabelOracleTest, InvalidQueriesAreDeniedAndAudited) {
   EXPECT_EQ(rows->rows(4).detail(),
             "INVALID_ARGUMENT: id 7 appears twice (at index 1 and 3)");
   EXPECT_THAT(rows->rows(4).ids_asked(), ElementsAre(5, 7, 6, 7));
+}
+
+TEST(LabelOracleTest, LargeBatchesNameTheFirstBadIndex) {
+  TestDir dir;
+  auto oracle = MakeOracle(dir);
+  ASSERT_NE(oracle, nullptr);
+  ASSERT_THAT(oracle->CreateExperiment(Create("e", 1000), ""), IsOk());
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 100; ++i) ids.push_back(i);
+
+  std::vector<int64_t> repeated = ids;
+  repeated[70] = 40;
+  repeated[90] = 20;
+  EXPECT_THAT(oracle->QueryLabels(Query("e", repeated), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "id 40 appears twice (at index 40 and 70)"));
+  std::vector<int64_t> out_of_range = ids;
+  out_of_range[50] = 3;
+  out_of_range[80] = kTrainCount;
+  out_of_range[90] = 3;
+  EXPECT_THAT(oracle->QueryLabels(Query("e", out_of_range), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "id 3 appears twice (at index 3 and 50)"));
+  out_of_range[50] = 50;
+  EXPECT_THAT(oracle->QueryLabels(Query("e", out_of_range), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "id 1000 at index 80 is not in [0, 1000)"));
+
+  auto granted = oracle->QueryLabels(Query("e", ids), "");
+  ASSERT_THAT(granted, IsOk());
+  EXPECT_EQ(granted->newly_revealed(), 100);
+  EXPECT_THAT(granted->labels(), ElementsAreArray(LabelsOf(ids)));
+}
+
+// Calls an asynchronous form and waits for its `done`, recording the thread
+// it ran on and how often it ran.
+template <typename Response>
+struct AsyncCall {
+  absl::Notification finished;
+  std::optional<absl::StatusOr<Response>> result;
+  std::thread::id thread;
+  int calls = 0;
+
+  absl::AnyInvocable<void(absl::StatusOr<Response>) &&> Done() {
+    return [this](absl::StatusOr<Response> value) {
+      ++calls;
+      thread = std::this_thread::get_id();
+      result.emplace(std::move(value));
+      finished.Notify();
+    };
+  }
+  const absl::StatusOr<Response>& Wait() {
+    finished.WaitForNotification();
+    return *result;
+  }
+};
+
+TEST(LabelOracleTest, AsyncFormsAnswerLikeTheSyncOnes) {
+  TestDir dir;
+  OracleOptions options;
+  options.eval_cap = 1;
+  // SqliteLabelStore completes writes on its committer thread.
+  auto oracle = MakeOracle(dir, options);
+  ASSERT_NE(oracle, nullptr);
+  ASSERT_THAT(oracle->CreateExperiment(Create("e", 3), ""), IsOk());
+
+  AsyncCall<oracle::v1::QueryLabelsResponse> granted;
+  oracle->QueryLabelsAsync(Query("e", {4, 9}), "", granted.Done());
+  ASSERT_THAT(granted.Wait(), IsOk());
+  EXPECT_NE(granted.thread, std::this_thread::get_id());
+  EXPECT_THAT(granted.result->value().labels(),
+              ElementsAre(TrainLabel(4), TrainLabel(9)));
+  EXPECT_EQ(granted.result->value().newly_revealed(), 2);
+  EXPECT_EQ(granted.result->value().remaining(), 1);
+  EXPECT_EQ(granted.result->value().audit_sequence(), 1);
+
+  AsyncCall<oracle::v1::QueryLabelsResponse> over_budget;
+  oracle->QueryLabelsAsync(Query("e", {1, 2}), "", over_budget.Done());
+  EXPECT_THAT(over_budget.Wait(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "requested 2 new labels but only 1 remain"));
+
+  AsyncCall<oracle::v1::QueryLabelsResponse> invalid;
+  oracle->QueryLabelsAsync(Query("e", {2, 2}), "", invalid.Done());
+  EXPECT_THAT(invalid.Wait(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "id 2 appears twice (at index 0 and 1)"));
+  EXPECT_NE(invalid.thread, std::this_thread::get_id());
+
+  // No experiment: answered before any write, on the calling thread.
+  AsyncCall<oracle::v1::QueryLabelsResponse> unknown;
+  oracle->QueryLabelsAsync(Query("ghost", {1}), "", unknown.Done());
+  EXPECT_THAT(unknown.Wait(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(unknown.thread, std::this_thread::get_id());
+
+  AsyncCall<oracle::v1::EvaluateResponse> evaluated;
+  oracle->EvaluateAsync(Evaluation("e", PerfectPredictions()), "",
+                        evaluated.Done());
+  ASSERT_THAT(evaluated.Wait(), IsOk());
+  EXPECT_DOUBLE_EQ(evaluated.result->value().accuracy(), 1.0);
+  EXPECT_EQ(evaluated.result->value().evaluations_left(), 0);
+  EXPECT_EQ(evaluated.result->value().confusion_size(), 100);
+
+  AsyncCall<oracle::v1::EvaluateResponse> capped;
+  oracle->EvaluateAsync(Evaluation("e", PerfectPredictions()), "",
+                        capped.Done());
+  EXPECT_THAT(capped.Wait(), StatusIs(absl::StatusCode::kResourceExhausted,
+                                      HasSubstr("has used all 1 evaluations")));
+
+  // The synchronous forms wait for the pool's answer.
+  auto repeat = oracle->QueryLabels(Query("e", {4}), "");
+  ASSERT_THAT(repeat, IsOk());
+  EXPECT_EQ(repeat->newly_revealed(), 0);
+  EXPECT_THAT(oracle->Evaluate(Evaluation("e", {1}), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("expected 50 predictions")));
+
+  for (const auto* call : {&granted, &over_budget, &invalid, &unknown}) {
+    EXPECT_EQ(call->calls, 1);
+  }
+  oracle::v1::ListQueriesRequest list;
+  list.set_experiment("e");
+  auto rows = oracle->ListQueries(list, "");
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->rows_size(), 7);
+  EXPECT_EQ(rows->rows(1).outcome(), oracle::v1::DENIED_BUDGET);
+  EXPECT_EQ(rows->rows(2).outcome(), oracle::v1::DENIED_INVALID);
+  EXPECT_EQ(rows->rows(2).detail(),
+            "INVALID_ARGUMENT: id 2 appears twice (at index 0 and 1)");
+  EXPECT_THAT(rows->rows(2).ids_asked(), ElementsAre(2, 2));
+  EXPECT_EQ(rows->rows(3).outcome(), oracle::v1::EVALUATED);
+  EXPECT_EQ(rows->rows(4).outcome(), oracle::v1::DENIED_EVALUATION_CAP);
+  EXPECT_EQ(rows->rows(5).outcome(), oracle::v1::GRANTED);
+  EXPECT_EQ(rows->rows(6).outcome(), oracle::v1::DENIED_INVALID);
+  EXPECT_EQ(rows->rows(6).kind(), "evaluate");
 }
 
 TEST(LabelOracleTest, UnknownExperimentIsNotFound) {
