@@ -1,6 +1,7 @@
 #include "oracle_server/failure_injecting_label_store.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -30,25 +31,46 @@ absl::Status FailureInjectingLabelStore::CountWrite(absl::string_view method) {
 absl::StatusOr<ExperimentRecord> FailureInjectingLabelStore::CreateExperiment(
     const ExperimentRecord& experiment, bool* created) {
   RETURN_IF_ERROR(CountWrite("CreateExperiment"));
-  return store_->CreateExperiment(experiment, created);
+  return wrapped().CreateExperiment(experiment, created);
 }
 
 absl::StatusOr<RevealResult> FailureInjectingLabelStore::Reveal(
     const RevealRequest& request) {
   RETURN_IF_ERROR(CountWrite("Reveal"));
-  return store_->Reveal(request);
+  return wrapped().Reveal(request);
 }
 
 absl::StatusOr<EvaluationResult> FailureInjectingLabelStore::RecordEvaluation(
     const EvaluationRequest& request) {
   RETURN_IF_ERROR(CountWrite("RecordEvaluation"));
-  return store_->RecordEvaluation(request);
+  return wrapped().RecordEvaluation(request);
 }
 
 absl::StatusOr<int64_t> FailureInjectingLabelStore::AppendAudit(
     const AuditRecord& row) {
   RETURN_IF_ERROR(CountWrite("AppendAudit"));
-  return store_->AppendAudit(row);
+  return wrapped().AppendAudit(row);
+}
+
+void FailureInjectingLabelStore::RevealAsync(const RevealRequest& request,
+                                             RevealDone done) {
+  absl::Status status = CountWrite("RevealAsync");
+  if (!status.ok()) return std::move(done)(status);
+  wrapped().RevealAsync(request, std::move(done));
+}
+
+void FailureInjectingLabelStore::RecordEvaluationAsync(
+    const EvaluationRequest& request, EvaluationDone done) {
+  absl::Status status = CountWrite("RecordEvaluationAsync");
+  if (!status.ok()) return std::move(done)(status);
+  wrapped().RecordEvaluationAsync(request, std::move(done));
+}
+
+void FailureInjectingLabelStore::AppendAuditAsync(const AuditRecord& row,
+                                                  AuditDone done) {
+  absl::Status status = CountWrite("AppendAuditAsync");
+  if (!status.ok()) return std::move(done)(status);
+  wrapped().AppendAuditAsync(row, std::move(done));
 }
 
 }  // namespace oracle_server

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -810,6 +811,40 @@ TEST(FailureInjectingLabelStoreTest, FailedWriteRevealsNothing) {
   ASSERT_THAT(usage, IsOk());
   EXPECT_EQ(usage->spent, 2);
   EXPECT_EQ(usage->evaluations, 0);
+}
+
+TEST(FailureInjectingLabelStoreTest, FailedAsyncWriteCallsDoneAndRevealsNothing) {
+  TestDir dir;
+  auto sqlite = SqliteLabelStore::Open(SyntheticStoreOptions(dir.path()));
+  ASSERT_THAT(sqlite, IsOk());
+  FailureInjectingLabelStore store(*std::move(sqlite));
+  store.FailWrite(2);
+  ASSERT_THAT(store.CreateExperiment(Experiment("e", 5), nullptr), IsOk());
+
+  // The failing write never reaches the store: `done` runs at once.
+  std::optional<absl::StatusOr<RevealResult>> failed;
+  store.RevealAsync(Reveal("e", {1, 2}),
+                    [&](absl::StatusOr<RevealResult> result) {
+                      failed.emplace(std::move(result));
+                    });
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_THAT(*failed,
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("injected failure of write 2 (RevealAsync)")));
+  EXPECT_THAT(store.ListRevealed(), IsOkAndHolds(IsEmpty()));
+
+  // The next one goes through to the store (done on its committer thread).
+  absl::Notification finished;
+  std::optional<absl::StatusOr<RevealResult>> granted;
+  store.RevealAsync(Reveal("e", {1, 2}),
+                    [&](absl::StatusOr<RevealResult> result) {
+                      granted.emplace(std::move(result));
+                      finished.Notify();
+                    });
+  finished.WaitForNotification();
+  ASSERT_THAT(*granted, IsOk());
+  EXPECT_EQ((*granted)->remaining, 3);
+  EXPECT_EQ(store.writes(), 3);
 }
 
 // Turns the database at `path`, written by this version, into what schema
