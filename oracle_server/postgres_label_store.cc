@@ -730,11 +730,6 @@ absl::Status PostgresLabelStore::InWriteTransaction(
                              /*with_hook=*/true);
 }
 
-bool PostgresLabelStore::AwaitQueuedWritesForTesting(int n,
-                                                     absl::Duration timeout) {
-  return ledger_->AwaitQueuedWritesForTesting(n, timeout);
-}
-
 absl::StatusOr<DatasetInfo> PostgresLabelStore::GetDatasetInfo() {
   absl::MutexLock lock(&read_mu_);
   ASSIGN_OR_RETURN(
@@ -869,70 +864,6 @@ absl::StatusOr<ExperimentUsage> PostgresLabelStore::GetUsage(
   ASSIGN_OR_RETURN(usage.requests_denied, Int(result.get(), 0, 2));
   ASSIGN_OR_RETURN(usage.evaluations, Int(result.get(), 0, 3));
   return usage;
-}
-
-absl::StatusOr<RevealResult> PostgresLabelStore::Reveal(
-    const RevealRequest& request) {
-  RETURN_IF_ERROR(CheckWritable());
-  RETURN_IF_ERROR(
-      CheckTrainIds(request.ids, static_cast<int64_t>(train_labels_.size())));
-  ASSIGN_OR_RETURN(RevealResult result, ledger_->Reveal(request));
-  AddRevealedLabels(train_labels_, request.ids, &result);
-  return result;
-}
-
-absl::StatusOr<EvaluationResult> PostgresLabelStore::RecordEvaluation(
-    const EvaluationRequest& request) {
-  RETURN_IF_ERROR(CheckWritable());
-  return ledger_->RecordEvaluation(request);
-}
-
-absl::StatusOr<int64_t> PostgresLabelStore::AppendAudit(
-    const AuditRecord& row) {
-  RETURN_IF_ERROR(CheckWritable());
-  RETURN_IF_ERROR(CheckAuditRowRevealsNothing(row));
-  return ledger_->AppendAudit(row);
-}
-
-void PostgresLabelStore::RevealAsync(const RevealRequest& request,
-                                     RevealDone done) {
-  absl::Status status = CheckWritable();
-  if (status.ok()) {
-    status =
-        CheckTrainIds(request.ids, static_cast<int64_t>(train_labels_.size()));
-  }
-  if (!status.ok()) {
-    std::move(done)(status);
-    return;
-  }
-  ledger_->RevealAsync(request,
-                       [this, ids = request.ids, done = std::move(done)](
-                           absl::StatusOr<RevealResult> result) mutable {
-                         if (result.ok())
-                           AddRevealedLabels(train_labels_, ids, &*result);
-                         std::move(done)(std::move(result));
-                       });
-}
-
-void PostgresLabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
-                                               EvaluationDone done) {
-  absl::Status status = CheckWritable();
-  if (!status.ok()) {
-    std::move(done)(status);
-    return;
-  }
-  ledger_->RecordEvaluationAsync(request, std::move(done));
-}
-
-void PostgresLabelStore::AppendAuditAsync(const AuditRecord& row,
-                                          AuditDone done) {
-  absl::Status status = CheckWritable();
-  if (status.ok()) status = CheckAuditRowRevealsNothing(row);
-  if (!status.ok()) {
-    std::move(done)(status);
-    return;
-  }
-  ledger_->AppendAuditAsync(row, std::move(done));
 }
 
 absl::StatusOr<std::vector<AuditRecord>> PostgresLabelStore::ListAudit(

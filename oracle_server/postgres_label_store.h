@@ -64,7 +64,7 @@ struct PostgresStoreOptions {
 // Storage errors: UNAVAILABLE for a lost connection, serialization failures
 // and server shutdown; RESOURCE_EXHAUSTED for a full disk; INTERNAL for
 // others.
-class PostgresLabelStore final : public LabelStore, private LedgerBackend {
+class PostgresLabelStore final : public LedgerLabelStore, private LedgerBackend {
  public:
   // Connects, creates the schema if missing (serialised with other processes
   // by an advisory lock), imports or checks the labels and loads the ledger.
@@ -88,23 +88,11 @@ class PostgresLabelStore final : public LabelStore, private LedgerBackend {
       absl::string_view name) override;
   absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override;
   absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override;
-  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override;
-  absl::StatusOr<EvaluationResult> RecordEvaluation(
-      const EvaluationRequest& request) override;
-  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override;
-  void RevealAsync(const RevealRequest& request, RevealDone done) override;
-  void RecordEvaluationAsync(const EvaluationRequest& request,
-                             EvaluationDone done) override;
-  void AppendAuditAsync(const AuditRecord& row, AuditDone done) override;
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(
       absl::string_view experiment, int64_t after_sequence,
       int64_t limit) override;
   absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override;
   absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override;
-
-  // Tests only: waits up to `timeout` until at least `n` writes are queued
-  // behind the one being committed; returns whether they are.
-  bool AwaitQueuedWritesForTesting(int n, absl::Duration timeout);
 
  private:
   class Transaction;
@@ -113,7 +101,12 @@ class PostgresLabelStore final : public LabelStore, private LedgerBackend {
                      PGconn* read_conn);
 
   absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::Status CheckWritable() const;
+  // LedgerLabelStore's view of this store.
+  StoreLedger& ledger() override { return *ledger_; }
+  const std::vector<uint8_t>& train_labels() const override {
+    return train_labels_;
+  }
+  absl::Status CheckWritable() const override;
   // Runs `body` between BEGIN and COMMIT on the write connection; rolls
   // back on any error (including options_.before_commit's when
   // `with_hook`).

@@ -671,11 +671,6 @@ absl::Status SqliteLabelStore::WriteGroupLocked(const GroupWrite& write) {
       .Run();
 }
 
-bool SqliteLabelStore::AwaitQueuedWritesForTesting(int n,
-                                                   absl::Duration timeout) {
-  return ledger_->AwaitQueuedWritesForTesting(n, timeout);
-}
-
 absl::StatusOr<DatasetInfo> SqliteLabelStore::GetDatasetInfo() {
   absl::MutexLock lock(&db_mu_);
   ASSIGN_OR_RETURN(Statement select,
@@ -769,68 +764,6 @@ SqliteLabelStore::ListExperiments() {
 absl::StatusOr<ExperimentUsage> SqliteLabelStore::GetUsage(
     absl::string_view name) {
   return ledger_->Usage(name);
-}
-
-absl::StatusOr<RevealResult> SqliteLabelStore::Reveal(
-    const RevealRequest& request) {
-  RETURN_IF_ERROR(CheckWritable());
-  RETURN_IF_ERROR(CheckTrainIds(
-      request.ids, static_cast<int64_t>(train_labels_.size())));
-  ASSIGN_OR_RETURN(RevealResult result, ledger_->Reveal(request));
-  AddRevealedLabels(train_labels_, request.ids, &result);
-  return result;
-}
-
-absl::StatusOr<EvaluationResult> SqliteLabelStore::RecordEvaluation(
-    const EvaluationRequest& request) {
-  RETURN_IF_ERROR(CheckWritable());
-  return ledger_->RecordEvaluation(request);
-}
-
-absl::StatusOr<int64_t> SqliteLabelStore::AppendAudit(const AuditRecord& row) {
-  RETURN_IF_ERROR(CheckWritable());
-  RETURN_IF_ERROR(CheckAuditRowRevealsNothing(row));
-  return ledger_->AppendAudit(row);
-}
-
-void SqliteLabelStore::RevealAsync(const RevealRequest& request,
-                                   RevealDone done) {
-  absl::Status status = CheckWritable();
-  if (status.ok()) {
-    status = CheckTrainIds(request.ids,
-                           static_cast<int64_t>(train_labels_.size()));
-  }
-  if (!status.ok()) {
-    std::move(done)(status);
-    return;
-  }
-  ledger_->RevealAsync(
-      request, [this, ids = request.ids, done = std::move(done)](
-                   absl::StatusOr<RevealResult> result) mutable {
-        if (result.ok()) AddRevealedLabels(train_labels_, ids, &*result);
-        std::move(done)(std::move(result));
-      });
-}
-
-void SqliteLabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
-                                             EvaluationDone done) {
-  absl::Status status = CheckWritable();
-  if (!status.ok()) {
-    std::move(done)(status);
-    return;
-  }
-  ledger_->RecordEvaluationAsync(request, std::move(done));
-}
-
-void SqliteLabelStore::AppendAuditAsync(const AuditRecord& row,
-                                        AuditDone done) {
-  absl::Status status = CheckWritable();
-  if (status.ok()) status = CheckAuditRowRevealsNothing(row);
-  if (!status.ok()) {
-    std::move(done)(status);
-    return;
-  }
-  ledger_->AppendAuditAsync(row, std::move(done));
 }
 
 absl::StatusOr<std::vector<AuditRecord>> SqliteLabelStore::ListAudit(

@@ -63,7 +63,7 @@ struct StoreOptions {
 // one SqliteLabelStore may write a database at a time (a read-only store sees
 // experiments and usage as of its Open, audit and revealed rows live).
 // Another writer is detected at the next write, which then reloads.
-class SqliteLabelStore final : public LabelStore, private LedgerBackend {
+class SqliteLabelStore final : public LedgerLabelStore, private LedgerBackend {
  public:
   // Opens (creating if needed) the database of `options`. A new database
   // imports both label files in one transaction; an existing one is checked
@@ -90,23 +90,11 @@ class SqliteLabelStore final : public LabelStore, private LedgerBackend {
       absl::string_view name) override;
   absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments() override;
   absl::StatusOr<ExperimentUsage> GetUsage(absl::string_view name) override;
-  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) override;
-  absl::StatusOr<EvaluationResult> RecordEvaluation(
-      const EvaluationRequest& request) override;
-  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) override;
-  void RevealAsync(const RevealRequest& request, RevealDone done) override;
-  void RecordEvaluationAsync(const EvaluationRequest& request,
-                             EvaluationDone done) override;
-  void AppendAuditAsync(const AuditRecord& row, AuditDone done) override;
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(
       absl::string_view experiment, int64_t after_sequence,
       int64_t limit) override;
   absl::StatusOr<std::pair<int64_t, std::string>> GetAuditHead() override;
   absl::StatusOr<std::vector<RevealedRecord>> ListRevealed() override;
-
-  // Tests only: waits up to `timeout` until at least `n` writes are queued
-  // behind the one being committed; returns whether they are.
-  bool AwaitQueuedWritesForTesting(int n, absl::Duration timeout);
 
  private:
   class Transaction;
@@ -134,7 +122,12 @@ class SqliteLabelStore final : public LabelStore, private LedgerBackend {
   // options_.before_commit succeed, else rolls back.
   absl::Status InTransactionLocked(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  absl::Status CheckWritable() const;
+  // LedgerLabelStore's view of this store.
+  StoreLedger& ledger() override { return *ledger_; }
+  const std::vector<uint8_t>& train_labels() const override {
+    return train_labels_;
+  }
+  absl::Status CheckWritable() const override;
   // The statement for `sql` (a string with static storage duration),
   // prepared on first use and kept until the store is destroyed; callers
   // reset it after use.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <unordered_map>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -572,6 +573,75 @@ void StoreLedger::FinishGroupLocked(const GroupPlan& plan, bool committed) {
   evaluations_total_ += plan.evaluations_delta;
   stamp_.head_sequence = plan.write.rows.back().sequence;
   stamp_.head_hash = plan.write.rows.back().hash;
+}
+
+absl::StatusOr<RevealResult> LedgerLabelStore::Reveal(
+    const RevealRequest& request) {
+  RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(
+      CheckTrainIds(request.ids, static_cast<int64_t>(train_labels().size())));
+  ASSIGN_OR_RETURN(RevealResult result, ledger().Reveal(request));
+  AddRevealedLabels(train_labels(), request.ids, &result);
+  return result;
+}
+
+absl::StatusOr<EvaluationResult> LedgerLabelStore::RecordEvaluation(
+    const EvaluationRequest& request) {
+  RETURN_IF_ERROR(CheckWritable());
+  return ledger().RecordEvaluation(request);
+}
+
+absl::StatusOr<int64_t> LedgerLabelStore::AppendAudit(
+    const AuditRecord& row) {
+  RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(CheckAuditRowRevealsNothing(row));
+  return ledger().AppendAudit(row);
+}
+
+void LedgerLabelStore::RevealAsync(const RevealRequest& request,
+                                     RevealDone done) {
+  absl::Status status = CheckWritable();
+  if (status.ok()) {
+    status =
+        CheckTrainIds(request.ids, static_cast<int64_t>(train_labels().size()));
+  }
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger().RevealAsync(request,
+                       [this, ids = request.ids, done = std::move(done)](
+                           absl::StatusOr<RevealResult> result) mutable {
+                         if (result.ok())
+                           AddRevealedLabels(train_labels(), ids, &*result);
+                         std::move(done)(std::move(result));
+                       });
+}
+
+void LedgerLabelStore::RecordEvaluationAsync(const EvaluationRequest& request,
+                                               EvaluationDone done) {
+  absl::Status status = CheckWritable();
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger().RecordEvaluationAsync(request, std::move(done));
+}
+
+void LedgerLabelStore::AppendAuditAsync(const AuditRecord& row,
+                                          AuditDone done) {
+  absl::Status status = CheckWritable();
+  if (status.ok()) status = CheckAuditRowRevealsNothing(row);
+  if (!status.ok()) {
+    std::move(done)(status);
+    return;
+  }
+  ledger().AppendAuditAsync(row, std::move(done));
+}
+
+bool LedgerLabelStore::AwaitQueuedWritesForTesting(int n,
+                                                   absl::Duration timeout) {
+  return ledger().AwaitQueuedWritesForTesting(n, timeout);
 }
 
 }  // namespace oracle_server

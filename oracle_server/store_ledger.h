@@ -222,6 +222,35 @@ class StoreLedger {
   std::thread committer_;  // last: started once everything else exists
 };
 
+// The writes of a LabelStore whose state lives in a StoreLedger, shared by
+// the database stores: each checks that the store is writable (and the ids
+// or the audit row), hands the write to the ledger, and adds the revealed
+// labels to a granted reveal. A store supplies the ledger, its train labels
+// and whether it may write.
+class LedgerLabelStore : public LabelStore {
+ public:
+  absl::StatusOr<RevealResult> Reveal(const RevealRequest& request) final;
+  absl::StatusOr<EvaluationResult> RecordEvaluation(
+      const EvaluationRequest& request) final;
+  absl::StatusOr<int64_t> AppendAudit(const AuditRecord& row) final;
+  void RevealAsync(const RevealRequest& request, RevealDone done) final;
+  void RecordEvaluationAsync(const EvaluationRequest& request,
+                             EvaluationDone done) final;
+  void AppendAuditAsync(const AuditRecord& row, AuditDone done) final;
+
+  // Tests only: waits up to `timeout` until at least `n` writes are queued
+  // behind the one being committed; returns whether they are.
+  bool AwaitQueuedWritesForTesting(int n, absl::Duration timeout);
+
+ protected:
+  // The store's ledger; valid while the store is.
+  virtual StoreLedger& ledger() = 0;
+  // Train labels by sample id, never changed after the store opened.
+  virtual const std::vector<uint8_t>& train_labels() const = 0;
+  // FAILED_PRECONDITION when the store is open read-only.
+  virtual absl::Status CheckWritable() const = 0;
+};
+
 }  // namespace oracle_server
 
 #endif  // ORACLE_SERVER_STORE_LEDGER_H_
