@@ -1,17 +1,16 @@
 #include "oracle_server/label_oracle.h"
 
 #include <algorithm>
-#include <optional>
 #include <set>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/idx_file.h"
+#include "oracle_server/await_done.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -121,20 +120,6 @@ absl::Status ValidateIds(const google::protobuf::RepeatedField<int64_t>& ids,
     }
   }
   return absl::OkStatus();
-}
-
-// Runs `start` with a `done` that stores its result, and waits until `done`
-// has run (on this thread or another).
-template <typename T, typename Start>
-absl::StatusOr<T> AwaitResult(Start start) {
-  absl::Notification finished;
-  std::optional<absl::StatusOr<T>> result;
-  start([&finished, &result](absl::StatusOr<T> value) {
-    result.emplace(std::move(value));
-    finished.Notify();
-  });
-  finished.WaitForNotification();
-  return *std::move(result);
 }
 
 }  // namespace
@@ -292,7 +277,7 @@ absl::StatusOr<oracle::v1::Experiment> LabelOracle::CreateExperiment(
 
 absl::StatusOr<oracle::v1::QueryLabelsResponse> LabelOracle::QueryLabels(
     const oracle::v1::QueryLabelsRequest& request, const Caller& caller) {
-  return AwaitResult<oracle::v1::QueryLabelsResponse>(
+  return AwaitDone<oracle::v1::QueryLabelsResponse>(
       [&](QueryLabelsDone done) {
         QueryLabelsAsync(request, caller, std::move(done));
       });
@@ -383,7 +368,7 @@ absl::StatusOr<oracle::v1::BudgetStatus> LabelOracle::GetBudget(
 
 absl::StatusOr<oracle::v1::EvaluateResponse> LabelOracle::Evaluate(
     const oracle::v1::EvaluateRequest& request, const Caller& caller) {
-  return AwaitResult<oracle::v1::EvaluateResponse>([&](EvaluateDone done) {
+  return AwaitDone<oracle::v1::EvaluateResponse>([&](EvaluateDone done) {
     EvaluateAsync(request, caller, std::move(done));
   });
 }

@@ -7,8 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
+#include "oracle_server/await_done.h"
 #include "oracle_server/audit_chain.h"
 
 namespace oracle_server {
@@ -249,38 +249,21 @@ LedgerStamp StoreLedger::Stamp() {
   return stamp_;
 }
 
-namespace {
-
-// Runs an asynchronous write and waits for its `done`.
-template <typename Result, typename Start>
-absl::StatusOr<Result> Wait(Start start) {
-  absl::Notification notified;
-  absl::StatusOr<Result> result;
-  start([&](absl::StatusOr<Result> r) {
-    result = std::move(r);
-    notified.Notify();
-  });
-  notified.WaitForNotification();
-  return result;
-}
-
-}  // namespace
-
 absl::StatusOr<RevealResult> StoreLedger::Reveal(const RevealRequest& request) {
-  return Wait<RevealResult>([&](LabelStore::RevealDone done) {
+  return AwaitDone<RevealResult>([&](LabelStore::RevealDone done) {
     RevealAsync(request, std::move(done));
   });
 }
 
 absl::StatusOr<EvaluationResult> StoreLedger::RecordEvaluation(
     const EvaluationRequest& request) {
-  return Wait<EvaluationResult>([&](LabelStore::EvaluationDone done) {
+  return AwaitDone<EvaluationResult>([&](LabelStore::EvaluationDone done) {
     RecordEvaluationAsync(request, std::move(done));
   });
 }
 
 absl::StatusOr<int64_t> StoreLedger::AppendAudit(const AuditRecord& row) {
-  return Wait<int64_t>([&](LabelStore::AuditDone done) {
+  return AwaitDone<int64_t>([&](LabelStore::AuditDone done) {
     AppendAuditAsync(row, std::move(done));
   });
 }

@@ -4,11 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <optional>
 #include <utility>
 
-#include "absl/synchronization/notification.h"
 #include "common/status_matchers.h"
+#include "oracle_server/await_done.h"
 #include "oracle_server/sqlite_label_store.h"
 #include "tests/oracle_server/oracle_test_data.h"
 
@@ -21,20 +20,6 @@ using testdata::TestDir;
 using testdata::TrainLabel;
 using ::testing::ElementsAre;
 using ::testing::SizeIs;
-
-// Starts an asynchronous write with `start(done)` and waits for `done`
-// (the store may call it on its committer thread).
-template <typename T, typename Start>
-absl::StatusOr<T> AwaitDone(Start start) {
-  absl::Notification finished;
-  std::optional<absl::StatusOr<T>> result;
-  start([&](absl::StatusOr<T> value) {
-    result.emplace(std::move(value));
-    finished.Notify();
-  });
-  finished.WaitForNotification();
-  return *std::move(result);
-}
 
 TEST(ForwardingLabelStoreTest, ForwardsEveryCall) {
   TestDir dir;

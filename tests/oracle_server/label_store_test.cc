@@ -21,6 +21,7 @@
 #include "common/sha256.h"
 #include "common/status_matchers.h"
 #include "oracle_server/audit_chain.h"
+#include "oracle_server/await_done.h"
 #include "oracle_server/failure_injecting_label_store.h"
 #include "oracle_server/postgres_label_store.h"
 #include "oracle_server/sqlite_label_store.h"
@@ -834,16 +835,11 @@ TEST(FailureInjectingLabelStoreTest, FailedAsyncWriteCallsDoneAndRevealsNothing)
   EXPECT_THAT(store.ListRevealed(), IsOkAndHolds(IsEmpty()));
 
   // The next one goes through to the store (done on its committer thread).
-  absl::Notification finished;
-  std::optional<absl::StatusOr<RevealResult>> granted;
-  store.RevealAsync(Reveal("e", {1, 2}),
-                    [&](absl::StatusOr<RevealResult> result) {
-                      granted.emplace(std::move(result));
-                      finished.Notify();
-                    });
-  finished.WaitForNotification();
-  ASSERT_THAT(*granted, IsOk());
-  EXPECT_EQ((*granted)->remaining, 3);
+  auto granted = AwaitDone<RevealResult>([&](LabelStore::RevealDone done) {
+    store.RevealAsync(Reveal("e", {1, 2}), std::move(done));
+  });
+  ASSERT_THAT(granted, IsOk());
+  EXPECT_EQ(granted->remaining, 3);
   EXPECT_EQ(store.writes(), 3);
 }
 
