@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "oracle_server/sqlite_label_store.h"
@@ -35,6 +37,25 @@ AuditVerification Bad(int64_t sequence, std::string reason,
 
 }  // namespace
 
+std::string FormatAuditIds(const std::vector<int64_t>& ids) {
+  return absl::StrJoin(ids, ",");
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseAuditIds(absl::string_view text,
+                                                   int64_t sequence) {
+  std::vector<int64_t> ids;
+  if (text.empty()) return ids;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(part, &id)) {
+      return absl::DataLossError(absl::StrCat(
+          "audit row ", sequence, ": malformed id list \"", text, "\""));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
 std::string CanonicalAuditRow(const AuditRecord& row) {
   std::string out;
   AppendField("sequence", absl::StrCat(row.sequence), &out);
@@ -44,8 +65,8 @@ std::string CanonicalAuditRow(const AuditRecord& row) {
   AppendField("strategy", row.strategy, &out);
   AppendField("round", absl::StrCat(row.round), &out);
   AppendField("kind", row.kind, &out);
-  AppendField("ids_asked", absl::StrJoin(row.ids_asked, ","), &out);
-  AppendField("ids_revealed", absl::StrJoin(row.ids_revealed, ","), &out);
+  AppendField("ids_asked", FormatAuditIds(row.ids_asked), &out);
+  AppendField("ids_revealed", FormatAuditIds(row.ids_revealed), &out);
   AppendField("outcome", OutcomeName(row.outcome), &out);
   AppendField("detail", row.detail, &out);
   // Left out when empty, so rows written before these fields existed keep

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -23,6 +24,15 @@ inline constexpr char kGenesisHash[] =
 // role and peer come last and only when non-empty: rows from before they
 // existed serialize (and hash) exactly as they did then.
 std::string CanonicalAuditRow(const AuditRecord& row);
+
+// An audit row's id list as the stores keep it and the chain hashes it:
+// decimal, comma-separated, empty for no ids.
+std::string FormatAuditIds(const std::vector<int64_t>& ids);
+
+// Inverse of FormatAuditIds; DATA_LOSS naming audit row `sequence` for text
+// that is not such a list.
+absl::StatusOr<std::vector<int64_t>> ParseAuditIds(absl::string_view text,
+                                                   int64_t sequence);
 
 // Lower-case hex SHA256(prev_hash + CanonicalAuditRow(row)).
 std::string AuditRowHash(absl::string_view prev_hash, const AuditRecord& row);

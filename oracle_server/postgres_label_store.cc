@@ -210,24 +210,7 @@ absl::Status CopyIn(PGconn* conn, const std::string& copy_sql,
   return status;
 }
 
-std::string FormatIds(const std::vector<int64_t>& ids) {
-  return absl::StrJoin(ids, ",");
-}
 
-absl::StatusOr<std::vector<int64_t>> ParseIds(absl::string_view text,
-                                              int64_t sequence) {
-  std::vector<int64_t> ids;
-  if (text.empty()) return ids;
-  for (absl::string_view part : absl::StrSplit(text, ',')) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(part, &id)) {
-      return absl::DataLossError(absl::StrCat(
-          "audit row ", sequence, ": malformed id list \"", text, "\""));
-    }
-    ids.push_back(id);
-  }
-  return ids;
-}
 
 constexpr char kExperimentColumns[] =
     "id, name, label_budget, token_sha256, created_unix_micros, "
@@ -259,9 +242,9 @@ absl::StatusOr<AuditRecord> ReadAudit(const PGresult* result, int r) {
   ASSIGN_OR_RETURN(int64_t round, Int(result, r, 5));
   row.round = static_cast<int32_t>(round);
   row.kind = Text(result, r, 6);
-  ASSIGN_OR_RETURN(row.ids_asked, ParseIds(Text(result, r, 7), row.sequence));
+  ASSIGN_OR_RETURN(row.ids_asked, ParseAuditIds(Text(result, r, 7), row.sequence));
   ASSIGN_OR_RETURN(row.ids_revealed,
-                   ParseIds(Text(result, r, 8), row.sequence));
+                   ParseAuditIds(Text(result, r, 8), row.sequence));
   absl::StatusOr<Outcome> outcome = ParseOutcome(Text(result, r, 9));
   if (!outcome.ok()) {
     return absl::DataLossError(absl::StrCat("audit row ", row.sequence, ": ",
@@ -685,8 +668,8 @@ absl::Status PostgresLabelStore::WriteGroupLocked(const GroupWrite& write) {
                                   Bytea(row.strategy),
                                   absl::StrCat(row.round),
                                   row.kind,
-                                  FormatIds(row.ids_asked),
-                                  FormatIds(row.ids_revealed),
+                                  FormatAuditIds(row.ids_asked),
+                                  FormatAuditIds(row.ids_revealed),
                                   std::string(OutcomeName(row.outcome)),
                                   Bytea(row.detail),
                                   row.prev_hash,

@@ -9,8 +9,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
@@ -194,9 +192,6 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
 }
 
-std::string FormatIds(const std::vector<int64_t>& ids) {
-  return absl::StrJoin(ids, ",");
-}
 
 constexpr char kSelectAuditHead[] =
     "SELECT (SELECT value FROM metadata WHERE key = 'audit_head_seq'), "
@@ -211,20 +206,6 @@ constexpr char kInsertAudit[] =
     "kind, ids_asked, ids_revealed, outcome, detail, prev_hash, hash, role, "
     "peer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-absl::StatusOr<std::vector<int64_t>> ParseIds(absl::string_view text,
-                                              int64_t sequence) {
-  std::vector<int64_t> ids;
-  if (text.empty()) return ids;
-  for (absl::string_view part : absl::StrSplit(text, ',')) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(part, &id)) {
-      return absl::DataLossError(absl::StrCat(
-          "audit row ", sequence, ": malformed id list \"", text, "\""));
-    }
-    ids.push_back(id);
-  }
-  return ids;
-}
 
 // Columns: id, name, label_budget, token_sha256, created_unix_micros,
 // evaluation_cap.
@@ -260,8 +241,8 @@ absl::StatusOr<AuditRecord> ReadAudit(const Statement& stmt) {
   row.strategy = stmt.Text(4);
   row.round = static_cast<int32_t>(stmt.Int(5));
   row.kind = stmt.Text(6);
-  ASSIGN_OR_RETURN(row.ids_asked, ParseIds(stmt.Text(7), row.sequence));
-  ASSIGN_OR_RETURN(row.ids_revealed, ParseIds(stmt.Text(8), row.sequence));
+  ASSIGN_OR_RETURN(row.ids_asked, ParseAuditIds(stmt.Text(7), row.sequence));
+  ASSIGN_OR_RETURN(row.ids_revealed, ParseAuditIds(stmt.Text(8), row.sequence));
   absl::StatusOr<Outcome> outcome = ParseOutcome(stmt.Text(9));
   if (!outcome.ok()) {
     return absl::DataLossError(absl::StrCat("audit row ", row.sequence, ": ",
@@ -641,8 +622,8 @@ absl::Status SqliteLabelStore::WriteGroupLocked(const GroupWrite& write) {
                         .Bind(5, row.strategy)
                         .Bind(6, int64_t{row.round})
                         .Bind(7, row.kind)
-                        .Bind(8, FormatIds(row.ids_asked))
-                        .Bind(9, FormatIds(row.ids_revealed))
+                        .Bind(8, FormatAuditIds(row.ids_asked))
+                        .Bind(9, FormatAuditIds(row.ids_revealed))
                         .Bind(10, OutcomeName(row.outcome))
                         .Bind(11, row.detail)
                         .Bind(12, row.prev_hash)
