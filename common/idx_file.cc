@@ -2,9 +2,12 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
@@ -131,6 +134,65 @@ absl::StatusOr<std::vector<uint8_t>> ReadIdxLabels(const std::string& path,
 absl::StatusOr<IdxArray> ReadIdxImages(const std::string& path,
                                        int64_t expected_count) {
   return ReadWithRank(path, 3, expected_count);
+}
+
+absl::Status WriteIdxFile(const std::string& path, const IdxArray& array) {
+  const size_t rank = array.dims.size();
+  if (rank < 1 || rank > 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("IDX rank ", rank, " is not in [1, 4]"));
+  }
+  size_t total = 1;
+  for (int64_t dim : array.dims) {
+    if (dim < 0 || dim > int64_t{0xffffffff}) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("IDX dimension ", dim, " does not fit 32 bits"));
+    }
+    total *= static_cast<size_t>(dim);
+  }
+  if (total != array.data.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dimensions ", absl::StrJoin(array.dims, "x"), " hold ",
+                     total, " values, data has ", array.data.size()));
+  }
+  std::vector<uint8_t> header = {0, 0, 0x08, static_cast<uint8_t>(rank)};
+  for (int64_t dim : array.dims) {
+    const uint32_t d = static_cast<uint32_t>(dim);
+    header.insert(header.end(), {static_cast<uint8_t>(d >> 24),
+                                 static_cast<uint8_t>(d >> 16),
+                                 static_cast<uint8_t>(d >> 8),
+                                 static_cast<uint8_t>(d)});
+  }
+  const bool gzip = absl::EndsWith(path, ".gz");
+  const std::string partial = path + ".partial";
+  gzFile file = gzopen(partial.c_str(), gzip ? "wb" : "wbT");
+  if (file == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot create ", partial));
+  }
+  // gzwrite takes an unsigned count; write in chunks well below its limit.
+  auto write = [&](const std::vector<uint8_t>& bytes) {
+    constexpr size_t kChunk = size_t{1} << 24;
+    for (size_t at = 0; at < bytes.size(); at += kChunk) {
+      const unsigned n =
+          static_cast<unsigned>(std::min(kChunk, bytes.size() - at));
+      if (gzwrite(file, bytes.data() + at, n) != static_cast<int>(n)) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const bool written = write(header) && write(array.data);
+  const bool closed = gzclose(file) == Z_OK;
+  if (!written || !closed) {
+    std::remove(partial.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot write ", partial));
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) {
+    std::remove(partial.c_str());
+    return absl::UnavailableError(
+        absl::StrCat("cannot rename ", partial, " to ", path));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace common

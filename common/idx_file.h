@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace common {
@@ -34,6 +35,13 @@ absl::StatusOr<std::vector<uint8_t>> ReadIdxLabels(const std::string& path,
 // the count must match (else FAILED_PRECONDITION).
 absl::StatusOr<IdxArray> ReadIdxImages(const std::string& path,
                                        int64_t expected_count);
+
+// Writes `array` as an unsigned-byte IDX file: gzipped when `path` ends in
+// ".gz", plain otherwise. The file is written beside `path` first and renamed
+// over it only when complete, so a failure leaves no partial file. Returns
+// INVALID_ARGUMENT if dims do not describe data (rank 1-4, each dimension
+// < 2^32, their product == data.size()), UNAVAILABLE if it cannot be written.
+absl::Status WriteIdxFile(const std::string& path, const IdxArray& array);
 
 // Fashion-MNIST as shipped by Debian's dataset-fashion-mnist.
 inline constexpr char kDefaultDatasetDir[] = "/usr/share/datasets/fashion-mnist";

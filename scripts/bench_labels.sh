@@ -48,7 +48,13 @@
 #   BUILD_DIR  (default build); SKIP_BUILD=1 uses its binaries as they are
 #   DATA_DIR   folder of the Fashion-MNIST .gz files (default: the trainer's
 #              and oracle's own default; the GPU bundle's when it is used)
-#   TARBALL    if set, BENCH_OUT without checkpoints (*.pt) is packed there
+#   SHUFFLE_SEED  if set, the sweep runs on a copy of the data set whose
+#              training images and labels are permuted together with this
+#              seed (shuffle_dataset, written to BENCH_OUT/data), for the
+#              oracle and every trainer: the same data in another file order
+#              (results must agree within noise)
+#   TARBALL    if set, BENCH_OUT without checkpoints (*.pt) and the shuffled
+#              data is packed there
 #   RETRY      1 (default): a run that fails is started once more as
 #              "<run>-eager" (a new experiment) with --cuda_graph=false
 #              --bf16=false; 0: no retry
@@ -90,6 +96,16 @@ TRAINER=$BUILD_DIR/trainer/trainer
 ORACLE=$BUILD_DIR/oracle_server/oracle_server
 ORACLECTL=$BUILD_DIR/oracle_server/oraclectl
 for b in "$TRAINER" "$ORACLE" "$ORACLECTL"; do [[ -x $b ]] || die "missing $b"; done
+if [[ -n "${SHUFFLE_SEED:-}" ]]; then
+  [[ $SHUFFLE_SEED =~ ^[0-9]+$ ]] || die "SHUFFLE_SEED '$SHUFFLE_SEED' is not a number"
+  SHUFFLER=$BUILD_DIR/common/shuffle_dataset
+  [[ -x $SHUFFLER ]] || die "missing $SHUFFLER"
+  "$SHUFFLER" ${DATA_DIR:+--data_dir="$DATA_DIR"} --out_dir="$BENCH_OUT/data" \
+    --seed="$SHUFFLE_SEED" || die "shuffle_dataset failed"
+  echo "training images and labels permuted together with seed $SHUFFLE_SEED" \
+       "(shuffle_dataset; from ${DATA_DIR:-the default data folder})" >"$BENCH_OUT/data.txt"
+  DATA_DIR=$BENCH_OUT/data
+fi
 
 DEVICE=$("$TRAINER" --print_device) || die "trainer --print_device failed"
 GPU_NAME=cpu
@@ -333,6 +349,7 @@ echo
 if [[ -n "${TARBALL:-}" ]]; then
   mkdir -p "$(dirname "$TARBALL")"
   tar czf "$TARBALL" -C "$(dirname "$BENCH_OUT")" --exclude='*.pt' \
+    --exclude="$(basename "$BENCH_OUT")/data" \
     --exclude="$(basename "$TARBALL")" "$(basename "$BENCH_OUT")" ||
     { stamp "packing $TARBALL failed"; STATUS=1; }
   stamp "packed $TARBALL ($(du -h "$TARBALL" | cut -f1))"

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Builds the main job's binaries (trainer, oracle_server, oraclectl), shared by
-# scripts/run.sh and scripts/bench_labels.sh. Source it, then:
+# Builds the main job's binaries (trainer, oracle_server, oraclectl,
+# shuffle_dataset), shared by scripts/run.sh and scripts/bench_labels.sh.
+# Source it, then:
 #
 #   fewlabels_build BUILD_DIR [TARGET...]   # environment, configure, build
 #   fewlabels_env --no_install              # environment only (built before)
@@ -61,7 +62,7 @@ fewlabels_env() {
 fewlabels_build() {
   local build_dir=$1; shift
   local targets=("$@")
-  [[ ${#targets[@]} -gt 0 ]] || targets=(trainer oracle_server_main oraclectl)
+  [[ ${#targets[@]} -gt 0 ]] || targets=(trainer oracle_server_main oraclectl shuffle_dataset)
   fewlabels_env --install || return $?
   # Keep the generator of an existing build folder; else Ninja when present.
   local generator=Ninja

@@ -125,6 +125,43 @@ TEST(IdxFileTest, MissingFileIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST(IdxFileTest, WriteThenReadRoundTripsGzippedAndPlain) {
+  IdxArray images{{2, 2, 3}, {}};
+  for (int i = 0; i < 12; ++i) images.data.push_back(static_cast<uint8_t>(i * 20));
+  for (const std::string name : {"written.gz", "written.idx"}) {
+    const std::string path = TempPath(name);
+    ASSERT_THAT(WriteIdxFile(path, images), IsOk());
+    EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+    auto read = ReadIdxImages(path, 2);
+    ASSERT_THAT(read, IsOk()) << name;
+    EXPECT_EQ(read->dims, images.dims);
+    EXPECT_EQ(read->data, images.data);
+  }
+  // The plain file is plain: header bytes as the format says.
+  std::FILE* plain = std::fopen(TempPath("written.idx").c_str(), "rb");
+  ASSERT_NE(plain, nullptr);
+  uint8_t magic[4] = {};
+  ASSERT_EQ(std::fread(magic, 1, 4, plain), 4u);
+  std::fclose(plain);
+  EXPECT_THAT(magic, ElementsAre(0, 0, 0x08, 3));
+}
+
+TEST(IdxFileTest, WriteRejectsDimsThatDoNotDescribeTheData) {
+  const std::string path = TempPath("bad.gz");
+  EXPECT_THAT(WriteIdxFile(path, IdxArray{{2, 3}, {1, 2, 3}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(WriteIdxFile(path, IdxArray{{}, {}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(IdxFileTest, WriteToAMissingFolderIsUnavailableAndLeavesNothing) {
+  const std::string path = TempPath("no-such-folder/labels.gz");
+  EXPECT_THAT(WriteIdxFile(path, IdxArray{{1}, {4}}),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
 TEST(IdxFileTest, ReadsTheRealFashionMnistLabels) {
   const std::string path =
       std::string(kDefaultDatasetDir) + "/" + kTestLabelsFile;

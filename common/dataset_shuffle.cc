@@ -1,0 +1,141 @@
+#include "common/dataset_shuffle.h"
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "common/idx_file.h"
+#include "common/status_macros.h"
+
+namespace common {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Copies `from` to `to` byte for byte (via a ".partial" name, renamed when
+// complete).
+absl::Status CopyFile(const fs::path& from, const fs::path& to) {
+  if (!fs::exists(from)) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", from.string()));
+  }
+  const fs::path partial = to.string() + ".partial";
+  std::error_code error;
+  fs::copy_file(from, partial, fs::copy_options::overwrite_existing, error);
+  if (!error) fs::rename(partial, to, error);
+  if (error) {
+    fs::remove(partial, error);
+    return absl::UnavailableError(absl::StrCat(
+        "cannot copy ", from.string(), " to ", to.string()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WritePermutation(const fs::path& path,
+                              const std::vector<int64_t>& permutation) {
+  const fs::path partial = path.string() + ".partial";
+  {
+    std::ofstream out(partial);
+    for (int64_t index : permutation) out << index << '\n';
+    out.flush();
+    if (!out) {
+      std::error_code error;
+      fs::remove(partial, error);
+      return absl::UnavailableError(
+          absl::StrCat("cannot write ", partial.string()));
+    }
+  }
+  std::error_code error;
+  fs::rename(partial, path, error);
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot rename ", partial.string()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> permutation(n > 0 ? n : 0);
+  for (int64_t i = 0; i < n; ++i) permutation[i] = i;
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) {
+    // j uniform in [0, i]: reject draws past the largest multiple of i + 1.
+    const uint64_t bound = static_cast<uint64_t>(i) + 1;
+    const uint64_t limit =
+        std::numeric_limits<uint64_t>::max() -
+        std::numeric_limits<uint64_t>::max() % bound;
+    uint64_t draw;
+    do {
+      draw = rng();
+    } while (draw >= limit);
+    std::swap(permutation[i], permutation[draw % bound]);
+  }
+  return permutation;
+}
+
+absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
+    const DatasetShuffleOptions& options) {
+  if (options.source_dir.empty() || options.out_dir.empty()) {
+    return absl::InvalidArgumentError("source_dir and out_dir must be set");
+  }
+  const fs::path source(options.source_dir);
+  const fs::path out(options.out_dir);
+  std::error_code error;
+  if (fs::exists(out) && fs::equivalent(source, out, error)) {
+    return absl::InvalidArgumentError(
+        "out_dir is the source folder: the copy must go elsewhere");
+  }
+  const std::vector<std::string> written = {
+      kTrainImagesFile, kTrainLabelsFile, kTestImagesFile, kTestLabelsFile,
+      kPermutationFile};
+  for (const std::string& name : written) {
+    if (fs::exists(out / name)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          (out / name).string(), " exists; choose an empty out_dir"));
+    }
+  }
+  ASSIGN_OR_RETURN(IdxArray images,
+                   ReadIdxImages((source / kTrainImagesFile).string(), 0));
+  ASSIGN_OR_RETURN(IdxArray labels,
+                   ReadIdxFile((source / kTrainLabelsFile).string()));
+  if (labels.dims.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        (source / kTrainLabelsFile).string(), " is not a 1-d label file"));
+  }
+  if (labels.count() != images.count()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the training files disagree: ", images.count(), " images, ",
+        labels.count(), " labels"));
+  }
+  const int64_t n = images.count();
+  const size_t image_size = n > 0 ? images.data.size() / n : 0;
+  const std::vector<int64_t> permutation = SeededPermutation(n, options.seed);
+  IdxArray shuffled_images{images.dims, std::vector<uint8_t>(images.data.size())};
+  IdxArray shuffled_labels{labels.dims, std::vector<uint8_t>(n)};
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t from = permutation[i];
+    std::copy_n(images.data.begin() + from * image_size, image_size,
+                shuffled_images.data.begin() + i * image_size);
+    shuffled_labels.data[i] = labels.data[from];
+  }
+
+  fs::create_directories(out, error);
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", out.string(), ": ", error.message()));
+  }
+  RETURN_IF_ERROR(CopyFile(source / kTestImagesFile, out / kTestImagesFile));
+  RETURN_IF_ERROR(CopyFile(source / kTestLabelsFile, out / kTestLabelsFile));
+  RETURN_IF_ERROR(
+      WriteIdxFile((out / kTrainImagesFile).string(), shuffled_images));
+  RETURN_IF_ERROR(
+      WriteIdxFile((out / kTrainLabelsFile).string(), shuffled_labels));
+  RETURN_IF_ERROR(WritePermutation(out / kPermutationFile, permutation));
+  return permutation;
+}
+
+}  // namespace common
