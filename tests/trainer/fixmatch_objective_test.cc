@@ -176,8 +176,10 @@ TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
   SemiSupervisedOptions options;
   options.batch_size = 4;
   options.mu = 3;
-  for (bool ema_teacher : {false, true}) {
-    options.use_ema_for_pseudo_labels = ema_teacher;
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    options.weak_forward = forward;
     SemiSupervisedLogits logits =
         SemiSupervisedForward(toy.context(), ToyStepData(), options);
     EXPECT_EQ(logits.logits_x.sizes(), (at::IntArrayRef{4, 3}));
@@ -185,10 +187,52 @@ TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
     EXPECT_EQ(logits.logits_u_weak.sizes(), (at::IntArrayRef{12, 3}));
     EXPECT_EQ(logits.logits_u_strong.sizes(), (at::IntArrayRef{12, 3}));
     EXPECT_FALSE(logits.logits_u_weak.requires_grad())
-        << "ema_teacher " << ema_teacher;
+        << WeakViewForwardName(forward);
     EXPECT_TRUE(logits.logits_u_strong.requires_grad());
     EXPECT_TRUE(logits.logits_x.requires_grad());
   }
+}
+
+TEST(SemiSupervisedForwardTest, SeparateForwardSeesTheSameViews) {
+  // With batch norm on running statistics (eval mode) every image's logits
+  // are its own, so the joint and the separate forward must agree row by
+  // row: same draws, same slicing, only the passes differ.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  auto run = [&](WeakViewForward forward, bool train) {
+    torch::manual_seed(3);  // the same initial weights for every run
+    ToyContext toy = MakeToyContext();
+    if (!train) toy.model->eval();
+    options.weak_forward = forward;
+    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  };
+  SemiSupervisedLogits joint = run(WeakViewForward::kJoint, false);
+  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate, false);
+  EXPECT_TRUE(at::equal(joint.unlabelled_index, separate.unlabelled_index));
+  EXPECT_TRUE(at::allclose(joint.logits_x, separate.logits_x, 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4,
+                           1e-5));
+  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
+                           1e-4, 1e-5));
+  // In training mode batch statistics differ between the passes: the weak
+  // views are really forwarded on their own.
+  SemiSupervisedLogits joint_train = run(WeakViewForward::kJoint, true);
+  SemiSupervisedLogits separate_train = run(WeakViewForward::kSeparate, true);
+  EXPECT_FALSE(at::allclose(joint_train.logits_u_weak,
+                            separate_train.logits_u_weak, 1e-4, 1e-5));
+}
+
+TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    auto parsed = ParseWeakViewForward(WeakViewForwardName(forward));
+    ASSERT_THAT(parsed, IsOk());
+    EXPECT_EQ(*parsed, forward);
+  }
+  EXPECT_THAT(ParseWeakViewForward("student"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {

@@ -433,18 +433,22 @@ TEST(LearnerTest, SameSeedIsBitIdentical) {
   EXPECT_TRUE(at::equal(pa->embeddings, pb->embeddings));
 }
 
-TEST(LearnerTest, EmaTeacherStepRuns) {
+TEST(LearnerTest, SeparateAndEmaWeakForwardStepsRun) {
   ToyData data = MakeToyData();
-  FixMatchOptions fixmatch = ToyFixMatch();
-  fixmatch.batch.use_ema_for_pseudo_labels = true;
-  fixmatch.threshold = 0.0;  // every pseudo-label counts
-  auto learner = MakeFixMatchLearner(ToyLearner(1), fixmatch);
-  ASSERT_THAT(learner, IsOk());
-  auto stats = (*learner)->Step(data.step_data());
-  ASSERT_THAT(stats, IsOk());
-  ASSERT_EQ(stats->scalars.size(), 3u);
-  EXPECT_EQ(stats->scalars[2].item<float>(), 1.0f);
-  EXPECT_GT(stats->scalars[1].item<float>(), 0.0f);
+  for (WeakViewForward forward :
+       {WeakViewForward::kSeparate, WeakViewForward::kEma}) {
+    FixMatchOptions fixmatch = ToyFixMatch();
+    fixmatch.batch.weak_forward = forward;
+    fixmatch.threshold = 0.0;  // every pseudo-label counts
+    auto learner = MakeFixMatchLearner(ToyLearner(1), fixmatch);
+    ASSERT_THAT(learner, IsOk());
+    auto stats = (*learner)->Step(data.step_data());
+    ASSERT_THAT(stats, IsOk());
+    ASSERT_EQ(stats->scalars.size(), 3u);
+    EXPECT_EQ(stats->scalars[2].item<float>(), 1.0f);
+    EXPECT_GT(stats->scalars[1].item<float>(), 0.0f)
+        << WeakViewForwardName(forward);
+  }
 }
 
 TEST(LearnerTest, SaveLoadRoundTrip) {

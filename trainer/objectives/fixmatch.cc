@@ -28,6 +28,26 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<WeakViewForward> ParseWeakViewForward(const std::string& name) {
+  if (name == "joint") return WeakViewForward::kJoint;
+  if (name == "separate") return WeakViewForward::kSeparate;
+  if (name == "ema") return WeakViewForward::kEma;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "weak view forward \"", name, "\" is not joint, separate or ema"));
+}
+
+std::string WeakViewForwardName(WeakViewForward forward) {
+  switch (forward) {
+    case WeakViewForward::kJoint:
+      return "joint";
+    case WeakViewForward::kSeparate:
+      return "separate";
+    case WeakViewForward::kEma:
+      return "ema";
+  }
+  return "joint";
+}
+
 SemiSupervisedLogits SemiSupervisedForward(
     const StepContext& context, const StepData& data,
     const SemiSupervisedOptions& options) {
@@ -52,21 +72,23 @@ SemiSupervisedLogits SemiSupervisedForward(
       StrongAugment(weak.narrow(0, b + ub, ub), context.generator,
                     options.strong);
   weak = weak.narrow(0, 0, b + ub);
-  const bool teacher_is_ema = options.use_ema_for_pseudo_labels;
-  Tensor inputs = teacher_is_ema ? at::cat({weak.narrow(0, 0, b), strong})
-                                 : at::cat({weak, strong});
+  const bool joint = options.weak_forward == WeakViewForward::kJoint;
+  Tensor inputs = joint ? at::cat({weak, strong})
+                        : at::cat({weak.narrow(0, 0, b), strong});
   Tensor logits = context.Forward(context.model, inputs).logits;
   SemiSupervisedLogits out;
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
   out.unlabelled_index = unlabelled_index;
   out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
-  if (teacher_is_ema) {
-    torch::NoGradGuard no_grad;
-    out.logits_u_weak =
-        context.Forward(context.ema, weak.narrow(0, b, ub)).logits;
-  } else {
+  if (joint) {
     out.logits_u_weak = logits.narrow(0, b, ub).detach();
+  } else {
+    torch::NoGradGuard no_grad;
+    Classifier& teacher = options.weak_forward == WeakViewForward::kEma
+                              ? context.ema
+                              : context.model;
+    out.logits_u_weak = context.Forward(teacher, weak.narrow(0, b, ub)).logits;
   }
   return out;
 }

@@ -41,7 +41,8 @@ ABSL_FLAG(std::string, device, "auto",
           "auto (cuda if available), cpu or cuda.");
 ABSL_FLAG(bool, mixed_precision, true, "bf16 autocast on CUDA.");
 ABSL_FLAG(bool, channels_last, true, "channels_last on CUDA.");
-ABSL_FLAG(bool, ema_teacher, false, "Pseudo-label with the EMA model.");
+ABSL_FLAG(std::string, weak_forward, "joint",
+          "Weak views' forward: joint, separate (no-grad) or ema.");
 ABSL_FLAG(bool, cuda_graph, false, "Capture and replay steps as CUDA graphs.");
 ABSL_FLAG(bool, cudnn_benchmark, true,
           "Let cuDNN pick the fastest algorithms (process-wide setting).");
@@ -141,7 +142,13 @@ int Run() {
   trainer::FixMatchOptions fixmatch;
   fixmatch.batch.batch_size = absl::GetFlag(FLAGS_batch);
   fixmatch.batch.mu = absl::GetFlag(FLAGS_mu);
-  fixmatch.batch.use_ema_for_pseudo_labels = absl::GetFlag(FLAGS_ema_teacher);
+  auto weak_forward =
+      trainer::ParseWeakViewForward(absl::GetFlag(FLAGS_weak_forward));
+  if (!weak_forward.ok()) {
+    std::fprintf(stderr, "%s\n", weak_forward.status().ToString().c_str());
+    return 2;
+  }
+  fixmatch.batch.weak_forward = *weak_forward;
   trainer::LearnerOptions options;
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.channels_last = absl::GetFlag(FLAGS_channels_last);
@@ -156,12 +163,12 @@ int Run() {
   if (!learner.ok()) return Fail(learner.status());
   std::printf(
       "device=%s arch=%s width=%d batch=%d mu=%d bf16=%d channels_last=%d "
-      "ema_teacher=%d cuda_graph=%d\n",
+      "weak_forward=%s cuda_graph=%d\n",
       device.str().c_str(), model_options.arch.c_str(), model_options.width,
       fixmatch.batch.batch_size, fixmatch.batch.mu,
       options.mixed_precision && use_cuda ? 1 : 0,
       options.channels_last && use_cuda ? 1 : 0,
-      fixmatch.batch.use_ema_for_pseudo_labels ? 1 : 0,
+      trainer::WeakViewForwardName(fixmatch.batch.weak_forward).c_str(),
       options.cuda_graph && use_cuda ? 1 : 0);
 
   Data data;
