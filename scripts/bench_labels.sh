@@ -53,6 +53,12 @@
 #              seed (shuffle_dataset, written to BENCH_OUT/data), for the
 #              oracle and every trainer: the same data in another file order
 #              (results must agree within noise)
+#   DRY_RUN    1: print the plan (one "plan:" line per run, in start order)
+#              and exit without starting the oracle or any trainer
+#   MPS        1: run the trainers under the CUDA Multi-Process Service
+#              (nvidia-cuda-mps-control -d, its pipes and logs in
+#              BENCH_OUT/mps; stopped at the end); the footer says whether it
+#              was on. Default 0; ignored without CUDA
 #   TARBALL    if set, BENCH_OUT without checkpoints (*.pt) and the shuffled
 #              data is packed there
 #   RETRY      1 (default): a run that fails is started once more as
@@ -67,6 +73,8 @@ cd "$(dirname "$0")/.." || exit 1
 T0=$(date +%s)
 stamp() { echo "[bench +$(( $(date +%s) - T0 ))s] $*"; }
 die() { stamp "error: $*" >&2; exit 1; }
+# note LINE: printed, and kept for the table's footer (BENCH_OUT/notes.txt).
+note() { stamp "$*"; echo "$*" >>"$BENCH_OUT/notes.txt"; }
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
 
@@ -96,14 +104,14 @@ TRAINER=$BUILD_DIR/trainer/trainer
 ORACLE=$BUILD_DIR/oracle_server/oracle_server
 ORACLECTL=$BUILD_DIR/oracle_server/oraclectl
 for b in "$TRAINER" "$ORACLE" "$ORACLECTL"; do [[ -x $b ]] || die "missing $b"; done
-if [[ -n "${SHUFFLE_SEED:-}" ]]; then
+if [[ -n "${SHUFFLE_SEED:-}" && "${DRY_RUN:-0}" != 1 ]]; then
   [[ $SHUFFLE_SEED =~ ^[0-9]+$ ]] || die "SHUFFLE_SEED '$SHUFFLE_SEED' is not a number"
   SHUFFLER=$BUILD_DIR/common/shuffle_dataset
   [[ -x $SHUFFLER ]] || die "missing $SHUFFLER"
   "$SHUFFLER" ${DATA_DIR:+--data_dir="$DATA_DIR"} --out_dir="$BENCH_OUT/data" \
     --seed="$SHUFFLE_SEED" || die "shuffle_dataset failed"
-  echo "training images and labels permuted together with seed $SHUFFLE_SEED" \
-       "(shuffle_dataset; from ${DATA_DIR:-the default data folder})" >"$BENCH_OUT/data.txt"
+  note "Data: training images and labels permuted together with seed $SHUFFLE_SEED" \
+       "(shuffle_dataset; from ${DATA_DIR:-the default data folder})"
   DATA_DIR=$BENCH_OUT/data
 fi
 
@@ -195,9 +203,18 @@ for run in "${ORDER[@]}"; do
 done
 TOTAL=${#QUEUE[@]}
 stamp "$TOTAL runs planned"
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+  for run in "${QUEUE[@]}"; do
+    echo "plan: $run budget ${R_BUDGET[$run]} seed ${R_SEED[$run]} strategy ${R_STRATEGY[$run]}" \
+         "objective ${R_OBJECTIVE[$run]} pretrain ${R_PRETRAIN[$run]} flags [${R_EXTRA[$run]}]"
+  done
+  stamp "dry run: nothing started"
+  exit 0
+fi
 printf 'run\tbudget\tseed\tstrategy\tobjective\tpretrain\textra\texperiment\n' > "$BENCH_OUT/runs.tsv"
 
 ORACLE_PID=""
+MPS_ON=0
 cleanup() {
   local p
   for p in "${!PID_RUN[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -205,9 +222,28 @@ cleanup() {
   # Only these: a bare `wait` would also wait for the log's tee (forever).
   local pids=(${ORACLE_PID:+"$ORACLE_PID"} "${!PID_RUN[@]}")
   (( ${#pids[@]} == 0 )) || wait "${pids[@]}" 2>/dev/null
+  (( MPS_ON )) && echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
 }
 trap cleanup EXIT
 trap 'stamp "interrupted"; exit 130' INT TERM
+
+if [[ "${MPS:-0}" == 1 ]]; then
+  if [[ "$DEVICE" != cuda* ]]; then
+    stamp "MPS=1 ignored: no CUDA"
+  elif ! command -v nvidia-cuda-mps-control >/dev/null; then
+    note "MPS: requested but not on this machine (no nvidia-cuda-mps-control)"
+  else
+    export CUDA_MPS_PIPE_DIRECTORY=$BENCH_OUT/mps/pipe CUDA_MPS_LOG_DIRECTORY=$BENCH_OUT/mps/log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if nvidia-cuda-mps-control -d; then
+      MPS_ON=1
+      note "MPS: on (the trainers shared the GPU through the CUDA Multi-Process Service)"
+    else
+      unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+      note "MPS: requested, but nvidia-cuda-mps-control -d failed; trainers time-sliced"
+    fi
+  fi
+fi
 
 DB=$BENCH_OUT/oracle.db
 "$ORACLE" --host=127.0.0.1 --port=0 --port_file="$BENCH_OUT/oracle.port" --db="$DB" \
@@ -349,7 +385,7 @@ echo
 if [[ -n "${TARBALL:-}" ]]; then
   mkdir -p "$(dirname "$TARBALL")"
   tar czf "$TARBALL" -C "$(dirname "$BENCH_OUT")" --exclude='*.pt' \
-    --exclude="$(basename "$BENCH_OUT")/data" \
+    --exclude="$(basename "$BENCH_OUT")/data" --exclude="$(basename "$BENCH_OUT")/mps/pipe" \
     --exclude="$(basename "$TARBALL")" "$(basename "$BENCH_OUT")" ||
     { stamp "packing $TARBALL failed"; STATUS=1; }
   stamp "packed $TARBALL ($(du -h "$TARBALL" | cut -f1))"

@@ -12,7 +12,7 @@ Reads (all written by bench_labels.sh):
   SWEEP_DIR/summary.txt   `oraclectl summary` of the sweep's database
   SWEEP_DIR/verify.txt    `oraclectl verify` of it
 Also reads SWEEP_DIR/skipped.txt (runs skipped at the deadline) and
-SWEEP_DIR/data.txt (how the data set was changed, e.g. shuffled), if any.
+SWEEP_DIR/notes.txt (footer lines: a shuffled data set, MPS), if any.
 Writes SWEEP_DIR/runs.csv (one line per trainer start), SWEEP_DIR/table.csv
 and SWEEP_DIR/table.md (one row per budget and variant: accuracy over seeds,
 labels spent as the oracle counts them, feature quality, time, speed).
@@ -236,9 +236,9 @@ def main(argv):
   if os.path.exists(skipped_path):
     lines.append("Skipped at the deadline (SWEEP_SECONDS): " + ", ".join(
         open(skipped_path).read().split()))
-  data_path = os.path.join(sweep, "data.txt")
-  if os.path.exists(data_path):
-    lines.append("Data: " + open(data_path).read().strip())
+  notes_path = os.path.join(sweep, "notes.txt")
+  if os.path.exists(notes_path):
+    lines += [l.strip() for l in open(notes_path) if l.strip()]
   verify_path = os.path.join(sweep, "verify.txt")
   verify = open(verify_path).read().strip() if os.path.exists(
       verify_path) else "(not run)"

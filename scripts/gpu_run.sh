@@ -8,6 +8,16 @@
 #   scripts/gpu_run.sh                                  # device machine, .gpu carried
 #   BUDGETS=100 SEEDS="0 1 2" STEPS=8000 scripts/gpu_run.sh
 #
+# PLAN picks what to run (variables set by hand still win):
+#   sweep     (default) bench_labels.sh's budgets x seeds x variants
+#   ablation  issue 8's ablation at 100 labels, seeds 0 1: the default
+#             combination typiclust:freematch:simclr, then one change each:
+#             no pretraining, random labels, FixMatch's fixed threshold, round
+#             restarts, BN re-estimation, the separate no-grad weak forward
+#   order     the default combination at 100 labels, seeds 0 1, on the data
+#             set shuffled with SHUFFLE_SEED (default 1): compare with a sweep
+#             on the original order
+#
 # With CUDA the defaults are SWEEP_SECONDS=480 (the whole call, build
 # included, ends by then: trainers get --max_train_seconds), PARALLEL=6,
 # STEPS=3000, PRETRAIN_STEPS=2000; every bench_labels.sh variable
@@ -27,6 +37,20 @@ OUT=$(cd "$OUT" && pwd)
 export BENCH_OUT=${BENCH_OUT:-/tmp/fewlabels-bench-$$}
 # shellcheck source=build_lib.sh
 source scripts/build_lib.sh
+BEST=typiclust:freematch:simclr
+case ${PLAN:=sweep} in
+  sweep) ;;
+  ablation)
+    export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"}
+    export VARIANTS=${VARIANTS:-"$BEST typiclust:freematch:none random:freematch:simclr \
+typiclust:fixmatch:simclr $BEST:--restart_rounds $BEST:--recalibrate_bn \
+$BEST:--weak_forward=separate"} ;;
+  order)
+    export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"} VARIANTS=${VARIANTS:-$BEST}
+    export SHUFFLE_SEED=${SHUFFLE_SEED:-1} ;;
+  *) echo "gpu_run: PLAN=$PLAN is not sweep, ablation or order" >&2; exit 2 ;;
+esac
+echo "gpu_run: plan $PLAN"
 if fewlabels_cuda_python_torch >/dev/null; then
   export SWEEP_SECONDS=${SWEEP_SECONDS:-480} PARALLEL=${PARALLEL:-6}
   export STEPS=${STEPS:-3000} PRETRAIN_STEPS=${PRETRAIN_STEPS:-2000}

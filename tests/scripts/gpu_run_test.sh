@@ -14,6 +14,8 @@
 #  4. $OUT holds table.md, table.csv, runs.csv, sweep.log and bench.tar.gz;
 #     the tarball holds the reports, logs and oracle database and no
 #     checkpoint.
+#  5. PLAN=ablation plans the 7 variants x 2 seeds at 100 labels (a dry run),
+#     PLAN=order a shuffled sweep, and an unknown PLAN is refused.
 set -euo pipefail
 SRC=${1:?usage: gpu_run_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: gpu_run_test.sh <source_dir> <build_dir>}
@@ -67,4 +69,29 @@ for f in bench/$RUN-eager/report.json bench/$RUN-eager/report.html \
   grep -qx "$f" <<<"$LIST" || { echo "$LIST"; fail "$f missing from bench.tar.gz"; }
 done
 if grep -q '\.pt$' <<<"$LIST"; then echo "$LIST"; fail "checkpoint in bench.tar.gz"; fi
+# 5. The plans.
+env OUT="$TMP/out-ablation" BENCH_OUT="$TMP/ablation" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
+  PLAN=ablation DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/ablation.log" 2>&1 ||
+  { cat "$TMP/ablation.log"; fail "PLAN=ablation dry run failed"; }
+[[ $(grep -c "^plan: b100-" "$TMP/ablation.log") == 14 ]] ||
+  { cat "$TMP/ablation.log"; fail "ablation: not 14 runs at 100 labels"; }
+for run in typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
+           typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
+           typiclust-freematch-simclr-recalibrate_bn typiclust-freematch-simclr-weak_forward_separate; do
+  for seed in 0 1; do
+    grep -q "^plan: b100-$run-s$seed " "$TMP/ablation.log" ||
+      { cat "$TMP/ablation.log"; fail "ablation: no b100-$run-s$seed"; }
+  done
+done
+env OUT="$TMP/out-order" BENCH_OUT="$TMP/order" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
+  PLAN=order DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/order.log" 2>&1 ||
+  { cat "$TMP/order.log"; fail "PLAN=order dry run failed"; }
+[[ $(grep -c "^plan: b100-typiclust-freematch-simclr-s[01] " "$TMP/order.log") == 2 ]] ||
+  { cat "$TMP/order.log"; fail "order: not the 2 runs"; }
+grep -q "gpu_run: plan order" "$TMP/order.log" || fail "plan not announced"
+if env OUT="$TMP/out-bad" BENCH_OUT="$TMP/bad" SKIP_BUILD=1 BUILD_DIR="$BUILD" PLAN=bogus \
+     bash "$SRC/scripts/gpu_run.sh" > "$TMP/bad.log" 2>&1; then
+  fail "PLAN=bogus accepted"
+fi
+grep -q "PLAN=bogus is not sweep, ablation or order" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "no message"; }
 echo "PASS"
