@@ -73,6 +73,12 @@ ABSL_FLAG(double, threshold, 0.95,
           "pseudo-label confidence threshold (tau); flexmatch: the threshold "
           "that class thresholds scale down from");
 ABSL_FLAG(double, lambda_u, 1.0, "weight of the unlabelled loss");
+ABSL_FLAG(bool, distribution_alignment, false,
+          "align the weak views' probabilities to a uniform class prior "
+          "before pseudo-labelling (ReMixMatch's distribution alignment)");
+ABSL_FLAG(double, alignment_momentum, 0.999,
+          "EMA momentum of the model's mean prediction for "
+          "--distribution_alignment");
 ABSL_FLAG(double, lr, 0.03, "peak learning rate");
 ABSL_FLAG(double, weight_decay, 5e-4,
           "weight decay (not on batch-norm and biases)");
@@ -206,6 +212,8 @@ int main(int argc, char** argv) {
   batch.batch_size = absl::GetFlag(FLAGS_batch);
   batch.mu = absl::GetFlag(FLAGS_mu);
   batch.lambda_u = absl::GetFlag(FLAGS_lambda_u);
+  batch.distribution_alignment = absl::GetFlag(FLAGS_distribution_alignment);
+  batch.alignment_momentum = absl::GetFlag(FLAGS_alignment_momentum);
   auto weak_forward =
       trainer::ParseWeakViewForward(absl::GetFlag(FLAGS_weak_forward));
   if (!weak_forward.ok()) {

@@ -114,6 +114,14 @@ TEST(FixMatchObjectiveTest, CreateValidatesOptions) {
   bad_posterize.batch.strong.min_posterize_bits = 9;
   EXPECT_THAT(FixMatchObjective::Create(bad_posterize),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  FixMatchOptions bad_alignment;
+  bad_alignment.batch.alignment_momentum = 1.0;
+  EXPECT_THAT(FixMatchObjective::Create(bad_alignment),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FixMatchOptions one_class;
+  one_class.num_classes = 1;
+  EXPECT_THAT(FixMatchObjective::Create(one_class),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   for (double threshold : {-0.1, 1.5, std::nan("")}) {
     FixMatchOptions bad_threshold;
     bad_threshold.threshold = threshold;
@@ -254,6 +262,28 @@ TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {
       loss.total.item<double>(),
       loss.scalars[0].item<double>() + 0.5 * loss.scalars[1].item<double>(),
       1e-5);
+}
+
+TEST(FixMatchObjectiveTest, DistributionAlignmentFollowsThePredictions) {
+  for (bool aligned : {false, true}) {
+    ToyContext toy = MakeToyContext();
+    FixMatchOptions options;
+    options.num_classes = 3;
+    options.batch.batch_size = 4;
+    options.batch.mu = 2;
+    options.batch.distribution_alignment = aligned;
+    options.batch.alignment_momentum = 0.0;
+    auto objective = FixMatchObjective::Create(options);
+    ASSERT_THAT(objective, IsOk());
+    (*objective)->Loss(toy.context(), ToyStepData());
+    const at::Tensor p_model = (*objective)->alignment().p_model();
+    EXPECT_NEAR(p_model.sum().item<double>(), 1.0, 1e-5);
+    // With momentum 0, p_model is the batch's mean prediction: an untrained
+    // network is not exactly uniform.
+    EXPECT_EQ(at::allclose(p_model, at::full({3}, 1.0f / 3), 0.0, 1e-7),
+              !aligned)
+        << "aligned " << aligned;
+  }
 }
 
 }  // namespace

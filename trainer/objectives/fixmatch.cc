@@ -19,6 +19,9 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   if (!(o.lambda_u >= 0.0)) {
     return absl::InvalidArgumentError("lambda_u must be non-negative");
   }
+  if (!(o.alignment_momentum >= 0.0 && o.alignment_momentum < 1.0)) {
+    return absl::InvalidArgumentError("alignment_momentum must be in [0, 1)");
+  }
   if (o.strong.num_ops < 0 || o.strong.num_ops > kNumStrongOps ||
       o.strong.min_posterize_bits < 0 || o.strong.min_posterize_bits > 8) {
     return absl::InvalidArgumentError(
@@ -26,6 +29,15 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
                      "] and strong.min_posterize_bits in [0, 8]"));
   }
   return absl::OkStatus();
+}
+
+DistributionAlignmentOptions AlignmentOptions(const SemiSupervisedOptions& o,
+                                              int64_t num_classes) {
+  DistributionAlignmentOptions alignment;
+  alignment.enabled = o.distribution_alignment;
+  alignment.momentum = o.alignment_momentum;
+  alignment.num_classes = num_classes;
+  return alignment;
 }
 
 absl::StatusOr<WeakViewForward> ParseWeakViewForward(const std::string& name) {
@@ -98,13 +110,23 @@ FixMatchLoss ComputeFixMatchLoss(const Tensor& logits_x,
                                  const Tensor& logits_u_weak,
                                  const Tensor& logits_u_strong,
                                  double threshold, double lambda_u) {
-  TORCH_CHECK(logits_u_weak.sizes() == logits_u_strong.sizes(),
-              "weak and strong logits differ in shape: ", logits_u_weak.sizes(),
+  return ComputeFixMatchLossFromProbs(
+      logits_x, targets_x,
+      at::softmax(logits_u_weak.detach().to(at::kFloat), 1), logits_u_strong,
+      threshold, lambda_u);
+}
+
+FixMatchLoss ComputeFixMatchLossFromProbs(const Tensor& logits_x,
+                                          const Tensor& targets_x,
+                                          const Tensor& probs_u_weak,
+                                          const Tensor& logits_u_strong,
+                                          double threshold, double lambda_u) {
+  TORCH_CHECK(probs_u_weak.sizes() == logits_u_strong.sizes(),
+              "weak and strong views differ in shape: ", probs_u_weak.sizes(),
               " vs ", logits_u_strong.sizes());
   Tensor supervised =
       at::cross_entropy_loss(logits_x.to(at::kFloat), targets_x);
-  Tensor probs = at::softmax(logits_u_weak.detach().to(at::kFloat), 1);
-  auto [max_probs, pseudo_labels] = probs.max(1);
+  auto [max_probs, pseudo_labels] = probs_u_weak.detach().max(1);
   Tensor mask = (max_probs >= threshold).to(at::kFloat);
   Tensor per_image =
       at::cross_entropy_loss(logits_u_strong.to(at::kFloat), pseudo_labels,
@@ -116,22 +138,42 @@ FixMatchLoss ComputeFixMatchLoss(const Tensor& logits_x,
 }
 
 absl::StatusOr<std::unique_ptr<FixMatchObjective>> FixMatchObjective::Create(
-    const FixMatchOptions& options) {
+    const FixMatchOptions& options, torch::Device device) {
   RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options.batch));
   if (!(options.threshold >= 0.0 && options.threshold <= 1.0)) {
     return absl::InvalidArgumentError("threshold must be in [0, 1]");
   }
-  return std::unique_ptr<FixMatchObjective>(new FixMatchObjective(options));
+  if (options.num_classes < 2) {
+    return absl::InvalidArgumentError("num_classes must be >= 2");
+  }
+  return std::unique_ptr<FixMatchObjective>(
+      new FixMatchObjective(options, device));
 }
+
+FixMatchObjective::FixMatchObjective(const FixMatchOptions& options,
+                                     torch::Device device)
+    : options_(options),
+      alignment_(AlignmentOptions(options.batch, options.num_classes),
+                 device) {}
 
 ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
                                       const StepData& data) {
   SemiSupervisedLogits logits =
       SemiSupervisedForward(context, data, options_.batch);
-  FixMatchLoss loss = ComputeFixMatchLoss(
-      logits.logits_x, logits.targets_x, logits.logits_u_weak,
-      logits.logits_u_strong, options_.threshold, options_.batch.lambda_u);
+  Tensor probs = alignment_.Align(
+      at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
+  FixMatchLoss loss = ComputeFixMatchLossFromProbs(
+      logits.logits_x, logits.targets_x, probs, logits.logits_u_strong,
+      options_.threshold, options_.batch.lambda_u);
   return {loss.total, {loss.supervised, loss.unsupervised, loss.mask_rate}};
+}
+
+void FixMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
+  alignment_.Save(archive, "alignment");
+}
+
+void FixMatchObjective::Load(torch::serialize::InputArchive& archive) {
+  alignment_.Load(archive, "alignment");
 }
 
 }  // namespace trainer

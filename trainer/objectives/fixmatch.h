@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "trainer/learn/augment.h"
 #include "trainer/learn/objective.h"
+#include "trainer/objectives/distribution_alignment.h"
 
 namespace trainer {
 
@@ -45,6 +46,10 @@ struct SemiSupervisedOptions {
   double lambda_u = 1.0;
   // Where the weak views' logits come from.
   WeakViewForward weak_forward = WeakViewForward::kJoint;
+  // Align the weak views' probabilities to a uniform class prior before
+  // pseudo-labelling (distribution_alignment.h), with this EMA momentum.
+  bool distribution_alignment = false;
+  double alignment_momentum = 0.999;
   // Augmentation of labelled images and the weak unlabelled view.
   WeakAugmentOptions weak;
   // Augmentation of the strong unlabelled view.
@@ -52,8 +57,13 @@ struct SemiSupervisedOptions {
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
-// non-negative and the strong augmentation's ranges are valid.
+// non-negative, alignment_momentum is in [0, 1) and the strong
+// augmentation's ranges are valid.
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
+
+// The distribution alignment `o` asks for, over `num_classes` classes.
+DistributionAlignmentOptions AlignmentOptions(const SemiSupervisedOptions& o,
+                                              int64_t num_classes);
 
 // Logits of one semi-supervised step: the labelled batch, and the weak and
 // strong views of the same unlabelled images.
@@ -95,20 +105,31 @@ FixMatchLoss ComputeFixMatchLoss(const torch::Tensor& logits_x,
                                  const torch::Tensor& logits_u_strong,
                                  double threshold, double lambda_u);
 
+// The same from the weak views' probabilities [U, C] (e.g. after
+// distribution alignment) instead of their logits.
+FixMatchLoss ComputeFixMatchLossFromProbs(const torch::Tensor& logits_x,
+                                          const torch::Tensor& targets_x,
+                                          const torch::Tensor& probs_u_weak,
+                                          const torch::Tensor& logits_u_strong,
+                                          double threshold, double lambda_u);
+
 struct FixMatchOptions {
   SemiSupervisedOptions batch;
   // Confidence threshold tau: an unlabelled image counts when the weak
   // view's highest class probability is >= threshold.
   double threshold = 0.95;
+  // Classes of the model's output (for distribution alignment).
+  int64_t num_classes = 10;
 };
 
 // Metrics: loss_x, loss_u, mask_rate.
 class FixMatchObjective : public TrainingObjective {
  public:
-  // INVALID_ARGUMENT for bad options (threshold outside [0, 1] or see
-  // ValidateSemiSupervisedOptions).
+  // INVALID_ARGUMENT for bad options (threshold outside [0, 1],
+  // num_classes < 2, or see ValidateSemiSupervisedOptions). `device` holds
+  // the distribution alignment's state.
   static absl::StatusOr<std::unique_ptr<FixMatchObjective>> Create(
-      const FixMatchOptions& options);
+      const FixMatchOptions& options, torch::Device device = torch::kCPU);
 
   std::string name() const override { return "fixmatch"; }
   bool uses_labels() const override { return true; }
@@ -118,12 +139,16 @@ class FixMatchObjective : public TrainingObjective {
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
 
+  void Save(torch::serialize::OutputArchive& archive) const override;
+  void Load(torch::serialize::InputArchive& archive) override;
+
   const FixMatchOptions& options() const { return options_; }
+  const DistributionAlignment& alignment() const { return alignment_; }
 
  private:
-  explicit FixMatchObjective(const FixMatchOptions& options)
-      : options_(options) {}
+  FixMatchObjective(const FixMatchOptions& options, torch::Device device);
   FixMatchOptions options_;
+  DistributionAlignment alignment_;
 };
 
 }  // namespace trainer

@@ -44,7 +44,9 @@ FlexMatchObjective::FlexMatchObjective(const FlexMatchOptions& options,
                                        int64_t pool_size, torch::Device device)
     : options_(options),
       pool_size_(pool_size),
-      thresholds_(ThresholdOptions(options, pool_size), device) {}
+      thresholds_(ThresholdOptions(options, pool_size), device),
+      alignment_(AlignmentOptions(options.batch, options.num_classes),
+                 device) {}
 
 ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
@@ -56,7 +58,8 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
       SemiSupervisedForward(context, data, options_.batch);
   Tensor supervised =
       at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
-  Tensor probs = at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1);
+  Tensor probs = alignment_.Align(
+      at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
   Tensor mask = thresholds_.Step(logits.unlabelled_index, probs);
   Tensor per_image = at::cross_entropy_loss(
       logits.logits_u_strong.to(at::kFloat), probs.argmax(1), /*weight=*/{},
@@ -70,10 +73,12 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
 
 void FlexMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
+  alignment_.Save(archive, "alignment");
 }
 
 void FlexMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
+  alignment_.Load(archive, "alignment");
 }
 
 }  // namespace trainer

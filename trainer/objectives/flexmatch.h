@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/adaptive_threshold.h"
+#include "trainer/objectives/distribution_alignment.h"
 #include "trainer/objectives/fixmatch.h"
 
 namespace trainer {
@@ -57,6 +58,7 @@ class FlexMatchObjective : public TrainingObjective {
   FlexMatchOptions options_;
   int64_t pool_size_;
   FlexMatchThresholds thresholds_;
+  DistributionAlignment alignment_;
 };
 
 }  // namespace trainer

@@ -37,7 +37,10 @@ absl::StatusOr<std::unique_ptr<FreeMatchObjective>> FreeMatchObjective::Create(
 
 FreeMatchObjective::FreeMatchObjective(const FreeMatchOptions& options,
                                        torch::Device device)
-    : options_(options), thresholds_(ThresholdOptions(options), device) {}
+    : options_(options),
+      thresholds_(ThresholdOptions(options), device),
+      alignment_(AlignmentOptions(options.batch, options.num_classes),
+                 device) {}
 
 ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
@@ -45,7 +48,8 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
       SemiSupervisedForward(context, data, options_.batch);
   Tensor supervised =
       at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
-  Tensor probs = at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1);
+  Tensor probs = alignment_.Align(
+      at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
   Tensor mask = thresholds_.Step(probs);
   Tensor pseudo_labels = probs.argmax(1);
   Tensor per_image = at::cross_entropy_loss(
@@ -63,10 +67,12 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
 
 void FreeMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
+  alignment_.Save(archive, "alignment");
 }
 
 void FreeMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
+  alignment_.Load(archive, "alignment");
 }
 
 }  // namespace trainer

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/adaptive_threshold.h"
+#include "trainer/objectives/distribution_alignment.h"
 #include "trainer/objectives/fixmatch.h"
 
 namespace trainer {
@@ -51,6 +52,7 @@ class FreeMatchObjective : public TrainingObjective {
   FreeMatchObjective(const FreeMatchOptions& options, torch::Device device);
   FreeMatchOptions options_;
   FreeMatchThresholds thresholds_;
+  DistributionAlignment alignment_;
 };
 
 }  // namespace trainer

@@ -24,8 +24,8 @@ const std::vector<std::pair<std::string, Factory>>& Registry() {
   static const auto* registry =
       new std::vector<std::pair<std::string, Factory>>{
           {"fixmatch",
-           [](const ObjectiveOptions& o, const ObjectiveEnvironment&) {
-             return Upcast(FixMatchObjective::Create(o.fixmatch));
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
+             return Upcast(FixMatchObjective::Create(o.fixmatch, e.device));
            }},
           {"flexmatch",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
