@@ -237,7 +237,15 @@ if [[ "${MPS:-0}" == 1 ]]; then
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
     if nvidia-cuda-mps-control -d; then
       MPS_ON=1
-      note "MPS: on (the trainers shared the GPU through the CUDA Multi-Process Service)"
+      # A client must get a CUDA device through the daemon; else run without.
+      if [[ "$("$TRAINER" --print_device 2>/dev/null)" == cuda* ]]; then
+        note "MPS: on (the trainers shared the GPU through the CUDA Multi-Process Service)"
+      else
+        echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+        MPS_ON=0
+        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+        note "MPS: started, but a trainer found no CUDA device through it; stopped, trainers time-sliced"
+      fi
     else
       unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
       note "MPS: requested, but nvidia-cuda-mps-control -d failed; trainers time-sliced"
