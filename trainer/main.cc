@@ -114,6 +114,9 @@ ABSL_FLAG(bool, restart_rounds, false,
 ABSL_FLAG(bool, recalibrate_bn, false,
           "re-estimate the EMA model's batch-norm statistics on clean pool "
           "images before it predicts");
+ABSL_FLAG(bool, eval_flip, false,
+          "score the test set on the mean prediction of each image and its "
+          "horizontal mirror");
 ABSL_FLAG(bool, feature_quality, true,
           "score a kNN classifier on the bought labels' embeddings and on "
           "PCA features after the first purchase and each round (2 oracle "
@@ -247,6 +250,7 @@ int main(int argc, char** argv) {
   options.pretrain.cache_dir = absl::GetFlag(FLAGS_pretrain_cache);
   options.restart_rounds = absl::GetFlag(FLAGS_restart_rounds);
   options.recalibrate_bn = absl::GetFlag(FLAGS_recalibrate_bn);
+  options.eval_flip = absl::GetFlag(FLAGS_eval_flip);
   options.feature_quality = absl::GetFlag(FLAGS_feature_quality);
   options.knn_k = absl::GetFlag(FLAGS_knn_k);
 

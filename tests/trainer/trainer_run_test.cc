@@ -97,6 +97,7 @@ class FakeOracle : public OracleClient {
       return absl::InvalidArgumentError("one prediction per test image");
     }
     ++evaluations_;
+    last_predictions_ = predictions;
     Evaluation evaluation;
     evaluation.num_classes = 10;
     evaluation.confusion.assign(100, 0);
@@ -120,8 +121,13 @@ class FakeOracle : public OracleClient {
     return evaluation;
   }
 
+ const std::vector<int32_t>& last_predictions() const {
+    return last_predictions_;
+  }
+
  private:
   std::vector<uint8_t> train_, test_;
+  std::vector<int32_t> last_predictions_;
   std::mutex mu_;
   int64_t budget_ = 0;
   std::set<int64_t> revealed_;
@@ -217,6 +223,33 @@ TEST(RunTrainerTest, PretrainsSelectsBuysAndReportsEveryStage) {
   EXPECT_EQ(cached, 1);
   EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
               HasSubstr("\"reused\":true"));
+}
+
+TEST(RunTrainerTest, EvalFlipScoresMirrorAveragedPredictions) {
+  // Two runs that train the same model (same seed and settings on the CPU);
+  // the second scores the mean of each test image and its mirror: other
+  // predictions, the same number of oracle evaluations, and said so in the
+  // report.
+  std::vector<int32_t> predictions[2];
+  int evaluations[2];
+  for (bool flip : {false, true}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir = TempDir(flip ? "flip" : "noflip");
+    TrainerOptions options = TinyStagedRun(dir);
+    options.pretrain.method = "none";
+    options.feature_quality = false;
+    options.eval_flip = flip;
+    ASSERT_THAT(RunTrainer(options, &oracle, nullptr), IsOk());
+    predictions[flip] = oracle.last_predictions();
+    evaluations[flip] = oracle.evaluations();
+    EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+                HasSubstr(flip ? "\"test-time flip\":\"yes\""
+                               : "\"test-time flip\":\"no\""));
+  }
+  ASSERT_EQ(predictions[0].size(), predictions[1].size());
+  EXPECT_NE(predictions[0], predictions[1]);
+  EXPECT_EQ(evaluations[0], evaluations[1]);
 }
 
 TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {

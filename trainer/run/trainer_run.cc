@@ -462,8 +462,14 @@ absl::Status Run::MeasureFeatureQuality(const std::string& stage) {
 
 absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
   ASSIGN_OR_RETURN(Predictions predictions, PredictEma(test_images_));
+  torch::Tensor probs = predictions.probs;
+  if (options_.eval_flip) {
+    ASSIGN_OR_RETURN(Predictions mirrored,
+                     PredictEma(test_images_.flip({3}).contiguous()));
+    probs = (probs + mirrored.probs) / 2;
+  }
   torch::Tensor classes =
-      predictions.probs.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
+      probs.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
   std::vector<int32_t> predicted(classes.data_ptr<int32_t>(),
                                  classes.data_ptr<int32_t>() + classes.numel());
   ASSIGN_OR_RETURN(Evaluation evaluation,
@@ -711,7 +717,13 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"threshold", ThresholdDescription(options_.objective)},
       {"lr / wd", absl::StrCat(learner.lr, " / ", learner.weight_decay)},
       {"ema decay", absl::StrCat(learner.ema_decay)},
+      {"weak view forward", WeakViewForwardName(batch.weak_forward)},
+      {"distribution alignment",
+       batch.distribution_alignment
+           ? absl::StrCat("yes, momentum ", batch.alignment_momentum)
+           : "no"},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
+      {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
       {"seed", absl::StrCat(options_.seed)},
       {"out_dir", options_.out_dir},

@@ -92,6 +92,11 @@ struct TrainerOptions {
   // Before the EMA model predicts (evaluation, selection, feature quality),
   // re-estimate its BatchNorm statistics on clean pool images.
   bool recalibrate_bn = false;
+  // Score the test set on the mean of the EMA model's probabilities for
+  // each image and its horizontal mirror (test-time augmentation; training
+  // flips images too). Costs one more forward pass over the test images, no
+  // more oracle evaluations.
+  bool eval_flip = false;
   // After the first purchase and after each round, score a k-nearest-
   // neighbour classifier on the bought labels' embeddings (and on PCA
   // features) through the oracle (two evaluations each time).
