@@ -14,7 +14,7 @@
 #             combination typiclust:freematch:simclr, then one change each:
 #             no pretraining, random labels, FixMatch's fixed threshold, round
 #             restarts, BN re-estimation, the separate no-grad weak forward,
-#             distribution alignment
+#             distribution alignment, test-time flip (18 runs)
 #   order     the default combination at 100 labels, seeds 0 1, on the data
 #             set shuffled with SHUFFLE_SEED (default 1): compare with a sweep
 #             on the original order
@@ -45,7 +45,7 @@ case ${PLAN:=sweep} in
     export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"}
     export VARIANTS=${VARIANTS:-"$BEST typiclust:freematch:none random:freematch:simclr \
 typiclust:fixmatch:simclr $BEST:--restart_rounds $BEST:--recalibrate_bn \
-$BEST:--weak_forward=separate $BEST:--distribution_alignment"} ;;
+$BEST:--weak_forward=separate $BEST:--distribution_alignment $BEST:--eval_flip"} ;;
   order)
     export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"} VARIANTS=${VARIANTS:-$BEST}
     export SHUFFLE_SEED=${SHUFFLE_SEED:-1} ;;
