@@ -74,8 +74,9 @@ void ExpectValidSelection(const PoolState& pool,
 }
 
 TEST(MakeSelectionStrategyTest, NamesAreTheSpecs) {
-  for (const std::string spec : {"random", "kcenter", "typiclust", "margin",
-                                 "probcover", "grpc://localhost:50061"}) {
+  for (const std::string spec :
+       {"random", "kcenter", "typiclust", "typiclust_balanced", "margin",
+        "probcover", "grpc://localhost:50061"}) {
     std::unique_ptr<SelectionStrategy> strategy = Make(spec);
     ASSERT_NE(strategy, nullptr);
     EXPECT_EQ(strategy->name(), spec);
@@ -86,8 +87,8 @@ TEST(MakeSelectionStrategyTest, UnknownSpecListsTheValidOnes) {
   EXPECT_THAT(MakeSelectionStrategy("entropy", StrategyOptions()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "unknown selection strategy \"entropy\"; valid: "
-                       "random | kcenter | typiclust | margin | probcover | "
-                       "grpc://host:port"));
+                       "random | kcenter | typiclust | typiclust_balanced | "
+                       "margin | probcover | grpc://host:port"));
   EXPECT_THAT(MakeSelectionStrategy("grpc://", StrategyOptions()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("names no host:port")));
@@ -524,6 +525,87 @@ TEST(TypiclustStrategyTest, ColdStartPicksOnePointPerBlob) {
   EXPECT_EQ(blobs.size(), 5u);
   // The largest cluster first.
   EXPECT_EQ(BlobOfId((*ids)[0]), 0);
+}
+
+// Blobs with probabilities that predict class 0 for blobs 0-2, class 1 for
+// blob 3 and class 2 for blob 4, and one bought label: id 400 (blob 3),
+// class 1.
+PoolState ClassedBlobs() {
+  std::vector<int64_t> blob_of;
+  PoolState pool = Blobs(&blob_of);
+  const int64_t predicted[] = {0, 0, 0, 1, 2};
+  pool.probabilities = torch::full({static_cast<int64_t>(blob_of.size()), 3},
+                                   0.1f);
+  for (size_t i = 0; i < blob_of.size(); ++i) {
+    pool.probabilities[i][predicted[blob_of[i]]] = 0.8f;
+  }
+  pool.labelled_ids = {400};
+  pool.labelled_labels = {1};
+  return pool;
+}
+
+TEST(BalancedTypiclustStrategyTest, GivesEachPickToTheClassWithFewestLabels) {
+  PoolState pool = ClassedBlobs();
+  // Labels per class before: 0 / 1 / 0. Typiclust takes the four clusters
+  // without a label, largest first: blobs 0, 1, 2 (all class 0) and 4.
+  absl::StatusOr<std::vector<int64_t>> plain =
+      Make("typiclust")->Select(pool, 4);
+  ASSERT_THAT(plain, IsOk());
+  std::vector<int64_t> plain_blobs;
+  for (int64_t id : *plain) plain_blobs.push_back(BlobOfId(id));
+  EXPECT_THAT(plain_blobs, ElementsAre(0, 1, 2, 4));
+  // Balanced: class 0 (blob 0, the larger of the tied classes' clusters),
+  // class 2 (blob 4), class 0 again (blob 1: 1/1/1, the tie goes to the
+  // cluster without labels), then class 1 (blob 3, 2/1/1) instead of a
+  // third class-0 cluster.
+  std::unique_ptr<SelectionStrategy> balanced = Make("typiclust_balanced");
+  absl::StatusOr<std::vector<int64_t>> ids = balanced->Select(pool, 4);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 4);
+  std::vector<int64_t> blobs;
+  for (int64_t id : *ids) blobs.push_back(BlobOfId(id));
+  EXPECT_THAT(blobs, ElementsAre(0, 4, 1, 3));
+  EXPECT_EQ(balanced->last_note(),
+            "typiclust_balanced: picks per predicted class 2/1/1; labels per "
+            "class after them 2/2/1");
+  // The same pool and seed give the same picks.
+  EXPECT_EQ(*Make("typiclust_balanced")->Select(pool, 4), *ids);
+}
+
+TEST(BalancedTypiclustStrategyTest, FallsBackToTypiclustWithoutPredictionsOrLabels) {
+  PoolState pool = ClassedBlobs();
+  pool.labelled_labels.clear();
+  std::unique_ptr<SelectionStrategy> balanced = Make("typiclust_balanced");
+  absl::StatusOr<std::vector<int64_t>> ids = balanced->Select(pool, 3);
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_EQ(*ids, *Make("typiclust")->Select(pool, 3));
+  EXPECT_THAT(balanced->last_note(), HasSubstr("selected by typiclust"));
+  pool = ClassedBlobs();
+  pool.probabilities = torch::Tensor();
+  ids = balanced->Select(pool, 3);
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_EQ(*ids, *Make("typiclust")->Select(pool, 3));
+}
+
+TEST(BalancedTypiclustStrategyTest, RejectsLabelsThatDoNotFit) {
+  PoolState pool = ClassedBlobs();
+  pool.labelled_labels = {3};  // three classes: 0..2
+  EXPECT_THAT(Make("typiclust_balanced")->Select(pool, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("outside the 3 classes")));
+  pool.labelled_labels = {1, 1};
+  EXPECT_THAT(Make("typiclust_balanced")->Select(pool, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("2 entries for 1 labelled ids")));
+}
+
+TEST(BalancedTypiclustStrategyTest, ValidOnARandomPoolAndFillsPastTheClusters) {
+  PoolState pool = RandomPool(300);
+  pool.labelled_labels.assign(pool.labelled_ids.size(), 0);
+  absl::StatusOr<std::vector<int64_t>> ids =
+      Make("typiclust_balanced")->Select(pool, 120);
+  ASSERT_THAT(ids, IsOk());
+  ExpectValidSelection(pool, *ids, 120);
 }
 
 // Records the query and answers with the first `count` unlabelled pool ids.

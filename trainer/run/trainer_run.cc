@@ -364,6 +364,7 @@ absl::Status Run::SelectAndBuy(int round, int64_t count) {
   std::iota(pool.pool_ids.begin(), pool.pool_ids.end(), 0);
   for (const LabelledSample& sample : journal_->history().bought) {
     pool.labelled_ids.push_back(sample.id);
+    pool.labelled_labels.push_back(sample.label);
   }
   pool.round = round;
   pool.seed = options_.seed;

@@ -407,6 +407,82 @@ class KCenterStrategy final : public TorchStrategy {
   const StrategyOptions options_;
 };
 
+// Typiclust's clusters for one selection: K-means with K = min(|labelled| +
+// count, max_clusters, N) on the normalised embeddings of the whole pool,
+// and the order of preference among them: fewer labelled points first, then
+// larger first; clusters of at most min_cluster_size points only once the
+// others are used up (order[primary..]).
+struct TypiclustClusters {
+  torch::Tensor x;                             // normalised embeddings
+  std::vector<int64_t> assign;                 // cluster of each pool row
+  std::vector<int64_t> size, labelled;         // per cluster
+  std::vector<std::vector<int64_t>> unpicked;  // per cluster: available rows
+  std::vector<int64_t> order;
+  size_t primary = 0;
+};
+
+TypiclustClusters ClusterPool(const PoolState& pool, const PoolIndex& index,
+                              int64_t count, const StrategyOptions& options,
+                              std::mt19937_64& rng) {
+  TypiclustClusters c;
+  c.x = Normalise(pool.embeddings);
+  const int64_t n = c.x.size(0);
+  const int64_t k =
+      std::min<int64_t>({static_cast<int64_t>(index.labelled.size()) + count,
+                         options.max_clusters, n});
+  c.assign = ToVector(KMeans(c.x, k, options.kmeans_iterations,
+                             options.kmeans_tolerance, rng,
+                             options.max_block_elements));
+  const int64_t clusters =
+      *std::max_element(c.assign.begin(), c.assign.end()) + 1;
+  c.size.assign(clusters, 0);
+  c.labelled.assign(clusters, 0);
+  c.unpicked.resize(clusters);
+  for (int64_t i = 0; i < n; ++i) ++c.size[c.assign[i]];
+  for (int64_t p : index.labelled) ++c.labelled[c.assign[p]];
+  for (int64_t p : index.available) c.unpicked[c.assign[p]].push_back(p);
+  c.order.resize(clusters);
+  std::iota(c.order.begin(), c.order.end(), 0);
+  std::sort(c.order.begin(), c.order.end(), [&](int64_t a, int64_t b) {
+    return std::tie(c.labelled[a], c.size[b], a) <
+           std::tie(c.labelled[b], c.size[a], b);
+  });
+  const auto small_last = std::stable_partition(
+      c.order.begin(), c.order.end(),
+      [&](int64_t cluster) { return c.size[cluster] > options.min_cluster_size; });
+  c.primary = small_last - c.order.begin();
+  return c;
+}
+
+// Takes the most typical unpicked point of `cluster` into `selected`.
+void TakeMostTypical(TypiclustClusters& c, int64_t cluster,
+                     const StrategyOptions& options, std::mt19937_64& rng,
+                     std::vector<int64_t>& selected) {
+  std::vector<int64_t>& members = c.unpicked[cluster];
+  const int64_t pick = MostTypical(c.x, members, options, rng);
+  members.erase(std::find(members.begin(), members.end(), pick));
+  selected.push_back(pick);
+}
+
+// Typiclust's round robin: visits the clusters in order, taking the most
+// typical unpicked point of each, until `selected` holds `count` rows.
+void RoundRobin(TypiclustClusters& c, int64_t count,
+                const StrategyOptions& options, std::mt19937_64& rng,
+                std::vector<int64_t>& selected) {
+  bool all_clusters = c.primary == 0;
+  while (static_cast<int64_t>(selected.size()) < count) {
+    bool progress = false;
+    const size_t visit = all_clusters ? c.order.size() : c.primary;
+    for (size_t i = 0;
+         i < visit && static_cast<int64_t>(selected.size()) < count; ++i) {
+      if (c.unpicked[c.order[i]].empty()) continue;
+      TakeMostTypical(c, c.order[i], options, rng, selected);
+      progress = true;
+    }
+    if (!progress) all_clusters = true;
+  }
+}
+
 class TypiclustStrategy final : public TorchStrategy {
  public:
   explicit TypiclustStrategy(const StrategyOptions& options)
@@ -414,14 +490,11 @@ class TypiclustStrategy final : public TorchStrategy {
   std::string name() const override { return "typiclust"; }
 
  protected:
-  // K-means with K = min(|labelled| + count, max_clusters) on the normalised
-  // embeddings of the whole pool. Clusters are visited round robin: first
-  // those with fewer labelled points, larger first (clusters of at most
-  // min_cluster_size points only once the others are used up), and each visit
-  // takes the most typical point among the cluster's unlabelled, unselected
-  // points. Differences from the authors' code: k-means++ and Lloyd's on the
-  // device instead of scikit-learn, plain rather than squared L2 distances in
-  // the typicality, and typicality measured against at most
+  // The clusters of ClusterPool, visited round robin in their order; each
+  // visit takes the most typical point among the cluster's unlabelled,
+  // unselected points. Differences from the authors' code: k-means++ and
+  // Lloyd's on the device instead of scikit-learn, plain rather than squared
+  // L2 distances in the typicality, and typicality measured against at most
   // typicality_max_references points of a cluster (only clusters larger than
   // that are affected: with 2000 references, an estimate of each point's
   // 20-NN density that keeps the cost linear in the cluster's size).
@@ -430,57 +503,125 @@ class TypiclustStrategy final : public TorchStrategy {
     ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
     RETURN_IF_ERROR(CheckEmbeddings(pool));
     if (count == 0) return std::vector<int64_t>();
-    const torch::Tensor x = Normalise(pool.embeddings);
-    const int64_t n = x.size(0);
     std::mt19937_64 rng = MakeRng(pool.seed, pool.round);
-    const int64_t k =
-        std::min<int64_t>({static_cast<int64_t>(index.labelled.size()) + count,
-                           options_.max_clusters, n});
-    const std::vector<int64_t> assign = ToVector(
-        KMeans(x, k, options_.kmeans_iterations, options_.kmeans_tolerance, rng,
-               options_.max_block_elements));
-
-    const int64_t clusters =
-        *std::max_element(assign.begin(), assign.end()) + 1;
-    std::vector<int64_t> size(clusters, 0), labelled(clusters, 0);
-    std::vector<std::vector<int64_t>> unpicked(clusters);
-    for (int64_t i = 0; i < n; ++i) ++size[assign[i]];
-    for (int64_t p : index.labelled) ++labelled[assign[p]];
-    for (int64_t p : index.available) unpicked[assign[p]].push_back(p);
-
-    std::vector<int64_t> order(clusters);
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      return std::tie(labelled[a], size[b], a) <
-             std::tie(labelled[b], size[a], b);
-    });
-    const auto small_last = std::stable_partition(
-        order.begin(), order.end(),
-        [&](int64_t c) { return size[c] > options_.min_cluster_size; });
-    const size_t primary = small_last - order.begin();
-
+    TypiclustClusters clusters = ClusterPool(pool, index, count, options_, rng);
     std::vector<int64_t> selected;
     selected.reserve(count);
-    bool all_clusters = primary == 0;
-    while (static_cast<int64_t>(selected.size()) < count) {
-      bool progress = false;
-      const size_t visit = all_clusters ? order.size() : primary;
-      for (size_t i = 0;
-           i < visit && static_cast<int64_t>(selected.size()) < count; ++i) {
-        std::vector<int64_t>& members = unpicked[order[i]];
-        if (members.empty()) continue;
-        const int64_t pick = MostTypical(x, members, options_, rng);
-        members.erase(std::find(members.begin(), members.end(), pick));
-        selected.push_back(pick);
-        progress = true;
-      }
-      if (!progress) all_clusters = true;
-    }
+    RoundRobin(clusters, count, options_, rng, selected);
     return IdsAt(pool, selected);
   }
 
  private:
   const StrategyOptions options_;
+};
+
+class BalancedTypiclustStrategy final : public TorchStrategy {
+ public:
+  explicit BalancedTypiclustStrategy(const StrategyOptions& options)
+      : options_(options), fallback_(options) {}
+  std::string name() const override { return "typiclust_balanced"; }
+  std::string last_note() const override { return note_; }
+
+ protected:
+  // The clusters of ClusterPool, each with a predicted class: the argmax of
+  // its members' mean probability. Each pick goes to the class with the
+  // fewest labels so far (bought plus picked; ties: the class whose best
+  // cluster has fewer labels, then the larger cluster, then the lower
+  // class), taking the most typical unpicked point of that class's best
+  // cluster (fewest labelled and picked points, then largest; small
+  // clusters last). A class without clusters left drops out; when all have,
+  // typiclust's round robin fills the rest.
+  absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
+                                                  int64_t count) override {
+    note_.clear();
+    if (!pool.probabilities.defined() || pool.labelled_labels.empty()) {
+      note_ = "typiclust_balanced: no predictions or labels yet, selected by "
+              "typiclust";
+      return fallback_.Select(pool, count);
+    }
+    ASSIGN_OR_RETURN(PoolIndex index, IndexPool(pool, count));
+    RETURN_IF_ERROR(CheckEmbeddings(pool));
+    RETURN_IF_ERROR(CheckProbabilities(pool));
+    const int64_t classes = pool.probabilities.size(1);
+    if (pool.labelled_labels.size() != pool.labelled_ids.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "labelled_labels has ", pool.labelled_labels.size(),
+          " entries for ", pool.labelled_ids.size(), " labelled ids"));
+    }
+    std::vector<int64_t> have(classes, 0);
+    for (int64_t label : pool.labelled_labels) {
+      if (label < 0 || label >= classes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "label ", label, " is outside the ", classes,
+            " classes of the probabilities"));
+      }
+      ++have[label];
+    }
+    if (count == 0) return std::vector<int64_t>();
+    std::mt19937_64 rng = MakeRng(pool.seed, pool.round);
+    TypiclustClusters c = ClusterPool(pool, index, count, options_, rng);
+    const int64_t num_clusters = c.size.size();
+    const torch::Tensor probs =
+        pool.probabilities.to(torch::kCPU, torch::kFloat).contiguous();
+    const torch::Tensor sums =
+        torch::zeros({num_clusters, classes})
+            .index_add_(0, torch::tensor(c.assign, torch::kLong), probs);
+    const std::vector<int64_t> cluster_class = ToVector(sums.argmax(1));
+
+    // rank[cluster]: its place in c.order (small clusters come last).
+    std::vector<int64_t> taken = c.labelled, rank(num_clusters);
+    for (size_t i = 0; i < c.order.size(); ++i) rank[c.order[i]] = i;
+    const auto small = [&](int64_t cluster) {
+      return static_cast<size_t>(rank[cluster]) >= c.primary;
+    };
+    // The best cluster of `cls` with points left, or -1.
+    const auto best_cluster = [&](int64_t cls) {
+      int64_t best = -1;
+      for (int64_t k = 0; k < num_clusters; ++k) {
+        if (cluster_class[k] != cls || c.unpicked[k].empty()) continue;
+        if (best < 0 ||
+            std::make_tuple(small(k), taken[k], -c.size[k], rank[k]) <
+                std::make_tuple(small(best), taken[best], -c.size[best],
+                                rank[best])) {
+          best = k;
+        }
+      }
+      return best;
+    };
+    std::vector<int64_t> selected, picked_for(classes, 0);
+    selected.reserve(count);
+    while (static_cast<int64_t>(selected.size()) < count) {
+      int64_t cls = -1, cluster = -1;
+      for (int64_t k = 0; k < classes; ++k) {
+        const int64_t candidate = best_cluster(k);
+        if (candidate < 0) continue;
+        if (cls < 0 ||
+            std::make_tuple(have[k], small(candidate), taken[candidate],
+                            -c.size[candidate], k) <
+                std::make_tuple(have[cls], small(cluster), taken[cluster],
+                                -c.size[cluster], cls)) {
+          cls = k;
+          cluster = candidate;
+        }
+      }
+      if (cls < 0) break;
+      TakeMostTypical(c, cluster, options_, rng, selected);
+      ++have[cls];
+      ++taken[cluster];
+      ++picked_for[cls];
+    }
+    RoundRobin(c, count, options_, rng, selected);
+    note_ = absl::StrCat("typiclust_balanced: picks per predicted class ",
+                         absl::StrJoin(picked_for, "/"),
+                         "; labels per class after them ",
+                         absl::StrJoin(have, "/"));
+    return IdsAt(pool, selected);
+  }
+
+ private:
+  const StrategyOptions options_;
+  TypiclustStrategy fallback_;
+  std::string note_;
 };
 
 class MarginStrategy final : public TorchStrategy {
@@ -838,6 +979,9 @@ absl::StatusOr<std::unique_ptr<SelectionStrategy>> MakeSelectionStrategy(
   if (spec == "random") return std::make_unique<RandomStrategy>();
   if (spec == "kcenter") return std::make_unique<KCenterStrategy>(options);
   if (spec == "typiclust") return std::make_unique<TypiclustStrategy>(options);
+  if (spec == "typiclust_balanced") {
+    return std::make_unique<BalancedTypiclustStrategy>(options);
+  }
   if (spec == "margin") return std::make_unique<MarginStrategy>(options);
   if (spec == "probcover") return std::make_unique<ProbCoverStrategy>(options);
   if (absl::StartsWith(spec, kGrpcScheme)) {

@@ -22,6 +22,9 @@ struct PoolState {
   // [N, C] class probabilities, or undefined before any model was trained.
   torch::Tensor probabilities;
   std::vector<int64_t> labelled_ids;  // already bought; never selected
+  // The bought labels of labelled_ids, in the same order, or empty (then
+  // strategies that need them fall back; remote selectors do not get them).
+  std::vector<int64_t> labelled_labels;
   int round = 0;                      // active-learning round
   uint64_t seed = 0;                  // random choices depend on (seed, round)
 };
@@ -97,13 +100,18 @@ class SelectionStrategy {
 
 // The specs MakeSelectionStrategy accepts, for flag help and error messages.
 inline constexpr char kSelectionStrategySpecs[] =
-    "random | kcenter | typiclust | margin | probcover | grpc://host:port";
+    "random | kcenter | typiclust | typiclust_balanced | margin | probcover | "
+    "grpc://host:port";
 
 // Makes the strategy named by `spec`:
 //   random          uniform without replacement, seeded by (seed, round)
 //   kcenter         greedy k-center coreset on L2-normalised embeddings
 //   typiclust       TypiClust (Hacohen et al. 2022): the most typical point
 //                   of each of the largest clusters without a label
+//   typiclust_balanced  typiclust's clusters, each labelled with the class
+//                   the model predicts for it; each pick goes to the class
+//                   with the fewest bought labels so far (typiclust until
+//                   there are predictions and labels)
 //   margin          smallest top-2 probability margin, made diverse by
 //                   k-center; typiclust while there are no probabilities
 //   probcover       ProbCover (Yehuda et al. 2022): greedy maximum coverage
