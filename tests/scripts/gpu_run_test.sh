@@ -77,7 +77,7 @@ env OUT="$TMP/out-ablation" BENCH_OUT="$TMP/ablation" SKIP_BUILD=1 BUILD_DIR="$B
   { cat "$TMP/ablation.log"; fail "ablation: not 18 runs at 100 labels"; }
 for run in typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
            typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
-           typiclust-freematch-simclr-recalibrate_bn typiclust-freematch-simclr-weak_forward_separate \
+           typiclust_balanced-freematch-simclr typiclust-freematch-simclr-weak_forward_separate \
            typiclust-freematch-simclr-distribution_alignment typiclust-freematch-simclr-eval_flip; do
   for seed in 0 1; do
     grep -q "^plan: b100-$run-s$seed " "$TMP/ablation.log" ||

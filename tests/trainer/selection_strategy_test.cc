@@ -640,6 +640,7 @@ TEST(GrpcSelectionStrategyTest, SendsThePoolAsPlainVectors) {
                            .view({2, 3})
                            .t();  // non-contiguous [3, 2]
   pool.labelled_ids = {5};
+  pool.labelled_labels = {1};
   pool.round = 3;
   pool.seed = 9;
   SelectorQuery seen;
@@ -656,6 +657,7 @@ TEST(GrpcSelectionStrategyTest, SendsThePoolAsPlainVectors) {
   EXPECT_THAT(seen.probabilities,
               ElementsAre(0.25f, 0.5f, 0.75f, 1.0f, 0.5f, 0.0f));
   EXPECT_THAT(seen.labelled_ids, ElementsAre(5));
+  EXPECT_THAT(seen.labelled_labels, ElementsAre(1));
   EXPECT_EQ(seen.round, 3);
   EXPECT_EQ(seen.seed, 9u);
 

@@ -74,6 +74,7 @@ SelectorQuery SmallQuery() {
   query.num_classes = 3;
   query.probabilities = std::vector<float>(15, 1.0f / 3);
   query.labelled_ids = {11, 99};
+  query.labelled_labels = {3, 7};
   query.round = 4;
   query.seed = 0xfeedface12345678;
   return query;
@@ -115,6 +116,7 @@ TEST_F(SelectorClientTest, SendsTheQueryAndReturnsTheIds) {
   EXPECT_EQ(request.num_classes(), 3);
   EXPECT_EQ(request.probabilities_size(), 15);
   EXPECT_THAT(request.labelled_ids(), ElementsAre(11, 99));
+  EXPECT_THAT(request.labelled_labels(), ElementsAre(3, 7));
   EXPECT_EQ(request.round(), 4);
   EXPECT_EQ(request.seed(), 0xfeedface12345678u);
 }
@@ -220,6 +222,13 @@ TEST(ValidateSelectorQueryTest, NamesTheProblem) {
   EXPECT_THAT(ValidateSelectorQuery(query),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "count must not be negative, got -1"));
+  query = SmallQuery();
+  query.labelled_labels = {3};
+  EXPECT_THAT(ValidateSelectorQuery(query),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "labelled_labels has 1 entries for 2 labelled ids"));
+  query.labelled_labels.clear();
+  EXPECT_THAT(ValidateSelectorQuery(query), IsOk());
 }
 
 TEST(SelectorClientFactoryTest, RejectsEmptyTarget) {

@@ -44,6 +44,9 @@ class GrpcSelectorClient final : public SelectorClient {
                                          query.probabilities.end());
     request.mutable_labelled_ids()->Add(query.labelled_ids.begin(),
                                         query.labelled_ids.end());
+    for (int64_t label : query.labelled_labels) {
+      request.add_labelled_labels(static_cast<int32_t>(label));
+    }
     request.set_round(query.round);
     request.set_seed(query.seed);
 
@@ -99,6 +102,12 @@ absl::Status ValidateSelectorQuery(const SelectorQuery& query) {
         absl::StrCat("probabilities hold ", query.probabilities.size(),
                      " floats, expected 0 or ", n, " pool ids x ",
                      query.num_classes, " classes = ", n * query.num_classes));
+  }
+  if (!query.labelled_labels.empty() &&
+      query.labelled_labels.size() != query.labelled_ids.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labelled_labels has ", query.labelled_labels.size(), " entries for ",
+        query.labelled_ids.size(), " labelled ids"));
   }
   absl::flat_hash_set<int64_t> pool;
   pool.reserve(n);

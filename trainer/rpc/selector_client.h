@@ -27,6 +27,8 @@ struct SelectorQuery {
   // pool_ids.size() x C, row-major; empty before any model was trained.
   std::vector<float> probabilities;
   std::vector<int64_t> labelled_ids;  // already bought; never returned
+  // The bought label of each labelled_ids entry, or empty.
+  std::vector<int64_t> labelled_labels;
   int round = 0;                      // active-learning round
   uint64_t seed = 0;                  // for selectors that draw at random
 };

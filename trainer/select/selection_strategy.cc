@@ -968,6 +968,7 @@ absl::StatusOr<std::vector<int64_t>> GrpcSelectionStrategy::Select(
   query.count = count;
   query.pool_ids = pool.pool_ids;
   query.labelled_ids = pool.labelled_ids;
+  query.labelled_labels = pool.labelled_labels;
   query.round = pool.round;
   query.seed = pool.seed;
   return client_->Select(query);

@@ -23,7 +23,7 @@ struct PoolState {
   torch::Tensor probabilities;
   std::vector<int64_t> labelled_ids;  // already bought; never selected
   // The bought labels of labelled_ids, in the same order, or empty (then
-  // strategies that need them fall back; remote selectors do not get them).
+  // strategies that need them fall back). Sent to remote selectors too.
   std::vector<int64_t> labelled_labels;
   int round = 0;                      // active-learning round
   uint64_t seed = 0;                  // random choices depend on (seed, round)
