@@ -572,6 +572,32 @@ TEST(BalancedTypiclustStrategyTest, GivesEachPickToTheClassWithFewestLabels) {
   EXPECT_EQ(*Make("typiclust_balanced")->Select(pool, 4), *ids);
 }
 
+TEST(BalancedTypiclustStrategyTest, ReachesAClassNoClusterIsPredictedAs) {
+  // Four classes; no blob is predicted as class 3, but blob 2 leans to it
+  // most. Picks: class 0 (blob 0), class 3 (blob 2, by its mean
+  // probability), class 2 (blob 4), class 0 (blob 1).
+  std::vector<int64_t> blob_of;
+  PoolState pool = Blobs(&blob_of);
+  const int64_t predicted[] = {0, 0, 0, 1, 2};
+  pool.probabilities = torch::full({static_cast<int64_t>(blob_of.size()), 4},
+                                   0.05f);
+  for (size_t i = 0; i < blob_of.size(); ++i) {
+    pool.probabilities[i][predicted[blob_of[i]]] = 0.8f;
+    if (blob_of[i] == 2) pool.probabilities[i][3] = 0.15f;
+  }
+  pool.labelled_ids = {400};
+  pool.labelled_labels = {1};
+  std::unique_ptr<SelectionStrategy> balanced = Make("typiclust_balanced");
+  absl::StatusOr<std::vector<int64_t>> ids = balanced->Select(pool, 4);
+  ASSERT_THAT(ids, IsOk());
+  std::vector<int64_t> blobs;
+  for (int64_t id : *ids) blobs.push_back(BlobOfId(id));
+  EXPECT_THAT(blobs, ElementsAre(0, 2, 4, 1));
+  EXPECT_EQ(balanced->last_note(),
+            "typiclust_balanced: picks per predicted class 2/0/1/1; labels "
+            "per class after them 2/1/1/1");
+}
+
 TEST(BalancedTypiclustStrategyTest, FallsBackToTypiclustWithoutPredictionsOrLabels) {
   PoolState pool = ClassedBlobs();
   pool.labelled_labels.clear();

@@ -529,8 +529,9 @@ class BalancedTypiclustStrategy final : public TorchStrategy {
   // cluster has fewer labels, then the larger cluster, then the lower
   // class), taking the most typical unpicked point of that class's best
   // cluster (fewest labelled and picked points, then largest; small
-  // clusters last). A class without clusters left drops out; when all have,
-  // typiclust's round robin fills the rest.
+  // clusters last; when no cluster predicted as that class has points left,
+  // the cluster with the highest mean probability of it), so that a class
+  // the model stopped predicting still gets labels.
   absl::StatusOr<std::vector<int64_t>> SelectImpl(const PoolState& pool,
                                                   int64_t count) override {
     note_.clear();
@@ -574,7 +575,12 @@ class BalancedTypiclustStrategy final : public TorchStrategy {
     const auto small = [&](int64_t cluster) {
       return static_cast<size_t>(rank[cluster]) >= c.primary;
     };
-    // The best cluster of `cls` with points left, or -1.
+    // The best cluster of `cls` with points left: among those predicted as
+    // `cls`, and when none is left (a class the model no longer predicts
+    // for any cluster), the one with the highest mean probability of `cls`;
+    // -1 when no cluster has points left.
+    const torch::Tensor mean_probs =
+        sums / torch::tensor(c.size, torch::kFloat).clamp_min(1).unsqueeze(1);
     const auto best_cluster = [&](int64_t cls) {
       int64_t best = -1;
       for (int64_t k = 0; k < num_clusters; ++k) {
@@ -583,6 +589,16 @@ class BalancedTypiclustStrategy final : public TorchStrategy {
             std::make_tuple(small(k), taken[k], -c.size[k], rank[k]) <
                 std::make_tuple(small(best), taken[best], -c.size[best],
                                 rank[best])) {
+          best = k;
+        }
+      }
+      if (best >= 0) return best;
+      float most = -1;
+      for (int64_t k = 0; k < num_clusters; ++k) {
+        if (c.unpicked[k].empty()) continue;
+        const float p = mean_probs[k][cls].item<float>();
+        if (p > most) {
+          most = p;
           best = k;
         }
       }
