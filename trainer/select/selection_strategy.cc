@@ -579,8 +579,12 @@ class BalancedTypiclustStrategy final : public TorchStrategy {
     // `cls`, and when none is left (a class the model no longer predicts
     // for any cluster), the one with the highest mean probability of `cls`;
     // -1 when no cluster has points left.
-    const torch::Tensor mean_probs =
-        sums / torch::tensor(c.size, torch::kFloat).clamp_min(1).unsqueeze(1);
+    const torch::Tensor mean_tensor =
+        (sums / torch::tensor(c.size, torch::kFloat).clamp_min(1).unsqueeze(1))
+            .contiguous();
+    const std::vector<float> mean_probs(
+        mean_tensor.data_ptr<float>(),
+        mean_tensor.data_ptr<float>() + mean_tensor.numel());
     const auto best_cluster = [&](int64_t cls) {
       int64_t best = -1;
       for (int64_t k = 0; k < num_clusters; ++k) {
@@ -596,7 +600,7 @@ class BalancedTypiclustStrategy final : public TorchStrategy {
       float most = -1;
       for (int64_t k = 0; k < num_clusters; ++k) {
         if (c.unpicked[k].empty()) continue;
-        const float p = mean_probs[k][cls].item<float>();
+        const float p = mean_probs[k * classes + cls];
         if (p > most) {
           most = p;
           best = k;
