@@ -527,17 +527,16 @@ TEST(TypiclustStrategyTest, ColdStartPicksOnePointPerBlob) {
   EXPECT_EQ(BlobOfId((*ids)[0]), 0);
 }
 
-// Blobs with probabilities that predict class 0 for blobs 0-2, class 1 for
-// blob 3 and class 2 for blob 4, and one bought label: id 400 (blob 3),
-// class 1.
-PoolState ClassedBlobs() {
-  std::vector<int64_t> blob_of;
-  PoolState pool = Blobs(&blob_of);
+// Blobs with `classes` class probabilities: 0.8 for class 0 in blobs 0-2,
+// class 1 in blob 3 and class 2 in blob 4, `rest` for the others; and one
+// bought label: id 400 (blob 3), class 1.
+PoolState ClassedBlobs(int64_t classes = 3, float rest = 0.1f) {
+  PoolState pool = Blobs(nullptr);
   const int64_t predicted[] = {0, 0, 0, 1, 2};
-  pool.probabilities = torch::full({static_cast<int64_t>(blob_of.size()), 3},
-                                   0.1f);
-  for (size_t i = 0; i < blob_of.size(); ++i) {
-    pool.probabilities[i][predicted[blob_of[i]]] = 0.8f;
+  const int64_t n = pool.pool_ids.size();
+  pool.probabilities = torch::full({n, classes}, rest);
+  for (int64_t i = 0; i < n; ++i) {
+    pool.probabilities[i][predicted[BlobOfId(pool.pool_ids[i])]] = 0.8f;
   }
   pool.labelled_ids = {400};
   pool.labelled_labels = {1};
@@ -576,17 +575,10 @@ TEST(BalancedTypiclustStrategyTest, ReachesAClassNoClusterIsPredictedAs) {
   // Four classes; no blob is predicted as class 3, but blob 2 leans to it
   // most. Picks: class 0 (blob 0), class 3 (blob 2, by its mean
   // probability), class 2 (blob 4), class 0 (blob 1).
-  std::vector<int64_t> blob_of;
-  PoolState pool = Blobs(&blob_of);
-  const int64_t predicted[] = {0, 0, 0, 1, 2};
-  pool.probabilities = torch::full({static_cast<int64_t>(blob_of.size()), 4},
-                                   0.05f);
-  for (size_t i = 0; i < blob_of.size(); ++i) {
-    pool.probabilities[i][predicted[blob_of[i]]] = 0.8f;
-    if (blob_of[i] == 2) pool.probabilities[i][3] = 0.15f;
+  PoolState pool = ClassedBlobs(/*classes=*/4, /*rest=*/0.05f);
+  for (size_t i = 0; i < pool.pool_ids.size(); ++i) {
+    if (BlobOfId(pool.pool_ids[i]) == 2) pool.probabilities[i][3] = 0.15f;
   }
-  pool.labelled_ids = {400};
-  pool.labelled_labels = {1};
   std::unique_ptr<SelectionStrategy> balanced = Make("typiclust_balanced");
   absl::StatusOr<std::vector<int64_t>> ids = balanced->Select(pool, 4);
   ASSERT_THAT(ids, IsOk());
