@@ -222,7 +222,7 @@ cleanup() {
   # Only these: a bare `wait` would also wait for the log's tee (forever).
   local pids=(${ORACLE_PID:+"$ORACLE_PID"} "${!PID_RUN[@]}")
   (( ${#pids[@]} == 0 )) || wait "${pids[@]}" 2>/dev/null
-  (( MPS_ON )) && echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+  if (( MPS_ON )); then echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; fi
 }
 trap cleanup EXIT
 trap 'stamp "interrupted"; exit 130' INT TERM
