@@ -527,6 +527,13 @@ TEST(TypiclustStrategyTest, ColdStartPicksOnePointPerBlob) {
   EXPECT_EQ(BlobOfId((*ids)[0]), 0);
 }
 
+// The blob of each id.
+std::vector<int64_t> BlobsOf(const std::vector<int64_t>& ids) {
+  std::vector<int64_t> blobs;
+  for (int64_t id : ids) blobs.push_back(BlobOfId(id));
+  return blobs;
+}
+
 // Blobs with `classes` class probabilities: 0.8 for class 0 in blobs 0-2,
 // class 1 in blob 3 and class 2 in blob 4, `rest` for the others; and one
 // bought label: id 400 (blob 3), class 1.
@@ -550,9 +557,7 @@ TEST(BalancedTypiclustStrategyTest, GivesEachPickToTheClassWithFewestLabels) {
   absl::StatusOr<std::vector<int64_t>> plain =
       Make("typiclust")->Select(pool, 4);
   ASSERT_THAT(plain, IsOk());
-  std::vector<int64_t> plain_blobs;
-  for (int64_t id : *plain) plain_blobs.push_back(BlobOfId(id));
-  EXPECT_THAT(plain_blobs, ElementsAre(0, 1, 2, 4));
+  EXPECT_THAT(BlobsOf(*plain), ElementsAre(0, 1, 2, 4));
   // Balanced: class 0 (blob 0, the larger of the tied classes' clusters),
   // class 2 (blob 4), class 0 again (blob 1: 1/1/1, the tie goes to the
   // cluster without labels), then class 1 (blob 3, 2/1/1) instead of a
@@ -561,9 +566,7 @@ TEST(BalancedTypiclustStrategyTest, GivesEachPickToTheClassWithFewestLabels) {
   absl::StatusOr<std::vector<int64_t>> ids = balanced->Select(pool, 4);
   ASSERT_THAT(ids, IsOk());
   ExpectValidSelection(pool, *ids, 4);
-  std::vector<int64_t> blobs;
-  for (int64_t id : *ids) blobs.push_back(BlobOfId(id));
-  EXPECT_THAT(blobs, ElementsAre(0, 4, 1, 3));
+  EXPECT_THAT(BlobsOf(*ids), ElementsAre(0, 4, 1, 3));
   EXPECT_EQ(balanced->last_note(),
             "typiclust_balanced: picks per predicted class 2/1/1; labels per "
             "class after them 2/2/1");
@@ -582,9 +585,7 @@ TEST(BalancedTypiclustStrategyTest, ReachesAClassNoClusterIsPredictedAs) {
   std::unique_ptr<SelectionStrategy> balanced = Make("typiclust_balanced");
   absl::StatusOr<std::vector<int64_t>> ids = balanced->Select(pool, 4);
   ASSERT_THAT(ids, IsOk());
-  std::vector<int64_t> blobs;
-  for (int64_t id : *ids) blobs.push_back(BlobOfId(id));
-  EXPECT_THAT(blobs, ElementsAre(0, 2, 4, 1));
+  EXPECT_THAT(BlobsOf(*ids), ElementsAre(0, 2, 4, 1));
   EXPECT_EQ(balanced->last_note(),
             "typiclust_balanced: picks per predicted class 2/0/1/1; labels "
             "per class after them 2/1/1/1");
