@@ -2,11 +2,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 
@@ -15,45 +17,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Copies `from` to `to` byte for byte (via a ".partial" name, renamed when
-// complete).
+// Copies `from` to `to` byte for byte (WriteFileAtomically).
 absl::Status CopyFile(const fs::path& from, const fs::path& to) {
-  if (!fs::exists(from)) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot open ", from.string()));
   }
-  const fs::path partial = to.string() + ".partial";
-  std::error_code error;
-  fs::copy_file(from, partial, fs::copy_options::overwrite_existing, error);
-  if (!error) fs::rename(partial, to, error);
-  if (error) {
-    fs::remove(partial, error);
-    return absl::UnavailableError(absl::StrCat(
-        "cannot copy ", from.string(), " to ", to.string()));
+  const std::string bytes((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat("cannot read ", from.string()));
   }
-  return absl::OkStatus();
-}
-
-absl::Status WritePermutation(const fs::path& path,
-                              const std::vector<int64_t>& permutation) {
-  const fs::path partial = path.string() + ".partial";
-  {
-    std::ofstream out(partial);
-    for (int64_t index : permutation) out << index << '\n';
-    out.flush();
-    if (!out) {
-      std::error_code error;
-      fs::remove(partial, error);
-      return absl::UnavailableError(
-          absl::StrCat("cannot write ", partial.string()));
-    }
-  }
-  std::error_code error;
-  fs::rename(partial, path, error);
-  if (error) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot rename ", partial.string()));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(to.string(), bytes);
 }
 
 }  // namespace
@@ -134,7 +109,10 @@ absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
       WriteIdxFile((out / kTrainImagesFile).string(), shuffled_images));
   RETURN_IF_ERROR(
       WriteIdxFile((out / kTrainLabelsFile).string(), shuffled_labels));
-  RETURN_IF_ERROR(WritePermutation(out / kPermutationFile, permutation));
+  std::string listing;
+  for (int64_t index : permutation) absl::StrAppend(&listing, index, "\n");
+  RETURN_IF_ERROR(
+      WriteFileAtomically((out / kPermutationFile).string(), listing));
   return permutation;
 }
 

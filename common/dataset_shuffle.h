@@ -35,8 +35,9 @@ std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed);
 // of new item i). Returns the permutation. INVALID_ARGUMENT if out_dir is
 // source_dir or empty, ALREADY_EXISTS if out_dir holds one of those files,
 // NOT_FOUND / DATA_LOSS / FAILED_PRECONDITION from reading the source
-// (FAILED_PRECONDITION when image and label counts differ), UNAVAILABLE if
-// a file cannot be written. On error no file of the copy is left complete
+// (FAILED_PRECONDITION when image and label counts differ), or the write's
+// error (UNAVAILABLE, or the errno's code from WriteFileAtomically) if a
+// file cannot be written. On error no file of the copy is left complete
 // under its final name except those written before the failure.
 absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
     const DatasetShuffleOptions& options);

@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/atomic_file.h"
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 #include "oracle_server/label_oracle.h"
@@ -87,25 +88,10 @@ namespace {
 // How long in-flight calls may take to finish after a shutdown signal.
 constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
 
-// Writes `port` to `path` via a temporary file and rename, so a reader never
-// sees a partial number.
+// Writes `port` to `path` atomically, so a reader never sees a partial
+// number.
 absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string temporary = absl::StrCat(path, ".tmp");
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << port << "\n";
-    out.close();
-    if (!out) {
-      return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot rename ", temporary, " to ", path, ": ", error.message()));
-  }
-  return absl::OkStatus();
+  return common::WriteFileAtomically(path, absl::StrCat(port, "\n"));
 }
 
 // `store` for the start line, without a password a connection string holds.

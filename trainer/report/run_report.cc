@@ -1,9 +1,5 @@
 #include "trainer/report/run_report.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -27,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "common/atomic_file.h"
 #include "common/json_writer.h"
 #include "common/status_macros.h"
 #include "trainer/report/report_html.h"
@@ -114,40 +111,6 @@ absl::Status WriteLine(std::FILE* file, const std::string& line,
     return ErrnoError(errno, "cannot write", path);
   }
   return absl::OkStatus();
-}
-
-// Writes `content` to `path` atomically: a synced temporary file in the same
-// directory is renamed over `path`.
-absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::string_view content) {
-  std::string temp_path = path + ".tmp.XXXXXX";
-  const int fd = mkstemp(temp_path.data());
-  if (fd < 0) return ErrnoError(errno, "cannot create", temp_path);
-  absl::Status status;
-  if (fchmod(fd, 0644) != 0)
-    status = ErrnoError(errno, "cannot chmod", temp_path);
-  size_t written = 0;
-  while (status.ok() && written < content.size()) {
-    const ssize_t n =
-        write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      status = ErrnoError(errno, "cannot write", temp_path);
-    } else {
-      written += static_cast<size_t>(n);
-    }
-  }
-  if (status.ok() && fsync(fd) != 0) {
-    status = ErrnoError(errno, "cannot sync", temp_path);
-  }
-  if (close(fd) != 0 && status.ok()) {
-    status = ErrnoError(errno, "cannot close", temp_path);
-  }
-  if (status.ok() && std::rename(temp_path.c_str(), path.c_str()) != 0) {
-    status = ErrnoError(errno, "cannot rename to", path);
-  }
-  if (!status.ok()) unlink(temp_path.c_str());
-  return status;
 }
 
 void WriteRound(const RoundRecord& round, JsonWriter& json) {
@@ -512,9 +475,11 @@ std::vector<RoundRecord> RunReportWriter::ReadRounds(
 absl::Status RunReportWriter::WriteReport(const FinalReport& report) {
   RETURN_IF_ERROR(ValidateFinalReport(report));
   ASSIGN_OR_RETURN(const std::string html, RenderReportHtml(report));
-  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out_dir_, kReportJsonFile),
-                                      RenderReportJson(report) + "\n"));
-  return WriteFileAtomically(JoinPath(out_dir_, kReportHtmlFile), html);
+  RETURN_IF_ERROR(
+      common::WriteFileAtomically(JoinPath(out_dir_, kReportJsonFile),
+                                  RenderReportJson(report) + "\n"));
+  return common::WriteFileAtomically(JoinPath(out_dir_, kReportHtmlFile),
+                                     html);
 }
 
 }  // namespace trainer
