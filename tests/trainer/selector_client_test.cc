@@ -237,5 +237,30 @@ TEST(SelectorClientFactoryTest, RejectsEmptyTarget) {
       StatusIs(absl::StatusCode::kInvalidArgument, "selector target is empty"));
 }
 
+TEST(SelectorClientFactoryTest, RejectsTargetWithoutPort) {
+  SelectorClientOptions options;
+  options.target = "localhost:";
+  EXPECT_THAT(MakeGrpcSelectorClient(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "selector target \"localhost:\" has no port (use "
+                       "host:port)"));
+}
+
+TEST(SelectorClientFactoryTest, RejectsNonPositiveLimits) {
+  SelectorClientOptions options;
+  options.target = "localhost:1";
+  options.call_deadline = absl::ZeroDuration();
+  EXPECT_THAT(MakeGrpcSelectorClient(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "selector call_deadline must be positive, got 0"));
+  options.call_deadline = absl::Seconds(1);
+  options.max_message_bytes = 0;
+  EXPECT_THAT(MakeGrpcSelectorClient(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "selector max_message_bytes must be positive, got 0"));
+  options.max_message_bytes = 1 << 20;
+  EXPECT_THAT(MakeGrpcSelectorClient(options), IsOk());
+}
+
 }  // namespace
 }  // namespace trainer

@@ -9,7 +9,12 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include <memory>
+#include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/tls_options.h"
 #include "trainer/rpc/oracle_client.h"
 #include "trainer/rpc/rpc_retry.h"
 #include "trainer/rpc/selector_client.h"
@@ -21,6 +26,25 @@ namespace trainer {
 // by the next retry.
 grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,
                                               const RetryPolicy& retry);
+
+// What both clients' factories need to open a channel.
+struct ClientChannelOptions {
+  // "host:port" of the server.
+  std::string target;
+  // Only checked here (positive): the clients apply it per call.
+  absl::Duration call_deadline;
+  int max_message_bytes = 0;
+  RetryPolicy retry;
+  common::ClientTlsOptions tls;
+};
+
+// Checks `options` and opens a lazily connecting channel to options.target
+// (TLS if options.tls.enabled()). `server` names the peer in messages
+// ("oracle", "selector"). Returns INVALID_ARGUMENT for an empty target, one
+// without a port, or a non-positive call_deadline or max_message_bytes, and
+// the errors of common::MakeChannelCredentials for unusable TLS files.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(
+    absl::string_view server, const ClientChannelOptions& options);
 
 // options.target is used only in messages; calls go over `channel`.
 std::unique_ptr<OracleClient> NewGrpcOracleClient(

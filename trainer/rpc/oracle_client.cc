@@ -1,15 +1,12 @@
 #include "trainer/rpc/oracle_client.h"
 
 #include <grpcpp/client_context.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
-#include "common/tls_credentials.h"
 #include "proto/oracle.grpc.pb.h"
 #include "trainer/rpc/grpc_clients.h"
 
@@ -165,28 +162,11 @@ std::unique_ptr<OracleClient> NewGrpcOracleClient(
 
 absl::StatusOr<std::unique_ptr<OracleClient>> MakeGrpcOracleClient(
     const OracleClientOptions& options) {
-  if (options.target.empty()) {
-    return absl::InvalidArgumentError("oracle target is empty");
-  }
-  if (options.target.back() == ':') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "oracle target \"", options.target, "\" has no port (use host:port)"));
-  }
-  if (options.call_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("oracle call_deadline must be positive, got ",
-                     absl::FormatDuration(options.call_deadline)));
-  }
-  if (options.max_message_bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("oracle max_message_bytes must be positive, got ",
-                     options.max_message_bytes));
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                   common::MakeChannelCredentials(options.tls));
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      options.target, credentials,
-      ClientChannelArguments(options.max_message_bytes, options.retry));
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::Channel> channel,
+      MakeClientChannel(
+          "oracle", {options.target, options.call_deadline,
+                     options.max_message_bytes, options.retry, options.tls}));
   return NewGrpcOracleClient(std::move(channel), options, RetryEnv::Real());
 }
 

@@ -1,8 +1,6 @@
 #include "trainer/rpc/selector_client.h"
 
 #include <grpcpp/client_context.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include <utility>
 
@@ -10,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
-#include "common/tls_credentials.h"
 #include "proto/selector.grpc.pb.h"
 #include "trainer/rpc/grpc_clients.h"
 
@@ -169,24 +166,11 @@ std::unique_ptr<SelectorClient> NewGrpcSelectorClient(
 
 absl::StatusOr<std::unique_ptr<SelectorClient>> MakeGrpcSelectorClient(
     const SelectorClientOptions& options) {
-  if (options.target.empty()) {
-    return absl::InvalidArgumentError("selector target is empty");
-  }
-  if (options.call_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("selector call_deadline must be positive, got ",
-                     absl::FormatDuration(options.call_deadline)));
-  }
-  if (options.max_message_bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("selector max_message_bytes must be positive, got ",
-                     options.max_message_bytes));
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                   common::MakeChannelCredentials(options.tls));
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      options.target, credentials,
-      ClientChannelArguments(options.max_message_bytes, options.retry));
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::Channel> channel,
+      MakeClientChannel(
+          "selector", {options.target, options.call_deadline,
+                       options.max_message_bytes, options.retry, options.tls}));
   return NewGrpcSelectorClient(std::move(channel), options, RetryEnv::Real());
 }
 
