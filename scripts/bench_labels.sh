@@ -40,9 +40,10 @@
 #              "100%" (one round) or "50%,50%" (default: the trainer's
 #              40 %/30 %/30 %)
 #   SWEEP_SECONDS  deadline for the sweep, counted from the script's start:
-#              every trainer gets --max_train_seconds so that it stops (then
-#              evaluates and reports) in time, and runs not started 60 s
-#              before the deadline are skipped (default: none)
+#              every trainer gets --max_train_seconds (45 s before it) and
+#              fits its steps to that (the trainer's --fit_to_time), then
+#              evaluates and reports; runs not started 60 s before the
+#              deadline are skipped (default: none)
 #   BENCH_OUT  sweep folder (default runs/bench-<time>; must not hold an
 #              oracle.db yet)
 #   BUILD_DIR  (default build); SKIP_BUILD=1 uses its binaries as they are

@@ -23,6 +23,7 @@ start that exited 0 with a report counts. Exit status 3 when some
 import csv
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -232,6 +233,15 @@ def main(argv):
              for k, r in counted.items() if not r["ok"]]
   if missing:
     lines.append("Runs without a result: " + "; ".join(missing))
+  fitted = []
+  for r in runs:
+    fit = str(r["report"].get("config", {}).get("time fit", ""))
+    m = re.match(r"to (\S+) s, (\d+) of (\d+) planned steps", fit)
+    if r["ok"] and m and int(m.group(2)) < int(m.group(3)):
+      fitted.append("%s (%s of %s)" % (r["run"], m.group(2), m.group(3)))
+  if fitted:
+    lines.append("Fitted to the deadline (steps taken of planned; the whole "
+                 "schedule in fewer steps): " + ", ".join(fitted))
   skipped_path = os.path.join(sweep, "skipped.txt")
   if os.path.exists(skipped_path):
     lines.append("Skipped at the deadline (SWEEP_SECONDS): " + ", ".join(

@@ -22,8 +22,9 @@
 #
 # Environment: SEEDS (default "0"), BUDGET (100), STEPS (12000 with CUDA, 20
 # on the CPU), PARALLEL (all runs at once), SWEEP_SECONDS (480 with CUDA:
-# C++ trainers get --max_train_seconds, the reference --seconds, from the
-# same deadline), CPP_VARIANTS / REF_VARIANTS ("name=flag,flag" items;
+# C++ trainers get --max_train_seconds and fit their steps to it, the
+# reference --seconds and ends its cosine by it, from the same deadline; the
+# table shows the steps each took), CPP_VARIANTS / REF_VARIANTS ("name=flag,flag" items;
 # empty flags allowed), REF (the reference script: default .gpu/tools/
 # fixmatch_ref.py, else ../shared/tools/fixmatch_ref.py), REF_PYTHON
 # (python3), REF_FLAGS (added to every reference run; the CPU default makes

@@ -21,7 +21,8 @@
 #             on the original order
 #
 # With CUDA the defaults are SWEEP_SECONDS=480 (the whole call, build
-# included, ends by then: trainers get --max_train_seconds), PARALLEL=6,
+# included, ends by then: trainers fit their steps to --max_train_seconds),
+# PARALLEL=6,
 # STEPS=3000, PRETRAIN_STEPS=2000; every bench_labels.sh variable
 # (BUDGETS, SEEDS, VARIANTS, TRAINER_FLAGS, ...) passes through. Without CUDA
 # bench_labels.sh's tiny CPU sizes apply (tests run it so, SKIP_BUILD=1).

@@ -59,7 +59,14 @@ ABSL_FLAG(int64_t, eval_every, 2000,
 ABSL_FLAG(int64_t, log_every, 50, "metrics and progress every N steps");
 ABSL_FLAG(int64_t, checkpoint_every, 1000,
           "checkpoint every N steps (0: round ends and stop only)");
-ABSL_FLAG(double, max_train_seconds, 0, "stop training after this many seconds of the run, then evaluate and report (0: no limit)");
+ABSL_FLAG(double, max_train_seconds, 0,
+          "training ends this many seconds into the run, then the run "
+          "evaluates and reports (0: no limit); see --fit_to_time");
+ABSL_FLAG(bool, fit_to_time, true,
+          "with --max_train_seconds: shrink the remaining rounds' steps (and "
+          "the learning-rate schedule) to the measured steps/s so that every "
+          "round trains and the schedule ends in time, instead of cutting "
+          "training off at the limit");
 ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda[:N]");
 ABSL_FLAG(uint64_t, seed, 0,
           "seed of initialisation, batches, augmentation, selection");
@@ -199,6 +206,7 @@ int main(int argc, char** argv) {
   options.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
   options.device = absl::GetFlag(FLAGS_device);
   options.max_train_seconds = absl::GetFlag(FLAGS_max_train_seconds);
+  options.fit_to_time = absl::GetFlag(FLAGS_fit_to_time);
   options.client_name = absl::GetFlag(FLAGS_client);
   options.label_free_dims = absl::GetFlag(FLAGS_label_free_dims);
   options.model.arch = absl::GetFlag(FLAGS_arch);

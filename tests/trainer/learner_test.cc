@@ -358,6 +358,47 @@ TEST(LearnerTest, SetScheduleRestartsTheCosine) {
   EXPECT_NEAR((*learner)->next_lr(), end, 1e-12);
 }
 
+TEST(LearnerTest, FitScheduleEndKeepsTheRateAndEndsTheCosine) {
+  LearnerOptions options = ToyLearner(3);
+  options.lr = 0.05;
+  options.total_steps = 100;
+  auto learner = MakeFixMatchLearner(options);
+  ASSERT_THAT(learner, IsOk());
+  const double span = 7.0 / 16.0 * std::acos(-1.0);
+  auto lr_at = [&](double progress) {
+    return 0.05 * std::cos(span * progress);
+  };
+  (*learner)->set_step(40);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(0.4), 1e-12);
+  // Squeezed: the rate at step 40 stays, the rest of the cosine (from 0.4
+  // to 1 of its span) now spans steps 40 to 60.
+  (*learner)->FitScheduleEnd(60);
+  EXPECT_EQ((*learner)->schedule_end(), 60);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(0.4), 1e-12);
+  (*learner)->set_step(50);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(0.7), 1e-12);
+  (*learner)->set_step(60);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(1.0), 1e-12);
+  (*learner)->set_step(500);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(1.0), 1e-12);
+  // Stretched again from step 50: 0.7 -> 1 over steps 50 to 110.
+  (*learner)->set_step(50);
+  (*learner)->FitScheduleEnd(110);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(0.7), 1e-12);
+  (*learner)->set_step(80);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(0.85), 1e-12);
+  // An end at or before the current step becomes the next step.
+  (*learner)->FitScheduleEnd(10);
+  EXPECT_EQ((*learner)->schedule_end(), 81);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(0.85), 1e-12);
+  (*learner)->set_step(81);
+  EXPECT_NEAR((*learner)->next_lr(), lr_at(1.0), 1e-12);
+  // SetSchedule starts a fresh cosine.
+  (*learner)->SetSchedule(81, 19);
+  EXPECT_EQ((*learner)->schedule_end(), 100);
+  EXPECT_EQ((*learner)->next_lr(), 0.05);
+}
+
 TEST(LearnerTest, CosineSpanOption) {
   LearnerOptions options = ToyLearner(1);
   options.cosine_span = 0.5;

@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/idx_file.h"
 #include "common/status_matchers.h"
 
@@ -280,6 +283,52 @@ TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {
   const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
   EXPECT_THAT(rounds, HasSubstr("\n0,10,"));
   EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
+}
+
+TEST(RunTrainerTest, FitsItsStepsToTheTimeLimit) {
+  // Far more steps than fit in 3 s of a clock that advances 5 ms each time
+  // it is read (about once a step with log_every 1): the run shrinks its
+  // plan to the rate it measures, trains every round and takes its
+  // learning rate to the schedule's end.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const std::string dir = TempDir("time_fit");
+  TrainerOptions options = TinyStagedRun(dir);
+  options.pretrain.method = "none";
+  options.feature_quality = false;
+  options.restart_rounds = false;
+  options.recalibrate_bn = false;
+  options.total_steps = 1000000;
+  options.round_steps = {};  // 150,000 then 850,000
+  options.log_every = 1;
+  options.max_train_seconds = 3;
+  auto now = std::make_shared<absl::Time>(absl::UnixEpoch());
+  options.clock = [now] { return *now += absl::Milliseconds(5); };
+  ASSERT_TRUE(options.fit_to_time);
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  EXPECT_GT(summary->steps, 100);
+  EXPECT_LT(summary->steps, 1000);
+  EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+              HasSubstr(absl::StrCat("\"time fit\":\"to 3 s, ", summary->steps,
+                                     " of 1000000 planned steps\"")));
+  // Both rounds trained.
+  const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
+  EXPECT_THAT(rounds, HasSubstr("\n0,10,"));
+  EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
+  EXPECT_EQ(oracle.queries(), 2);
+  // The last step's rate is below the cosine's midpoint (an unfitted run
+  // would still be at the peak after so few of its steps).
+  std::istringstream metrics(ReadFile(options.out_dir + "/metrics.jsonl"));
+  std::string line;
+  double last_lr = -1;
+  while (std::getline(metrics, line)) {
+    const size_t at = line.find("\"lr\":");
+    if (at != std::string::npos) last_lr = std::stod(line.substr(at + 5));
+  }
+  EXPECT_GE(last_lr, 0);
+  EXPECT_LT(last_lr, 0.03 * std::cos(7.0 / 16.0 * std::acos(-1.0) * 0.5));
 }
 
 TEST(RunTrainerTest, RejectsLabelFreeObjectiveForRoundsBeforeBuying) {

@@ -430,21 +430,50 @@ Learner::Learner(const ModelOptions& model_options,
       use_cuda_graph_(options.cuda_graph && device.is_cuda()),
       networks_(std::move(networks)),
       generator_(std::move(generator)),
-      schedule_length_(options.total_steps) {}
+      schedule_end_(options.total_steps) {}
 
 Learner::~Learner() = default;
 
 Classifier& Learner::model() { return networks_->model; }
 Classifier& Learner::ema_model() { return networks_->ema; }
 
+namespace {
+
+// Fraction of the cosine's span reached at `step` of a schedule that is at
+// `anchor_progress` at `anchor` and at 1 at `end` (> anchor).
+double ScheduleProgress(int64_t step, int64_t anchor, double anchor_progress,
+                        int64_t end) {
+  const double k = static_cast<double>(std::clamp(step, anchor, end) - anchor);
+  return anchor_progress +
+         (1.0 - anchor_progress) * k / static_cast<double>(end - anchor);
+}
+
+}  // namespace
+
 double Learner::next_lr() const {
-  return CosineLearningRate(options_.lr, step_ - schedule_start_,
-                            schedule_length_, options_.cosine_span);
+  if (schedule_anchor_progress_ == 0) {
+    // CosineLearningRate's exact arithmetic for an unfitted schedule.
+    return CosineLearningRate(options_.lr, step_ - schedule_anchor_,
+                              schedule_end_ - schedule_anchor_,
+                              options_.cosine_span);
+  }
+  const double progress = ScheduleProgress(
+      step_, schedule_anchor_, schedule_anchor_progress_, schedule_end_);
+  return options_.lr * std::cos(options_.cosine_span * kPi * progress);
 }
 
 void Learner::SetSchedule(int64_t start_step, int64_t total_steps) {
-  schedule_start_ = start_step;
-  schedule_length_ = std::max<int64_t>(1, total_steps);
+  schedule_anchor_ = start_step;
+  schedule_anchor_progress_ = 0;
+  schedule_end_ = start_step + std::max<int64_t>(1, total_steps);
+}
+
+void Learner::FitScheduleEnd(int64_t end_step) {
+  const double progress = ScheduleProgress(
+      step_, schedule_anchor_, schedule_anchor_progress_, schedule_end_);
+  schedule_anchor_ = step_;
+  schedule_anchor_progress_ = progress;
+  schedule_end_ = std::max(end_step, step_ + 1);
 }
 
 absl::StatusOr<LearnerStepStats> Learner::Step(const StepData& data) {

@@ -152,6 +152,15 @@ class Learner {
   // is (0, options().total_steps). total_steps > 0.
   void SetSchedule(int64_t start_step, int64_t total_steps);
 
+  // Moves the end of the current schedule to `end_step` (at least step() +
+  // 1) without a jump in the learning rate: the next step keeps the rate
+  // it would have had, and the rest of the cosine is stretched or squeezed
+  // onto the steps up to end_step. For a run fitted to a time limit.
+  void FitScheduleEnd(int64_t end_step);
+
+  // Step at which the current schedule ends.
+  int64_t schedule_end() const { return schedule_end_; }
+
   // Sets the step counter (a restarted stage continues the run's count).
   void set_step(int64_t step) { step_ = step; }
 
@@ -210,10 +219,12 @@ class Learner {
   std::unique_ptr<Networks> networks_;
   at::Generator generator_;
   int64_t step_ = 0;
-  // The cosine schedule: step k uses position k - schedule_start_ of
-  // schedule_length_.
-  int64_t schedule_start_ = 0;
-  int64_t schedule_length_;
+  // The cosine schedule: from step schedule_anchor_ (where the cosine is
+  // at fraction schedule_anchor_progress_ of its span) to schedule_end_,
+  // linearly in steps.
+  int64_t schedule_anchor_ = 0;
+  double schedule_anchor_progress_ = 0;
+  int64_t schedule_end_;
   // cuda_graph: warm-up state and the captured step for the current input
   // shapes.
   std::unique_ptr<CudaGraphStep> graph_;

@@ -19,6 +19,7 @@
 #include "trainer/report/progress.h"
 #include "trainer/report/run_report.h"
 #include "trainer/run/purchase_journal.h"
+#include "trainer/run/time_fit.h"
 #include "trainer/select/feature_quality.h"
 #include "trainer/select/label_free_features.h"
 
@@ -59,7 +60,7 @@ class Run {
         oracle_(oracle),
         stop_(stop),
         progress_(ProgressLine::ForStderr()),
-        start_(absl::Now()) {}
+        start_(options.clock()) {}
 
   absl::StatusOr<RunSummary> Go();
 
@@ -76,7 +77,11 @@ class Run {
   absl::Status MeasureFeatureQuality(const std::string& stage);
   absl::Status Buy(int round, const std::vector<int64_t>& ids);
   absl::Status SelectAndBuy(int round, int64_t count);
-  absl::Status TrainUntil(int round, int64_t end_step);
+  // Trains until the end of `round` (plan_.end_step[round], which a time
+  // fit may move while it trains).
+  absl::Status TrainUntil(int round);
+  // With a time fit: observes the rate and refits the plan if needed.
+  void FitToTime(int round);
   absl::StatusOr<Evaluation> Evaluate(const std::string& note);
   absl::Status Checkpoint();
   absl::Status RebuildLabelledTensors();
@@ -123,6 +128,12 @@ class Run {
   double last_mask_rate_ = 0;
   double last_loss_ = 0;
   bool time_limit_logged_ = false;
+  // Fitting the steps to max_train_seconds (fit_to_time), the plan's end
+  // before any fit, and the longest stretch between two rounds' training
+  // (selection, purchase, evaluations) seen so far.
+  std::optional<TimeFit> time_fit_;
+  int64_t planned_end_step_ = 0;
+  double round_gap_s_ = 0;
 };
 
 ProgressState Run::Progress() const {
@@ -130,7 +141,8 @@ ProgressState Run::Progress() const {
   state.round = current_round_ + 1;
   state.num_rounds = static_cast<int>(plan_.labels.size());
   state.step = trainer_ ? trainer_->step() : 0;
-  state.total_steps = options_.total_steps;
+  state.total_steps =
+      plan_.end_step.empty() ? options_.total_steps : plan_.end_step.back();
   state.steps_per_s = window_steps_per_s_;
   state.mask_rate = last_mask_rate_;
   state.loss = last_loss_;
@@ -143,6 +155,12 @@ ProgressState Run::Progress() const {
 
 absl::Status Run::Prepare() {
   ASSIGN_OR_RETURN(plan_, PlanRounds(options_));
+  planned_end_step_ = plan_.end_step.back();
+  if (options_.max_train_seconds > 0 && options_.fit_to_time) {
+    TimeFitOptions fit;
+    fit.limit_seconds = options_.max_train_seconds;
+    time_fit_.emplace(fit);
+  }
   std::error_code error;
   std::filesystem::create_directories(options_.out_dir, error);
   if (error) {
@@ -494,17 +512,42 @@ absl::Status Run::Checkpoint() {
   return absl::OkStatus();
 }
 
-absl::Status Run::TrainUntil(int round, int64_t end_step) {
-  if (trainer_->step() >= end_step) return absl::OkStatus();
+void Run::FitToTime(int round) {
+  const double elapsed = absl::ToDoubleSeconds(options_.clock() - start_);
+  const int64_t step = trainer_->step();
+  time_fit_->Observe(elapsed, step);
+  const int rounds_after = static_cast<int>(plan_.end_step.size()) - 1 - round;
+  std::optional<std::vector<int64_t>> ends =
+      time_fit_->Refit(plan_.end_step, planned_end_step_, step, elapsed,
+                       rounds_after * round_gap_s_);
+  if (!ends.has_value()) return;
+  const std::optional<double> rate = time_fit_->Rate();
+  Log(absl::StrFormat(
+      "fitting to --max_train_seconds=%g %s: %d steps in all (was %d, "
+      "planned %d); round ends %s",
+      options_.max_train_seconds,
+      rate.has_value() ? absl::StrFormat("at %.1f steps/s", *rate)
+                       : std::string("with no time left"),
+      ends->back(), plan_.end_step.back(), planned_end_step_,
+      absl::StrJoin(*ends, ",")));
+  plan_.end_step = *std::move(ends);
+  trainer_->FitScheduleEnd(options_.restart_rounds ? plan_.end_step[round]
+                                                   : plan_.end_step.back());
+}
+
+absl::Status Run::TrainUntil(int round) {
+  if (trainer_->step() >= plan_.end_step[round]) return absl::OkStatus();
   if (!labelled_images_.defined()) {
     return absl::FailedPreconditionError("no labels bought before training");
   }
+  if (time_fit_.has_value()) time_fit_->Restart();
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_first_step = trainer_->step();
   double window_excluded_s = 0;
-  while (trainer_->step() < end_step) {
-    if (options_.max_train_seconds > 0 &&
-        absl::ToDoubleSeconds(absl::Now() - start_) > options_.max_train_seconds) {
+  while (trainer_->step() < plan_.end_step[round]) {
+    if (!time_fit_.has_value() && options_.max_train_seconds > 0 &&
+        absl::ToDoubleSeconds(options_.clock() - start_) >
+            options_.max_train_seconds) {
       if (!time_limit_logged_) {
         Log(absl::StrCat("time limit of ", options_.max_train_seconds,
                          " s reached at step ", trainer_->step(),
@@ -526,6 +569,7 @@ absl::Status Run::TrainUntil(int round, int64_t end_step) {
     data.unlabelled_images = train_images_;
     ASSIGN_OR_RETURN(LearnerStepStats stats, trainer_->Step(data));
     const int64_t step = trainer_->step();
+    const int64_t end_step = plan_.end_step[round];
     const bool log_now = step % options_.log_every == 0 || step == end_step;
     const bool eval_now = options_.eval_every > 0 &&
                           step % options_.eval_every == 0 && step != end_step;
@@ -565,6 +609,7 @@ absl::Status Run::TrainUntil(int round, int64_t end_step) {
           step % options_.checkpoint_every == 0) {
         RETURN_IF_ERROR(Checkpoint());
       }
+      if (time_fit_.has_value()) FitToTime(round);
       window_start = std::chrono::steady_clock::now();
       window_first_step = step;
       window_excluded_s = 0;
@@ -593,6 +638,7 @@ absl::StatusOr<RunSummary> Run::Go() {
   }
   std::optional<Evaluation> evaluation;
   const int num_rounds = static_cast<int>(plan_.labels.size());
+  absl::Time gap_start = options_.clock();
   for (int round = 0; round < num_rounds; ++round) {
     current_round_ = round;
     if (!journal_->history().RoundBought(round)) {
@@ -622,7 +668,10 @@ absl::StatusOr<RunSummary> Run::Go() {
       ScheduleRound(round);
     }
     const bool trained_before = trainer_->step() >= plan_.end_step[round];
-    RETURN_IF_ERROR(TrainUntil(round, plan_.end_step[round]));
+    round_gap_s_ =
+        std::max(round_gap_s_, absl::ToDoubleSeconds(options_.clock() - gap_start));
+    RETURN_IF_ERROR(TrainUntil(round));
+    gap_start = options_.clock();
     if (trained_before && round + 1 < num_rounds &&
         journal_->history().RoundBought(round + 1)) {
       continue;  // resumed past this round: nothing new to record
@@ -681,7 +730,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       report.confusion[t][p] = evaluation.confusion[t * classes + p];
     }
   }
-  report.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start_);
+  report.wall_time_s = absl::ToDoubleSeconds(options_.clock() - start_);
   report.steps = trainer_->step();
   report.steps_per_s =
       train_seconds_ > 0 ? trained_steps_ / train_seconds_ : 0.0;
@@ -709,6 +758,12 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                           options_.pretrain.steps, " steps")},
       {"schedule", absl::StrJoin(plan_.labels, ",")},
       {"round end steps", absl::StrJoin(plan_.end_step, ",")},
+      {"time fit",
+       !time_fit_.has_value()
+           ? std::string("no")
+           : absl::StrCat("to ", options_.max_train_seconds, " s, ",
+                          plan_.end_step.back(), " of ", planned_end_step_,
+                          " planned steps")},
       {"round restarts", options_.restart_rounds ? "yes" : "no"},
       {"model", absl::StrCat(model.arch, " width ", model.width, ", ",
                              model.init, " init")},

@@ -15,10 +15,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
 #include "trainer/objectives/registry.h"
@@ -65,9 +67,25 @@ struct TrainerOptions {
   // Checkpoint every N steps (0: only at round ends and on stop).
   int64_t checkpoint_every = 1000;
   // Wall-clock limit on training, counted from the start of the run (0: none).
-  // Once reached, every remaining round still buys its labels but trains no
-  // further; the run then evaluates and writes its report as usual.
+  // Without fit_to_time, once reached, every remaining round still buys its
+  // labels but trains no further; the run then evaluates and writes its
+  // report as usual.
   double max_train_seconds = 0;
+  // With max_train_seconds: fit the training steps to it instead of being
+  // cut off. While training, the run measures its steps/s over the last
+  // few seconds and, when its remaining steps would not fit before the
+  // limit (less the time the remaining rounds' selection and evaluation
+  // took so far), scales the rounds not yet finished down together (or
+  // back up, never beyond total_steps), and the learning-rate schedule
+  // with them, so every round trains and the schedule reaches its end. The
+  // limit is then a target rather than a cut-off: each round trains at
+  // least one step, and a round's first steps run before its rate is known,
+  // so training can end a few seconds late. The steps taken depend on the
+  // machine's speed. A resumed run plans and times itself afresh.
+  bool fit_to_time = true;
+  // The clock the time limit, the time fit and the report's wall time read
+  // (tests substitute a fake one).
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
   // "auto" (CUDA when available), "cpu" or "cuda[:index]".
   std::string device = "auto";
   // Seeds model initialisation, batches, augmentation and selection.
