@@ -96,7 +96,7 @@ TEST(TimeFitTest, KeepsThePlanWithinTolerance) {
   TimeFit fit(LimitOf(100));
   fit.Observe(0, 0);
   fit.Observe(10, 100);  // 10 steps/s, 900 steps fit in the 90 s left
-  EXPECT_EQ(fit.Refit({980}, 2000, 100, 10, 0), std::nullopt);  // 880 planned
+  EXPECT_EQ(fit.Refit({980}, 2000, 100, 10, 0), std::nullopt);   // 880 planned
   EXPECT_EQ(fit.Refit({1040}, 2000, 100, 10, 0), std::nullopt);  // 940
   EXPECT_THAT(fit.Refit({1100}, 2000, 100, 10, 0), Optional(ElementsAre(1000)));
 }

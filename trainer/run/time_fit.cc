@@ -38,8 +38,10 @@ void TimeFit::Observe(double elapsed_s, int64_t step) {
 
 std::optional<double> TimeFit::Rate() const {
   if (observations_.size() < 2) return std::nullopt;
-  const double seconds = observations_.back().first - observations_.front().first;
-  const int64_t steps = observations_.back().second - observations_.front().second;
+  const double seconds =
+      observations_.back().first - observations_.front().first;
+  const int64_t steps =
+      observations_.back().second - observations_.front().second;
   if (seconds < options_.min_window_seconds || steps <= 0) return std::nullopt;
   return static_cast<double>(steps) / seconds;
 }
@@ -61,9 +63,9 @@ std::optional<std::vector<int64_t>> TimeFit::Refit(
       end_step.begin(), end_step.end(), [step](int64_t e) { return e > step; });
   target = std::max(target, unfinished);
   const int64_t planned = end_step.back() - step;
-  const double keep = std::max(
-      options_.tolerance * static_cast<double>(planned),
-      rate.has_value() ? options_.min_change_seconds * *rate : 0.0);
+  const double keep =
+      std::max(options_.tolerance * static_cast<double>(planned),
+               rate.has_value() ? options_.min_change_seconds * *rate : 0.0);
   if (static_cast<double>(std::llabs(target - planned)) <= keep) {
     return std::nullopt;
   }
