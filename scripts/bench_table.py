@@ -216,8 +216,14 @@ def main(argv):
   trained = [r for r in runs if r["ok"] and r["report"].get(
       "pretrain", {}).get("method", "none") not in ("", "none")]
   reused = sum(1 for r in trained if r["report"]["pretrain"].get("reused"))
-  lines.append("Pretraining: %d runs pretrained, %d reused a cached checkpoint."
-               % (len(trained) - reused, reused))
+  rates = ["%s %.1f" % (r["run"], r["report"]["pretrain"]["steps"] /
+                        r["report"]["pretrain"]["wall_time_s"])
+           for r in trained if not r["report"]["pretrain"].get("reused") and
+           r["report"]["pretrain"].get("wall_time_s")]
+  lines.append("Pretraining: %d runs pretrained, %d reused a cached checkpoint%s."
+               % (len(trained) - reused, reused,
+                  "; steps/s over each stage's wall time: " + ", ".join(rates)
+                  if rates else ""))
   mismatched = [r["run"] for r in runs if r["ok"] and
                 r["oracle_spent"] != int(r["budget"])]
   lines.append("Labels spent equal to the budget (oracle's count) in every "

@@ -4,8 +4,9 @@
 # failed start.
 #   bench_table_test.sh <source_dir>
 # Checks: the row's mean, standard deviation and per-seed accuracies, the
-# oracle's label counts, the footer line naming the fitted run with its
-# steps, the failed start, and exit status 3 for a seed without a result.
+# oracle's label counts, the footer lines on pretraining (with the SimCLR
+# rate of the run that pretrained) and on the fitted run with its steps, the
+# failed start, and exit status 3 for a seed without a result.
 set -euo pipefail
 SRC=${1:?usage: bench_table_test.sh <source_dir>}
 TMP=$(mktemp -d)
@@ -17,20 +18,21 @@ PY=/usr/bin/python3
 S=$TMP/sweep
 mkdir -p "$S"
 printf 'run\tbudget\tseed\tstrategy\tobjective\tpretrain\textra\texperiment\n' > "$S/runs.tsv"
-report() {  # report RUN ACCURACY TIME_FIT
+report() {  # report RUN ACCURACY TIME_FIT PRETRAIN_REUSED
   mkdir -p "$S/$1"
   echo 0 > "$S/$1/rc"
   cat > "$S/$1/report.json" <<JSON
 {"accuracy": $2, "labels_spent": 10, "steps": 500, "steps_per_s": 50.0,
- "wall_time_s": 12.5, "device": "cpu", "config": {"time fit": "$3"}}
+ "wall_time_s": 12.5, "device": "cpu", "config": {"time fit": "$3"},
+ "pretrain": {"method": "simclr", "reused": $4, "steps": 300, "wall_time_s": 60.0}}
 JSON
 }
 for seed in 0 1; do
   run=b10-random-fixmatch-none-s$seed
   printf '%s\t10\t%s\trandom\tfixmatch\tnone\t\tbench-%s\n' "$run" "$seed" "$run" >> "$S/runs.tsv"
 done
-report b10-random-fixmatch-none-s0 0.70 "to 100 s, 500 of 2000 planned steps"
-report b10-random-fixmatch-none-s1 0.80 "to 100 s, 2000 of 2000 planned steps"
+report b10-random-fixmatch-none-s0 0.70 "to 100 s, 500 of 2000 planned steps" false
+report b10-random-fixmatch-none-s1 0.80 "to 100 s, 2000 of 2000 planned steps" true
 printf 'b10-random-fixmatch-none-s2\t10\t2\trandom\tfixmatch\tnone\t\tbench-b10-random-fixmatch-none-s2\n' >> "$S/runs.tsv"
 mkdir -p "$S/b10-random-fixmatch-none-s2" && echo 1 > "$S/b10-random-fixmatch-none-s2/rc"
 cat > "$S/summary.txt" <<'TXT'
@@ -47,8 +49,10 @@ grep -q '^| 10 | random | fixmatch | none | - | 2 (failed: 2) | 75.00 | 7.07 | s
   { cat "$S/table.md"; fail "table row"; }
 grep -qx 'Fitted to the deadline (steps taken of planned; the whole schedule in fewer steps): b10-random-fixmatch-none-s0 (500 of 2000)' "$S/table.md" ||
   { cat "$S/table.md"; fail "no fitted-run footer"; }
+grep -qx 'Pretraining: 1 runs pretrained, 1 reused a cached checkpoint; steps/s over each stage.s wall time: b10-random-fixmatch-none-s0 5.0.' "$S/table.md" ||
+  { cat "$S/table.md"; fail "pretraining line"; }
 grep -q '^Failed start: b10-random-fixmatch-none-s2 (exit 1' "$S/table.md" ||
   { cat "$S/table.md"; fail "failed start not listed"; }
-grep -q '^b10-random-fixmatch-none-s0,10,0,random,fixmatch,none,,bench-b10-random-fixmatch-none-s0,0,0.7,10,10,10,,500,' "$S/runs.csv" ||
+grep -q '^b10-random-fixmatch-none-s0,10,0,random,fixmatch,none,,bench-b10-random-fixmatch-none-s0,0,0.7,10,10,10,false,500,' "$S/runs.csv" ||
   { cat "$S/runs.csv"; fail "runs.csv"; }
 echo "PASS"
