@@ -23,7 +23,6 @@ start that exited 0 with a report counts. Exit status 3 when some
 import csv
 import json
 import os
-import re
 import statistics
 import sys
 
@@ -239,12 +238,10 @@ def main(argv):
              for k, r in counted.items() if not r["ok"]]
   if missing:
     lines.append("Runs without a result: " + "; ".join(missing))
-  fitted = []
-  for r in runs:
-    fit = str(r["report"].get("config", {}).get("time fit", ""))
-    m = re.match(r"to (\S+) s, (\d+) of (\d+) planned steps", fit)
-    if r["ok"] and m and int(m.group(2)) < int(m.group(3)):
-      fitted.append("%s (%s of %s)" % (r["run"], m.group(2), m.group(3)))
+  fitted = ["%s (%d of %d)" % (r["run"], r["report"]["steps"],
+                               r["report"]["planned_steps"])
+            for r in runs if r["ok"] and r["report"].get("steps", 0) <
+            r["report"].get("planned_steps", 0)]
   if fitted:
     lines.append("Fitted to the deadline (steps taken of planned; the whole "
                  "schedule in fewer steps): " + ", ".join(fitted))

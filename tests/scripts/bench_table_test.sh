@@ -18,12 +18,12 @@ PY=/usr/bin/python3
 S=$TMP/sweep
 mkdir -p "$S"
 printf 'run\tbudget\tseed\tstrategy\tobjective\tpretrain\textra\texperiment\n' > "$S/runs.tsv"
-report() {  # report RUN ACCURACY TIME_FIT PRETRAIN_REUSED
+report() {  # report RUN ACCURACY PLANNED_STEPS PRETRAIN_REUSED
   mkdir -p "$S/$1"
   echo 0 > "$S/$1/rc"
   cat > "$S/$1/report.json" <<JSON
-{"accuracy": $2, "labels_spent": 10, "steps": 500, "steps_per_s": 50.0,
- "wall_time_s": 12.5, "device": "cpu", "config": {"time fit": "$3"},
+{"accuracy": $2, "labels_spent": 10, "steps": 500, "planned_steps": $3,
+ "steps_per_s": 50.0, "wall_time_s": 12.5, "device": "cpu",
  "pretrain": {"method": "simclr", "reused": $4, "steps": 300, "wall_time_s": 60.0}}
 JSON
 }
@@ -31,8 +31,8 @@ for seed in 0 1; do
   run=b10-random-fixmatch-none-s$seed
   printf '%s\t10\t%s\trandom\tfixmatch\tnone\t\tbench-%s\n' "$run" "$seed" "$run" >> "$S/runs.tsv"
 done
-report b10-random-fixmatch-none-s0 0.70 "to 100 s, 500 of 2000 planned steps" false
-report b10-random-fixmatch-none-s1 0.80 "to 100 s, 2000 of 2000 planned steps" true
+report b10-random-fixmatch-none-s0 0.70 2000 false
+report b10-random-fixmatch-none-s1 0.80 500 true
 printf 'b10-random-fixmatch-none-s2\t10\t2\trandom\tfixmatch\tnone\t\tbench-b10-random-fixmatch-none-s2\n' >> "$S/runs.tsv"
 mkdir -p "$S/b10-random-fixmatch-none-s2" && echo 1 > "$S/b10-random-fixmatch-none-s2/rc"
 cat > "$S/summary.txt" <<'TXT'

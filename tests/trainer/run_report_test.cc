@@ -347,6 +347,7 @@ FinalReport TwoClassReport() {
   report.confusion = {{1, 1}, {0, 2}};
   report.wall_time_s = 12.5;
   report.steps = 100;
+  report.planned_steps = 120;
   report.steps_per_s = 8;
   report.device = "cpu";
   report.config = {{"lr", "0.03"}, {"seed", "7"}};
@@ -373,7 +374,7 @@ TEST(RenderReportJsonTest, WritesEveryField) {
       R"("labels_spent":2,)"
       R"("label_budget":10,"accuracy":0.75,"per_class_accuracy":[0.5,1],)"
       R"("confusion":[[1,1],[0,2]],"class_names":["cat","<dog>"],)"
-      R"("wall_time_s":12.5,"steps":100,"steps_per_s":8,"device":"cpu",)"
+      R"("wall_time_s":12.5,"steps":100,"planned_steps":120,"steps_per_s":8,"device":"cpu",)"
       R"("config":{"lr":"0.03","seed":"7"},)"
       R"("pretrain":{"method":"simclr","checkpoint":"cache/simclr.pt",)"
       R"("reused":false,"steps":20,"wall_time_s":1.5,)"

@@ -313,6 +313,8 @@ TEST(RunTrainerTest, FitsItsStepsToTheTimeLimit) {
   EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
               HasSubstr(absl::StrCat("\"time fit\":\"to 3 s, ", summary->steps,
                                      " of 1000000 planned steps\"")));
+  EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+              HasSubstr("\"planned_steps\":1000000,"));
   // Both rounds trained.
   const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
   EXPECT_THAT(rounds, HasSubstr("\n0,10,"));

@@ -286,6 +286,7 @@ std::string RenderReportJson(const FinalReport& report) {
   json.EndArray();
   json.Key("wall_time_s").Double(report.wall_time_s);
   json.Key("steps").Int(report.steps);
+  json.Key("planned_steps").Int(report.planned_steps);
   json.Key("steps_per_s").Double(report.steps_per_s);
   json.Key("device").String(report.device);
   json.Key("config").BeginObject();

@@ -142,6 +142,9 @@ struct FinalReport {
   std::vector<std::string> class_names = FashionMnistClassNames();
   double wall_time_s = 0;
   int64_t steps = 0;
+  // The steps the run was asked for; more than `steps` when it fitted its
+  // steps to a time limit.
+  int64_t planned_steps = 0;
   double steps_per_s = 0;
   // Where training ran, e.g. "cuda:0 (NVIDIA H100)" or "cpu".
   std::string device;

@@ -732,6 +732,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
   }
   report.wall_time_s = absl::ToDoubleSeconds(options_.clock() - start_);
   report.steps = trainer_->step();
+  report.planned_steps = planned_end_step_;
   report.steps_per_s =
       train_seconds_ > 0 ? trained_steps_ / train_seconds_ : 0.0;
   report.device = device_.str();

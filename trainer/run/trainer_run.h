@@ -85,7 +85,7 @@ struct TrainerOptions {
   bool fit_to_time = true;
   // The clock the time limit, the time fit and the report's wall time read
   // (tests substitute a fake one).
-  std::function<absl::Time()> clock = [] { return absl::Now(); };
+  std::function<absl::Time()> clock = absl::Now;
   // "auto" (CUDA when available), "cpu" or "cuda[:index]".
   std::string device = "auto";
   // Seeds model initialisation, batches, augmentation and selection.
