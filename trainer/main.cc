@@ -106,6 +106,14 @@ ABSL_FLAG(std::string, objective, "fixmatch",
           "semi-supervised objective of the rounds: fixmatch | flexmatch | "
           "freematch");
 ABSL_FLAG(double, lambda_f, 0.001, "freematch: weight of the fairness term");
+ABSL_FLAG(double, lambda_c, 0.0,
+          "weight of CoMatch's graph-contrastive term on the weak and strong "
+          "views (0: off)");
+ABSL_FLAG(double, contrast_temperature, 0.2,
+          "softmax temperature of the graph-contrastive term");
+ABSL_FLAG(double, contrast_threshold, 0.8,
+          "pseudo-label agreement p_i . p_j above which two images are "
+          "neighbours in the graph-contrastive term");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr");
 ABSL_FLAG(int64_t, pretrain_steps, 2000, "pretraining steps");
@@ -233,6 +241,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   batch.weak_forward = *weak_forward;
+  batch.contrast.weight = absl::GetFlag(FLAGS_lambda_c);
+  batch.contrast.temperature = absl::GetFlag(FLAGS_contrast_temperature);
+  batch.contrast.graph_threshold = absl::GetFlag(FLAGS_contrast_threshold);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

@@ -198,6 +198,13 @@ TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
         << WeakViewForwardName(forward);
     EXPECT_TRUE(logits.logits_u_strong.requires_grad());
     EXPECT_TRUE(logits.logits_x.requires_grad());
+    EXPECT_EQ(logits.embedding_u_weak.size(0), 12);
+    EXPECT_EQ(logits.embedding_u_weak.sizes(),
+              logits.embedding_u_strong.sizes());
+    EXPECT_TRUE(logits.embedding_u_strong.requires_grad());
+    EXPECT_EQ(logits.embedding_u_weak.requires_grad(),
+              forward == WeakViewForward::kJoint)
+        << WeakViewForwardName(forward);
   }
 }
 
@@ -262,6 +269,46 @@ TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {
       loss.total.item<double>(),
       loss.scalars[0].item<double>() + 0.5 * loss.scalars[1].item<double>(),
       1e-5);
+}
+
+TEST(FixMatchObjectiveTest, GraphContrastAddsItsWeightedTermAndHead) {
+  ToyContext toy = MakeToyContext();
+  FixMatchOptions options;
+  options.num_classes = 3;
+  options.batch.batch_size = 4;
+  options.batch.mu = 2;
+  options.batch.contrast.weight = 0.5;
+  // On without the embedding size: refused.
+  EXPECT_THAT(FixMatchObjective::Create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.batch.contrast.temperature = 0.0;
+  EXPECT_THAT(FixMatchObjective::Create(options, at::kCPU,
+                                        toy.model->embedding_dim(), 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.batch.contrast.temperature = 0.2;
+  auto objective = FixMatchObjective::Create(options, at::kCPU,
+                                             toy.model->embedding_dim(), 1);
+  ASSERT_THAT(objective, IsOk());
+  EXPECT_THAT((*objective)->metric_names(),
+              ElementsAre("loss_x", "loss_u", "mask_rate", "loss_c",
+                          "contrast_neighbours"));
+  ASSERT_EQ((*objective)->trained_modules().size(), 1u);
+  ObjectiveLoss loss = (*objective)->Loss(toy.context(), ToyStepData());
+  ASSERT_EQ(loss.scalars.size(), 5u);
+  const double loss_c = loss.scalars[3].item<double>();
+  EXPECT_GT(loss_c, 0.0);
+  // Every image is at least its own neighbour; at most all 8 are.
+  EXPECT_GE(loss.scalars[4].item<double>(), 1.0);
+  EXPECT_LE(loss.scalars[4].item<double>(), 8.0);
+  EXPECT_NEAR(loss.total.item<double>(),
+              loss.scalars[0].item<double>() + loss.scalars[1].item<double>() +
+                  0.5 * loss_c,
+              1e-5);
+  loss.total.backward();
+  for (const at::Tensor& p :
+       (*objective)->trained_modules()[0]->parameters()) {
+    EXPECT_TRUE(p.grad().defined());
+  }
 }
 
 TEST(FixMatchObjectiveTest, DistributionAlignmentFollowsThePredictions) {

@@ -88,6 +88,23 @@ TEST(FlexMatchObjectiveTest, CreateValidatesOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(FlexMatchObjectiveTest, GraphContrastAddsItsMetricsAndHead) {
+  FlexMatchOptions options = ToyFlexMatch();
+  options.batch.contrast.weight = 1.0;
+  EXPECT_THAT(FlexMatchObjective::Create(options, kPool, at::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  auto objective = FlexMatchObjective::Create(options, kPool, at::kCPU,
+                                              /*embedding_dim=*/16, 0);
+  ASSERT_THAT(objective, IsOk());
+  EXPECT_THAT((*objective)->metric_names(),
+              ElementsAre("loss_x", "loss_u", "mask_rate", "min_threshold",
+                          "loss_c", "contrast_neighbours"));
+  EXPECT_EQ((*objective)->trained_modules().size(), 1u);
+  auto off = FlexMatchObjective::Create(ToyFlexMatch(), kPool, at::kCPU);
+  ASSERT_THAT(off, IsOk());
+  EXPECT_TRUE((*off)->trained_modules().empty());
+}
+
 TEST(FlexMatchObjectiveTest, RegisteredWithThePoolSizeOfItsEnvironment) {
   ObjectiveOptions options;
   options.name = "flexmatch";

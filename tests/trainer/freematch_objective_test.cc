@@ -124,6 +124,35 @@ TEST(FreeMatchObjectiveTest, StepsThroughALearnerMoveTheThresholds) {
   EXPECT_FLOAT_EQ(objective->thresholds().p_model().sum().item<float>(), 1.0f);
 }
 
+TEST(FreeMatchObjectiveTest, GraphContrastTrainsItsHeadThroughALearner) {
+  const StepData data = ToyPool();
+  FreeMatchOptions options = ToyFreeMatch();
+  options.batch.contrast.weight = 1.0;
+  auto objective = FreeMatchObjective::Create(options, at::kCPU,
+                                              /*embedding_dim=*/16, 2);
+  ASSERT_THAT(objective, IsOk());
+  EXPECT_THAT((*objective)->metric_names(),
+              ElementsAre("loss_x", "loss_u", "mask_rate", "loss_f", "tau",
+                          "loss_c", "contrast_neighbours"));
+  ASSERT_EQ((*objective)->trained_modules().size(), 1u);
+  torch::nn::Module* head = (*objective)->trained_modules()[0];
+  const at::Tensor before = head->parameters()[0].detach().clone();
+  LearnerOptions learner_options;
+  learner_options.total_steps = 10;
+  auto learner = Learner::Create(ToyModel(), learner_options,
+                                 *std::move(objective), at::kCPU);
+  ASSERT_THAT(learner, IsOk());
+  for (int i = 0; i < 3; ++i) {
+    auto stats = (*learner)->Step(data);
+    ASSERT_THAT(stats, IsOk());
+    ASSERT_EQ(stats->scalars.size(), 7u);
+    EXPECT_TRUE(std::isfinite(stats->scalars[5].item<double>()));
+    EXPECT_GT(stats->scalars[5].item<double>(), 0.0);
+  }
+  // The learner's optimiser moves the head's weights.
+  EXPECT_FALSE(at::equal(head->parameters()[0], before));
+}
+
 TEST(FreeMatchObjectiveTest, SaveLoadKeepsThresholds) {
   const StepData data = ToyPool();
   FreeMatchObjective* trained = nullptr;

@@ -28,7 +28,34 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
         absl::StrCat("strong.num_ops must be in [0, ", kNumStrongOps,
                      "] and strong.min_posterize_bits in [0, 8]"));
   }
-  return absl::OkStatus();
+  return ValidateGraphContrastOptions(o.contrast);
+}
+
+absl::StatusOr<std::unique_ptr<GraphContrast>> MakeGraphContrast(
+    const SemiSupervisedOptions& options, int64_t embedding_dim,
+    torch::Device device, uint64_t seed) {
+  if (options.contrast.weight == 0.0) return nullptr;
+  return GraphContrast::Create(options.contrast, embedding_dim, device, seed);
+}
+
+std::vector<std::string> WithContrastMetrics(std::vector<std::string> names,
+                                             const GraphContrast* contrast) {
+  if (contrast != nullptr) {
+    names.push_back("loss_c");
+    names.push_back("contrast_neighbours");
+  }
+  return names;
+}
+
+void AddGraphContrast(GraphContrast* contrast,
+                      const SemiSupervisedLogits& logits, const Tensor& probs,
+                      ObjectiveLoss& loss) {
+  if (contrast == nullptr) return;
+  GraphContrastLoss term = contrast->Loss(logits.embedding_u_weak,
+                                          logits.embedding_u_strong, probs);
+  loss.total = loss.total + contrast->options().weight * term.loss;
+  loss.scalars.push_back(term.loss);
+  loss.scalars.push_back(term.mean_neighbours);
 }
 
 DistributionAlignmentOptions AlignmentOptions(const SemiSupervisedOptions& o,
@@ -87,20 +114,26 @@ SemiSupervisedLogits SemiSupervisedForward(
   const bool joint = options.weak_forward == WeakViewForward::kJoint;
   Tensor inputs = joint ? at::cat({weak, strong})
                         : at::cat({weak.narrow(0, 0, b), strong});
-  Tensor logits = context.Forward(context.model, inputs).logits;
+  ModelOutput output = context.Forward(context.model, inputs);
+  const Tensor& logits = output.logits;
   SemiSupervisedLogits out;
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
   out.unlabelled_index = unlabelled_index;
   out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
+  out.embedding_u_strong =
+      output.embedding.narrow(0, output.embedding.size(0) - ub, ub);
   if (joint) {
     out.logits_u_weak = logits.narrow(0, b, ub).detach();
+    out.embedding_u_weak = output.embedding.narrow(0, b, ub);
   } else {
     torch::NoGradGuard no_grad;
     Classifier& teacher = options.weak_forward == WeakViewForward::kEma
                               ? context.ema
                               : context.model;
-    out.logits_u_weak = context.Forward(teacher, weak.narrow(0, b, ub)).logits;
+    ModelOutput weak_output = context.Forward(teacher, weak.narrow(0, b, ub));
+    out.logits_u_weak = weak_output.logits;
+    out.embedding_u_weak = weak_output.embedding;
   }
   return out;
 }
@@ -138,7 +171,8 @@ FixMatchLoss ComputeFixMatchLossFromProbs(const Tensor& logits_x,
 }
 
 absl::StatusOr<std::unique_ptr<FixMatchObjective>> FixMatchObjective::Create(
-    const FixMatchOptions& options, torch::Device device) {
+    const FixMatchOptions& options, torch::Device device,
+    int64_t embedding_dim, uint64_t seed) {
   RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options.batch));
   if (!(options.threshold >= 0.0 && options.threshold <= 1.0)) {
     return absl::InvalidArgumentError("threshold must be in [0, 1]");
@@ -146,15 +180,24 @@ absl::StatusOr<std::unique_ptr<FixMatchObjective>> FixMatchObjective::Create(
   if (options.num_classes < 2) {
     return absl::InvalidArgumentError("num_classes must be >= 2");
   }
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<GraphContrast> contrast,
+      MakeGraphContrast(options.batch, embedding_dim, device, seed));
   return std::unique_ptr<FixMatchObjective>(
-      new FixMatchObjective(options, device));
+      new FixMatchObjective(options, device, std::move(contrast)));
 }
 
 FixMatchObjective::FixMatchObjective(const FixMatchOptions& options,
-                                     torch::Device device)
+                                     torch::Device device,
+                                     std::unique_ptr<GraphContrast> contrast)
     : options_(options),
-      alignment_(AlignmentOptions(options.batch, options.num_classes),
-                 device) {}
+      alignment_(AlignmentOptions(options.batch, options.num_classes), device),
+      contrast_(std::move(contrast)) {}
+
+std::vector<torch::nn::Module*> FixMatchObjective::trained_modules() {
+  if (contrast_ == nullptr) return {};
+  return {contrast_->head()};
+}
 
 ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
                                       const StepData& data) {
@@ -165,15 +208,20 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
   FixMatchLoss loss = ComputeFixMatchLossFromProbs(
       logits.logits_x, logits.targets_x, probs, logits.logits_u_strong,
       options_.threshold, options_.batch.lambda_u);
-  return {loss.total, {loss.supervised, loss.unsupervised, loss.mask_rate}};
+  ObjectiveLoss out{loss.total,
+                    {loss.supervised, loss.unsupervised, loss.mask_rate}};
+  AddGraphContrast(contrast_.get(), logits, probs, out);
+  return out;
 }
 
 void FixMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   alignment_.Save(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Save(archive, "contrast_head");
 }
 
 void FixMatchObjective::Load(torch::serialize::InputArchive& archive) {
   alignment_.Load(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Load(archive, "contrast_head");
 }
 
 }  // namespace trainer

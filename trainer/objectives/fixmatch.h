@@ -13,6 +13,7 @@
 #include "trainer/learn/augment.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/distribution_alignment.h"
+#include "trainer/objectives/graph_contrast.h"
 
 namespace trainer {
 
@@ -54,11 +55,15 @@ struct SemiSupervisedOptions {
   WeakAugmentOptions weak;
   // Augmentation of the strong unlabelled view.
   StrongAugmentOptions strong;
+  // CoMatch's graph-contrastive term on the weak and strong views
+  // (graph_contrast.h); off while its weight is 0.
+  GraphContrastOptions contrast;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
-// non-negative, alignment_momentum is in [0, 1) and the strong
-// augmentation's ranges are valid.
+// non-negative, alignment_momentum is in [0, 1), the strong
+// augmentation's ranges are valid and so is the contrast's
+// (ValidateGraphContrastOptions).
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 
 // The distribution alignment `o` asks for, over `num_classes` classes.
@@ -73,6 +78,10 @@ struct SemiSupervisedLogits {
   torch::Tensor logits_u_weak;    // [U, C], detached
   torch::Tensor logits_u_strong;  // [U, C]
   torch::Tensor unlabelled_index;  // [U] int64: rows of the unlabelled pool
+  // The model's embeddings of the weak views (detached unless the weak
+  // forward is joint) and of the strong views, [U, E].
+  torch::Tensor embedding_u_weak;
+  torch::Tensor embedding_u_strong;
 };
 
 // Samples batch_size labelled and mu * batch_size unlabelled images with the
@@ -84,6 +93,25 @@ struct SemiSupervisedLogits {
 SemiSupervisedLogits SemiSupervisedForward(const StepContext& context,
                                            const StepData& data,
                                            const SemiSupervisedOptions& options);
+
+// The graph contrast `options.contrast` asks for, its head on `device` and
+// seeded by `seed`; null while its weight is 0. INVALID_ARGUMENT when it is
+// on and embedding_dim <= 0 (see GraphContrast::Create).
+absl::StatusOr<std::unique_ptr<GraphContrast>> MakeGraphContrast(
+    const SemiSupervisedOptions& options, int64_t embedding_dim,
+    torch::Device device, uint64_t seed);
+
+// `names` followed by the contrast's metrics (loss_c, contrast_neighbours)
+// when `contrast` is not null.
+std::vector<std::string> WithContrastMetrics(std::vector<std::string> names,
+                                             const GraphContrast* contrast);
+
+// Adds the contrast term to `loss` when `contrast` is not null: weight * term
+// to the total, its two scalars after the others (WithContrastMetrics).
+// `probs` are the weak views' pseudo-label distributions [U, C].
+void AddGraphContrast(GraphContrast* contrast,
+                      const SemiSupervisedLogits& logits,
+                      const torch::Tensor& probs, ObjectiveLoss& loss);
 
 // The FixMatch loss terms; 0-d float32 tensors on the logits' device.
 struct FixMatchLoss {
@@ -122,20 +150,24 @@ struct FixMatchOptions {
   int64_t num_classes = 10;
 };
 
-// Metrics: loss_x, loss_u, mask_rate.
 class FixMatchObjective : public TrainingObjective {
  public:
   // INVALID_ARGUMENT for bad options (threshold outside [0, 1],
   // num_classes < 2, or see ValidateSemiSupervisedOptions). `device` holds
-  // the distribution alignment's state.
+  // the distribution alignment's state; `embedding_dim` and `seed` make the
+  // graph contrast's head (MakeGraphContrast), when it is on.
   static absl::StatusOr<std::unique_ptr<FixMatchObjective>> Create(
-      const FixMatchOptions& options, torch::Device device = torch::kCPU);
+      const FixMatchOptions& options, torch::Device device = torch::kCPU,
+      int64_t embedding_dim = 0, uint64_t seed = 0);
 
   std::string name() const override { return "fixmatch"; }
   bool uses_labels() const override { return true; }
+  // Metrics: loss_x, loss_u, mask_rate, then the contrast's.
   std::vector<std::string> metric_names() const override {
-    return {"loss_x", "loss_u", "mask_rate"};
+    return WithContrastMetrics({"loss_x", "loss_u", "mask_rate"},
+                               contrast_.get());
   }
+  std::vector<torch::nn::Module*> trained_modules() override;
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
 
@@ -146,9 +178,11 @@ class FixMatchObjective : public TrainingObjective {
   const DistributionAlignment& alignment() const { return alignment_; }
 
  private:
-  FixMatchObjective(const FixMatchOptions& options, torch::Device device);
+  FixMatchObjective(const FixMatchOptions& options, torch::Device device,
+                    std::unique_ptr<GraphContrast> contrast);
   FixMatchOptions options_;
   DistributionAlignment alignment_;
+  std::unique_ptr<GraphContrast> contrast_;  // null when off
 };
 
 }  // namespace trainer

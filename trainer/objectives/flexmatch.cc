@@ -24,7 +24,8 @@ FlexMatchThresholdOptions ThresholdOptions(const FlexMatchOptions& options,
 using torch::Tensor;
 
 absl::StatusOr<std::unique_ptr<FlexMatchObjective>> FlexMatchObjective::Create(
-    const FlexMatchOptions& options, int64_t pool_size, torch::Device device) {
+    const FlexMatchOptions& options, int64_t pool_size, torch::Device device,
+    int64_t embedding_dim, uint64_t seed) {
   RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options.batch));
   if (!(options.threshold > 0.0 && options.threshold <= 1.0)) {
     return absl::InvalidArgumentError("threshold must be in (0, 1]");
@@ -36,17 +37,26 @@ absl::StatusOr<std::unique_ptr<FlexMatchObjective>> FlexMatchObjective::Create(
     return absl::InvalidArgumentError(
         "flexmatch needs the unlabelled pool's size (at least 1 image)");
   }
-  return std::unique_ptr<FlexMatchObjective>(
-      new FlexMatchObjective(options, pool_size, device));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<GraphContrast> contrast,
+      MakeGraphContrast(options.batch, embedding_dim, device, seed));
+  return std::unique_ptr<FlexMatchObjective>(new FlexMatchObjective(
+      options, pool_size, device, std::move(contrast)));
 }
 
 FlexMatchObjective::FlexMatchObjective(const FlexMatchOptions& options,
-                                       int64_t pool_size, torch::Device device)
+                                       int64_t pool_size, torch::Device device,
+                                       std::unique_ptr<GraphContrast> contrast)
     : options_(options),
       pool_size_(pool_size),
       thresholds_(ThresholdOptions(options, pool_size), device),
-      alignment_(AlignmentOptions(options.batch, options.num_classes),
-                 device) {}
+      alignment_(AlignmentOptions(options.batch, options.num_classes), device),
+      contrast_(std::move(contrast)) {}
+
+std::vector<torch::nn::Module*> FlexMatchObjective::trained_modules() {
+  if (contrast_ == nullptr) return {};
+  return {contrast_->head()};
+}
 
 ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
@@ -66,19 +76,23 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
       at::Reduction::None);
   Tensor unsupervised = (per_image * mask).mean();
   Tensor total = supervised + options_.batch.lambda_u * unsupervised;
-  return {total,
-          {supervised, unsupervised, mask.mean(),
-           thresholds_.ClassThresholds().min()}};
+  ObjectiveLoss out{total,
+                    {supervised, unsupervised, mask.mean(),
+                     thresholds_.ClassThresholds().min()}};
+  AddGraphContrast(contrast_.get(), logits, probs, out);
+  return out;
 }
 
 void FlexMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
   alignment_.Save(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Save(archive, "contrast_head");
 }
 
 void FlexMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
   alignment_.Load(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Load(archive, "contrast_head");
 }
 
 }  // namespace trainer

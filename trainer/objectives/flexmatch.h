@@ -28,22 +28,27 @@ struct FlexMatchOptions {
 };
 
 // Metrics: loss_x, loss_u, mask_rate, min_threshold (the lowest class
-// threshold after the step).
+// threshold after the step), then the graph contrast's.
 class FlexMatchObjective : public TrainingObjective {
  public:
   // INVALID_ARGUMENT for bad options (see ValidateSemiSupervisedOptions;
   // threshold in (0, 1], num_classes >= 2, pool_size >= 1). `pool_size` is
   // the number of unlabelled images StepData will hold: the curriculum keeps
   // one prediction per image.
+  // `embedding_dim` and `seed` make the graph contrast's head
+  // (MakeGraphContrast), when it is on.
   static absl::StatusOr<std::unique_ptr<FlexMatchObjective>> Create(
       const FlexMatchOptions& options, int64_t pool_size,
-      torch::Device device);
+      torch::Device device,
+      int64_t embedding_dim = 0, uint64_t seed = 0);
 
   std::string name() const override { return "flexmatch"; }
   bool uses_labels() const override { return true; }
   std::vector<std::string> metric_names() const override {
-    return {"loss_x", "loss_u", "mask_rate", "min_threshold"};
+    return WithContrastMetrics({"loss_x", "loss_u", "mask_rate", "min_threshold"},
+                               contrast_.get());
   }
+  std::vector<torch::nn::Module*> trained_modules() override;
   // Throws c10::Error when StepData's pool is not `pool_size` images.
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
@@ -54,11 +59,13 @@ class FlexMatchObjective : public TrainingObjective {
 
  private:
   FlexMatchObjective(const FlexMatchOptions& options, int64_t pool_size,
-                     torch::Device device);
+                     torch::Device device,
+                    std::unique_ptr<GraphContrast> contrast);
   FlexMatchOptions options_;
   int64_t pool_size_;
   FlexMatchThresholds thresholds_;
   DistributionAlignment alignment_;
+  std::unique_ptr<GraphContrast> contrast_;  // null when off
 };
 
 }  // namespace trainer

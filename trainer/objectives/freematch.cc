@@ -20,7 +20,8 @@ FreeMatchThresholdOptions ThresholdOptions(const FreeMatchOptions& options) {
 using torch::Tensor;
 
 absl::StatusOr<std::unique_ptr<FreeMatchObjective>> FreeMatchObjective::Create(
-    const FreeMatchOptions& options, torch::Device device) {
+    const FreeMatchOptions& options, torch::Device device,
+    int64_t embedding_dim, uint64_t seed) {
   RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options.batch));
   if (!(options.ema_momentum >= 0.0 && options.ema_momentum < 1.0)) {
     return absl::InvalidArgumentError("ema_momentum must be in [0, 1)");
@@ -31,16 +32,25 @@ absl::StatusOr<std::unique_ptr<FreeMatchObjective>> FreeMatchObjective::Create(
   if (options.num_classes < 2) {
     return absl::InvalidArgumentError("num_classes must be at least 2");
   }
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<GraphContrast> contrast,
+      MakeGraphContrast(options.batch, embedding_dim, device, seed));
   return std::unique_ptr<FreeMatchObjective>(
-      new FreeMatchObjective(options, device));
+      new FreeMatchObjective(options, device, std::move(contrast)));
 }
 
 FreeMatchObjective::FreeMatchObjective(const FreeMatchOptions& options,
-                                       torch::Device device)
+                                       torch::Device device,
+                                       std::unique_ptr<GraphContrast> contrast)
     : options_(options),
       thresholds_(ThresholdOptions(options), device),
-      alignment_(AlignmentOptions(options.batch, options.num_classes),
-                 device) {}
+      alignment_(AlignmentOptions(options.batch, options.num_classes), device),
+      contrast_(std::move(contrast)) {}
+
+std::vector<torch::nn::Module*> FreeMatchObjective::trained_modules() {
+  if (contrast_ == nullptr) return {};
+  return {contrast_->head()};
+}
 
 ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
@@ -60,19 +70,23 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
       thresholds_.FairnessLoss(logits.logits_u_strong.to(at::kFloat), mask);
   Tensor total = supervised + options_.batch.lambda_u * unsupervised +
                  options_.lambda_f * fairness;
-  return {total,
-          {supervised, unsupervised, mask.mean(), fairness,
-           thresholds_.tau().clone()}};
+  ObjectiveLoss out{total,
+                    {supervised, unsupervised, mask.mean(), fairness,
+                     thresholds_.tau().clone()}};
+  AddGraphContrast(contrast_.get(), logits, probs, out);
+  return out;
 }
 
 void FreeMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
   alignment_.Save(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Save(archive, "contrast_head");
 }
 
 void FreeMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
   alignment_.Load(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Load(archive, "contrast_head");
 }
 
 }  // namespace trainer

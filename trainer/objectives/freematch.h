@@ -28,19 +28,24 @@ struct FreeMatchOptions {
 };
 
 // Metrics: loss_x, loss_u, mask_rate, loss_f (fairness), tau (the global
-// threshold).
+// threshold), then the graph contrast's (WithContrastMetrics).
 class FreeMatchObjective : public TrainingObjective {
  public:
   // INVALID_ARGUMENT for bad options (see ValidateSemiSupervisedOptions;
   // ema_momentum in [0, 1), lambda_f >= 0, num_classes >= 2).
+  // `embedding_dim` and `seed` make the graph contrast's head
+  // (MakeGraphContrast), when it is on.
   static absl::StatusOr<std::unique_ptr<FreeMatchObjective>> Create(
-      const FreeMatchOptions& options, torch::Device device);
+      const FreeMatchOptions& options, torch::Device device,
+      int64_t embedding_dim = 0, uint64_t seed = 0);
 
   std::string name() const override { return "freematch"; }
   bool uses_labels() const override { return true; }
   std::vector<std::string> metric_names() const override {
-    return {"loss_x", "loss_u", "mask_rate", "loss_f", "tau"};
+    return WithContrastMetrics({"loss_x", "loss_u", "mask_rate", "loss_f", "tau"},
+                               contrast_.get());
   }
+  std::vector<torch::nn::Module*> trained_modules() override;
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
   void Save(torch::serialize::OutputArchive& archive) const override;
@@ -49,10 +54,12 @@ class FreeMatchObjective : public TrainingObjective {
   const FreeMatchThresholds& thresholds() const { return thresholds_; }
 
  private:
-  FreeMatchObjective(const FreeMatchOptions& options, torch::Device device);
+  FreeMatchObjective(const FreeMatchOptions& options, torch::Device device,
+                    std::unique_ptr<GraphContrast> contrast);
   FreeMatchOptions options_;
   FreeMatchThresholds thresholds_;
   DistributionAlignment alignment_;
+  std::unique_ptr<GraphContrast> contrast_;  // null when off
 };
 
 }  // namespace trainer

@@ -25,16 +25,19 @@ const std::vector<std::pair<std::string, Factory>>& Registry() {
       new std::vector<std::pair<std::string, Factory>>{
           {"fixmatch",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
-             return Upcast(FixMatchObjective::Create(o.fixmatch, e.device));
+             return Upcast(FixMatchObjective::Create(o.fixmatch, e.device,
+                                                     e.embedding_dim, e.seed));
            }},
           {"flexmatch",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
              return Upcast(FlexMatchObjective::Create(o.flexmatch, e.pool_size,
-                                                      e.device));
+                                                      e.device, e.embedding_dim,
+                                                      e.seed));
            }},
           {"freematch",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
-             return Upcast(FreeMatchObjective::Create(o.freematch, e.device));
+             return Upcast(FreeMatchObjective::Create(o.freematch, e.device,
+                                                      e.embedding_dim, e.seed));
            }},
           {"simclr",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {

@@ -779,6 +779,12 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
        batch.distribution_alignment
            ? absl::StrCat("yes, momentum ", batch.alignment_momentum)
            : "no"},
+      {"graph contrast",
+       batch.contrast.weight == 0.0
+           ? std::string("no")
+           : absl::StrCat("weight ", batch.contrast.weight, ", temperature ",
+                          batch.contrast.temperature, ", graph threshold ",
+                          batch.contrast.graph_threshold)},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},

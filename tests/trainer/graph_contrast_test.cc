@@ -1,0 +1,177 @@
+#include "trainer/objectives/graph_contrast.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "common/status_matchers.h"
+
+namespace trainer {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+
+at::Tensor Normalised(const at::Tensor& z) {
+  return z / z.norm(2, {1}, true);
+}
+
+// Row i's cross-entropy against the target distribution q_i, by hand.
+double ExpectedLoss(const at::Tensor& a, const at::Tensor& b,
+                    const at::Tensor& q, double temperature) {
+  at::Tensor log_p =
+      at::log_softmax(at::mm(Normalised(a), Normalised(b).t()) / temperature, 1);
+  return -(q * log_p).sum(1).mean().item<double>();
+}
+
+TEST(ComputeGraphContrastLossTest, DistinctPseudoLabelsGiveInstanceContrast) {
+  // Every image confidently in its own class: the graph has only the self
+  // loops, so each row's target is its own other view.
+  at::manual_seed(1);
+  at::Tensor a = at::randn({4, 6});
+  at::Tensor b = at::randn({4, 6});
+  at::Tensor probs = at::eye(4).narrow(1, 0, 4);
+  GraphContrastLoss loss = ComputeGraphContrastLoss(a, b, probs, 0.5, 0.8);
+  EXPECT_NEAR(loss.loss.item<double>(), ExpectedLoss(a, b, at::eye(4), 0.5),
+              1e-5);
+  EXPECT_FLOAT_EQ(loss.mean_neighbours.item<float>(), 1.0f);
+}
+
+TEST(ComputeGraphContrastLossTest, SharedPseudoLabelsSpreadTheTarget) {
+  // Images 0-2 share class 0, image 3 is class 1: rows 0-2 target the three
+  // class-0 views equally, row 3 only itself.
+  at::manual_seed(2);
+  at::Tensor a = at::randn({4, 5});
+  at::Tensor b = at::randn({4, 5});
+  at::Tensor probs = at::tensor({1.f, 0.f, 1.f, 0.f, 1.f, 0.f, 0.f, 1.f})
+                         .reshape({4, 2});
+  at::Tensor q = at::zeros({4, 4});
+  q.narrow(0, 0, 3).narrow(1, 0, 3).fill_(1.0 / 3);
+  q[3][3] = 1.0;
+  GraphContrastLoss loss = ComputeGraphContrastLoss(a, b, probs, 0.2, 0.8);
+  EXPECT_NEAR(loss.loss.item<double>(), ExpectedLoss(a, b, q, 0.2), 1e-5);
+  EXPECT_FLOAT_EQ(loss.mean_neighbours.item<float>(), 10.0f / 4);
+}
+
+TEST(ComputeGraphContrastLossTest, WeakAgreementMakesNoEdgeAndWeightsEdges) {
+  // p0 . p1 = 0.5 is below 0.8: no edge. p0 . p2 = 0.9 is an edge, weighted
+  // 0.9 against the self loop's 1.
+  at::Tensor probs = at::tensor({0.9f, 0.1f, 0.5f, 0.5f, 1.0f, 0.0f})
+                         .reshape({3, 2});
+  const double p01 = 0.9 * 0.5 + 0.1 * 0.5;  // 0.5
+  const double p02 = 0.9;
+  ASSERT_LT(p01, 0.8);
+  at::manual_seed(3);
+  at::Tensor a = at::randn({3, 4});
+  at::Tensor b = at::randn({3, 4});
+  at::Tensor q = at::zeros({3, 3});
+  q[0][0] = 1.0 / (1.0 + p02);
+  q[0][2] = p02 / (1.0 + p02);
+  q[1][1] = 1.0;
+  q[2][0] = p02 / (1.0 + p02);
+  q[2][2] = 1.0 / (1.0 + p02);
+  GraphContrastLoss loss = ComputeGraphContrastLoss(a, b, probs, 0.2, 0.8);
+  EXPECT_NEAR(loss.loss.item<double>(), ExpectedLoss(a, b, q, 0.2), 1e-5);
+}
+
+TEST(ComputeGraphContrastLossTest, GradientsReachBothViewsNotTheGraph) {
+  at::Tensor a = at::randn({5, 3}).requires_grad_(true);
+  at::Tensor b = at::randn({5, 3}).requires_grad_(true);
+  at::Tensor probs = at::softmax(at::randn({5, 4}), 1).requires_grad_(true);
+  ComputeGraphContrastLoss(a, b, probs, 0.2, 0.8).loss.backward();
+  EXPECT_GT(a.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_GT(b.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_FALSE(probs.grad().defined());
+}
+
+TEST(ComputeGraphContrastLossTest, AcceptsBfloat16AndRejectsBadShapes) {
+  at::Tensor probs = at::softmax(at::randn({4, 3}), 1);
+  GraphContrastLoss loss = ComputeGraphContrastLoss(
+      at::randn({4, 8}).to(at::kBFloat16), at::randn({4, 8}).to(at::kBFloat16),
+      probs, 0.2, 0.8);
+  EXPECT_EQ(loss.loss.scalar_type(), at::kFloat);
+  EXPECT_TRUE(std::isfinite(loss.loss.item<double>()));
+  EXPECT_THROW(ComputeGraphContrastLoss(at::randn({4, 8}), at::randn({4, 7}),
+                                        probs, 0.2, 0.8),
+               c10::Error);
+  EXPECT_THROW(ComputeGraphContrastLoss(at::randn({4, 8}), at::randn({4, 8}),
+                                        at::randn({3, 3}), 0.2, 0.8),
+               c10::Error);
+  EXPECT_THROW(ComputeGraphContrastLoss(at::randn({1, 8}), at::randn({1, 8}),
+                                        at::ones({1, 3}), 0.2, 0.8),
+               c10::Error);
+}
+
+TEST(GraphContrastTest, CreateValidatesOptions) {
+  GraphContrastOptions good;
+  good.weight = 1.0;
+  EXPECT_THAT(GraphContrast::Create(good, 16, at::kCPU, 0), IsOk());
+  EXPECT_THAT(GraphContrast::Create(good, 0, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  GraphContrastOptions bad = good;
+  bad.weight = -1.0;
+  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = good;
+  bad.temperature = 0.0;
+  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = good;
+  bad.graph_threshold = 1.5;
+  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = good;
+  bad.projection_dim = 0;
+  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(GraphContrastTest, HeadIsSeededTrainedAndSavedUnderItsKey) {
+  GraphContrastOptions options;
+  options.weight = 1.0;
+  options.projection_dim = 8;
+  auto first = GraphContrast::Create(options, 16, at::kCPU, 7);
+  auto same_seed = GraphContrast::Create(options, 16, at::kCPU, 7);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(same_seed, IsOk());
+  at::Tensor weak = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor strong = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor probs = at::softmax(at::randn({6, 3}), 1);
+  GraphContrastLoss loss = (*first)->Loss(weak, strong, probs);
+  EXPECT_NEAR(loss.loss.item<double>(),
+              (*same_seed)->Loss(weak, strong, probs).loss.item<double>(),
+              1e-6);
+  loss.loss.backward();
+  EXPECT_GT(strong.grad().abs().sum().item<double>(), 0.0);
+  for (const at::Tensor& p : (*first)->head()->parameters()) {
+    EXPECT_TRUE(p.grad().defined());
+  }
+
+  // Save, change, load: the head's weights come back.
+  torch::serialize::OutputArchive out;
+  (*first)->Save(out, "contrast_head");
+  std::stringstream buffer;
+  out.save_to(buffer);
+  at::Tensor before = (*first)->head()->parameters()[0].detach().clone();
+  {
+    at::NoGradGuard no_grad;
+    (*first)->head()->parameters()[0].add_(1.0);
+  }
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  (*first)->Load(in, "contrast_head");
+  EXPECT_TRUE(at::equal((*first)->head()->parameters()[0], before));
+  torch::serialize::InputArchive wrong_key;
+  std::stringstream again;
+  out.save_to(again);
+  wrong_key.load_from(again);
+  EXPECT_THROW((*first)->Load(wrong_key, "other"), c10::Error);
+}
+
+}  // namespace
+}  // namespace trainer
