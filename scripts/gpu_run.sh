@@ -15,8 +15,8 @@
 #             no pretraining, random labels, class-balanced typiclust,
 #             FixMatch's fixed threshold, round restarts, the separate no-grad
 #             weak forward, distribution alignment, test-time flip, twice
-#             the SimCLR steps (20 runs; BN re-estimation is in the
-#             calibration call)
+#             the SimCLR steps, CoMatch's graph contrast (22 runs; BN
+#             re-estimation is in the calibration call)
 #   order     the default combination at 100 labels, seeds 0 1, on the data
 #             set shuffled with SHUFFLE_SEED (default 1): compare with a sweep
 #             on the original order
@@ -49,7 +49,7 @@ case ${PLAN:=sweep} in
     export VARIANTS=${VARIANTS:-"$BEST typiclust:freematch:none random:freematch:simclr \
 typiclust_balanced:freematch:simclr typiclust:fixmatch:simclr $BEST:--restart_rounds \
 $BEST:--weak_forward=separate $BEST:--distribution_alignment $BEST:--eval_flip \
-$BEST:--pretrain_steps=8000"} ;;
+$BEST:--pretrain_steps=8000 $BEST:--lambda_c=1"} ;;
   order)
     export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"} VARIANTS=${VARIANTS:-$BEST}
     export SHUFFLE_SEED=${SHUFFLE_SEED:-1} ;;
