@@ -34,4 +34,20 @@ torch::Tensor ProjectionHeadImpl::forward(const torch::Tensor& features) {
   return output_(torch::relu(norm_(hidden_(features))));
 }
 
+void WriteProjectionHead(const ProjectionHead& head,
+                         torch::serialize::OutputArchive& archive,
+                         const std::string& key) {
+  torch::serialize::OutputArchive head_archive;
+  head->save(head_archive);
+  archive.write(key, head_archive);
+}
+
+void ReadProjectionHead(ProjectionHead& head,
+                        torch::serialize::InputArchive& archive,
+                        const std::string& key) {
+  torch::serialize::InputArchive head_archive;
+  archive.read(key, head_archive);
+  head->load(head_archive);
+}
+
 }  // namespace trainer

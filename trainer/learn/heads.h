@@ -7,9 +7,12 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 #include <torch/types.h>
 
 #include <cstdint>
+#include <string>
 
 namespace trainer {
 
@@ -51,6 +54,17 @@ class ProjectionHeadImpl : public torch::nn::Module {
   torch::nn::Linear output_{nullptr};
 };
 TORCH_MODULE(ProjectionHead);
+
+// Writes `head`'s parameters and buffers into `archive` under `key`.
+void WriteProjectionHead(const ProjectionHead& head,
+                         torch::serialize::OutputArchive& archive,
+                         const std::string& key);
+
+// Reads what WriteProjectionHead wrote under `key` into `head` (same
+// shapes). Throws c10::Error when `key` is missing or the shapes differ.
+void ReadProjectionHead(ProjectionHead& head,
+                        torch::serialize::InputArchive& archive,
+                        const std::string& key);
 
 }  // namespace trainer
 

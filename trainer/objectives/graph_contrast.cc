@@ -109,16 +109,12 @@ GraphContrastLoss GraphContrast::Loss(const Tensor& embedding_weak,
 
 void GraphContrast::Save(torch::serialize::OutputArchive& archive,
                          const std::string& key) const {
-  torch::serialize::OutputArchive head_archive;
-  head_->save(head_archive);
-  archive.write(key, head_archive);
+  WriteProjectionHead(head_, archive, key);
 }
 
 void GraphContrast::Load(torch::serialize::InputArchive& archive,
                          const std::string& key) {
-  torch::serialize::InputArchive head_archive;
-  archive.read(key, head_archive);
-  head_->load(head_archive);
+  ReadProjectionHead(head_, archive, key);
 }
 
 }  // namespace trainer

@@ -62,15 +62,11 @@ ObjectiveLoss SimClrObjective::Loss(const StepContext& context,
 }
 
 void SimClrObjective::Save(torch::serialize::OutputArchive& archive) const {
-  torch::serialize::OutputArchive head_archive;
-  head_->save(head_archive);
-  archive.write("projection_head", head_archive);
+  WriteProjectionHead(head_, archive, "projection_head");
 }
 
 void SimClrObjective::Load(torch::serialize::InputArchive& archive) {
-  torch::serialize::InputArchive head_archive;
-  archive.read("projection_head", head_archive);
-  head_->load(head_archive);
+  ReadProjectionHead(head_, archive, "projection_head");
 }
 
 }  // namespace trainer
