@@ -151,6 +151,19 @@ TEST(FreeMatchObjectiveTest, GraphContrastTrainsItsHeadThroughALearner) {
   }
   // The learner's optimiser moves the head's weights.
   EXPECT_FALSE(at::equal(head->parameters()[0], before));
+
+  // The head is in the checkpoint: another learner loads it back.
+  const std::string path = testing::TempDir() + "/freematch_contrast.pt";
+  ASSERT_THAT((*learner)->Save(path), IsOk());
+  auto other = FreeMatchObjective::Create(options, at::kCPU, 16, /*seed=*/9);
+  ASSERT_THAT(other, IsOk());
+  torch::nn::Module* other_head = (*other)->trained_modules()[0];
+  ASSERT_FALSE(at::equal(other_head->parameters()[0], head->parameters()[0]));
+  auto restored = Learner::Create(ToyModel(), learner_options,
+                                  *std::move(other), at::kCPU);
+  ASSERT_THAT(restored, IsOk());
+  ASSERT_THAT((*restored)->Load(path), IsOk());
+  EXPECT_TRUE(at::equal(other_head->parameters()[0], head->parameters()[0]));
 }
 
 TEST(FreeMatchObjectiveTest, SaveLoadKeepsThresholds) {

@@ -24,8 +24,8 @@ at::Tensor Normalised(const at::Tensor& z) {
 // Row i's cross-entropy against the target distribution q_i, by hand.
 double ExpectedLoss(const at::Tensor& a, const at::Tensor& b,
                     const at::Tensor& q, double temperature) {
-  at::Tensor log_p =
-      at::log_softmax(at::mm(Normalised(a), Normalised(b).t()) / temperature, 1);
+  at::Tensor similarity = at::mm(Normalised(a), Normalised(b).t());
+  at::Tensor log_p = at::log_softmax(similarity / temperature, 1);
   return -(q * log_p).sum(1).mean().item<double>();
 }
 

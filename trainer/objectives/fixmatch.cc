@@ -47,6 +47,21 @@ std::vector<std::string> WithContrastMetrics(std::vector<std::string> names,
   return names;
 }
 
+std::vector<torch::nn::Module*> ContrastModules(GraphContrast* contrast) {
+  if (contrast == nullptr) return {};
+  return {contrast->head()};
+}
+
+void SaveGraphContrast(const GraphContrast* contrast,
+                       torch::serialize::OutputArchive& archive) {
+  if (contrast != nullptr) contrast->Save(archive, "contrast_head");
+}
+
+void LoadGraphContrast(GraphContrast* contrast,
+                       torch::serialize::InputArchive& archive) {
+  if (contrast != nullptr) contrast->Load(archive, "contrast_head");
+}
+
 void AddGraphContrast(GraphContrast* contrast,
                       const SemiSupervisedLogits& logits, const Tensor& probs,
                       ObjectiveLoss& loss) {
@@ -194,11 +209,6 @@ FixMatchObjective::FixMatchObjective(const FixMatchOptions& options,
       alignment_(AlignmentOptions(options.batch, options.num_classes), device),
       contrast_(std::move(contrast)) {}
 
-std::vector<torch::nn::Module*> FixMatchObjective::trained_modules() {
-  if (contrast_ == nullptr) return {};
-  return {contrast_->head()};
-}
-
 ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
                                       const StepData& data) {
   SemiSupervisedLogits logits =
@@ -216,12 +226,12 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
 
 void FixMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   alignment_.Save(archive, "alignment");
-  if (contrast_ != nullptr) contrast_->Save(archive, "contrast_head");
+  SaveGraphContrast(contrast_.get(), archive);
 }
 
 void FixMatchObjective::Load(torch::serialize::InputArchive& archive) {
   alignment_.Load(archive, "alignment");
-  if (contrast_ != nullptr) contrast_->Load(archive, "contrast_head");
+  LoadGraphContrast(contrast_.get(), archive);
 }
 
 }  // namespace trainer

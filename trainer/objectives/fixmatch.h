@@ -106,6 +106,16 @@ absl::StatusOr<std::unique_ptr<GraphContrast>> MakeGraphContrast(
 std::vector<std::string> WithContrastMetrics(std::vector<std::string> names,
                                              const GraphContrast* contrast);
 
+// The modules the contrast trains (its head); none when `contrast` is null.
+std::vector<torch::nn::Module*> ContrastModules(GraphContrast* contrast);
+
+// The contrast's head in a checkpoint, under "contrast_head"; nothing when
+// `contrast` is null. Load throws c10::Error when the archive lacks it.
+void SaveGraphContrast(const GraphContrast* contrast,
+                       torch::serialize::OutputArchive& archive);
+void LoadGraphContrast(GraphContrast* contrast,
+                       torch::serialize::InputArchive& archive);
+
 // Adds the contrast term to `loss` when `contrast` is not null: weight * term
 // to the total, its two scalars after the others (WithContrastMetrics).
 // `probs` are the weak views' pseudo-label distributions [U, C].
@@ -167,7 +177,9 @@ class FixMatchObjective : public TrainingObjective {
     return WithContrastMetrics({"loss_x", "loss_u", "mask_rate"},
                                contrast_.get());
   }
-  std::vector<torch::nn::Module*> trained_modules() override;
+  std::vector<torch::nn::Module*> trained_modules() override {
+    return ContrastModules(contrast_.get());
+  }
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
 

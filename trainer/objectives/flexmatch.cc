@@ -53,11 +53,6 @@ FlexMatchObjective::FlexMatchObjective(const FlexMatchOptions& options,
       alignment_(AlignmentOptions(options.batch, options.num_classes), device),
       contrast_(std::move(contrast)) {}
 
-std::vector<torch::nn::Module*> FlexMatchObjective::trained_modules() {
-  if (contrast_ == nullptr) return {};
-  return {contrast_->head()};
-}
-
 ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
   TORCH_CHECK(data.unlabelled_images.size(0) == pool_size_,
@@ -86,13 +81,13 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
 void FlexMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
   alignment_.Save(archive, "alignment");
-  if (contrast_ != nullptr) contrast_->Save(archive, "contrast_head");
+  SaveGraphContrast(contrast_.get(), archive);
 }
 
 void FlexMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
   alignment_.Load(archive, "alignment");
-  if (contrast_ != nullptr) contrast_->Load(archive, "contrast_head");
+  LoadGraphContrast(contrast_.get(), archive);
 }
 
 }  // namespace trainer

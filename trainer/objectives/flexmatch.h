@@ -39,16 +39,17 @@ class FlexMatchObjective : public TrainingObjective {
   // (MakeGraphContrast), when it is on.
   static absl::StatusOr<std::unique_ptr<FlexMatchObjective>> Create(
       const FlexMatchOptions& options, int64_t pool_size,
-      torch::Device device,
-      int64_t embedding_dim = 0, uint64_t seed = 0);
+      torch::Device device, int64_t embedding_dim = 0, uint64_t seed = 0);
 
   std::string name() const override { return "flexmatch"; }
   bool uses_labels() const override { return true; }
   std::vector<std::string> metric_names() const override {
-    return WithContrastMetrics({"loss_x", "loss_u", "mask_rate", "min_threshold"},
-                               contrast_.get());
+    return WithContrastMetrics(
+        {"loss_x", "loss_u", "mask_rate", "min_threshold"}, contrast_.get());
   }
-  std::vector<torch::nn::Module*> trained_modules() override;
+  std::vector<torch::nn::Module*> trained_modules() override {
+    return ContrastModules(contrast_.get());
+  }
   // Throws c10::Error when StepData's pool is not `pool_size` images.
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
@@ -60,7 +61,7 @@ class FlexMatchObjective : public TrainingObjective {
  private:
   FlexMatchObjective(const FlexMatchOptions& options, int64_t pool_size,
                      torch::Device device,
-                    std::unique_ptr<GraphContrast> contrast);
+                     std::unique_ptr<GraphContrast> contrast);
   FlexMatchOptions options_;
   int64_t pool_size_;
   FlexMatchThresholds thresholds_;

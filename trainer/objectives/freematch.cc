@@ -47,11 +47,6 @@ FreeMatchObjective::FreeMatchObjective(const FreeMatchOptions& options,
       alignment_(AlignmentOptions(options.batch, options.num_classes), device),
       contrast_(std::move(contrast)) {}
 
-std::vector<torch::nn::Module*> FreeMatchObjective::trained_modules() {
-  if (contrast_ == nullptr) return {};
-  return {contrast_->head()};
-}
-
 ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
   SemiSupervisedLogits logits =
@@ -80,13 +75,13 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
 void FreeMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
   alignment_.Save(archive, "alignment");
-  if (contrast_ != nullptr) contrast_->Save(archive, "contrast_head");
+  SaveGraphContrast(contrast_.get(), archive);
 }
 
 void FreeMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
   alignment_.Load(archive, "alignment");
-  if (contrast_ != nullptr) contrast_->Load(archive, "contrast_head");
+  LoadGraphContrast(contrast_.get(), archive);
 }
 
 }  // namespace trainer

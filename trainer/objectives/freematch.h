@@ -42,10 +42,12 @@ class FreeMatchObjective : public TrainingObjective {
   std::string name() const override { return "freematch"; }
   bool uses_labels() const override { return true; }
   std::vector<std::string> metric_names() const override {
-    return WithContrastMetrics({"loss_x", "loss_u", "mask_rate", "loss_f", "tau"},
-                               contrast_.get());
+    return WithContrastMetrics(
+        {"loss_x", "loss_u", "mask_rate", "loss_f", "tau"}, contrast_.get());
   }
-  std::vector<torch::nn::Module*> trained_modules() override;
+  std::vector<torch::nn::Module*> trained_modules() override {
+    return ContrastModules(contrast_.get());
+  }
   ObjectiveLoss Loss(const StepContext& context,
                      const StepData& data) override;
   void Save(torch::serialize::OutputArchive& archive) const override;
@@ -55,7 +57,7 @@ class FreeMatchObjective : public TrainingObjective {
 
  private:
   FreeMatchObjective(const FreeMatchOptions& options, torch::Device device,
-                    std::unique_ptr<GraphContrast> contrast);
+                     std::unique_ptr<GraphContrast> contrast);
   FreeMatchOptions options_;
   FreeMatchThresholds thresholds_;
   DistributionAlignment alignment_;

@@ -100,7 +100,8 @@ GraphContrastLoss GraphContrast::Loss(const Tensor& embedding_weak,
               embedding_weak.sizes(), " vs ", embedding_strong.sizes());
   const int64_t u = embedding_weak.size(0);
   // One pass through the head, so batch norm sees both views together.
-  Tensor projections = head_->forward(at::cat({embedding_weak, embedding_strong}));
+  Tensor projections =
+      head_->forward(at::cat({embedding_weak, embedding_strong}));
   return ComputeGraphContrastLoss(projections.narrow(0, u, u),
                                   projections.narrow(0, 0, u), probs,
                                   options_.temperature,
