@@ -114,6 +114,14 @@ ABSL_FLAG(double, contrast_temperature, 0.2,
 ABSL_FLAG(double, contrast_threshold, 0.8,
           "pseudo-label agreement p_i . p_j above which two images are "
           "neighbours in the graph-contrastive term");
+ABSL_FLAG(int64_t, contrast_memory, 0,
+          "with --lambda_c: entries of CoMatch's pseudo-label memory (recent "
+          "weak views with their pseudo-labels and labelled images with "
+          "their labels) over which pseudo-labels are smoothed; at least "
+          "(mu + 1) * batch (CoMatch: 2560); 0: no smoothing");
+ABSL_FLAG(double, smoothing_alpha, 0.9,
+          "with --contrast_memory: weight of an image's own pseudo-label "
+          "distribution against its neighbours' in the memory");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr");
 ABSL_FLAG(int64_t, pretrain_steps, 2000, "pretraining steps");
@@ -244,6 +252,8 @@ int main(int argc, char** argv) {
   batch.contrast.weight = absl::GetFlag(FLAGS_lambda_c);
   batch.contrast.temperature = absl::GetFlag(FLAGS_contrast_temperature);
   batch.contrast.graph_threshold = absl::GetFlag(FLAGS_contrast_threshold);
+  batch.contrast.memory_size = absl::GetFlag(FLAGS_contrast_memory);
+  batch.contrast.smoothing_alpha = absl::GetFlag(FLAGS_smoothing_alpha);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

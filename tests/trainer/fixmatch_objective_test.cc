@@ -1,5 +1,3 @@
-#include "trainer/objectives/fixmatch.h"
-
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,8 +8,8 @@
 #include <vector>
 
 #include "common/status_matchers.h"
-#include "trainer/learn/augment.h"
-#include "trainer/learn/model.h"
+#include "tests/trainer/toy_step.h"
+#include "trainer/objectives/fixmatch.h"
 
 namespace trainer {
 namespace {
@@ -146,110 +144,6 @@ TEST(FixMatchObjectiveTest, NameLabelsAndMetricNames) {
   EXPECT_TRUE((*objective)->trained_modules().empty());
 }
 
-// A classifier, its copy and a generator: what a Learner hands an objective.
-struct ToyContext {
-  Classifier model{nullptr};
-  Classifier ema{nullptr};
-  at::Generator generator;
-
-  StepContext context() {
-    return StepContext{model, ema, generator, /*channels_last=*/false};
-  }
-};
-
-ToyContext MakeToyContext() {
-  ModelOptions options;
-  options.width = 4;
-  options.num_classes = 3;
-  ToyContext toy;
-  toy.model = *MakeModel(options);
-  toy.ema = *MakeModel(options);
-  toy.model->train();
-  toy.ema->eval();
-  toy.generator = *MakeGenerator(at::kCPU, 5);
-  return toy;
-}
-
-StepData ToyStepData() {
-  at::Generator gen = *MakeGenerator(at::kCPU, 9);
-  StepData data;
-  data.labelled_images = at::rand({5, 1, 28, 28}, gen);
-  data.labelled_targets = at::full({5}, 2, at::kLong);
-  data.unlabelled_images = at::rand({20, 1, 28, 28}, gen);
-  return data;
-}
-
-TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
-  ToyContext toy = MakeToyContext();
-  SemiSupervisedOptions options;
-  options.batch_size = 4;
-  options.mu = 3;
-  for (WeakViewForward forward :
-       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
-        WeakViewForward::kEma}) {
-    options.weak_forward = forward;
-    SemiSupervisedLogits logits =
-        SemiSupervisedForward(toy.context(), ToyStepData(), options);
-    EXPECT_EQ(logits.logits_x.sizes(), (at::IntArrayRef{4, 3}));
-    EXPECT_TRUE(at::equal(logits.targets_x, at::full({4}, 2, at::kLong)));
-    EXPECT_EQ(logits.logits_u_weak.sizes(), (at::IntArrayRef{12, 3}));
-    EXPECT_EQ(logits.logits_u_strong.sizes(), (at::IntArrayRef{12, 3}));
-    EXPECT_FALSE(logits.logits_u_weak.requires_grad())
-        << WeakViewForwardName(forward);
-    EXPECT_TRUE(logits.logits_u_strong.requires_grad());
-    EXPECT_TRUE(logits.logits_x.requires_grad());
-    EXPECT_EQ(logits.embedding_u_weak.size(0), 12);
-    EXPECT_EQ(logits.embedding_u_weak.sizes(),
-              logits.embedding_u_strong.sizes());
-    EXPECT_TRUE(logits.embedding_u_strong.requires_grad());
-    EXPECT_EQ(logits.embedding_u_weak.requires_grad(),
-              forward == WeakViewForward::kJoint)
-        << WeakViewForwardName(forward);
-  }
-}
-
-TEST(SemiSupervisedForwardTest, SeparateForwardSeesTheSameViews) {
-  // With batch norm on running statistics (eval mode) every image's logits
-  // are its own, so the joint and the separate forward must agree row by
-  // row: same draws, same slicing, only the passes differ.
-  SemiSupervisedOptions options;
-  options.batch_size = 4;
-  options.mu = 3;
-  auto run = [&](WeakViewForward forward, bool train) {
-    torch::manual_seed(3);  // the same initial weights for every run
-    ToyContext toy = MakeToyContext();
-    if (!train) toy.model->eval();
-    options.weak_forward = forward;
-    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
-  };
-  SemiSupervisedLogits joint = run(WeakViewForward::kJoint, false);
-  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate, false);
-  EXPECT_TRUE(at::equal(joint.unlabelled_index, separate.unlabelled_index));
-  EXPECT_TRUE(at::allclose(joint.logits_x, separate.logits_x, 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4,
-                           1e-5));
-  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
-                           1e-4, 1e-5));
-  // In training mode batch statistics differ between the passes: the weak
-  // views are really forwarded on their own.
-  SemiSupervisedLogits joint_train = run(WeakViewForward::kJoint, true);
-  SemiSupervisedLogits separate_train = run(WeakViewForward::kSeparate, true);
-  EXPECT_FALSE(at::allclose(joint_train.logits_u_weak,
-                            separate_train.logits_u_weak, 1e-4, 1e-5));
-}
-
-TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
-  for (WeakViewForward forward :
-       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
-        WeakViewForward::kEma}) {
-    auto parsed = ParseWeakViewForward(WeakViewForwardName(forward));
-    ASSERT_THAT(parsed, IsOk());
-    EXPECT_EQ(*parsed, forward);
-  }
-  EXPECT_THAT(ParseWeakViewForward("student"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
 TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {
   ToyContext toy = MakeToyContext();
   FixMatchOptions options;
@@ -305,8 +199,7 @@ TEST(FixMatchObjectiveTest, GraphContrastAddsItsWeightedTermAndHead) {
                   0.5 * loss_c,
               1e-5);
   loss.total.backward();
-  for (const at::Tensor& p :
-       (*objective)->trained_modules()[0]->parameters()) {
+  for (const at::Tensor& p : (*objective)->trained_modules()[0]->parameters()) {
     EXPECT_TRUE(p.grad().defined());
   }
 }
@@ -323,7 +216,8 @@ TEST(FixMatchObjectiveTest, DistributionAlignmentFollowsThePredictions) {
     auto objective = FixMatchObjective::Create(options);
     ASSERT_THAT(objective, IsOk());
     (*objective)->Loss(toy.context(), ToyStepData());
-    const at::Tensor p_model = (*objective)->alignment().p_model();
+    const at::Tensor p_model =
+        (*objective)->pseudo_labelling().alignment().p_model();
     EXPECT_NEAR(p_model.sum().item<double>(), 1.0, 1e-5);
     // With momentum 0, p_model is the batch's mean prediction: an untrained
     // network is not exactly uniform.

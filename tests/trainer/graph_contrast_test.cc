@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <torch/torch.h>
 
 #include <cmath>
 #include <sstream>
@@ -17,9 +18,7 @@ namespace {
 using ::common::IsOk;
 using ::common::StatusIs;
 
-at::Tensor Normalised(const at::Tensor& z) {
-  return z / z.norm(2, {1}, true);
-}
+at::Tensor Normalised(const at::Tensor& z) { return z / z.norm(2, {1}, true); }
 
 // Row i's cross-entropy against the target distribution q_i, by hand.
 double ExpectedLoss(const at::Tensor& a, const at::Tensor& b,
@@ -48,8 +47,8 @@ TEST(ComputeGraphContrastLossTest, SharedPseudoLabelsSpreadTheTarget) {
   at::manual_seed(2);
   at::Tensor a = at::randn({4, 5});
   at::Tensor b = at::randn({4, 5});
-  at::Tensor probs = at::tensor({1.f, 0.f, 1.f, 0.f, 1.f, 0.f, 0.f, 1.f})
-                         .reshape({4, 2});
+  at::Tensor probs =
+      torch::tensor({1.f, 0.f, 1.f, 0.f, 1.f, 0.f, 0.f, 1.f}).reshape({4, 2});
   at::Tensor q = at::zeros({4, 4});
   q.narrow(0, 0, 3).narrow(1, 0, 3).fill_(1.0 / 3);
   q[3][3] = 1.0;
@@ -61,8 +60,8 @@ TEST(ComputeGraphContrastLossTest, SharedPseudoLabelsSpreadTheTarget) {
 TEST(ComputeGraphContrastLossTest, WeakAgreementMakesNoEdgeAndWeightsEdges) {
   // p0 . p1 = 0.5 is below 0.8: no edge. p0 . p2 = 0.9 is an edge, weighted
   // 0.9 against the self loop's 1.
-  at::Tensor probs = at::tensor({0.9f, 0.1f, 0.5f, 0.5f, 1.0f, 0.0f})
-                         .reshape({3, 2});
+  at::Tensor probs =
+      torch::tensor({0.9f, 0.1f, 0.5f, 0.5f, 1.0f, 0.0f}).reshape({3, 2});
   const double p01 = 0.9 * 0.5 + 0.1 * 0.5;  // 0.5
   const double p02 = 0.9;
   ASSERT_LT(p01, 0.8);
@@ -110,24 +109,40 @@ TEST(ComputeGraphContrastLossTest, AcceptsBfloat16AndRejectsBadShapes) {
 TEST(GraphContrastTest, CreateValidatesOptions) {
   GraphContrastOptions good;
   good.weight = 1.0;
-  EXPECT_THAT(GraphContrast::Create(good, 16, at::kCPU, 0), IsOk());
-  EXPECT_THAT(GraphContrast::Create(good, 0, at::kCPU, 0),
+  EXPECT_THAT(GraphContrast::Create(good, 16, 3, at::kCPU, 0), IsOk());
+  EXPECT_THAT(GraphContrast::Create(good, 0, 3, at::kCPU, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
   GraphContrastOptions bad = good;
   bad.weight = -1.0;
-  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+  EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
   bad = good;
   bad.temperature = 0.0;
-  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+  EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
   bad = good;
   bad.graph_threshold = 1.5;
-  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+  EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
   bad = good;
   bad.projection_dim = 0;
-  EXPECT_THAT(GraphContrast::Create(bad, 16, at::kCPU, 0),
+  EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(GraphContrast::Create(good, 16, 1, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = good;
+  bad.memory_size = -1;
+  EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = good;
+  bad.memory_size = 8;
+  bad.smoothing_alpha = -0.1;
+  EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // The memory needs the term on.
+  GraphContrastOptions off;
+  off.memory_size = 8;
+  EXPECT_THAT(ValidateGraphContrastOptions(off),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -135,16 +150,26 @@ TEST(GraphContrastTest, HeadIsSeededTrainedAndSavedUnderItsKey) {
   GraphContrastOptions options;
   options.weight = 1.0;
   options.projection_dim = 8;
-  auto first = GraphContrast::Create(options, 16, at::kCPU, 7);
-  auto same_seed = GraphContrast::Create(options, 16, at::kCPU, 7);
+  auto first = GraphContrast::Create(options, 16, 3, at::kCPU, 7);
+  auto same_seed = GraphContrast::Create(options, 16, 3, at::kCPU, 7);
   ASSERT_THAT(first, IsOk());
   ASSERT_THAT(same_seed, IsOk());
+  EXPECT_EQ((*first)->memory(), nullptr);
   at::Tensor weak = at::randn({6, 16}).requires_grad_(true);
   at::Tensor strong = at::randn({6, 16}).requires_grad_(true);
   at::Tensor probs = at::softmax(at::randn({6, 3}), 1);
-  GraphContrastLoss loss = (*first)->Loss(weak, strong, probs);
+  ContrastProjections projections = (*first)->Project(weak, strong, {});
+  EXPECT_EQ(projections.weak.sizes(), (at::IntArrayRef{6, 8}));
+  EXPECT_FALSE(projections.labelled.defined());
+  // Without a memory the pseudo-labels pass through.
+  EXPECT_TRUE(at::equal((*first)->SmoothPseudoLabels(projections, probs,
+                                                     at::zeros({2}, at::kLong)),
+                        probs));
+  GraphContrastLoss loss = (*first)->Loss(projections, probs);
   EXPECT_NEAR(loss.loss.item<double>(),
-              (*same_seed)->Loss(weak, strong, probs).loss.item<double>(),
+              (*same_seed)
+                  ->Loss((*same_seed)->Project(weak, strong, {}), probs)
+                  .loss.item<double>(),
               1e-6);
   loss.loss.backward();
   EXPECT_GT(strong.grad().abs().sum().item<double>(), 0.0);
@@ -154,7 +179,7 @@ TEST(GraphContrastTest, HeadIsSeededTrainedAndSavedUnderItsKey) {
 
   // Save, change, load: the head's weights come back.
   torch::serialize::OutputArchive out;
-  (*first)->Save(out, "contrast_head");
+  (*first)->Save(out, "contrast");
   std::stringstream buffer;
   out.save_to(buffer);
   at::Tensor before = (*first)->head()->parameters()[0].detach().clone();
@@ -164,13 +189,48 @@ TEST(GraphContrastTest, HeadIsSeededTrainedAndSavedUnderItsKey) {
   }
   torch::serialize::InputArchive in;
   in.load_from(buffer);
-  (*first)->Load(in, "contrast_head");
+  (*first)->Load(in, "contrast");
   EXPECT_TRUE(at::equal((*first)->head()->parameters()[0], before));
   torch::serialize::InputArchive wrong_key;
   std::stringstream again;
   out.save_to(again);
   wrong_key.load_from(again);
   EXPECT_THROW((*first)->Load(wrong_key, "other"), c10::Error);
+}
+
+TEST(GraphContrastTest, MemoryProjectsLabelledImagesAndSmooths) {
+  GraphContrastOptions options;
+  options.weight = 1.0;
+  options.projection_dim = 8;
+  options.memory_size = 20;
+  options.smoothing_alpha = 0.5;
+  auto contrast = GraphContrast::Create(options, 16, 3, at::kCPU, 7);
+  ASSERT_THAT(contrast, IsOk());
+  ASSERT_NE((*contrast)->memory(), nullptr);
+  EXPECT_EQ((*contrast)->memory()->keys().sizes(), (at::IntArrayRef{20, 8}));
+  at::Tensor weak = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor strong = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor labelled = at::randn({2, 16}).requires_grad_(true);
+  EXPECT_THROW((*contrast)->Project(weak, strong, {}), c10::Error);
+  ContrastProjections projections =
+      (*contrast)->Project(weak, strong, labelled);
+  ASSERT_TRUE(projections.labelled.defined());
+  EXPECT_EQ(projections.labelled.sizes(), (at::IntArrayRef{2, 8}));
+  EXPECT_FALSE(projections.labelled.requires_grad());
+  at::Tensor probs = at::softmax(at::randn({6, 3}), 1);
+  at::Tensor targets = torch::tensor({0, 1}, at::kLong);
+  EXPECT_THROW((*contrast)->SmoothPseudoLabels(projections, probs,
+                                               at::zeros({3}, at::kLong)),
+               c10::Error);
+  // An empty memory leaves the labels; the step's 6 + 2 entries go in.
+  EXPECT_TRUE(at::allclose(
+      (*contrast)->SmoothPseudoLabels(projections, probs, targets), probs));
+  EXPECT_EQ((*contrast)->memory()->valid().sum().item<int64_t>(), 8);
+  // The same images again: now each leans towards its stored copy's mix.
+  at::Tensor smoothed =
+      (*contrast)->SmoothPseudoLabels(projections, probs, targets);
+  EXPECT_FALSE(at::allclose(smoothed, probs));
+  EXPECT_TRUE(at::allclose(smoothed.sum(1), at::ones({6})));
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
+#include <utility>
+
 #include "common/status_macros.h"
 
 namespace trainer {
@@ -37,21 +39,20 @@ absl::StatusOr<std::unique_ptr<FlexMatchObjective>> FlexMatchObjective::Create(
     return absl::InvalidArgumentError(
         "flexmatch needs the unlabelled pool's size (at least 1 image)");
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<GraphContrast> contrast,
-      MakeGraphContrast(options.batch, embedding_dim, device, seed));
+  ASSIGN_OR_RETURN(std::unique_ptr<PseudoLabelling> pseudo_labelling,
+                   PseudoLabelling::Create(options.batch, options.num_classes,
+                                           device, embedding_dim, seed));
   return std::unique_ptr<FlexMatchObjective>(new FlexMatchObjective(
-      options, pool_size, device, std::move(contrast)));
+      options, pool_size, device, std::move(pseudo_labelling)));
 }
 
-FlexMatchObjective::FlexMatchObjective(const FlexMatchOptions& options,
-                                       int64_t pool_size, torch::Device device,
-                                       std::unique_ptr<GraphContrast> contrast)
+FlexMatchObjective::FlexMatchObjective(
+    const FlexMatchOptions& options, int64_t pool_size, torch::Device device,
+    std::unique_ptr<PseudoLabelling> pseudo_labelling)
     : options_(options),
       pool_size_(pool_size),
       thresholds_(ThresholdOptions(options, pool_size), device),
-      alignment_(AlignmentOptions(options.batch, options.num_classes), device),
-      contrast_(std::move(contrast)) {}
+      pseudo_labelling_(std::move(pseudo_labelling)) {}
 
 ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
@@ -63,8 +64,8 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
       SemiSupervisedForward(context, data, options_.batch);
   Tensor supervised =
       at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
-  Tensor probs = alignment_.Align(
-      at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
+  PseudoLabels labels = pseudo_labelling_->Label(logits);
+  const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(logits.unlabelled_index, probs);
   Tensor per_image = at::cross_entropy_loss(
       logits.logits_u_strong.to(at::kFloat), probs.argmax(1), /*weight=*/{},
@@ -74,20 +75,18 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
   ObjectiveLoss out{total,
                     {supervised, unsupervised, mask.mean(),
                      thresholds_.ClassThresholds().min()}};
-  AddGraphContrast(contrast_.get(), logits, probs, out);
+  pseudo_labelling_->AddTerms(labels, out);
   return out;
 }
 
 void FlexMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
-  alignment_.Save(archive, "alignment");
-  SaveGraphContrast(contrast_.get(), archive);
+  pseudo_labelling_->Save(archive);
 }
 
 void FlexMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
-  alignment_.Load(archive, "alignment");
-  LoadGraphContrast(contrast_.get(), archive);
+  pseudo_labelling_->Load(archive);
 }
 
 }  // namespace trainer

@@ -7,13 +7,13 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/adaptive_threshold.h"
-#include "trainer/objectives/distribution_alignment.h"
-#include "trainer/objectives/fixmatch.h"
+#include "trainer/objectives/semi_supervised.h"
 
 namespace trainer {
 
@@ -36,23 +36,22 @@ class FlexMatchObjective : public TrainingObjective {
   // the number of unlabelled images StepData will hold: the curriculum keeps
   // one prediction per image.
   // `embedding_dim` and `seed` make the graph contrast's head
-  // (MakeGraphContrast), when it is on.
+  // (PseudoLabelling::Create), when it is on.
   static absl::StatusOr<std::unique_ptr<FlexMatchObjective>> Create(
-      const FlexMatchOptions& options, int64_t pool_size,
-      torch::Device device, int64_t embedding_dim = 0, uint64_t seed = 0);
+      const FlexMatchOptions& options, int64_t pool_size, torch::Device device,
+      int64_t embedding_dim = 0, uint64_t seed = 0);
 
   std::string name() const override { return "flexmatch"; }
   bool uses_labels() const override { return true; }
   std::vector<std::string> metric_names() const override {
-    return WithContrastMetrics(
-        {"loss_x", "loss_u", "mask_rate", "min_threshold"}, contrast_.get());
+    return pseudo_labelling_->MetricNames(
+        {"loss_x", "loss_u", "mask_rate", "min_threshold"});
   }
   std::vector<torch::nn::Module*> trained_modules() override {
-    return ContrastModules(contrast_.get());
+    return pseudo_labelling_->TrainedModules();
   }
   // Throws c10::Error when StepData's pool is not `pool_size` images.
-  ObjectiveLoss Loss(const StepContext& context,
-                     const StepData& data) override;
+  ObjectiveLoss Loss(const StepContext& context, const StepData& data) override;
   void Save(torch::serialize::OutputArchive& archive) const override;
   void Load(torch::serialize::InputArchive& archive) override;
 
@@ -61,12 +60,11 @@ class FlexMatchObjective : public TrainingObjective {
  private:
   FlexMatchObjective(const FlexMatchOptions& options, int64_t pool_size,
                      torch::Device device,
-                     std::unique_ptr<GraphContrast> contrast);
+                     std::unique_ptr<PseudoLabelling> pseudo_labelling);
   FlexMatchOptions options_;
   int64_t pool_size_;
   FlexMatchThresholds thresholds_;
-  DistributionAlignment alignment_;
-  std::unique_ptr<GraphContrast> contrast_;  // null when off
+  std::unique_ptr<PseudoLabelling> pseudo_labelling_;
 };
 
 }  // namespace trainer

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <utility>
+
 #include "common/status_macros.h"
 
 namespace trainer {
@@ -32,20 +34,19 @@ absl::StatusOr<std::unique_ptr<FreeMatchObjective>> FreeMatchObjective::Create(
   if (options.num_classes < 2) {
     return absl::InvalidArgumentError("num_classes must be at least 2");
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<GraphContrast> contrast,
-      MakeGraphContrast(options.batch, embedding_dim, device, seed));
+  ASSIGN_OR_RETURN(std::unique_ptr<PseudoLabelling> pseudo_labelling,
+                   PseudoLabelling::Create(options.batch, options.num_classes,
+                                           device, embedding_dim, seed));
   return std::unique_ptr<FreeMatchObjective>(
-      new FreeMatchObjective(options, device, std::move(contrast)));
+      new FreeMatchObjective(options, device, std::move(pseudo_labelling)));
 }
 
-FreeMatchObjective::FreeMatchObjective(const FreeMatchOptions& options,
-                                       torch::Device device,
-                                       std::unique_ptr<GraphContrast> contrast)
+FreeMatchObjective::FreeMatchObjective(
+    const FreeMatchOptions& options, torch::Device device,
+    std::unique_ptr<PseudoLabelling> pseudo_labelling)
     : options_(options),
       thresholds_(ThresholdOptions(options), device),
-      alignment_(AlignmentOptions(options.batch, options.num_classes), device),
-      contrast_(std::move(contrast)) {}
+      pseudo_labelling_(std::move(pseudo_labelling)) {}
 
 ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
@@ -53,13 +54,13 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
       SemiSupervisedForward(context, data, options_.batch);
   Tensor supervised =
       at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
-  Tensor probs = alignment_.Align(
-      at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
+  PseudoLabels labels = pseudo_labelling_->Label(logits);
+  const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(probs);
   Tensor pseudo_labels = probs.argmax(1);
-  Tensor per_image = at::cross_entropy_loss(
-      logits.logits_u_strong.to(at::kFloat), pseudo_labels, /*weight=*/{},
-      at::Reduction::None);
+  Tensor per_image =
+      at::cross_entropy_loss(logits.logits_u_strong.to(at::kFloat),
+                             pseudo_labels, /*weight=*/{}, at::Reduction::None);
   Tensor unsupervised = (per_image * mask).mean();
   Tensor fairness =
       thresholds_.FairnessLoss(logits.logits_u_strong.to(at::kFloat), mask);
@@ -68,20 +69,18 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
   ObjectiveLoss out{total,
                     {supervised, unsupervised, mask.mean(), fairness,
                      thresholds_.tau().clone()}};
-  AddGraphContrast(contrast_.get(), logits, probs, out);
+  pseudo_labelling_->AddTerms(labels, out);
   return out;
 }
 
 void FreeMatchObjective::Save(torch::serialize::OutputArchive& archive) const {
   thresholds_.Save(archive, "thresholds");
-  alignment_.Save(archive, "alignment");
-  SaveGraphContrast(contrast_.get(), archive);
+  pseudo_labelling_->Save(archive);
 }
 
 void FreeMatchObjective::Load(torch::serialize::InputArchive& archive) {
   thresholds_.Load(archive, "thresholds");
-  alignment_.Load(archive, "alignment");
-  LoadGraphContrast(contrast_.get(), archive);
+  pseudo_labelling_->Load(archive);
 }
 
 }  // namespace trainer

@@ -7,13 +7,13 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/adaptive_threshold.h"
-#include "trainer/objectives/distribution_alignment.h"
-#include "trainer/objectives/fixmatch.h"
+#include "trainer/objectives/semi_supervised.h"
 
 namespace trainer {
 
@@ -34,7 +34,7 @@ class FreeMatchObjective : public TrainingObjective {
   // INVALID_ARGUMENT for bad options (see ValidateSemiSupervisedOptions;
   // ema_momentum in [0, 1), lambda_f >= 0, num_classes >= 2).
   // `embedding_dim` and `seed` make the graph contrast's head
-  // (MakeGraphContrast), when it is on.
+  // (PseudoLabelling::Create), when it is on.
   static absl::StatusOr<std::unique_ptr<FreeMatchObjective>> Create(
       const FreeMatchOptions& options, torch::Device device,
       int64_t embedding_dim = 0, uint64_t seed = 0);
@@ -42,14 +42,13 @@ class FreeMatchObjective : public TrainingObjective {
   std::string name() const override { return "freematch"; }
   bool uses_labels() const override { return true; }
   std::vector<std::string> metric_names() const override {
-    return WithContrastMetrics(
-        {"loss_x", "loss_u", "mask_rate", "loss_f", "tau"}, contrast_.get());
+    return pseudo_labelling_->MetricNames(
+        {"loss_x", "loss_u", "mask_rate", "loss_f", "tau"});
   }
   std::vector<torch::nn::Module*> trained_modules() override {
-    return ContrastModules(contrast_.get());
+    return pseudo_labelling_->TrainedModules();
   }
-  ObjectiveLoss Loss(const StepContext& context,
-                     const StepData& data) override;
+  ObjectiveLoss Loss(const StepContext& context, const StepData& data) override;
   void Save(torch::serialize::OutputArchive& archive) const override;
   void Load(torch::serialize::InputArchive& archive) override;
 
@@ -57,11 +56,10 @@ class FreeMatchObjective : public TrainingObjective {
 
  private:
   FreeMatchObjective(const FreeMatchOptions& options, torch::Device device,
-                     std::unique_ptr<GraphContrast> contrast);
+                     std::unique_ptr<PseudoLabelling> pseudo_labelling);
   FreeMatchOptions options_;
   FreeMatchThresholds thresholds_;
-  DistributionAlignment alignment_;
-  std::unique_ptr<GraphContrast> contrast_;  // null when off
+  std::unique_ptr<PseudoLabelling> pseudo_labelling_;
 };
 
 }  // namespace trainer

@@ -7,12 +7,23 @@
 #include <torch/torch.h>
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
 namespace trainer {
 
 using torch::Tensor;
+
+namespace {
+
+// Rows scaled to unit L2 norm, in float32.
+Tensor Normalised(const Tensor& z) {
+  Tensor f = z.to(at::kFloat);
+  return f / f.norm(2, /*dim=*/{1}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+}  // namespace
 
 absl::Status ValidateGraphContrastOptions(const GraphContrastOptions& o) {
   if (!(o.weight >= 0.0)) {
@@ -28,6 +39,17 @@ absl::Status ValidateGraphContrastOptions(const GraphContrastOptions& o) {
   if (o.projection_dim <= 0) {
     return absl::InvalidArgumentError(
         "contrast projection size must be positive");
+  }
+  if (o.memory_size < 0) {
+    return absl::InvalidArgumentError(
+        "contrast memory size must be non-negative");
+  }
+  if (o.memory_size > 0 && o.weight == 0.0) {
+    return absl::InvalidArgumentError(
+        "the pseudo-label memory needs the graph contrast on (weight > 0)");
+  }
+  if (!(o.smoothing_alpha >= 0.0 && o.smoothing_alpha <= 1.0)) {
+    return absl::InvalidArgumentError("smoothing alpha must be in [0, 1]");
   }
   return absl::OkStatus();
 }
@@ -48,12 +70,8 @@ GraphContrastLoss ComputeGraphContrastLoss(const Tensor& anchors,
   TORCH_CHECK(temperature > 0, "graph contrast temperature must be > 0");
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
 
-  auto normalise = [](const Tensor& z) {
-    Tensor f = z.to(at::kFloat);
-    return f / f.norm(2, /*dim=*/{1}, /*keepdim=*/true).clamp_min(1e-12);
-  };
   Tensor log_similarity = at::log_softmax(
-      at::mm(normalise(anchors), normalise(others).t()).div(temperature), 1);
+      at::mm(Normalised(anchors), Normalised(others).t()).div(temperature), 1);
 
   Tensor p = probs.detach().to(at::kFloat);
   const int64_t u = p.size(0);
@@ -68,13 +86,17 @@ GraphContrastLoss ComputeGraphContrastLoss(const Tensor& anchors,
 
 absl::StatusOr<std::unique_ptr<GraphContrast>> GraphContrast::Create(
     const GraphContrastOptions& options, int64_t embedding_dim,
-    torch::Device device, uint64_t seed) {
+    int64_t num_classes, torch::Device device, uint64_t seed) {
   if (absl::Status valid = ValidateGraphContrastOptions(options); !valid.ok()) {
     return valid;
   }
   if (embedding_dim <= 0) {
     return absl::InvalidArgumentError(
         "graph contrast needs the model's embedding size");
+  }
+  if (num_classes < 2) {
+    return absl::InvalidArgumentError(
+        "graph contrast needs the number of classes (at least 2)");
   }
   ProjectionHeadOptions head_options;
   head_options.input_dim = embedding_dim;
@@ -84,38 +106,80 @@ absl::StatusOr<std::unique_ptr<GraphContrast>> GraphContrast::Create(
     ProjectionHead head(head_options);
     head->to(device);
     head->train();
+    std::unique_ptr<PseudoLabelMemory> memory;
+    if (options.memory_size > 0) {
+      PseudoLabelMemoryOptions memory_options;
+      memory_options.size = options.memory_size;
+      memory_options.dim = options.projection_dim;
+      memory_options.num_classes = num_classes;
+      memory_options.temperature = options.temperature;
+      memory_options.alpha = options.smoothing_alpha;
+      memory = std::make_unique<PseudoLabelMemory>(memory_options, device);
+    }
     return std::unique_ptr<GraphContrast>(
-        new GraphContrast(options, std::move(head)));
+        new GraphContrast(options, std::move(head), std::move(memory)));
   } catch (const c10::Error& e) {
     return absl::UnavailableError(absl::StrCat(
         "cannot build the contrast head: ", e.what_without_backtrace()));
   }
 }
 
-GraphContrastLoss GraphContrast::Loss(const Tensor& embedding_weak,
-                                      const Tensor& embedding_strong,
-                                      const Tensor& probs) {
+ContrastProjections GraphContrast::Project(const Tensor& embedding_weak,
+                                           const Tensor& embedding_strong,
+                                           const Tensor& embedding_labelled) {
   TORCH_CHECK(embedding_weak.sizes() == embedding_strong.sizes(),
               "weak and strong embeddings differ in shape: ",
               embedding_weak.sizes(), " vs ", embedding_strong.sizes());
   const int64_t u = embedding_weak.size(0);
-  // One pass through the head, so batch norm sees both views together.
-  Tensor projections =
-      head_->forward(at::cat({embedding_weak, embedding_strong}));
-  return ComputeGraphContrastLoss(projections.narrow(0, u, u),
-                                  projections.narrow(0, 0, u), probs,
+  std::vector<Tensor> inputs = {embedding_weak, embedding_strong};
+  if (memory_ != nullptr) {
+    TORCH_CHECK(embedding_labelled.defined() && embedding_labelled.dim() == 2,
+                "the pseudo-label memory needs the labelled embeddings");
+    inputs.push_back(embedding_labelled.detach());
+  }
+  Tensor projections = head_->forward(at::cat(inputs));
+  ContrastProjections out;
+  out.weak = projections.narrow(0, 0, u);
+  out.strong = projections.narrow(0, u, u);
+  if (memory_ != nullptr) {
+    out.labelled =
+        projections.narrow(0, 2 * u, embedding_labelled.size(0)).detach();
+  }
+  return out;
+}
+
+Tensor GraphContrast::SmoothPseudoLabels(const ContrastProjections& projections,
+                                         const Tensor& probs,
+                                         const Tensor& targets_labelled) {
+  if (memory_ == nullptr) return probs;
+  TORCH_CHECK(projections.labelled.defined() && targets_labelled.dim() == 1 &&
+                  targets_labelled.size(0) == projections.labelled.size(0),
+              "memory smoothing needs one target per labelled projection");
+  Tensor queries = Normalised(projections.weak.detach());
+  Tensor smoothed = memory_->Smooth(probs, queries);
+  Tensor one_hot = at::one_hot(targets_labelled, probs.size(1)).to(at::kFloat);
+  memory_->Push(at::cat({queries, Normalised(projections.labelled)}),
+                at::cat({probs.detach().to(at::kFloat), one_hot}));
+  return smoothed;
+}
+
+GraphContrastLoss GraphContrast::Loss(const ContrastProjections& projections,
+                                      const Tensor& probs) {
+  return ComputeGraphContrastLoss(projections.strong, projections.weak, probs,
                                   options_.temperature,
                                   options_.graph_threshold);
 }
 
 void GraphContrast::Save(torch::serialize::OutputArchive& archive,
-                         const std::string& key) const {
-  WriteProjectionHead(head_, archive, key);
+                         const std::string& prefix) const {
+  WriteProjectionHead(head_, archive, prefix + "_head");
+  if (memory_ != nullptr) memory_->Save(archive, prefix + "_memory");
 }
 
 void GraphContrast::Load(torch::serialize::InputArchive& archive,
-                         const std::string& key) {
-  ReadProjectionHead(head_, archive, key);
+                         const std::string& prefix) {
+  ReadProjectionHead(head_, archive, prefix + "_head");
+  if (memory_ != nullptr) memory_->Load(archive, prefix + "_memory");
 }
 
 }  // namespace trainer

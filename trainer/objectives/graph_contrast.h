@@ -8,11 +8,17 @@
 // pulls images with the same pseudo-label together, and unlike the
 // thresholded cross-entropy it learns from every unlabelled image.
 //
+// With a memory (memory_size > 0) it also smooths the step's pseudo-labels
+// over a ring buffer of recent projections with their distributions
+// (pseudo_label_memory.h), CoMatch's memory-smoothed pseudo-labelling: the
+// objective then thresholds and trains on the smoothed distributions, and
+// the graph is built from them.
+//
 // Differences from CoMatch's reference: the two views are the weak and the
 // strong view the step already computes (CoMatch draws a second strong
-// view), so the term costs no extra forward pass; there is no memory-
-// smoothed pseudo-labelling. With a no-grad weak forward (weak_forward
-// separate or ema) only the strong views' projections receive gradients.
+// view), so the term costs no extra forward pass. With a no-grad weak
+// forward (weak_forward separate or ema) only the strong views' projections
+// receive gradients.
 #ifndef TRAINER_OBJECTIVES_GRAPH_CONTRAST_H_
 #define TRAINER_OBJECTIVES_GRAPH_CONTRAST_H_
 
@@ -27,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "trainer/learn/heads.h"
+#include "trainer/objectives/pseudo_label_memory.h"
 
 namespace trainer {
 
@@ -40,10 +47,18 @@ struct GraphContrastOptions {
   double graph_threshold = 0.8;
   // Size of the projections (CoMatch: 64).
   int64_t projection_dim = 64;
+  // Entries of the pseudo-label memory; 0 turns memory smoothing off
+  // (CoMatch: 2,560 with B 64, mu 7). Must hold one step's labelled and
+  // unlabelled images (checked by the objectives).
+  int64_t memory_size = 0;
+  // Weight of an image's own distribution in the smoothed one (CoMatch:
+  // 0.9); the temperature above is the similarities' to the memory.
+  double smoothing_alpha = 0.9;
 };
 
 // INVALID_ARGUMENT unless weight >= 0, temperature > 0, graph_threshold is
-// in [0, 1] and projection_dim > 0.
+// in [0, 1], projection_dim > 0, memory_size >= 0 (and 0 while the weight is
+// 0: the memory needs the head) and smoothing_alpha is in [0, 1].
 absl::Status ValidateGraphContrastOptions(const GraphContrastOptions& o);
 
 // The loss terms; 0-d float32 on the inputs' device.
@@ -69,38 +84,67 @@ GraphContrastLoss ComputeGraphContrastLoss(const torch::Tensor& anchors,
                                            double temperature,
                                            double graph_threshold);
 
-// The term with its projection head. Not thread-safe.
+// One step's pass through the projection head.
+struct ContrastProjections {
+  torch::Tensor weak;      // [U, P] the weak views'
+  torch::Tensor strong;    // [U, P] the strong views'
+  torch::Tensor labelled;  // [B, P] detached; defined only with a memory
+};
+
+// The term with its projection head and, when asked for, its memory. Not
+// thread-safe.
 class GraphContrast {
  public:
-  // `embedding_dim` is the model's embedding size; the head's initial
-  // weights follow `seed`. INVALID_ARGUMENT for bad options or
-  // embedding_dim <= 0; UNAVAILABLE if the head cannot be placed on
-  // `device`.
+  // `embedding_dim` is the model's embedding size and `num_classes` its
+  // output's; the head's initial weights follow `seed`. INVALID_ARGUMENT
+  // for bad options, embedding_dim <= 0 or num_classes < 2; UNAVAILABLE if
+  // the head cannot be placed on `device`.
   static absl::StatusOr<std::unique_ptr<GraphContrast>> Create(
       const GraphContrastOptions& options, int64_t embedding_dim,
-      torch::Device device, uint64_t seed);
+      int64_t num_classes, torch::Device device, uint64_t seed);
 
-  // The loss for the weak and strong views' embeddings ([U, E]) and the
-  // weak views' pseudo-label distributions [U, C]: the strong views are the
-  // anchors, the weak views the others. Throws c10::Error.
-  GraphContrastLoss Loss(const torch::Tensor& embedding_weak,
-                         const torch::Tensor& embedding_strong,
+  // Projects the weak and strong views' embeddings ([U, E] each) and, with
+  // a memory, the labelled images' ([B, E]; ignored without one) in one
+  // pass through the head, so its batch norm sees them together. Throws
+  // c10::Error.
+  ContrastProjections Project(const torch::Tensor& embedding_weak,
+                              const torch::Tensor& embedding_strong,
+                              const torch::Tensor& embedding_labelled);
+
+  // With a memory: the weak views' pseudo-label distributions `probs`
+  // [U, C] smoothed over the memory (PseudoLabelMemory::Smooth), after which
+  // the step's weak projections with `probs` and its labelled projections
+  // with the one-hot `targets_labelled` [B] are pushed into it. Without
+  // one: `probs` unchanged. Throws c10::Error.
+  torch::Tensor SmoothPseudoLabels(const ContrastProjections& projections,
+                                   const torch::Tensor& probs,
+                                   const torch::Tensor& targets_labelled);
+
+  // The loss of the step's projections against the graph of `probs` [U, C]:
+  // the strong views are the anchors, the weak views the others. Throws
+  // c10::Error.
+  GraphContrastLoss Loss(const ContrastProjections& projections,
                          const torch::Tensor& probs);
 
   // The projection head, for the learner's optimiser.
   torch::nn::Module* head() { return head_.ptr().get(); }
+  // Null without a memory.
+  const PseudoLabelMemory* memory() const { return memory_.get(); }
   const GraphContrastOptions& options() const { return options_; }
 
-  // The head's weights under `key`; Load throws c10::Error without them.
+  // The head's weights under `prefix` + "_head" and the memory under
+  // `prefix` + "_memory"; Load throws c10::Error when they are missing.
   void Save(torch::serialize::OutputArchive& archive,
-            const std::string& key) const;
-  void Load(torch::serialize::InputArchive& archive, const std::string& key);
+            const std::string& prefix) const;
+  void Load(torch::serialize::InputArchive& archive, const std::string& prefix);
 
  private:
-  GraphContrast(const GraphContrastOptions& options, ProjectionHead head)
-      : options_(options), head_(std::move(head)) {}
+  GraphContrast(const GraphContrastOptions& options, ProjectionHead head,
+                std::unique_ptr<PseudoLabelMemory> memory)
+      : options_(options), head_(std::move(head)), memory_(std::move(memory)) {}
   GraphContrastOptions options_;
   ProjectionHead head_;
+  std::unique_ptr<PseudoLabelMemory> memory_;  // null without one
 };
 
 }  // namespace trainer

@@ -784,7 +784,13 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
            ? std::string("no")
            : absl::StrCat("weight ", batch.contrast.weight, ", temperature ",
                           batch.contrast.temperature, ", graph threshold ",
-                          batch.contrast.graph_threshold)},
+                          batch.contrast.graph_threshold,
+                          batch.contrast.memory_size == 0
+                              ? std::string()
+                              : absl::StrCat(", memory ",
+                                             batch.contrast.memory_size,
+                                             ", smoothing alpha ",
+                                             batch.contrast.smoothing_alpha))},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},

@@ -1,0 +1,238 @@
+#include "trainer/objectives/semi_supervised.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <memory>
+#include <sstream>
+
+#include "common/status_matchers.h"
+#include "tests/trainer/toy_step.h"
+
+namespace trainer {
+namespace {
+
+using ::common::IsOk;
+using ::common::StatusIs;
+using ::testing::ElementsAre;
+
+TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    options.weak_forward = forward;
+    SemiSupervisedLogits logits =
+        SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    EXPECT_EQ(logits.logits_x.sizes(), (at::IntArrayRef{4, 3}));
+    EXPECT_TRUE(at::equal(logits.targets_x, at::full({4}, 2, at::kLong)));
+    EXPECT_EQ(logits.logits_u_weak.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_EQ(logits.logits_u_strong.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_FALSE(logits.logits_u_weak.requires_grad())
+        << WeakViewForwardName(forward);
+    EXPECT_TRUE(logits.logits_u_strong.requires_grad());
+    EXPECT_TRUE(logits.logits_x.requires_grad());
+    EXPECT_EQ(logits.embedding_x.size(0), 4);
+    EXPECT_EQ(logits.embedding_u_weak.size(0), 12);
+    EXPECT_EQ(logits.embedding_u_weak.sizes(),
+              logits.embedding_u_strong.sizes());
+    EXPECT_TRUE(logits.embedding_u_strong.requires_grad());
+    EXPECT_EQ(logits.embedding_u_weak.requires_grad(),
+              forward == WeakViewForward::kJoint)
+        << WeakViewForwardName(forward);
+  }
+}
+
+TEST(SemiSupervisedForwardTest, SeparateForwardSeesTheSameViews) {
+  // With batch norm on running statistics (eval mode) every image's logits
+  // are its own, so the joint and the separate forward must agree row by
+  // row: same draws, same slicing, only the passes differ.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  auto run = [&](WeakViewForward forward, bool train) {
+    torch::manual_seed(3);  // the same initial weights for every run
+    ToyContext toy = MakeToyContext();
+    if (!train) toy.model->eval();
+    options.weak_forward = forward;
+    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  };
+  SemiSupervisedLogits joint = run(WeakViewForward::kJoint, false);
+  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate, false);
+  EXPECT_TRUE(at::equal(joint.unlabelled_index, separate.unlabelled_index));
+  EXPECT_TRUE(at::allclose(joint.logits_x, separate.logits_x, 1e-4, 1e-5));
+  EXPECT_TRUE(
+      at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
+                           1e-4, 1e-5));
+  // In training mode batch statistics differ between the passes: the weak
+  // views are really forwarded on their own.
+  SemiSupervisedLogits joint_train = run(WeakViewForward::kJoint, true);
+  SemiSupervisedLogits separate_train = run(WeakViewForward::kSeparate, true);
+  EXPECT_FALSE(at::allclose(joint_train.logits_u_weak,
+                            separate_train.logits_u_weak, 1e-4, 1e-5));
+}
+
+TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    auto parsed = ParseWeakViewForward(WeakViewForwardName(forward));
+    ASSERT_THAT(parsed, IsOk());
+    EXPECT_EQ(*parsed, forward);
+  }
+  EXPECT_THAT(ParseWeakViewForward("student"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+SemiSupervisedOptions SmallBatch() {
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 2;
+  return options;
+}
+
+TEST(PseudoLabellingTest, ValidatesTheContrastAndItsMemory) {
+  SemiSupervisedOptions options = SmallBatch();
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 0, 0), IsOk());
+  EXPECT_THAT(PseudoLabelling::Create(options, 1, at::kCPU, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // A memory needs the contrast's head.
+  options.contrast.memory_size = 64;
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.contrast.weight = 1.0;
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0), IsOk());
+  // The contrast needs the embedding size.
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // One step is 4 labelled + 8 unlabelled images: 11 entries cannot hold it.
+  options.contrast.memory_size = 11;
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.contrast.memory_size = 12;
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0), IsOk());
+  options.contrast.smoothing_alpha = 1.5;
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(PseudoLabellingTest, WithoutContrastLabelsAreTheWeakViewsSoftmax) {
+  ToyContext toy = MakeToyContext();
+  auto labelling = PseudoLabelling::Create(SmallBatch(), 3, at::kCPU, 0, 0);
+  ASSERT_THAT(labelling, IsOk());
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(toy.context(), ToyStepData(), SmallBatch());
+  PseudoLabels labels = (*labelling)->Label(logits);
+  EXPECT_TRUE(at::allclose(labels.probs, at::softmax(logits.logits_u_weak, 1)));
+  EXPECT_FALSE(labels.projections.weak.defined());
+  ObjectiveLoss loss{at::ones({}), {}};
+  (*labelling)->AddTerms(labels, loss);
+  EXPECT_EQ(loss.total.item<float>(), 1.0f);
+  EXPECT_TRUE(loss.scalars.empty());
+  EXPECT_THAT((*labelling)->MetricNames({"loss_x"}), ElementsAre("loss_x"));
+  EXPECT_TRUE((*labelling)->TrainedModules().empty());
+  EXPECT_EQ((*labelling)->contrast(), nullptr);
+}
+
+TEST(PseudoLabellingTest, MemorySmoothsFromTheSecondStepOn) {
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options = SmallBatch();
+  options.contrast.weight = 0.5;
+  options.contrast.memory_size = 30;
+  options.contrast.smoothing_alpha = 0.5;
+  auto labelling = PseudoLabelling::Create(options, 3, at::kCPU,
+                                           toy.model->embedding_dim(), 1);
+  ASSERT_THAT(labelling, IsOk());
+  const PseudoLabelMemory* memory = (*labelling)->contrast()->memory();
+  ASSERT_NE(memory, nullptr);
+
+  // First step: the memory is empty, so the labels are the softmax; then it
+  // holds the step's 8 weak views and 4 labelled images (class 2, one-hot).
+  SemiSupervisedLogits first =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  PseudoLabels first_labels = (*labelling)->Label(first);
+  EXPECT_TRUE(
+      at::allclose(first_labels.probs, at::softmax(first.logits_u_weak, 1)));
+  EXPECT_EQ(memory->valid().sum().item<int64_t>(), 12);
+  EXPECT_TRUE(
+      at::equal(memory->key_probs().narrow(0, 8, 4),
+                at::one_hot(at::full({4}, 2, at::kLong), 3).to(at::kFloat)));
+  EXPECT_TRUE(
+      at::allclose(memory->key_probs().narrow(0, 0, 8), first_labels.probs));
+  // Keys are unit vectors.
+  EXPECT_TRUE(at::allclose(memory->keys().narrow(0, 0, 12).norm(2, {1}),
+                           at::ones({12}), 1e-4, 1e-5));
+
+  // Second step: half its own softmax, half its neighbours', which include
+  // the labelled class-2 images, so class 2 gains on average.
+  SemiSupervisedLogits second =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  PseudoLabels second_labels = (*labelling)->Label(second);
+  at::Tensor own = at::softmax(second.logits_u_weak, 1);
+  EXPECT_FALSE(at::allclose(second_labels.probs, own));
+  EXPECT_TRUE(at::allclose(second_labels.probs.sum(1), at::ones({8})));
+  EXPECT_EQ(memory->valid().sum().item<int64_t>(), 24);
+
+  // The term uses the smoothed labels' graph and trains the head.
+  ObjectiveLoss loss{at::zeros({}), {}};
+  (*labelling)->AddTerms(second_labels, loss);
+  ASSERT_EQ(loss.scalars.size(), 2u);
+  EXPECT_NEAR(loss.total.item<double>(), 0.5 * loss.scalars[0].item<double>(),
+              1e-6);
+  EXPECT_THAT((*labelling)->MetricNames({}),
+              ElementsAre("loss_c", "contrast_neighbours"));
+  ASSERT_EQ((*labelling)->TrainedModules().size(), 1u);
+}
+
+TEST(PseudoLabellingTest, SaveLoadKeepsTheHeadAndTheMemory) {
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options = SmallBatch();
+  options.contrast.weight = 1.0;
+  options.contrast.memory_size = 24;
+  const int64_t e = toy.model->embedding_dim();
+  auto trained = PseudoLabelling::Create(options, 3, at::kCPU, e, 1);
+  auto fresh = PseudoLabelling::Create(options, 3, at::kCPU, e, 2);
+  ASSERT_THAT(trained, IsOk());
+  ASSERT_THAT(fresh, IsOk());
+  (*trained)->Label(
+      SemiSupervisedForward(toy.context(), ToyStepData(), options));
+
+  torch::serialize::OutputArchive out;
+  (*trained)->Save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  for (const char* key : {"contrast_head", "contrast_memory"}) {
+    torch::serialize::InputArchive part;
+    EXPECT_TRUE(in.try_read(key, part)) << key;
+  }
+  (*fresh)->Load(in);
+  EXPECT_TRUE(at::equal((*fresh)->contrast()->memory()->keys(),
+                        (*trained)->contrast()->memory()->keys()));
+  EXPECT_TRUE(at::equal((*fresh)->TrainedModules()[0]->parameters()[0],
+                        (*trained)->TrainedModules()[0]->parameters()[0]));
+
+  // An archive without the memory (written with it off) is refused.
+  SemiSupervisedOptions no_memory = options;
+  no_memory.contrast.memory_size = 0;
+  auto without = PseudoLabelling::Create(no_memory, 3, at::kCPU, e, 1);
+  ASSERT_THAT(without, IsOk());
+  torch::serialize::OutputArchive head_only;
+  (*without)->Save(head_only);
+  std::stringstream head_buffer;
+  head_only.save_to(head_buffer);
+  torch::serialize::InputArchive head_in;
+  head_in.load_from(head_buffer);
+  EXPECT_THROW((*fresh)->Load(head_in), c10::Error);
+}
+
+}  // namespace
+}  // namespace trainer

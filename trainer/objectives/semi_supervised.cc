@@ -1,0 +1,186 @@
+#include "trainer/objectives/semi_supervised.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace trainer {
+
+using torch::Tensor;
+
+absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
+  if (o.batch_size <= 0 || o.mu <= 0) {
+    return absl::InvalidArgumentError("batch_size and mu must be positive");
+  }
+  if (!(o.lambda_u >= 0.0)) {
+    return absl::InvalidArgumentError("lambda_u must be non-negative");
+  }
+  if (!(o.alignment_momentum >= 0.0 && o.alignment_momentum < 1.0)) {
+    return absl::InvalidArgumentError("alignment_momentum must be in [0, 1)");
+  }
+  if (o.strong.num_ops < 0 || o.strong.num_ops > kNumStrongOps ||
+      o.strong.min_posterize_bits < 0 || o.strong.min_posterize_bits > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("strong.num_ops must be in [0, ", kNumStrongOps,
+                     "] and strong.min_posterize_bits in [0, 8]"));
+  }
+  RETURN_IF_ERROR(ValidateGraphContrastOptions(o.contrast));
+  const int64_t step_images =
+      (static_cast<int64_t>(o.mu) + 1) * static_cast<int64_t>(o.batch_size);
+  if (o.contrast.memory_size > 0 && o.contrast.memory_size < step_images) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the pseudo-label memory (", o.contrast.memory_size,
+                     " entries) must hold one step's ", step_images,
+                     " labelled and unlabelled images"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WeakViewForward> ParseWeakViewForward(const std::string& name) {
+  if (name == "joint") return WeakViewForward::kJoint;
+  if (name == "separate") return WeakViewForward::kSeparate;
+  if (name == "ema") return WeakViewForward::kEma;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "weak view forward \"", name, "\" is not joint, separate or ema"));
+}
+
+std::string WeakViewForwardName(WeakViewForward forward) {
+  switch (forward) {
+    case WeakViewForward::kJoint:
+      return "joint";
+    case WeakViewForward::kSeparate:
+      return "separate";
+    case WeakViewForward::kEma:
+      return "ema";
+  }
+  return "joint";
+}
+
+SemiSupervisedLogits SemiSupervisedForward(
+    const StepContext& context, const StepData& data,
+    const SemiSupervisedOptions& options) {
+  const int64_t b = options.batch_size;
+  const int64_t ub = static_cast<int64_t>(options.mu) * b;
+  const auto index_options = torch::TensorOptions().dtype(at::kLong).device(
+      data.unlabelled_images.device());
+  Tensor labelled_index = at::randint(data.labelled_images.size(0), {b},
+                                      context.generator, index_options);
+  Tensor unlabelled_index = at::randint(data.unlabelled_images.size(0), {ub},
+                                        context.generator, index_options);
+  Tensor targets = data.labelled_targets.index_select(0, labelled_index);
+  Tensor unlabelled = data.unlabelled_images.index_select(0, unlabelled_index);
+  // One gather for the labelled batch, the weak unlabelled views and the
+  // flip-and-shift base of the strong views (independent draws each).
+  Tensor weak =
+      WeakAugment(at::cat({data.labelled_images.index_select(0, labelled_index),
+                           unlabelled, unlabelled}),
+                  context.generator, options.weak);
+  Tensor strong = StrongAugment(weak.narrow(0, b + ub, ub), context.generator,
+                                options.strong);
+  weak = weak.narrow(0, 0, b + ub);
+  const bool joint = options.weak_forward == WeakViewForward::kJoint;
+  Tensor inputs =
+      joint ? at::cat({weak, strong}) : at::cat({weak.narrow(0, 0, b), strong});
+  ModelOutput output = context.Forward(context.model, inputs);
+  const Tensor& logits = output.logits;
+  SemiSupervisedLogits out;
+  out.logits_x = logits.narrow(0, 0, b);
+  out.targets_x = targets;
+  out.unlabelled_index = unlabelled_index;
+  out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
+  out.embedding_x = output.embedding.narrow(0, 0, b);
+  out.embedding_u_strong =
+      output.embedding.narrow(0, output.embedding.size(0) - ub, ub);
+  if (joint) {
+    out.logits_u_weak = logits.narrow(0, b, ub).detach();
+    out.embedding_u_weak = output.embedding.narrow(0, b, ub);
+  } else {
+    torch::NoGradGuard no_grad;
+    Classifier& teacher = options.weak_forward == WeakViewForward::kEma
+                              ? context.ema
+                              : context.model;
+    ModelOutput weak_output = context.Forward(teacher, weak.narrow(0, b, ub));
+    out.logits_u_weak = weak_output.logits;
+    out.embedding_u_weak = weak_output.embedding;
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<PseudoLabelling>> PseudoLabelling::Create(
+    const SemiSupervisedOptions& options, int64_t num_classes,
+    torch::Device device, int64_t embedding_dim, uint64_t seed) {
+  RETURN_IF_ERROR(ValidateSemiSupervisedOptions(options));
+  if (num_classes < 2) {
+    return absl::InvalidArgumentError("num_classes must be at least 2");
+  }
+  std::unique_ptr<GraphContrast> contrast;
+  if (options.contrast.weight > 0.0) {
+    ASSIGN_OR_RETURN(contrast,
+                     GraphContrast::Create(options.contrast, embedding_dim,
+                                           num_classes, device, seed));
+  }
+  DistributionAlignmentOptions alignment;
+  alignment.enabled = options.distribution_alignment;
+  alignment.momentum = options.alignment_momentum;
+  alignment.num_classes = num_classes;
+  try {
+    return std::unique_ptr<PseudoLabelling>(new PseudoLabelling(
+        DistributionAlignment(alignment, device), std::move(contrast)));
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad distribution alignment: ", e.what_without_backtrace()));
+  }
+}
+
+PseudoLabels PseudoLabelling::Label(const SemiSupervisedLogits& logits) {
+  PseudoLabels out;
+  out.probs = alignment_.Align(
+      at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
+  if (contrast_ != nullptr) {
+    out.projections = contrast_->Project(
+        logits.embedding_u_weak, logits.embedding_u_strong, logits.embedding_x);
+    out.probs = contrast_->SmoothPseudoLabels(out.projections, out.probs,
+                                              logits.targets_x);
+  }
+  return out;
+}
+
+void PseudoLabelling::AddTerms(const PseudoLabels& labels,
+                               ObjectiveLoss& loss) {
+  if (contrast_ == nullptr) return;
+  GraphContrastLoss term = contrast_->Loss(labels.projections, labels.probs);
+  loss.total = loss.total + contrast_->options().weight * term.loss;
+  loss.scalars.push_back(term.loss);
+  loss.scalars.push_back(term.mean_neighbours);
+}
+
+std::vector<std::string> PseudoLabelling::MetricNames(
+    std::vector<std::string> names) const {
+  if (contrast_ != nullptr) {
+    names.push_back("loss_c");
+    names.push_back("contrast_neighbours");
+  }
+  return names;
+}
+
+std::vector<torch::nn::Module*> PseudoLabelling::TrainedModules() {
+  if (contrast_ == nullptr) return {};
+  return {contrast_->head()};
+}
+
+void PseudoLabelling::Save(torch::serialize::OutputArchive& archive) const {
+  alignment_.Save(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Save(archive, "contrast");
+}
+
+void PseudoLabelling::Load(torch::serialize::InputArchive& archive) {
+  alignment_.Load(archive, "alignment");
+  if (contrast_ != nullptr) contrast_->Load(archive, "contrast");
+}
+
+}  // namespace trainer
