@@ -157,7 +157,11 @@ Tensor GraphContrast::SmoothPseudoLabels(const ContrastProjections& projections,
               "memory smoothing needs one target per labelled projection");
   Tensor queries = Normalised(projections.weak.detach());
   Tensor smoothed = memory_->Smooth(probs, queries);
-  Tensor one_hot = at::one_hot(targets_labelled, probs.size(1)).to(at::kFloat);
+  // scatter_ rather than at::one_hot, which reads the targets' range on the
+  // host: the step must stay free of synchronisation (CUDA graphs).
+  Tensor one_hot = at::zeros({targets_labelled.size(0), probs.size(1)},
+                             probs.options().dtype(at::kFloat))
+                       .scatter_(1, targets_labelled.unsqueeze(1), 1.0);
   memory_->Push(at::cat({queries, Normalised(projections.labelled)}),
                 at::cat({probs.detach().to(at::kFloat), one_hot}));
   return smoothed;
