@@ -78,8 +78,9 @@ env OUT="$TMP/out-ablation" BENCH_OUT="$TMP/ablation" SKIP_BUILD=1 BUILD_DIR="$B
 for run in typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
            typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
            typiclust_balanced-freematch-simclr typiclust-freematch-simclr-weak_forward_separate \
-           typiclust-freematch-simclr-distribution_alignment typiclust-freematch-simclr-eval_flip \
-           typiclust-freematch-simclr-pretrain_steps_8000 typiclust-freematch-simclr-lambda_c_1; do
+           typiclust-freematch-simclr-eval_flip typiclust-freematch-simclr-pretrain_steps_8000 \
+           typiclust-freematch-simclr-lambda_c_1 \
+           typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560; do
   for seed in 0 1; do
     grep -q "^plan: b100-$run-s$seed " "$TMP/ablation.log" ||
       { cat "$TMP/ablation.log"; fail "ablation: no b100-$run-s$seed"; }
