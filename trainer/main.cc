@@ -102,6 +102,11 @@ ABSL_FLAG(std::string, init, "kaiming",
 ABSL_FLAG(std::string, weak_fill, "reflect",
           "what the weak augmentation's shift fills the border with: "
           "reflect | zeros");
+ABSL_FLAG(int32_t, strong_ops, 2,
+          "RandAugment ops per strong view (0 to 13)");
+ABSL_FLAG(double, cutout, 0.5,
+          "largest Cutout square of a strong view, as a fraction of the side "
+          "(0: none)");
 ABSL_FLAG(std::string, objective, "fixmatch",
           "semi-supervised objective of the rounds: fixmatch | flexmatch | "
           "freematch");
@@ -249,6 +254,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   batch.weak_forward = *weak_forward;
+  batch.strong.num_ops = absl::GetFlag(FLAGS_strong_ops);
+  batch.strong.cutout_max_fraction = absl::GetFlag(FLAGS_cutout);
   batch.contrast.weight = absl::GetFlag(FLAGS_lambda_c);
   batch.contrast.temperature = absl::GetFlag(FLAGS_contrast_temperature);
   batch.contrast.graph_threshold = absl::GetFlag(FLAGS_contrast_threshold);

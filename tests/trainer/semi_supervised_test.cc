@@ -6,6 +6,7 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <cmath>
 #include <memory>
 #include <sstream>
 
@@ -120,6 +121,24 @@ TEST(PseudoLabellingTest, ValidatesTheContrastAndItsMemory) {
   EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0), IsOk());
   options.contrast.smoothing_alpha = 1.5;
   EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SemiSupervisedForwardTest, ValidatesTheStrongAugmentation) {
+  SemiSupervisedOptions options = SmallBatch();
+  options.strong.cutout_max_fraction = 0.0;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  options.strong.cutout_max_fraction = 1.0;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  for (double bad : {-0.1, 1.5, std::nan("")}) {
+    options.strong.cutout_max_fraction = bad;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  options.strong.cutout_max_fraction = 0.5;
+  options.strong.num_ops = kNumStrongOps + 1;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

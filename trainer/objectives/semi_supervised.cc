@@ -29,6 +29,11 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
         absl::StrCat("strong.num_ops must be in [0, ", kNumStrongOps,
                      "] and strong.min_posterize_bits in [0, 8]"));
   }
+  if (!(o.strong.cutout_max_fraction >= 0.0 &&
+        o.strong.cutout_max_fraction <= 1.0)) {
+    return absl::InvalidArgumentError(
+        "strong.cutout_max_fraction must be in [0, 1]");
+  }
   RETURN_IF_ERROR(ValidateGraphContrastOptions(o.contrast));
   const int64_t step_images =
       (static_cast<int64_t>(o.mu) + 1) * static_cast<int64_t>(o.batch_size);

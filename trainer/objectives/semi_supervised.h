@@ -72,7 +72,7 @@ struct SemiSupervisedOptions {
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
 // non-negative, alignment_momentum is in [0, 1), the strong augmentation's
-// ranges are valid, the contrast's options are (ValidateGraphContrastOptions)
+// ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the contrast's options are (ValidateGraphContrastOptions)
 // and its memory, when on, holds one step's (mu + 1) * batch_size images.
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 

@@ -771,6 +771,13 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"weak shift fill",
        batch.weak.fill == WeakFill::kZeros ? "zeros" : "reflect"},
       {"batch / mu", absl::StrCat(batch.batch_size, " / ", batch.mu)},
+      {"strong augmentation",
+       absl::StrCat(batch.strong.num_ops, " RandAugment ops, cutout ",
+                    batch.strong.cutout_max_fraction == 0.0
+                        ? std::string("off")
+                        : absl::StrCat("up to ",
+                                       batch.strong.cutout_max_fraction,
+                                       " of the side"))},
       {"threshold", ThresholdDescription(options_.objective)},
       {"lr / wd", absl::StrCat(learner.lr, " / ", learner.weight_decay)},
       {"ema decay", absl::StrCat(learner.ema_decay)},
