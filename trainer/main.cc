@@ -133,6 +133,9 @@ ABSL_FLAG(int64_t, pretrain_steps, 2000, "pretraining steps");
 ABSL_FLAG(int32_t, pretrain_batch, 256, "pretraining images per step");
 ABSL_FLAG(double, pretrain_temperature, 0.2, "NT-Xent temperature");
 ABSL_FLAG(double, pretrain_lr, 0.06, "pretraining peak learning rate");
+ABSL_FLAG(double, pretrain_crop_scale, 0.2,
+          "smallest area fraction a SimCLR view's random resized crop keeps "
+          "(0 < s <= 1)");
 ABSL_FLAG(std::string, pretrain_cache, "runs/pretrain-cache",
           "folder of pretrained checkpoints, reused across runs with the "
           "same pool, model, settings and seed");
@@ -280,6 +283,8 @@ int main(int argc, char** argv) {
   options.pretrain.objective.simclr.temperature =
       absl::GetFlag(FLAGS_pretrain_temperature);
   options.pretrain.learner.lr = absl::GetFlag(FLAGS_pretrain_lr);
+  options.pretrain.objective.simclr.augment.crop.scale_min =
+      absl::GetFlag(FLAGS_pretrain_crop_scale);
   options.pretrain.learner.cosine_span = 0.5;  // decays to zero
   options.pretrain.learner.mixed_precision = absl::GetFlag(FLAGS_bf16);
   options.pretrain.learner.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);

@@ -120,6 +120,24 @@ TEST(SimClrObjectiveTest, CreateValidatesOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(SimClrObjectiveTest, CreateValidatesTheCrop) {
+  SimClrOptions whole = ToySimClr();
+  whole.augment.crop.scale_min = 1.0;
+  EXPECT_THAT(SimClrObjective::Create(whole, 32, at::kCPU, 0), IsOk());
+  for (double bad : {0.0, -0.5, 1.5}) {
+    SimClrOptions options = ToySimClr();
+    options.augment.crop.scale_min = bad;
+    EXPECT_THAT(SimClrObjective::Create(options, 32, at::kCPU, 0),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  SimClrOptions inverted = ToySimClr();
+  inverted.augment.crop.ratio_min = 2.0;
+  inverted.augment.crop.ratio_max = 1.0;
+  EXPECT_THAT(SimClrObjective::Create(inverted, 32, at::kCPU, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(SimClrObjectiveTest, NameLabelsMetricsAndHead) {
   auto objective = SimClrObjective::Create(ToySimClr(), 32, at::kCPU, 0);
   ASSERT_THAT(objective, IsOk());

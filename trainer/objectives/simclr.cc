@@ -19,6 +19,16 @@ absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
   if (!(options.temperature > 0.0)) {
     return absl::InvalidArgumentError("simclr temperature must be positive");
   }
+  const RandomResizedCropOptions& crop = options.augment.crop;
+  if (!(crop.scale_min > 0.0 && crop.scale_min <= crop.scale_max &&
+        crop.scale_max <= 1.0 && crop.ratio_min > 0.0 &&
+        crop.ratio_min <= crop.ratio_max)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "simclr crop needs 0 < scale_min <= scale_max <= 1 and 0 < ratio_min "
+        "<= ratio_max, got scale [",
+        crop.scale_min, ", ", crop.scale_max, "], ratio [", crop.ratio_min,
+        ", ", crop.ratio_max, "]"));
+  }
   if (embedding_dim <= 0 || options.projection_dim <= 0 ||
       options.projection_hidden_dim < 0) {
     return absl::InvalidArgumentError(

@@ -33,7 +33,8 @@ struct SimClrOptions {
 class SimClrObjective : public TrainingObjective {
  public:
   // `embedding_dim` is the model's embedding size. INVALID_ARGUMENT for
-  // batch_size < 2, temperature <= 0 or non-positive sizes; UNAVAILABLE if
+  // batch_size < 2, temperature <= 0, non-positive sizes or a crop outside
+  // 0 < scale_min <= scale_max <= 1, 0 < ratio_min <= ratio_max; UNAVAILABLE if
   // the head cannot be placed on `device`.
   static absl::StatusOr<std::unique_ptr<SimClrObjective>> Create(
       const SimClrOptions& options, int64_t embedding_dim,

@@ -755,8 +755,12 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"pretraining",
        options_.pretrain.method == "none"
            ? std::string("none")
-           : absl::StrCat(options_.pretrain.method, ", ",
-                          options_.pretrain.steps, " steps")},
+           : absl::StrCat(
+                 options_.pretrain.method, ", ", options_.pretrain.steps,
+                 " steps, crop scale ",
+                 options_.pretrain.objective.simclr.augment.crop.scale_min,
+                 "-",
+                 options_.pretrain.objective.simclr.augment.crop.scale_max)},
       {"schedule", absl::StrJoin(plan_.labels, ",")},
       {"round end steps", absl::StrJoin(plan_.end_step, ",")},
       {"time fit",
