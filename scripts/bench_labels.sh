@@ -18,8 +18,10 @@
 #   BENCH_OUT/<run>/      each run's report.json/html, rounds.csv, trainer.log,
 #                         command.txt (the trainer's command line), rc
 #   BENCH_OUT/summary.txt `oraclectl summary`; verify.txt: `oraclectl verify`
-#   BENCH_OUT/table.md    one row per budget and variant (also table.csv;
-#                         runs.csv has one line per trainer start)
+#   BENCH_OUT/table.md    one row per budget and variant, then per class the
+#                         test accuracy and labels bought (also table.csv and
+#                         per_class.csv; runs.csv has one line per trainer
+#                         start)
 #   BENCH_OUT/sweep.log   everything printed
 # Exit status 0 when every run produced a report and the audit log verified.
 #

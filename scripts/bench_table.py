@@ -15,7 +15,9 @@ Also reads SWEEP_DIR/skipped.txt (runs skipped at the deadline) and
 SWEEP_DIR/notes.txt (footer lines: a shuffled data set, MPS), if any.
 Writes SWEEP_DIR/runs.csv (one line per trainer start), SWEEP_DIR/table.csv
 and SWEEP_DIR/table.md (one row per budget and variant: accuracy over seeds,
-labels spent as the oracle counts them, feature quality, time, speed).
+labels spent as the oracle counts them, feature quality, time, speed; below
+it, per class: test accuracy and labels bought, each a mean over the counted
+seeds, also in SWEEP_DIR/per_class.csv).
 For a (budget, variant, seed) started more than once (a retry), the last
 start that exited 0 with a report counts. Exit status 3 when some
 (budget, variant, seed) has no result or no run was started, 0 otherwise. Standard library only.
@@ -75,6 +77,29 @@ def fmt(value, digits=2):
 def mean_or_none(values):
   values = [v for v in values if v is not None]
   return statistics.mean(values) if values else None
+
+
+def per_class_means(members):
+  """(class names, accuracy % per class, labels bought per class), each a
+  mean over the runs in `members` whose reports name the classes; None when
+  none does. Labels come from the report's `queried` list."""
+  reports = [m["report"] for m in members
+             if m["report"].get("class_names") and
+             m["report"].get("per_class_accuracy")]
+  if not reports:
+    return None
+  names = reports[0]["class_names"]
+  accuracy = [statistics.mean(100.0 * r["per_class_accuracy"][c]
+                              for r in reports) for c in range(len(names))]
+  bought = []
+  for r in reports:
+    counts = [0] * len(names)
+    for q in r.get("queried") or []:
+      if 0 <= q.get("label", -1) < len(names):
+        counts[q["label"]] += 1
+    bought.append(counts)
+  labels = [statistics.mean(b[c] for b in bought) for c in range(len(names))]
+  return names, accuracy, labels
 
 
 def main(argv):
@@ -174,6 +199,7 @@ def main(argv):
             [m["report"].get("steps_per_s") for m in good]),
         "device": ",".join(devices) or "-",
         "failed_seeds": " ".join(m["seed"] for m in members if not m["ok"]),
+        "per_class": per_class_means(good),
     })
 
   numeric = {"accuracy_mean_pct": 2, "accuracy_std_pct": 2,
@@ -257,12 +283,44 @@ def main(argv):
       verify_path) else "(not run)"
   lines.append("`oraclectl verify`: " + verify.replace("\n", "; "))
   lines.append("")
+  lines += per_class_table(sweep, rows)
   if not runs:
     lines.append("No run was started.")
   with open(os.path.join(sweep, "table.md"), "w") as f:
     f.write("\n".join(lines))
   sys.stdout.write("\n".join(lines))
   return 3 if missing or not runs else 0
+
+
+def per_class_table(sweep, rows):
+  """Writes SWEEP_DIR/per_class.csv and returns table.md's per-class lines
+  (none when no report names its classes)."""
+  rows = [r for r in rows if r["per_class"]]
+  if not rows:
+    return []
+  names = rows[0]["per_class"][0]
+  with open(os.path.join(sweep, "per_class.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["budget", "strategy", "objective", "pretrain", "extra",
+                     "seeds", "class", "accuracy_mean_pct", "labels_mean"])
+    for row in rows:
+      for name, acc, labels in zip(*row["per_class"]):
+        writer.writerow([row["budget"], row["strategy"], row["objective"],
+                         row["pretrain"], row["extra"], row["seeds"], name,
+                         "%.2f" % acc, "%.2f" % labels])
+  lines = ["Per class, mean over the counted seeds: test accuracy % / labels "
+           "bought.", "",
+           "| budget | variant | " + " | ".join(names) + " |",
+           "| --- | --- |" + " ---: |" * len(names)]
+  for row in rows:
+    variant = ":".join([row["strategy"], row["objective"], row["pretrain"]] +
+                       row["extra"].split())  # VARIANTS' spelling
+    cells = ["%.1f / %.1f" % (acc, labels)
+             for acc, labels in zip(row["per_class"][1], row["per_class"][2])]
+    lines.append("| %s | %s | %s |" % (row["budget"], variant,
+                                        " | ".join(cells)))
+  lines.append("")
+  return lines
 
 
 if __name__ == "__main__":

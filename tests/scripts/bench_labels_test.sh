@@ -89,6 +89,17 @@ for r in runs:
   if r["pretrain"] == "none":
     rep = json.load(open(os.path.join(out, r["run"], "report.json")))
     check(rep["pretrain"]["method"] == "none", r)
+
+# Per class: ten classes per row of the table, the labels bought add up to
+# the budget, accuracies are percentages.
+per_class = list(csv.DictReader(open(os.path.join(out, "per_class.csv"))))
+check(len(per_class) == 40, "4 rows x 10 classes, got %d" % len(per_class))
+for key in set((p["budget"], p["strategy"], p["pretrain"]) for p in per_class):
+  group = [p for p in per_class if (p["budget"], p["strategy"], p["pretrain"]) == key]
+  check(len(group) == 10, "10 classes for %s" % (key,))
+  bought = sum(float(p["labels_mean"]) for p in group)
+  check(abs(bought - int(key[0])) < 1e-6, "labels per class add up to %s: %s" % (key, bought))
+  check(all(0 <= float(p["accuracy_mean_pct"]) <= 100 for p in group), group)
 print("table and runs OK")
 PY
 DEFAULT_DATA=/usr/share/datasets/fashion-mnist

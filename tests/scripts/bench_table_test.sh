@@ -6,7 +6,9 @@
 # Checks: the row's mean, standard deviation and per-seed accuracies, the
 # oracle's label counts, the footer lines on pretraining (with the SimCLR
 # rate of the run that pretrained) and on the fitted run with its steps, the
-# failed start, and exit status 3 for a seed without a result.
+# failed start, exit status 3 for a seed without a result, and the per-class
+# accuracy and labels bought (table.md and per_class.csv), means over the
+# seeds with a result.
 set -euo pipefail
 SRC=${1:?usage: bench_table_test.sh <source_dir>}
 TMP=$(mktemp -d)
@@ -18,12 +20,13 @@ PY=/usr/bin/python3
 S=$TMP/sweep
 mkdir -p "$S"
 printf 'run\tbudget\tseed\tstrategy\tobjective\tpretrain\textra\texperiment\n' > "$S/runs.tsv"
-report() {  # report RUN ACCURACY PLANNED_STEPS PRETRAIN_REUSED
+report() {  # report RUN ACCURACY PLANNED_STEPS PRETRAIN_REUSED PER_CLASS QUERIED
   mkdir -p "$S/$1"
   echo 0 > "$S/$1/rc"
   cat > "$S/$1/report.json" <<JSON
 {"accuracy": $2, "labels_spent": 10, "steps": 500, "planned_steps": $3,
  "steps_per_s": 50.0, "wall_time_s": 12.5, "device": "cpu",
+ "class_names": ["Coat", "Shirt"], "per_class_accuracy": $5, "queried": $6,
  "pretrain": {"method": "simclr", "reused": $4, "steps": 300, "wall_time_s": 60.0}}
 JSON
 }
@@ -31,8 +34,10 @@ for seed in 0 1; do
   run=b10-random-fixmatch-none-s$seed
   printf '%s\t10\t%s\trandom\tfixmatch\tnone\t\tbench-%s\n' "$run" "$seed" "$run" >> "$S/runs.tsv"
 done
-report b10-random-fixmatch-none-s0 0.70 2000 false
-report b10-random-fixmatch-none-s1 0.80 500 true
+report b10-random-fixmatch-none-s0 0.70 2000 false '[0.6, 0.8]' \
+  '[{"id": 4, "label": 0}, {"id": 9, "label": 0}, {"id": 2, "label": 1}]'
+report b10-random-fixmatch-none-s1 0.80 500 true '[0.8, 0.8]' \
+  '[{"id": 4, "label": 0}, {"id": 7, "label": 1}, {"id": 2, "label": 1}]'
 printf 'b10-random-fixmatch-none-s2\t10\t2\trandom\tfixmatch\tnone\t\tbench-b10-random-fixmatch-none-s2\n' >> "$S/runs.tsv"
 mkdir -p "$S/b10-random-fixmatch-none-s2" && echo 1 > "$S/b10-random-fixmatch-none-s2/rc"
 cat > "$S/summary.txt" <<'TXT'
@@ -55,4 +60,8 @@ grep -q '^Failed start: b10-random-fixmatch-none-s2 (exit 1' "$S/table.md" ||
   { cat "$S/table.md"; fail "failed start not listed"; }
 grep -q '^b10-random-fixmatch-none-s0,10,0,random,fixmatch,none,,bench-b10-random-fixmatch-none-s0,0,0.7,10,10,10,false,500,' "$S/runs.csv" ||
   { cat "$S/runs.csv"; fail "runs.csv"; }
+grep -qx '| 10 | random:fixmatch:none | 70.0 / 1.5 | 80.0 / 1.5 |' "$S/table.md" ||
+  { cat "$S/table.md"; fail "per-class row (seed 2 failed: not counted)"; }
+grep -q '^10,random,fixmatch,none,,2,Coat,70.00,1.50' "$S/per_class.csv" ||
+  { cat "$S/per_class.csv"; fail "per_class.csv"; }
 echo "PASS"
