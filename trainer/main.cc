@@ -128,14 +128,17 @@ ABSL_FLAG(double, smoothing_alpha, 0.9,
           "with --contrast_memory: weight of an image's own pseudo-label "
           "distribution against its neighbours' in the memory");
 ABSL_FLAG(std::string, pretrain, "none",
-          "self-supervised pretraining on the unlabelled pool: none | simclr");
+          "self-supervised pretraining on the unlabelled pool: none | simclr "
+          "| byol");
 ABSL_FLAG(int64_t, pretrain_steps, 2000, "pretraining steps");
 ABSL_FLAG(int32_t, pretrain_batch, 256, "pretraining images per step");
-ABSL_FLAG(double, pretrain_temperature, 0.2, "NT-Xent temperature");
+ABSL_FLAG(double, pretrain_temperature, 0.2, "simclr: NT-Xent temperature");
+ABSL_FLAG(double, pretrain_target_decay, 0.99,
+          "byol: EMA decay of the target network, in [0, 1)");
 ABSL_FLAG(double, pretrain_lr, 0.06, "pretraining peak learning rate");
 ABSL_FLAG(double, pretrain_crop_scale, 0.2,
-          "smallest area fraction a SimCLR view's random resized crop keeps "
-          "(0 < s <= 1)");
+          "smallest area fraction a SimCLR or BYOL view's random resized crop "
+          "keeps (0 < s <= 1)");
 ABSL_FLAG(std::string, pretrain_cache, "runs/pretrain-cache",
           "folder of pretrained checkpoints, reused across runs with the "
           "same pool, model, settings and seed");
@@ -284,6 +287,12 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_pretrain_temperature);
   options.pretrain.learner.lr = absl::GetFlag(FLAGS_pretrain_lr);
   options.pretrain.objective.simclr.augment.crop.scale_min =
+      absl::GetFlag(FLAGS_pretrain_crop_scale);
+  options.pretrain.objective.byol.batch_size =
+      absl::GetFlag(FLAGS_pretrain_batch);
+  options.pretrain.objective.byol.target_decay =
+      absl::GetFlag(FLAGS_pretrain_target_decay);
+  options.pretrain.objective.byol.augment.crop.scale_min =
       absl::GetFlag(FLAGS_pretrain_crop_scale);
   options.pretrain.learner.cosine_span = 0.5;  // decays to zero
   options.pretrain.learner.mixed_precision = absl::GetFlag(FLAGS_bf16);

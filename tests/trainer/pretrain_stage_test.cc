@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "common/status_matchers.h"
+#include "trainer/learn/learner.h"
+#include "trainer/objectives/byol.h"
 
 namespace trainer {
 namespace {
@@ -158,6 +161,72 @@ TEST(PretrainStageTest, RejectsBadMethodsAndSteps) {
                              nullptr, nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("positive")));
+}
+
+TEST(PretrainStageTest, ByolHasItsOwnKeyWithItsSettings) {
+  torch::Tensor pool = ToyPool();
+  PretrainOptions simclr = TinyOptions(TempDir("byol_keys"));
+  PretrainOptions byol = simclr;
+  byol.method = "byol";
+  auto simclr_key = PretrainCacheKey(pool, TinyModel(), simclr, 1);
+  auto byol_key = PretrainCacheKey(pool, TinyModel(), byol, 1);
+  ASSERT_THAT(simclr_key, IsOk());
+  ASSERT_THAT(byol_key, IsOk());
+  EXPECT_NE(*simclr_key, *byol_key);
+  // BYOL's settings change its key; SimCLR's temperature does not.
+  PretrainOptions slower = byol;
+  slower.objective.byol.target_decay = 0.999;
+  EXPECT_NE(*byol_key, *PretrainCacheKey(pool, TinyModel(), slower, 1));
+  PretrainOptions larger = byol;
+  larger.objective.byol.batch_size = 32;
+  EXPECT_NE(*byol_key, *PretrainCacheKey(pool, TinyModel(), larger, 1));
+  PretrainOptions cropped = byol;
+  cropped.objective.byol.augment.crop.scale_min = 0.5;
+  EXPECT_NE(*byol_key, *PretrainCacheKey(pool, TinyModel(), cropped, 1));
+  PretrainOptions warmer = byol;
+  warmer.objective.simclr.temperature = 0.5;
+  EXPECT_EQ(*byol_key, *PretrainCacheKey(pool, TinyModel(), warmer, 1));
+}
+
+TEST(PretrainStageTest, ByolTrainsWithTheLearnersEmaAsItsTarget) {
+  const std::string cache = TempDir("byol");
+  PretrainOptions options = TinyOptions(cache);
+  options.method = "byol";
+  options.steps = 5;
+  options.objective.byol.batch_size = 16;
+  options.objective.byol.hidden_dim = 16;
+  options.objective.byol.projection_dim = 8;
+  // Decay 0: the target is the online model after every step, which the
+  // checkpoint's EMA copy shows (the learner's default decay is 0.999).
+  options.objective.byol.target_decay = 0.0;
+  auto result = RunPretraining(options, TinyModel(), ToyPool(), torch::kCPU,
+                               /*seed=*/3, nullptr, nullptr);
+  ASSERT_THAT(result, IsOk());
+  EXPECT_THAT(result->checkpoint, HasSubstr("byol-"));
+  ASSERT_FALSE(result->loss_curve.empty());
+  for (const auto& [step, loss] : result->loss_curve) {
+    EXPECT_TRUE(std::isfinite(loss)) << step;
+  }
+
+  ModelOptions model = TinyModel();
+  model.init_seed = 3;
+  auto probe = MakeModel(model);
+  ASSERT_THAT(probe, IsOk());
+  auto objective = ByolObjective::Create(options.objective.byol,
+                                         (*probe)->embedding_dim(),
+                                         torch::kCPU, 3);
+  ASSERT_THAT(objective, IsOk());
+  auto learner = Learner::Create(model, LearnerOptions(),
+                                 *std::move(objective), torch::kCPU);
+  ASSERT_THAT(learner, IsOk());
+  ASSERT_THAT((*learner)->Load(result->checkpoint), IsOk());
+  EXPECT_EQ((*learner)->step(), 5);
+  const auto online = (*learner)->model()->parameters();
+  const auto target = (*learner)->ema_model()->parameters();
+  ASSERT_EQ(online.size(), target.size());
+  for (size_t i = 0; i < online.size(); ++i) {
+    EXPECT_TRUE(torch::equal(online[i], target[i])) << i;
+  }
 }
 
 }  // namespace

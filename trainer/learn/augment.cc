@@ -435,4 +435,19 @@ at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
   return StrongAugment(cropped, gen, options.strong);
 }
 
+absl::Status ValidateCrop(const RandomResizedCropOptions& crop,
+                          const std::string& owner) {
+  if (crop.scale_min > 0.0 && crop.scale_min <= crop.scale_max &&
+      crop.scale_max <= 1.0 && crop.ratio_min > 0.0 &&
+      crop.ratio_min <= crop.ratio_max) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      owner,
+      " crop needs 0 < scale_min <= scale_max <= 1 and 0 < ratio_min <= "
+      "ratio_max, got scale [",
+      crop.scale_min, ", ", crop.scale_max, "], ratio [", crop.ratio_min, ", ",
+      crop.ratio_max, "]"));
+}
+
 }  // namespace trainer

@@ -11,8 +11,10 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace trainer {
@@ -141,6 +143,11 @@ struct RandomResizedCropOptions {
   double ratio_min = 3.0 / 4.0;
   double ratio_max = 4.0 / 3.0;
 };
+
+// OK when 0 < scale_min <= scale_max <= 1 and 0 < ratio_min <= ratio_max;
+// INVALID_ARGUMENT otherwise, naming `owner` (e.g. "simclr") and the ranges.
+absl::Status ValidateCrop(const RandomResizedCropOptions& crop,
+                          const std::string& owner);
 
 // Crops every image of `images` ([N, C, H, W] float32 in [0, 1]) to its own
 // random box and resizes it back to H x W with bilinear sampling, for the

@@ -44,6 +44,11 @@ const std::vector<std::pair<std::string, Factory>>& Registry() {
              return Upcast(SimClrObjective::Create(o.simclr, e.embedding_dim,
                                                    e.device, e.seed));
            }},
+          {"byol",
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
+             return Upcast(ByolObjective::Create(o.byol, e.embedding_dim,
+                                                 e.device, e.seed));
+           }},
       };
   return *registry;
 }
@@ -55,6 +60,13 @@ const SemiSupervisedOptions* SemiSupervisedBatch(
   if (options.name == "fixmatch") return &options.fixmatch.batch;
   if (options.name == "flexmatch") return &options.flexmatch.batch;
   if (options.name == "freematch") return &options.freematch.batch;
+  return nullptr;
+}
+
+const ContrastiveAugmentOptions* ContrastiveViews(
+    const ObjectiveOptions& options) {
+  if (options.name == "simclr") return &options.simclr.augment;
+  if (options.name == "byol") return &options.byol.augment;
   return nullptr;
 }
 

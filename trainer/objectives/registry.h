@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/learn/objective.h"
+#include "trainer/objectives/byol.h"
 #include "trainer/objectives/fixmatch.h"
 #include "trainer/objectives/flexmatch.h"
 #include "trainer/objectives/freematch.h"
@@ -25,6 +26,7 @@ struct ObjectiveOptions {
   FlexMatchOptions flexmatch;
   FreeMatchOptions freematch;
   SimClrOptions simclr;
+  ByolOptions byol;
 };
 
 // What an objective needs to know about where it runs.
@@ -41,6 +43,11 @@ struct ObjectiveEnvironment {
 // The batch and augmentation options of the pseudo-labelling objective
 // `options.name` (fixmatch, flexmatch, freematch); null for any other.
 const SemiSupervisedOptions* SemiSupervisedBatch(
+    const ObjectiveOptions& options);
+
+// The contrastive views of the label-free objective `options.name` (simclr,
+// byol); null for any other.
+const ContrastiveAugmentOptions* ContrastiveViews(
     const ObjectiveOptions& options);
 
 // How the objective `options.name` thresholds pseudo-labels, for reports:

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "trainer/objectives/nt_xent.h"
 
 namespace trainer {
@@ -19,16 +20,7 @@ absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
   if (!(options.temperature > 0.0)) {
     return absl::InvalidArgumentError("simclr temperature must be positive");
   }
-  const RandomResizedCropOptions& crop = options.augment.crop;
-  if (!(crop.scale_min > 0.0 && crop.scale_min <= crop.scale_max &&
-        crop.scale_max <= 1.0 && crop.ratio_min > 0.0 &&
-        crop.ratio_min <= crop.ratio_max)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "simclr crop needs 0 < scale_min <= scale_max <= 1 and 0 < ratio_min "
-        "<= ratio_max, got scale [",
-        crop.scale_min, ", ", crop.scale_max, "], ratio [", crop.ratio_min,
-        ", ", crop.ratio_max, "]"));
-  }
+  RETURN_IF_ERROR(ValidateCrop(options.augment.crop, "simclr"));
   if (embedding_dim <= 0 || options.projection_dim <= 0 ||
       options.projection_hidden_dim < 0) {
     return absl::InvalidArgumentError(

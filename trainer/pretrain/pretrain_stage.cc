@@ -14,28 +14,39 @@
 namespace trainer {
 namespace {
 
-// Every option that changes the stage's result, as text.
+// Every option that changes the stage's result, as text. The SimCLR text is
+// the one earlier versions hashed, so their cached checkpoints stay valid.
 std::string Describe(const ModelOptions& m, const PretrainOptions& o,
                      uint64_t seed) {
-  const SimClrOptions& s = o.objective.simclr;
   const LearnerOptions& l = o.learner;
-  const ContrastiveAugmentOptions& a = s.augment;
-  return absl::StrCat(
+  const std::string model = absl::StrCat(
       "model:", m.arch, ",", m.width, ",", m.num_classes, ",", m.in_channels,
       ",", m.bn_momentum, ",", m.leaky_slope, ",", m.input_mean, ",",
-      m.input_std, ",", m.init, ";method:", o.method, ";steps:", o.steps,
-      ";simclr:", s.batch_size, ",", s.temperature, ",",
-      s.projection_hidden_dim, ",", s.projection_dim, ";crop:",
-      a.crop.scale_min, ",", a.crop.scale_max, ",", a.crop.ratio_min, ",",
-      a.crop.ratio_max, ",flip:", a.flip_probability, ",ops:",
-      a.strong.num_ops, ";learner:", l.lr, ",", l.cosine_span, ",",
-      l.momentum, ",", l.nesterov, ",", l.weight_decay, ",",
-      l.mixed_precision, ";seed:", seed);
+      m.input_std, ",", m.init, ";method:", o.method, ";steps:", o.steps);
+  std::string method;
+  const ContrastiveAugmentOptions* a = nullptr;
+  if (o.method == "byol") {
+    const ByolOptions& b = o.objective.byol;
+    method = absl::StrCat(";byol:", b.batch_size, ",", b.target_decay, ",",
+                          b.hidden_dim, ",", b.projection_dim);
+    a = &b.augment;
+  } else {
+    const SimClrOptions& s = o.objective.simclr;
+    method = absl::StrCat(";simclr:", s.batch_size, ",", s.temperature, ",",
+                          s.projection_hidden_dim, ",", s.projection_dim);
+    a = &s.augment;
+  }
+  return absl::StrCat(
+      model, method, ";crop:", a->crop.scale_min, ",", a->crop.scale_max, ",",
+      a->crop.ratio_min, ",", a->crop.ratio_max, ",flip:", a->flip_probability,
+      ",ops:", a->strong.num_ops, ";learner:", l.lr, ",", l.cosine_span, ",",
+      l.momentum, ",", l.nesterov, ",", l.weight_decay, ",", l.mixed_precision,
+      ";seed:", seed);
 }
 
 }  // namespace
 
-std::vector<std::string> PretrainMethodNames() { return {"simclr"}; }
+std::vector<std::string> PretrainMethodNames() { return {"simclr", "byol"}; }
 
 absl::StatusOr<std::string> PretrainCacheKey(const torch::Tensor& pool,
                                              const ModelOptions& model,
@@ -116,6 +127,10 @@ absl::StatusOr<PretrainResult> RunPretraining(const PretrainOptions& options,
   LearnerOptions learner_options = options.learner;
   learner_options.total_steps = options.steps;
   learner_options.seed = seed;
+  if (options.method == "byol") {
+    // The learner's EMA copy is BYOL's target network.
+    learner_options.ema_decay = options.objective.byol.target_decay;
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Learner> learner,
                    Learner::Create(model_options, learner_options,
                                    std::move(objective), device));

@@ -1,5 +1,5 @@
 // The self-supervised pretraining stage: trains the classifier's backbone on
-// the unlabelled pool with a label-free objective (SimCLR) and keeps the
+// the unlabelled pool with a label-free objective (SimCLR or BYOL) and keeps the
 // result in a cache, keyed by everything that determines it, so a sweep of
 // budgets and strategies pretrains once per seed. Reads no label.
 #ifndef TRAINER_PRETRAIN_PRETRAIN_STAGE_H_
@@ -24,10 +24,12 @@ struct PretrainOptions {
   // Optimisation steps of the stage.
   int64_t steps = 1000;
   // The objective's options (its name is set from `method`); the SimCLR
-  // part holds batch size and temperature.
+  // or BYOL part holds batch size, views and the method's own settings.
+  // BYOL's target_decay also sets the learner's ema_decay (the target
+  // network is the learner's EMA copy).
   ObjectiveOptions objective;
-  // Learning rate schedule and optimizer; total_steps is set from `steps`
-  // and seed from the run's seed.
+  // Learning rate schedule and optimizer; total_steps is set from `steps`,
+  // seed from the run's seed and, for BYOL, ema_decay as above.
   LearnerOptions learner;
   // Folder of the checkpoint cache (created if missing).
   std::string cache_dir = "runs/pretrain-cache";

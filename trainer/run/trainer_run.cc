@@ -29,6 +29,25 @@ namespace {
 constexpr char kJournalFile[] = "purchases.log";
 constexpr char kCheckpointFile[] = "checkpoint.pt";
 
+// The report's "pretraining" entry: the method, its steps and views' crop,
+// and BYOL's target decay; "none" without pretraining.
+std::string PretrainingDescription(const PretrainOptions& pretrain) {
+  if (pretrain.method == "none") return "none";
+  ObjectiveOptions objective = pretrain.objective;
+  objective.name = pretrain.method;
+  std::string text =
+      absl::StrCat(pretrain.method, ", ", pretrain.steps, " steps");
+  if (const ContrastiveAugmentOptions* views = ContrastiveViews(objective)) {
+    absl::StrAppend(&text, ", crop scale ", views->crop.scale_min, "-",
+                    views->crop.scale_max);
+  }
+  if (pretrain.method == "byol") {
+    absl::StrAppend(&text, ", target decay ",
+                    pretrain.objective.byol.target_decay);
+  }
+  return text;
+}
+
 absl::StatusOr<torch::Device> ChooseDevice(const std::string& spec) {
   if (spec == "auto") {
     return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
@@ -753,14 +772,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"strategy", strategy_->name()},
       {"objective", options_.objective.name},
       {"pretraining",
-       options_.pretrain.method == "none"
-           ? std::string("none")
-           : absl::StrCat(
-                 options_.pretrain.method, ", ", options_.pretrain.steps,
-                 " steps, crop scale ",
-                 options_.pretrain.objective.simclr.augment.crop.scale_min,
-                 "-",
-                 options_.pretrain.objective.simclr.augment.crop.scale_max)},
+       PretrainingDescription(options_.pretrain)},
       {"schedule", absl::StrJoin(plan_.labels, ",")},
       {"round end steps", absl::StrJoin(plan_.end_step, ",")},
       {"time fit",
