@@ -13,6 +13,7 @@
 #include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
+#include "tests/trainer/pattern_pool.h"
 
 namespace trainer {
 namespace {
@@ -39,30 +40,6 @@ SimClrOptions ToySimClr() {
   // are not always enough for a clear decrease.
   options.augment.strong.num_ops = 0;
   return options;
-}
-
-// A pool of `copies` noisy copies of 8 distinct patterns: plane waves of
-// different orientations and frequencies, and a few blobs.
-at::Tensor PatternPool(int64_t copies) {
-  const at::Tensor coords = at::arange(28, at::kFloat) / 28.0f;
-  const at::Tensor y = coords.view({28, 1}).expand({28, 28});
-  const at::Tensor x = coords.view({1, 28}).expand({28, 28});
-  const double pi = std::acos(-1.0);
-  std::vector<at::Tensor> patterns = {
-      0.5f + 0.5f * at::sin(2 * pi * 2 * x),
-      0.5f + 0.5f * at::sin(2 * pi * 2 * y),
-      0.5f + 0.5f * at::sin(2 * pi * 5 * (x + y)),
-      0.5f + 0.5f * at::sin(2 * pi * 5 * (x - y)),
-      (at::sin(2 * pi * 3 * x) * at::sin(2 * pi * 3 * y) > 0).to(at::kFloat),
-      at::exp(-((x - 0.5f).pow(2) + (y - 0.5f).pow(2)) / 0.02f),
-      1.0f - at::exp(-((x - 0.5f).pow(2) + (y - 0.5f).pow(2)) / 0.05f),
-      (at::abs(x - 0.5f) < 0.1f).to(at::kFloat) +
-          (at::abs(y - 0.5f) < 0.1f).to(at::kFloat) * 0.5f,
-  };
-  at::Tensor base = at::stack(patterns).clamp(0.0f, 1.0f).unsqueeze(1);
-  at::Generator gen = *MakeGenerator(at::kCPU, 77);
-  at::Tensor pool = base.repeat({copies, 1, 1, 1});
-  return (pool + 0.05f * at::randn(pool.sizes(), gen)).clamp(0.0f, 1.0f);
 }
 
 struct SimClrLearner {
