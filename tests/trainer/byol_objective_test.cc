@@ -201,8 +201,9 @@ TEST(ByolObjectiveTest, TargetProjectorFollowsTheProjectorByItsDecay) {
 }
 
 // The objective's mean target_cosine on `pool` for 8 fixed draws of batches
-// and views, without gradients. Loss also moves the target projector a
-// little, so call it on a copy's state only for comparisons within a test.
+// and views, without gradients. Each Loss call also moves the target
+// projector one EMA step, so the number is only for comparisons within a
+// test.
 double FixedDrawCosine(Learner& learner, ByolObjective& objective,
                        const at::Tensor& pool) {
   torch::NoGradGuard no_grad;

@@ -65,9 +65,10 @@ ObjectiveLoss ByolObjective::Loss(const StepContext& context,
       pool.size(0), {n}, context.generator,
       torch::TensorOptions().dtype(at::kLong).device(pool.device()));
   Tensor images = pool.index_select(0, index);
+  const ContrastiveAugmentOptions& augment = options_.augment;
   Tensor views =
-      at::cat({ContrastiveAugment(images, context.generator, options_.augment),
-               ContrastiveAugment(images, context.generator, options_.augment)});
+      at::cat({ContrastiveAugment(images, context.generator, augment),
+               ContrastiveAugment(images, context.generator, augment)});
   Tensor prediction = predictor_->forward(
       projector_->forward(context.Forward(context.model, views).embedding));
   Tensor target;

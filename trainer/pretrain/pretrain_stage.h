@@ -1,6 +1,6 @@
 // The self-supervised pretraining stage: trains the classifier's backbone on
-// the unlabelled pool with a label-free objective (SimCLR or BYOL) and keeps the
-// result in a cache, keyed by everything that determines it, so a sweep of
+// the unlabelled pool with a label-free objective (SimCLR or BYOL) and keeps
+// the result in a cache, keyed by everything that determines it, so a sweep of
 // budgets and strategies pretrains once per seed. Reads no label.
 #ifndef TRAINER_PRETRAIN_PRETRAIN_STAGE_H_
 #define TRAINER_PRETRAIN_PRETRAIN_STAGE_H_
