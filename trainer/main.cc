@@ -111,6 +111,9 @@ ABSL_FLAG(std::string, objective, "fixmatch",
           "semi-supervised objective of the rounds: fixmatch | flexmatch | "
           "freematch");
 ABSL_FLAG(double, lambda_f, 0.001, "freematch: weight of the fairness term");
+ABSL_FLAG(double, threshold_momentum, 0.999,
+          "freematch: EMA momentum of the self-adaptive threshold's state "
+          "(its time constant is about 1 / (1 - momentum) steps)");
 ABSL_FLAG(double, lambda_c, 0.0,
           "weight of CoMatch's graph-contrastive term on the weak and strong "
           "views (0: off)");
@@ -274,6 +277,8 @@ int main(int argc, char** argv) {
   options.objective.flexmatch.threshold = absl::GetFlag(FLAGS_threshold);
   options.objective.freematch.batch = batch;
   options.objective.freematch.lambda_f = absl::GetFlag(FLAGS_lambda_f);
+  options.objective.freematch.ema_momentum =
+      absl::GetFlag(FLAGS_threshold_momentum);
   options.learner.lr = absl::GetFlag(FLAGS_lr);
   options.learner.weight_decay = absl::GetFlag(FLAGS_weight_decay);
   options.learner.ema_decay = absl::GetFlag(FLAGS_ema);

@@ -15,6 +15,7 @@
 #include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
+#include "trainer/objectives/registry.h"
 
 namespace trainer {
 namespace {
@@ -93,6 +94,15 @@ TEST(FreeMatchObjectiveTest, NameLabelsAndMetricNames) {
               ElementsAre("loss_x", "loss_u", "mask_rate", "loss_f", "tau"));
   // Thresholds start at 1/C.
   EXPECT_FLOAT_EQ((*objective)->thresholds().tau().item<float>(), 0.5f);
+}
+
+TEST(FreeMatchObjectiveTest, ReportsItsThresholdMomentum) {
+  ObjectiveOptions options;
+  options.name = "freematch";
+  options.freematch = ToyFreeMatch();
+  EXPECT_EQ(ThresholdDescription(options), "self-adaptive, momentum 0.9");
+  options.freematch.ema_momentum = 0.999;
+  EXPECT_EQ(ThresholdDescription(options), "self-adaptive, momentum 0.999");
 }
 
 TEST(FreeMatchObjectiveTest, StepsThroughALearnerMoveTheThresholds) {

@@ -78,7 +78,10 @@ std::string ThresholdDescription(const ObjectiveOptions& options) {
     return absl::StrCat("curriculum below ", options.flexmatch.threshold,
                         options.flexmatch.threshold_warmup ? ", warm-up" : "");
   }
-  if (options.name == "freematch") return "self-adaptive";
+  if (options.name == "freematch") {
+    return absl::StrCat("self-adaptive, momentum ",
+                        options.freematch.ema_momentum);
+  }
   return "none";
 }
 
