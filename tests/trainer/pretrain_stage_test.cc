@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <vector>
 
 #include "common/status_matchers.h"
 #include "trainer/learn/learner.h"
@@ -63,15 +64,25 @@ TEST(PretrainStageTest, LowersTheLossAndCachesTheCheckpoint) {
   const std::string cache = TempDir("cache");
   torch::Tensor pool = ToyPool();
   PretrainOptions options = TinyOptions(cache);
-  int progress_calls = 0;
+  std::vector<PretrainStepReport> reports;
   auto result = RunPretraining(
       options, TinyModel(), pool, torch::kCPU, /*seed=*/1,
-      [&](int64_t, double, double) { ++progress_calls; }, nullptr);
+      [&](const PretrainStepReport& r) { reports.push_back(r); }, nullptr);
   ASSERT_THAT(result, IsOk());
   EXPECT_FALSE(result->reused);
   EXPECT_EQ(result->steps, 40);
-  EXPECT_EQ(progress_calls, 8);
+  ASSERT_EQ(reports.size(), 8u);
   ASSERT_EQ(result->loss_curve.size(), 8u);
+  for (size_t i = 0; i < reports.size(); ++i) {
+    const PretrainStepReport& r = reports[i];
+    EXPECT_EQ(r.step, 5 * static_cast<int64_t>(i + 1));
+    EXPECT_EQ(r.loss, result->loss_curve[i].second);
+    EXPECT_GE(r.steps_per_s, 0.0);
+    // The rate the reported step trained at, on the stage's cosine.
+    EXPECT_DOUBLE_EQ(r.lr, CosineLearningRate(0.05, r.step - 1, 40, 0.5))
+        << "step " << r.step;
+  }
+  EXPECT_GT(reports.front().lr, reports.back().lr);
   double first = 0, last = 0;
   for (int i = 0; i < 2; ++i) first += result->loss_curve[i].second;
   for (int i = 6; i < 8; ++i) last += result->loss_curve[i].second;

@@ -156,7 +156,7 @@ absl::StatusOr<PretrainResult> RunPretraining(const PretrainOptions& options,
       window = now;
       window_step = stats.step;
       result.loss_curve.emplace_back(stats.step, loss);
-      if (progress) progress(stats.step, loss, rate);
+      if (progress) progress({stats.step, loss, rate, stats.lr});
     }
   }
   result.wall_time_s = std::chrono::duration<double>(

@@ -64,8 +64,14 @@ absl::StatusOr<std::string> PretrainCacheKey(const torch::Tensor& pool,
                                              const PretrainOptions& options,
                                              uint64_t seed);
 
-// Called every log_every steps with (step, loss, steps per second).
-using PretrainProgress = std::function<void(int64_t, double, double)>;
+// What the stage reports every log_every steps (and after its last step).
+struct PretrainStepReport {
+  int64_t step = 0;          // steps completed
+  double loss = 0;           // the objective's loss at that step
+  double steps_per_s = 0;    // over the steps since the previous report
+  double lr = 0;             // learning rate that step used
+};
+using PretrainProgress = std::function<void(const PretrainStepReport&)>;
 
 // Returns the cached checkpoint for (pool, model, options, seed) or trains
 // one: `options.steps` steps of `options.method` from the model's seeded

@@ -275,17 +275,19 @@ absl::Status Run::Pretrain() {
                    train_images_.size(0), " unlabelled images"));
   const int64_t report_every =
       std::max<int64_t>(1, options_.pretrain.steps / 10);
-  PretrainProgress progress = [&](int64_t step, double loss, double rate) {
+  PretrainProgress progress = [&](const PretrainStepReport& update) {
     StepMetrics metrics;
-    metrics.step = step;
+    metrics.step = update.step;
     metrics.stage = "pretrain";
-    metrics.loss = loss;
-    metrics.steps_per_s = rate;
+    metrics.loss = update.loss;
+    metrics.lr = update.lr;
+    metrics.steps_per_s = update.steps_per_s;
     report_->AppendMetrics(metrics).IgnoreError();
-    if (step % report_every < options_.pretrain.log_every ||
-        step == options_.pretrain.steps) {
-      Log(absl::StrFormat("pretrain step %d/%d: loss %.4f, %.1f steps/s", step,
-                          options_.pretrain.steps, loss, rate));
+    if (update.step % report_every < options_.pretrain.log_every ||
+        update.step == options_.pretrain.steps) {
+      Log(absl::StrFormat("pretrain step %d/%d: loss %.4f, %.1f steps/s",
+                          update.step, options_.pretrain.steps, update.loss,
+                          update.steps_per_s));
     }
   };
   ASSIGN_OR_RETURN(PretrainResult result,
