@@ -23,6 +23,7 @@ using ::common::IsOk;
 using ::common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kDataDir[] = "/usr/share/datasets/fashion-mnist";
 
@@ -212,6 +213,11 @@ TEST(RunTrainerTest, PretrainsSelectsBuysAndReportsEveryStage) {
   const std::string metrics = ReadFile(options.out_dir + "/metrics.jsonl");
   EXPECT_THAT(metrics, HasSubstr("\"stage\":\"pretrain\""));
   EXPECT_THAT(metrics, HasSubstr("\"tau\":"));
+  // The first line is pretraining's step 2; it records the rate it used.
+  const std::string first_line = metrics.substr(0, metrics.find('\n'));
+  EXPECT_THAT(first_line, HasSubstr("\"stage\":\"pretrain\""));
+  EXPECT_THAT(first_line, HasSubstr("\"lr\":0."));
+  EXPECT_THAT(first_line, Not(HasSubstr("\"lr\":0,")));
 
   // A second run with the same pool, model, settings and seed reuses the
   // pretrained weights: no new cache entry.
