@@ -148,6 +148,14 @@ ABSL_FLAG(std::string, pretrain_cache, "runs/pretrain-cache",
 ABSL_FLAG(bool, restart_rounds, false,
           "after each purchase, restart training from the initial weights "
           "with a fresh schedule over that round's steps");
+ABSL_FLAG(int64_t, distill_steps, 0,
+          "after the last round, train a fresh model from the initial weights "
+          "for this many steps on pseudo-labels blended with the final "
+          "model's (a fixed teacher) and report it instead (0: no "
+          "distillation)");
+ABSL_FLAG(double, teacher_weight, 1.0,
+          "with --distill_steps: weight of the teacher's probabilities in the "
+          "student's pseudo-labels, against its own (1: the teacher's alone)");
 ABSL_FLAG(bool, recalibrate_bn, false,
           "re-estimate the EMA model's batch-norm statistics on clean pool "
           "images before it predicts");
@@ -270,6 +278,7 @@ int main(int argc, char** argv) {
   batch.contrast.graph_threshold = absl::GetFlag(FLAGS_contrast_threshold);
   batch.contrast.memory_size = absl::GetFlag(FLAGS_contrast_memory);
   batch.contrast.smoothing_alpha = absl::GetFlag(FLAGS_smoothing_alpha);
+  batch.teacher_weight = absl::GetFlag(FLAGS_teacher_weight);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);
@@ -304,6 +313,7 @@ int main(int argc, char** argv) {
   options.pretrain.learner.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
   options.pretrain.cache_dir = absl::GetFlag(FLAGS_pretrain_cache);
   options.restart_rounds = absl::GetFlag(FLAGS_restart_rounds);
+  options.distill_steps = absl::GetFlag(FLAGS_distill_steps);
   options.recalibrate_bn = absl::GetFlag(FLAGS_recalibrate_bn);
   options.eval_flip = absl::GetFlag(FLAGS_eval_flip);
   options.feature_quality = absl::GetFlag(FLAGS_feature_quality);

@@ -322,7 +322,25 @@ TEST(LearnerTest, StepValidatesInputs) {
   // A target out of range surfaces as INVALID_ARGUMENT, not a crash.
   EXPECT_THAT(step(data.labelled, data.targets + 5, data.unlabelled),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  // A teacher's probabilities need one float row per pool image.
+  const int64_t pool = data.unlabelled.size(0);
+  const int64_t classes = 2;  // the toy model's
+  auto with_teacher = [&](at::Tensor teacher) {
+    return (*learner)->Step(
+        StepData{data.labelled, data.targets, data.unlabelled, teacher});
+  };
+  EXPECT_THAT(with_teacher(at::full({pool - 1, classes}, 1.0 / classes)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(with_teacher(at::full({pool, classes + 1}, 1.0 / classes)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(with_teacher(at::full({pool}, 1.0 / classes)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(with_teacher(at::full({pool, classes}, 1.0 / classes,
+                                    at::TensorOptions().dtype(at::kDouble))),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ((*learner)->step(), 0);
+  EXPECT_THAT(with_teacher(at::full({pool, classes}, 1.0 / classes)), IsOk());
+  EXPECT_EQ((*learner)->step(), 1);
 }
 
 TEST(LearnerTest, SetScheduleRestartsTheCosine) {

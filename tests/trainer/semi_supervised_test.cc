@@ -160,6 +160,52 @@ TEST(PseudoLabellingTest, WithoutContrastLabelsAreTheWeakViewsSoftmax) {
   EXPECT_EQ((*labelling)->contrast(), nullptr);
 }
 
+TEST(PseudoLabellingTest, BlendsInTheTeachersProbabilitiesOfTheSameImages) {
+  ToyContext toy = MakeToyContext();
+  StepData data = ToyStepData();
+  // Each pool image's teacher distribution is one-hot on its row mod 3.
+  data.teacher_probs = at::one_hot(at::arange(20) % 3, 3).to(at::kFloat);
+  for (double weight : {1.0, 0.25, 0.0}) {
+    SemiSupervisedOptions options = SmallBatch();
+    options.teacher_weight = weight;
+    auto labelling = PseudoLabelling::Create(options, 3, at::kCPU, 0, 0);
+    ASSERT_THAT(labelling, IsOk());
+    SemiSupervisedLogits logits =
+        SemiSupervisedForward(toy.context(), data, options);
+    // The teacher rows are those of the sampled pool images.
+    ASSERT_TRUE(logits.teacher_probs.defined());
+    EXPECT_TRUE(at::equal(logits.teacher_probs.argmax(1),
+                          logits.unlabelled_index % 3));
+    PseudoLabels labels = (*labelling)->Label(logits);
+    at::Tensor own = at::softmax(logits.logits_u_weak, 1);
+    EXPECT_TRUE(at::allclose(
+        labels.probs, (1 - weight) * own + weight * logits.teacher_probs))
+        << weight;
+  }
+  // Without a teacher the weight changes nothing.
+  SemiSupervisedOptions options = SmallBatch();
+  options.teacher_weight = 1.0;
+  auto labelling = PseudoLabelling::Create(options, 3, at::kCPU, 0, 0);
+  ASSERT_THAT(labelling, IsOk());
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  EXPECT_FALSE(logits.teacher_probs.defined());
+  EXPECT_TRUE(at::allclose((*labelling)->Label(logits).probs,
+                           at::softmax(logits.logits_u_weak, 1)));
+}
+
+TEST(PseudoLabellingTest, TeacherWeightMustBeAFraction) {
+  SemiSupervisedOptions options = SmallBatch();
+  for (double bad : {-0.1, 1.5, std::nan("")}) {
+    options.teacher_weight = bad;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  options.teacher_weight = 0.0;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+}
+
 TEST(PseudoLabellingTest, MemorySmoothsFromTheSecondStepOn) {
   ToyContext toy = MakeToyContext();
   SemiSupervisedOptions options = SmallBatch();

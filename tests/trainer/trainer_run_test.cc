@@ -291,6 +291,66 @@ TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {
   EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
 }
 
+TEST(RunTrainerTest, DistillsAFreshStudentFromTheFinalModel) {
+  // After the rounds (8 steps) a student trains 6 more steps from the
+  // pretrained weights, buying nothing; the teacher's checkpoint stays.
+  // With teacher weight 0 the student's pseudo-labels are its own: the same
+  // run then ends with other predictions, so the teacher's reach the steps.
+  std::vector<int32_t> predictions[2];
+  for (int weighted : {1, 0}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir =
+        TempDir(weighted ? "distill" : "distill_unweighted");
+    TrainerOptions options = TinyStagedRun(dir);
+    options.restart_rounds = false;
+    options.feature_quality = false;
+    options.distill_steps = 6;
+    options.objective.freematch.batch.teacher_weight = weighted;
+    auto summary = RunTrainer(options, &oracle, nullptr);
+    ASSERT_THAT(summary, IsOk());
+    predictions[weighted] = oracle.last_predictions();
+    EXPECT_EQ(summary->steps, 14);
+    EXPECT_EQ(summary->labels_spent, 20);
+    EXPECT_EQ(oracle.queries(), 2);
+    // One evaluation per round end, one after distillation.
+    EXPECT_EQ(oracle.evaluations(), 3);
+    EXPECT_TRUE(std::filesystem::exists(options.out_dir + "/checkpoint.pt"));
+    EXPECT_TRUE(std::filesystem::exists(options.out_dir + "/student.pt"));
+    const std::string metrics = ReadFile(options.out_dir + "/metrics.jsonl");
+    EXPECT_THAT(metrics, HasSubstr("\"stage\":\"distill\""));
+    EXPECT_THAT(metrics, HasSubstr("\"step\":14,"));
+    EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+                HasSubstr(absl::StrCat("\"distillation\":\"6 steps, teacher "
+                                       "weight ",
+                                       weighted, ", teacher ")));
+    if (!weighted) continue;
+    // Resuming the finished run loads the student and trains no further:
+    // no new distillation lines in metrics.jsonl.
+    auto count_distill_lines = [&] {
+      const std::string text = ReadFile(options.out_dir + "/metrics.jsonl");
+      int lines = 0;
+      for (size_t at = text.find("\"stage\":\"distill\"");
+           at != std::string::npos;
+           at = text.find("\"stage\":\"distill\"", at + 1)) {
+        ++lines;
+      }
+      return lines;
+    };
+    EXPECT_EQ(count_distill_lines(), 3);  // steps 10, 12, 14
+    options.resume = true;
+    FakeOracle resumed;
+    ASSERT_THAT(resumed.CreateExperiment("staged", 20, ""), IsOk());
+    auto again = RunTrainer(options, &resumed, nullptr);
+    ASSERT_THAT(again, IsOk());
+    EXPECT_EQ(again->steps, 14);
+    EXPECT_EQ(resumed.queries(), 0);
+    EXPECT_EQ(resumed.last_predictions(), predictions[1]);
+    EXPECT_EQ(count_distill_lines(), 3);
+  }
+  EXPECT_NE(predictions[0], predictions[1]);
+}
+
 TEST(RunTrainerTest, FitsItsStepsToTheTimeLimit) {
   // Far more steps than fit in 3 s of a clock that advances 5 ms each time
   // it is read (about once a step with log_every 1): the run shrinks its
@@ -337,6 +397,39 @@ TEST(RunTrainerTest, FitsItsStepsToTheTimeLimit) {
   }
   EXPECT_GE(last_lr, 0);
   EXPECT_LT(last_lr, 0.03 * std::cos(7.0 / 16.0 * std::acos(-1.0) * 0.5));
+}
+
+TEST(RunTrainerTest, FitsTheDistillationIntoTheTimeLeft) {
+  // As above, with as many distillation steps as round steps planned: the
+  // rounds aim at half the 3 s, the student's steps are fitted to the rest
+  // at the rounds' rate, so both stages train a comparable number of steps.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const std::string dir = TempDir("time_fit_distill");
+  TrainerOptions options = TinyStagedRun(dir);
+  options.pretrain.method = "none";
+  options.feature_quality = false;
+  options.restart_rounds = false;
+  options.recalibrate_bn = false;
+  options.total_steps = 1000000;
+  options.round_steps = {};
+  options.distill_steps = 1000000;
+  options.log_every = 1;
+  options.max_train_seconds = 3;
+  auto now = std::make_shared<absl::Time>(absl::UnixEpoch());
+  options.clock = [now] { return *now += absl::Milliseconds(5); };
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  const std::string report = ReadFile(options.out_dir + "/report.json");
+  const std::string key = "\"distillation\":\"";
+  const size_t at = report.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const int64_t distilled = std::stoll(report.substr(at + key.size()));
+  const int64_t rounds = summary->steps - distilled;
+  EXPECT_GT(rounds, 50);
+  EXPECT_GT(distilled, rounds / 3);
+  EXPECT_LT(distilled, rounds * 3);
+  EXPECT_LT(summary->steps, 1000);
 }
 
 TEST(RunTrainerTest, RejectsLabelFreeObjectiveForRoundsBeforeBuying) {
@@ -408,6 +501,13 @@ TEST(PlanRoundsTest, RoundStepsMustMatchRoundsAndTotal) {
   EXPECT_THAT(PlanRounds(options),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("sum to 11, not total_steps 10")));
+}
+
+TEST(PlanRoundsTest, DistillStepsMustNotBeNegative) {
+  TrainerOptions options;
+  options.distill_steps = -1;
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(PlanRoundsTest, TooFewStepsForEarlyRounds) {

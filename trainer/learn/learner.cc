@@ -278,13 +278,14 @@ LearnerStepStats MakeStats(const ObjectiveLoss& loss, double lr,
 namespace {
 
 // StepData's tensors in a fixed order (undefined ones stay undefined).
-std::array<Tensor, 3> AsArray(const StepData& data) {
+constexpr size_t kStepInputs = 4;
+std::array<Tensor, kStepInputs> AsArray(const StepData& data) {
   return {data.labelled_images, data.labelled_targets,
-          data.unlabelled_images};
+          data.unlabelled_images, data.teacher_probs};
 }
 
-StepData FromArray(const std::array<Tensor, 3>& x) {
-  return StepData{x[0], x[1], x[2]};
+StepData FromArray(const std::array<Tensor, kStepInputs>& x) {
+  return StepData{x[0], x[1], x[2], x[3]};
 }
 
 }  // namespace
@@ -303,13 +304,13 @@ struct Learner::CudaGraphStep {
   Tensor stats;   // [1 + scalars]: total, then the objective's scalars
   // Private copies of the inputs (their addresses are baked into the graph)
   // and the caller's tensors they were last copied from, with versions.
-  std::array<Tensor, 3> inputs;
-  std::array<Tensor, 3> sources;
-  std::array<int64_t, 3> source_versions{};
+  std::array<Tensor, kStepInputs> inputs;
+  std::array<Tensor, kStepInputs> sources;
+  std::array<int64_t, kStepInputs> source_versions{};
   bool seen = false;
 
   // Whether `x` has the shapes (and definedness) of the last inputs seen.
-  bool FitsShapes(const std::array<Tensor, 3>& x) const {
+  bool FitsShapes(const std::array<Tensor, kStepInputs>& x) const {
     if (!seen) return false;
     for (size_t i = 0; i < x.size(); ++i) {
       if (x[i].defined() != sources[i].defined()) return false;
@@ -318,14 +319,14 @@ struct Learner::CudaGraphStep {
     return true;
   }
 
-  void Remember(const std::array<Tensor, 3>& x) {
+  void Remember(const std::array<Tensor, kStepInputs>& x) {
     sources = x;
     seen = true;
   }
 
   // Copies each of `x` into the graph's inputs unless it is the tensor last
   // copied and unmodified since (same version counter).
-  void Refresh(const std::array<Tensor, 3>& x) {
+  void Refresh(const std::array<Tensor, kStepInputs>& x) {
     for (size_t i = 0; i < x.size(); ++i) {
       if (!x[i].defined()) continue;
       if (x[i].is_same(sources[i]) && x[i]._version() == source_versions[i]) {
@@ -497,6 +498,16 @@ absl::StatusOr<LearnerStepStats> Learner::Step(const StepData& data) {
           "labelled and unlabelled images differ in [C, H, W]");
     }
   }
+  const Tensor& teacher = data.teacher_probs;
+  if (teacher.defined() &&
+      (teacher.dim() != 2 || teacher.scalar_type() != at::kFloat ||
+       teacher.size(0) != data.unlabelled_images.size(0) ||
+       teacher.size(1) != model_options_.num_classes ||
+       teacher.device() != device_)) {
+    return absl::InvalidArgumentError(
+        "teacher_probs must be float32 [U, classes] on the learner's device, "
+        "U = unlabelled_images.size(0), classes = the model's");
+  }
   StepData used = data;
   if (!objective_->uses_labels()) {
     used.labelled_images = Tensor();
@@ -538,7 +549,7 @@ ObjectiveLoss Learner::RunStep(const StepData& data, double lr,
 #if TRAINER_CUDA_GRAPHS
 
 absl::StatusOr<LearnerStepStats> Learner::GraphStep(const StepData& data) {
-  const std::array<Tensor, 3> inputs = AsArray(data);
+  const std::array<Tensor, kStepInputs> inputs = AsArray(data);
   if (graph_ != nullptr && graph_->captured && !graph_->FitsShapes(inputs)) {
     graph_.reset();
   }

@@ -107,7 +107,8 @@ class Learner {
   // the scheduled rate and an EMA update. Tensors must be on device(), images
   // [N, C, H, W] float32 in [0, 1] with equal [C, H, W]; the labelled ones
   // are required (non-empty, targets int64 [L]) when the objective uses
-  // labels. Does not synchronise with the device (except around warm-up and
+  // labels; teacher_probs, when defined, is float32 [U, classes]. Does not
+  // synchronise with the device (except around warm-up and
   // capture with cuda_graph). Returns INVALID_ARGUMENT for inputs of the
   // wrong shape, type or device, RESOURCE_EXHAUSTED when memory runs out and
   // INTERNAL for other LibTorch errors.

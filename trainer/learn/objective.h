@@ -28,6 +28,10 @@ struct StepData {
   torch::Tensor labelled_targets;
   // The unlabelled pool [U, C, H, W] float32 in [0, 1].
   torch::Tensor unlabelled_images;
+  // A fixed teacher's class probabilities of the pool's images [U, classes]
+  // float32 (a distillation stage), or undefined. Pseudo-labelling
+  // objectives blend them into their pseudo-labels.
+  torch::Tensor teacher_probs;
 };
 
 // What an objective sees of the learner during one step. References are

@@ -23,6 +23,9 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   if (!(o.alignment_momentum >= 0.0 && o.alignment_momentum < 1.0)) {
     return absl::InvalidArgumentError("alignment_momentum must be in [0, 1)");
   }
+  if (!(o.teacher_weight >= 0.0 && o.teacher_weight <= 1.0)) {
+    return absl::InvalidArgumentError("teacher_weight must be in [0, 1]");
+  }
   if (o.strong.num_ops < 0 || o.strong.num_ops > kNumStrongOps ||
       o.strong.min_posterize_bits < 0 || o.strong.min_posterize_bits > 8) {
     return absl::InvalidArgumentError(
@@ -97,6 +100,9 @@ SemiSupervisedLogits SemiSupervisedForward(
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
   out.unlabelled_index = unlabelled_index;
+  if (data.teacher_probs.defined()) {
+    out.teacher_probs = data.teacher_probs.index_select(0, unlabelled_index);
+  }
   out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
   out.embedding_x = output.embedding.narrow(0, 0, b);
   out.embedding_u_strong =
@@ -135,7 +141,8 @@ absl::StatusOr<std::unique_ptr<PseudoLabelling>> PseudoLabelling::Create(
   alignment.num_classes = num_classes;
   try {
     return std::unique_ptr<PseudoLabelling>(new PseudoLabelling(
-        DistributionAlignment(alignment, device), std::move(contrast)));
+        DistributionAlignment(alignment, device), std::move(contrast),
+        options.teacher_weight));
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bad distribution alignment: ", e.what_without_backtrace()));
@@ -146,6 +153,10 @@ PseudoLabels PseudoLabelling::Label(const SemiSupervisedLogits& logits) {
   PseudoLabels out;
   out.probs = alignment_.Align(
       at::softmax(logits.logits_u_weak.detach().to(at::kFloat), 1));
+  if (logits.teacher_probs.defined()) {
+    out.probs = (1.0 - teacher_weight_) * out.probs +
+                teacher_weight_ * logits.teacher_probs.to(at::kFloat);
+  }
   if (contrast_ != nullptr) {
     out.projections = contrast_->Project(
         logits.embedding_u_weak, logits.embedding_u_strong, logits.embedding_x);

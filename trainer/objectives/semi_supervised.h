@@ -68,10 +68,16 @@ struct SemiSupervisedOptions {
   // CoMatch's graph-contrastive term on the weak and strong views and its
   // pseudo-label memory (graph_contrast.h); off while its weight is 0.
   GraphContrastOptions contrast;
+  // When a step's data carries a teacher's probabilities (a distillation
+  // stage), the pseudo-label distribution is (1 - teacher_weight) * the
+  // model's own + teacher_weight * the teacher's, before the contrast's
+  // memory smoothing; 1 trains on the teacher's alone. In [0, 1].
+  double teacher_weight = 1.0;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
-// non-negative, alignment_momentum is in [0, 1), the strong augmentation's
+// non-negative, alignment_momentum and teacher_weight are in [0, 1) and
+// [0, 1], the strong augmentation's
 // ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the contrast's options are (ValidateGraphContrastOptions)
 // and its memory, when on, holds one step's (mu + 1) * batch_size images.
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
@@ -84,6 +90,9 @@ struct SemiSupervisedLogits {
   torch::Tensor logits_u_weak;     // [U, C], detached
   torch::Tensor logits_u_strong;   // [U, C]
   torch::Tensor unlabelled_index;  // [U] int64: rows of the unlabelled pool
+  // The teacher's probabilities of those rows [U, C] when the step's data
+  // has them; undefined otherwise.
+  torch::Tensor teacher_probs;
   // The model's embeddings of the labelled images [B, E], of the weak views
   // (detached unless the weak forward is joint) and of the strong views
   // [U, E].
@@ -125,8 +134,10 @@ class PseudoLabelling {
       torch::Device device, int64_t embedding_dim, uint64_t seed);
 
   // softmax of the weak views' logits (float32, detached), aligned when
-  // distribution alignment is on, then smoothed over the contrast's memory
-  // when it has one (which this call also updates). Call once per step.
+  // distribution alignment is on, blended with the teacher's probabilities
+  // when the logits carry them (SemiSupervisedOptions::teacher_weight), then
+  // smoothed over the contrast's memory when it has one (which this call
+  // also updates). Call once per step.
   PseudoLabels Label(const SemiSupervisedLogits& logits);
 
   // With the contrast on: adds weight * its loss against the graph of
@@ -152,10 +163,14 @@ class PseudoLabelling {
 
  private:
   PseudoLabelling(DistributionAlignment alignment,
-                  std::unique_ptr<GraphContrast> contrast)
-      : alignment_(std::move(alignment)), contrast_(std::move(contrast)) {}
+                  std::unique_ptr<GraphContrast> contrast,
+                  double teacher_weight)
+      : alignment_(std::move(alignment)),
+        contrast_(std::move(contrast)),
+        teacher_weight_(teacher_weight) {}
   DistributionAlignment alignment_;
   std::unique_ptr<GraphContrast> contrast_;  // null when off
+  double teacher_weight_;
 };
 
 }  // namespace trainer

@@ -3,7 +3,9 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <numeric>
 #include <optional>
@@ -28,6 +30,8 @@ namespace {
 
 constexpr char kJournalFile[] = "purchases.log";
 constexpr char kCheckpointFile[] = "checkpoint.pt";
+// The distillation stage's student (checkpoint.pt keeps the teacher).
+constexpr char kStudentCheckpointFile[] = "student.pt";
 
 // The report's "pretraining" entry: the method, its steps and views' crop,
 // and BYOL's target decay; "none" without pretraining.
@@ -97,8 +101,19 @@ class Run {
   absl::Status Buy(int round, const std::vector<int64_t>& ids);
   absl::Status SelectAndBuy(int round, int64_t count);
   // Trains until the end of `round` (plan_.end_step[round], which a time
-  // fit may move while it trains).
+  // fit may move while it trains), or of the distillation stage.
   absl::Status TrainUntil(int round);
+  // Where TrainUntil(round) stops.
+  int64_t EndStep(int round) const {
+    return distilling_ ? distill_end_step_ : plan_.end_step[round];
+  }
+  // The distillation stage after the last round, whose final evaluation
+  // was `teacher`; returns the student's.
+  absl::StatusOr<Evaluation> Distill(const Evaluation& teacher);
+  // The EMA model's class probabilities of `images` as Evaluate scores them
+  // (with eval_flip, the mean over each image and its mirror).
+  absl::StatusOr<torch::Tensor> ScoredProbabilities(
+      const torch::Tensor& images);
   // With a time fit: observes the rate and refits the plan if needed.
   void FitToTime(int round);
   absl::StatusOr<Evaluation> Evaluate(const std::string& note);
@@ -153,6 +168,13 @@ class Run {
   std::optional<TimeFit> time_fit_;
   int64_t planned_end_step_ = 0;
   double round_gap_s_ = 0;
+  // The distillation stage: whether it is training, its end step, the
+  // teacher's probabilities of the pool (in StepData) and test accuracy.
+  bool distilling_ = false;
+  int64_t distill_start_step_ = 0;
+  int64_t distill_end_step_ = 0;
+  torch::Tensor teacher_probs_;
+  std::optional<double> teacher_accuracy_;
 };
 
 ProgressState Run::Progress() const {
@@ -161,7 +183,9 @@ ProgressState Run::Progress() const {
   state.num_rounds = static_cast<int>(plan_.labels.size());
   state.step = trainer_ ? trainer_->step() : 0;
   state.total_steps =
-      plan_.end_step.empty() ? options_.total_steps : plan_.end_step.back();
+      distilling_ ? distill_end_step_
+      : plan_.end_step.empty() ? options_.total_steps
+                               : plan_.end_step.back();
   state.steps_per_s = window_steps_per_s_;
   state.mask_rate = last_mask_rate_;
   state.loss = last_loss_;
@@ -177,7 +201,12 @@ absl::Status Run::Prepare() {
   planned_end_step_ = plan_.end_step.back();
   if (options_.max_train_seconds > 0 && options_.fit_to_time) {
     TimeFitOptions fit;
-    fit.limit_seconds = options_.max_train_seconds;
+    // The rounds' share of the time; distillation fits into the rest.
+    fit.limit_seconds = options_.max_train_seconds *
+                        static_cast<double>(options_.total_steps) /
+                        static_cast<double>(options_.total_steps +
+                                            std::max<int64_t>(
+                                                0, options_.distill_steps));
     time_fit_.emplace(fit);
   }
   std::error_code error;
@@ -500,14 +529,20 @@ absl::Status Run::MeasureFeatureQuality(const std::string& stage) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
-  ASSIGN_OR_RETURN(Predictions predictions, PredictEma(test_images_));
+absl::StatusOr<torch::Tensor> Run::ScoredProbabilities(
+    const torch::Tensor& images) {
+  ASSIGN_OR_RETURN(Predictions predictions, PredictEma(images));
   torch::Tensor probs = predictions.probs;
   if (options_.eval_flip) {
     ASSIGN_OR_RETURN(Predictions mirrored,
-                     PredictEma(test_images_.flip({3}).contiguous()));
+                     PredictEma(images.flip({3}).contiguous()));
     probs = (probs + mirrored.probs) / 2;
   }
+  return probs;
+}
+
+absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
+  ASSIGN_OR_RETURN(torch::Tensor probs, ScoredProbabilities(test_images_));
   torch::Tensor classes =
       probs.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
   std::vector<int32_t> predicted(classes.data_ptr<int32_t>(),
@@ -521,7 +556,9 @@ absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
 }
 
 absl::Status Run::Checkpoint() {
-  const std::string path = JoinPath(options_.out_dir, kCheckpointFile);
+  const std::string path = JoinPath(
+      options_.out_dir,
+      distilling_ ? kStudentCheckpointFile : kCheckpointFile);
   const std::string temp = path + ".tmp";
   RETURN_IF_ERROR(trainer_->Save(temp));
   std::error_code error;
@@ -557,7 +594,7 @@ void Run::FitToTime(int round) {
 }
 
 absl::Status Run::TrainUntil(int round) {
-  if (trainer_->step() >= plan_.end_step[round]) return absl::OkStatus();
+  if (trainer_->step() >= EndStep(round)) return absl::OkStatus();
   if (!labelled_images_.defined()) {
     return absl::FailedPreconditionError("no labels bought before training");
   }
@@ -565,8 +602,9 @@ absl::Status Run::TrainUntil(int round) {
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_first_step = trainer_->step();
   double window_excluded_s = 0;
-  while (trainer_->step() < plan_.end_step[round]) {
-    if (!time_fit_.has_value() && options_.max_train_seconds > 0 &&
+  while (trainer_->step() < EndStep(round)) {
+    if ((!time_fit_.has_value() || distilling_) &&
+        options_.max_train_seconds > 0 &&
         absl::ToDoubleSeconds(options_.clock() - start_) >
             options_.max_train_seconds) {
       if (!time_limit_logged_) {
@@ -588,15 +626,17 @@ absl::Status Run::TrainUntil(int round) {
     data.labelled_images = labelled_images_;
     data.labelled_targets = labelled_targets_;
     data.unlabelled_images = train_images_;
+    data.teacher_probs = teacher_probs_;
     ASSIGN_OR_RETURN(LearnerStepStats stats, trainer_->Step(data));
     const int64_t step = trainer_->step();
-    const int64_t end_step = plan_.end_step[round];
+    const int64_t end_step = EndStep(round);
     const bool log_now = step % options_.log_every == 0 || step == end_step;
     const bool eval_now = options_.eval_every > 0 &&
                           step % options_.eval_every == 0 && step != end_step;
     if (log_now || eval_now) {
       StepMetrics metrics;
       metrics.step = step;
+      if (distilling_) metrics.stage = "distill";
       metrics.loss = stats.loss.item<double>();  // synchronises
       const std::vector<std::string> names =
           trainer_->objective().metric_names();
@@ -621,7 +661,9 @@ absl::Status Run::TrainUntil(int round) {
       if (eval_now) {
         ASSIGN_OR_RETURN(
             Evaluation evaluation,
-            Evaluate(absl::StrCat("round ", round, " step ", step)));
+            Evaluate(distilling_
+                         ? absl::StrCat("distillation step ", step)
+                         : absl::StrCat("round ", round, " step ", step)));
         metrics.test_accuracy = evaluation.accuracy;
       }
       RETURN_IF_ERROR(report_->AppendMetrics(metrics));
@@ -630,7 +672,7 @@ absl::Status Run::TrainUntil(int round) {
           step % options_.checkpoint_every == 0) {
         RETURN_IF_ERROR(Checkpoint());
       }
-      if (time_fit_.has_value()) FitToTime(round);
+      if (time_fit_.has_value() && !distilling_) FitToTime(round);
       window_start = std::chrono::steady_clock::now();
       window_first_step = step;
       window_excluded_s = 0;
@@ -732,7 +774,66 @@ absl::StatusOr<RunSummary> Run::Go() {
   if (!evaluation.has_value()) {
     ASSIGN_OR_RETURN(evaluation, Evaluate("final"));
   }
+  if (options_.distill_steps > 0) {
+    ASSIGN_OR_RETURN(evaluation, Distill(*evaluation));
+  }
   return Finish(*evaluation);
+}
+
+absl::StatusOr<Evaluation> Run::Distill(const Evaluation& teacher) {
+  teacher_accuracy_ = teacher.accuracy;
+  ASSIGN_OR_RETURN(torch::Tensor probs, ScoredProbabilities(train_images_));
+  const int64_t start = trainer_->step();
+  int64_t steps = options_.distill_steps;
+  if (time_fit_.has_value()) {
+    // Fit the stage to the time left at the rounds' recent rate, or, before
+    // the fit has measured one, at their steps over the whole run so far
+    // (which undercounts the rate: pretraining, selection and evaluation
+    // took part of that time). The limit still cuts the stage off.
+    const double elapsed = absl::ToDoubleSeconds(options_.clock() - start_);
+    const double left = options_.max_train_seconds - elapsed;
+    std::optional<double> rate = time_fit_->Rate();
+    if (!rate.has_value() && elapsed > 0) rate = start / elapsed;
+    if (rate.has_value()) {
+      steps = std::clamp<int64_t>(
+          static_cast<int64_t>(std::floor(0.95 * left * *rate)), 1, steps);
+    }
+  }
+  const int num_rounds = static_cast<int>(plan_.labels.size());
+  trainer_.reset();
+  ASSIGN_OR_RETURN(trainer_, MakeLearner(num_rounds));
+  const std::string student = JoinPath(options_.out_dir, kStudentCheckpointFile);
+  if (options_.resume && std::filesystem::exists(student)) {
+    RETURN_IF_ERROR(trainer_->Load(student));
+    Log(absl::StrCat("resumed distillation from ", student, " at step ",
+                     trainer_->step()));
+  } else {
+    if (!initial_weights_.empty()) {
+      RETURN_IF_ERROR(trainer_->InitializeFrom(initial_weights_));
+    }
+    trainer_->set_step(start);
+  }
+  trainer_->SetSchedule(start, steps);
+  teacher_probs_ = probs;
+  distilling_ = true;
+  distill_start_step_ = start;
+  distill_end_step_ = start + steps;
+  recalibrated_step_ = -1;
+  Log(absl::StrFormat(
+      "distilling: a fresh model from %s trains %d steps on pseudo-labels "
+      "blended with the final model's (test accuracy %.2f %%)",
+      initial_weights_.empty() ? "the seeded initialisation"
+                               : initial_weights_,
+      steps, 100.0 * teacher.accuracy));
+  RETURN_IF_ERROR(TrainUntil(num_rounds - 1));
+  RETURN_IF_ERROR(Checkpoint());
+  ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate("after distillation"));
+  progress_.Finish(Progress());
+  Log(absl::StrFormat(
+      "distillation done: step %d, test accuracy %.2f %% (teacher %.2f %%)",
+      trainer_->step(), 100.0 * evaluation.accuracy,
+      100.0 * teacher.accuracy));
+  return evaluation;
 }
 
 absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
@@ -784,6 +885,13 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                           plan_.end_step.back(), " of ", planned_end_step_,
                           " planned steps")},
       {"round restarts", options_.restart_rounds ? "yes" : "no"},
+      {"distillation",
+       !teacher_accuracy_.has_value()
+           ? std::string("no")
+           : absl::StrFormat("%d steps, teacher weight %g, teacher %.2f %%",
+                             trainer_->step() - distill_start_step_,
+                             batch.teacher_weight,
+                             100.0 * *teacher_accuracy_)},
       {"model", absl::StrCat(model.arch, " width ", model.width, ", ",
                              model.init, " init")},
       {"weak shift fill",
@@ -876,6 +984,9 @@ absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options) {
   }
   if (options.total_steps <= 0) {
     return absl::InvalidArgumentError("total_steps must be positive");
+  }
+  if (options.distill_steps < 0) {
+    return absl::InvalidArgumentError("distill_steps must not be negative");
   }
   RoundPlan plan;
   plan.labels = options.schedule;

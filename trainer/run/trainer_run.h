@@ -1,5 +1,5 @@
 // One active-learning run, a plan of stages:
-//   [pretrain] -> rounds { select, buy, train }
+//   [pretrain] -> rounds { select, buy, train } -> [distill]
 // An optional self-supervised stage learns features from the unlabelled pool
 // (trainer/pretrain/); each round then chooses ids on the current features,
 // buys their labels from the oracle and trains with a semi-supervised
@@ -107,6 +107,15 @@ struct TrainerOptions {
   // a cosine schedule over that round's steps, instead of continuing a model
   // whose pseudo-labels have locked in. Every label is kept.
   bool restart_rounds = false;
+  // After the last round, a distillation stage of this many steps (0: none):
+  // the final model becomes a fixed teacher, and a fresh model from the
+  // initial weights trains with the same objective and labels, its
+  // pseudo-labels blended with the teacher's probabilities of the pool
+  // images (the objective's SemiSupervisedOptions::teacher_weight). The
+  // student is what the run reports; the stage buys nothing. With a time fit
+  // the rounds aim at max_train_seconds * total_steps / (total_steps +
+  // distill_steps) and the stage's steps are fitted to what is left.
+  int64_t distill_steps = 0;
   // Before the EMA model predicts (evaluation, selection, feature quality),
   // re-estimate its BatchNorm statistics on clean pool images.
   bool recalibrate_bn = false;
@@ -149,7 +158,8 @@ absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
 absl::StatusOr<std::string> ResolveDevice(const std::string& spec);
 
 // The per-round purchase and step plan derived from options (exposed for
-// tests). Returns INVALID_ARGUMENT when they do not add up.
+// tests). Returns INVALID_ARGUMENT when they do not add up or distill_steps
+// is negative.
 struct RoundPlan {
   std::vector<int64_t> labels;    // bought at the start of round r
   std::vector<int64_t> end_step;  // cumulative steps at the end of round r
