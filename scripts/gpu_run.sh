@@ -16,9 +16,11 @@
 #             FixMatch's fixed threshold, round restarts, the separate no-grad
 #             weak forward, test-time flip, twice the SimCLR steps,
 #             CoMatch's graph contrast alone and with its memory of five
-#             steps of images (22 runs; BN re-estimation is in the
-#             calibration call; distribution alignment, -0.8 on the CPU,
-#             left out: VARIANTS=... to run it)
+#             steps of images, and that with half of its STEPS moved into
+#             a distillation stage (--distill_steps; the same steps in
+#             all) (24 runs; BN re-estimation is in the calibration call;
+#             distribution alignment, -0.8 on the CPU, left out:
+#             VARIANTS=... to run it)
 #   order     the default combination at 100 labels, seeds 0 1, on the data
 #             set shuffled with SHUFFLE_SEED (default 1): compare with a sweep
 #             on the original order
@@ -43,6 +45,16 @@ OUT=$(cd "$OUT" && pwd)
 export BENCH_OUT=${BENCH_OUT:-/tmp/fewlabels-bench-$$}
 # shellcheck source=build_lib.sh
 source scripts/build_lib.sh
+if fewlabels_cuda_python_torch >/dev/null; then
+  export SWEEP_SECONDS=${SWEEP_SECONDS:-480} PARALLEL=${PARALLEL:-6}
+  # SimCLR: 4,000 steps of 256 images are 17 epochs of the pool (2,000 x
+  # 128 on the CPU's 5,000 images, 51 epochs, beat 300 steps by 2.8 points).
+  export STEPS=${STEPS:-3000} PRETRAIN_STEPS=${PRETRAIN_STEPS:-4000}
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch;print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+else
+  export STEPS=${STEPS:-60}  # bench_labels.sh's CPU default
+fi
 BEST=typiclust:freematch:simclr
 case ${PLAN:=sweep} in
   sweep) ;;
@@ -51,21 +63,14 @@ case ${PLAN:=sweep} in
     export VARIANTS=${VARIANTS:-"$BEST typiclust:freematch:none random:freematch:simclr \
 typiclust_balanced:freematch:simclr typiclust:fixmatch:simclr $BEST:--restart_rounds \
 $BEST:--weak_forward=separate $BEST:--eval_flip $BEST:--pretrain_steps=8000 \
-$BEST:--lambda_c=1 $BEST:--lambda_c=1:--contrast_memory=2560"} ;;
+$BEST:--lambda_c=1 $BEST:--lambda_c=1:--contrast_memory=2560 \
+$BEST:--lambda_c=1:--contrast_memory=2560:--steps=$((STEPS / 2)):--distill_steps=$((STEPS / 2))"} ;;
   order)
     export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"} VARIANTS=${VARIANTS:-$BEST}
     export SHUFFLE_SEED=${SHUFFLE_SEED:-1} ;;
   *) echo "gpu_run: PLAN=$PLAN is not sweep, ablation or order" >&2; exit 2 ;;
 esac
 echo "gpu_run: plan $PLAN"
-if fewlabels_cuda_python_torch >/dev/null; then
-  export SWEEP_SECONDS=${SWEEP_SECONDS:-480} PARALLEL=${PARALLEL:-6}
-  # SimCLR: 4,000 steps of 256 images are 17 epochs of the pool (2,000 x
-  # 128 on the CPU's 5,000 images, 51 epochs, beat 300 steps by 2.8 points).
-  export STEPS=${STEPS:-3000} PRETRAIN_STEPS=${PRETRAIN_STEPS:-4000}
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import torch;print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-fi
 TARBALL=$OUT/bench.tar.gz scripts/bench_labels.sh
 status=$?
 for f in table.md table.csv runs.csv sweep.log; do
