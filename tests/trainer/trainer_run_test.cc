@@ -351,6 +351,25 @@ TEST(RunTrainerTest, DistillsAFreshStudentFromTheFinalModel) {
   EXPECT_NE(predictions[0], predictions[1]);
 }
 
+// TinyStagedRun without pretraining, feature quality, restarts or BN
+// re-estimation, planned for 1,000,000 steps (150,000 then 850,000) and
+// limited to 3 s of a clock that advances 5 ms each time it is read (about
+// once a step with log_every 1).
+TrainerOptions TimeLimitedRun(const std::string& dir) {
+  TrainerOptions options = TinyStagedRun(dir);
+  options.pretrain.method = "none";
+  options.feature_quality = false;
+  options.restart_rounds = false;
+  options.recalibrate_bn = false;
+  options.total_steps = 1000000;
+  options.round_steps = {};
+  options.log_every = 1;
+  options.max_train_seconds = 3;
+  auto now = std::make_shared<absl::Time>(absl::UnixEpoch());
+  options.clock = [now] { return *now += absl::Milliseconds(5); };
+  return options;
+}
+
 TEST(RunTrainerTest, FitsItsStepsToTheTimeLimit) {
   // Far more steps than fit in 3 s of a clock that advances 5 ms each time
   // it is read (about once a step with log_every 1): the run shrinks its
@@ -358,18 +377,7 @@ TEST(RunTrainerTest, FitsItsStepsToTheTimeLimit) {
   // learning rate to the schedule's end.
   FakeOracle oracle;
   if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
-  const std::string dir = TempDir("time_fit");
-  TrainerOptions options = TinyStagedRun(dir);
-  options.pretrain.method = "none";
-  options.feature_quality = false;
-  options.restart_rounds = false;
-  options.recalibrate_bn = false;
-  options.total_steps = 1000000;
-  options.round_steps = {};  // 150,000 then 850,000
-  options.log_every = 1;
-  options.max_train_seconds = 3;
-  auto now = std::make_shared<absl::Time>(absl::UnixEpoch());
-  options.clock = [now] { return *now += absl::Milliseconds(5); };
+  TrainerOptions options = TimeLimitedRun(TempDir("time_fit"));
   ASSERT_TRUE(options.fit_to_time);
   auto summary = RunTrainer(options, &oracle, nullptr);
   ASSERT_THAT(summary, IsOk());
@@ -405,19 +413,8 @@ TEST(RunTrainerTest, FitsTheDistillationIntoTheTimeLeft) {
   // at the rounds' rate, so both stages train a comparable number of steps.
   FakeOracle oracle;
   if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
-  const std::string dir = TempDir("time_fit_distill");
-  TrainerOptions options = TinyStagedRun(dir);
-  options.pretrain.method = "none";
-  options.feature_quality = false;
-  options.restart_rounds = false;
-  options.recalibrate_bn = false;
-  options.total_steps = 1000000;
-  options.round_steps = {};
+  TrainerOptions options = TimeLimitedRun(TempDir("time_fit_distill"));
   options.distill_steps = 1000000;
-  options.log_every = 1;
-  options.max_train_seconds = 3;
-  auto now = std::make_shared<absl::Time>(absl::UnixEpoch());
-  options.clock = [now] { return *now += absl::Milliseconds(5); };
   auto summary = RunTrainer(options, &oracle, nullptr);
   ASSERT_THAT(summary, IsOk());
   const std::string report = ReadFile(options.out_dir + "/report.json");
