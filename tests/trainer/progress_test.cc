@@ -51,6 +51,14 @@ TEST(FormatProgressTest, FormatsEveryField) {
             "mask 0.73 | loss 0.4123 | acc 81.2% | labels 120/400");
 }
 
+TEST(FormatProgressTest, AStageAfterTheRoundsTakesTheirPlace) {
+  ProgressState state = FullState();
+  state.stage = "distillation";
+  EXPECT_EQ(FormatProgress(state),
+            "distillation | step 1200/5000 (24.0%) | 35.2 steps/s | ETA 1m48s "
+            "| mask 0.73 | loss 0.4123 | acc 81.2% | labels 120/400");
+}
+
 TEST(FormatProgressTest, OmitsUnknownTotals) {
   ProgressState state;
   state.round = 1;

@@ -307,8 +307,12 @@ TEST(RunTrainerTest, DistillsAFreshStudentFromTheFinalModel) {
     options.feature_quality = false;
     options.distill_steps = 6;
     options.objective.freematch.batch.teacher_weight = weighted;
+    ::testing::internal::CaptureStderr();
     auto summary = RunTrainer(options, &oracle, nullptr);
+    const std::string log = ::testing::internal::GetCapturedStderr();
     ASSERT_THAT(summary, IsOk());
+    // The progress line names the stage.
+    EXPECT_THAT(log, HasSubstr("distillation | step 14/14"));
     predictions[weighted] = oracle.last_predictions();
     EXPECT_EQ(summary->steps, 14);
     EXPECT_EQ(summary->labels_spent, 20);

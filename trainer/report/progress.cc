@@ -30,8 +30,11 @@ std::string FormatDuration(double seconds) {
 }
 
 std::string FormatProgress(const ProgressState& state) {
-  std::string line = absl::StrCat("round ", state.round);
-  if (state.num_rounds > 0) absl::StrAppend(&line, "/", state.num_rounds);
+  std::string line = state.stage;
+  if (line.empty()) {
+    line = absl::StrCat("round ", state.round);
+    if (state.num_rounds > 0) absl::StrAppend(&line, "/", state.num_rounds);
+  }
   absl::StrAppend(&line, " | step ", state.step);
   double eta_s = -1;
   if (state.total_steps > 0) {

@@ -14,6 +14,9 @@ namespace trainer {
 
 // What the status line shows.
 struct ProgressState {
+  // A stage after the rounds (e.g. "distillation"), shown in their place;
+  // empty while the rounds train.
+  std::string stage;
   // Current labeling round (1-based) and the planned number of rounds
   // (0 = unknown; then only the current round is shown).
   int round = 0;

@@ -179,6 +179,7 @@ class Run {
 
 ProgressState Run::Progress() const {
   ProgressState state;
+  if (distilling_) state.stage = "distillation";
   state.round = current_round_ + 1;
   state.num_rounds = static_cast<int>(plan_.labels.size());
   state.step = trainer_ ? trainer_->step() : 0;
