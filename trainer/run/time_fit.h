@@ -47,6 +47,8 @@ class TimeFit {
  public:
   explicit TimeFit(const TimeFitOptions& options) : options_(options) {}
 
+  const TimeFitOptions& options() const { return options_; }
+
   // Forgets the observations (call when training resumes after other work,
   // so that the rate counts training only).
   void Restart() { observations_.clear(); }

@@ -93,6 +93,15 @@ class Run {
   // A learner for `round` (its schedule: the whole run, or the round alone
   // with restart_rounds) starting from the initial weights.
   absl::StatusOr<std::unique_ptr<Learner>> MakeLearner(int round);
+  // Replaces the learner with a fresh one for `round` (a restarted round,
+  // or the distillation stage after the last), from the initial weights,
+  // its step count set to `step`.
+  absl::Status RestartLearner(int round, int64_t step);
+  // What the run's model starts from, for logs.
+  std::string InitialWeightsName() const {
+    return initial_weights_.empty() ? "the seeded initialisation"
+                                    : initial_weights_;
+  }
   // Points the learner's cosine schedule at `round`'s (restart_rounds).
   void ScheduleRound(int round);
   int RoundOfStep(int64_t step) const;
@@ -364,6 +373,17 @@ absl::StatusOr<std::unique_ptr<Learner>> Run::MakeLearner(int round) {
                    Learner::Create(model_options, learner_options,
                                    std::move(objective), device_));
   return learner;
+}
+
+absl::Status Run::RestartLearner(int round, int64_t step) {
+  trainer_.reset();
+  ASSIGN_OR_RETURN(trainer_, MakeLearner(round));
+  if (!initial_weights_.empty()) {
+    RETURN_IF_ERROR(trainer_->InitializeFrom(initial_weights_));
+  }
+  trainer_->set_step(step);
+  recalibrated_step_ = -1;
+  return absl::OkStatus();
 }
 
 int Run::RoundOfStep(int64_t step) const {
@@ -715,19 +735,11 @@ absl::StatusOr<RunSummary> Run::Go() {
     if (options_.restart_rounds && round > 0 &&
         trainer_->step() == round_start) {
       // A fresh model from the initial weights, the run's step count kept.
-      trainer_.reset();
-      ASSIGN_OR_RETURN(trainer_, MakeLearner(round));
-      if (!initial_weights_.empty()) {
-        RETURN_IF_ERROR(trainer_->InitializeFrom(initial_weights_));
-      }
-      trainer_->set_step(round_start);
+      RETURN_IF_ERROR(RestartLearner(round, round_start));
       ScheduleRound(round);
-      recalibrated_step_ = -1;
       Log(absl::StrCat("round ", round, ": restarting from ",
-                       initial_weights_.empty() ? "the seeded initialisation"
-                                                : initial_weights_,
-                       " for ", plan_.end_step[round] - round_start,
-                       " steps"));
+                       InitialWeightsName(), " for ",
+                       plan_.end_step[round] - round_start, " steps"));
     } else {
       ScheduleRound(round);
     }
@@ -797,35 +809,28 @@ absl::StatusOr<Evaluation> Run::Distill(const Evaluation& teacher) {
     if (!rate.has_value() && elapsed > 0) rate = start / elapsed;
     if (rate.has_value()) {
       steps = std::clamp<int64_t>(
-          static_cast<int64_t>(std::floor(0.95 * left * *rate)), 1, steps);
+          static_cast<int64_t>(
+              std::floor(time_fit_->options().safety * left * *rate)),
+          1, steps);
     }
   }
   const int num_rounds = static_cast<int>(plan_.labels.size());
-  trainer_.reset();
-  ASSIGN_OR_RETURN(trainer_, MakeLearner(num_rounds));
+  RETURN_IF_ERROR(RestartLearner(num_rounds, start));
   const std::string student = JoinPath(options_.out_dir, kStudentCheckpointFile);
   if (options_.resume && std::filesystem::exists(student)) {
     RETURN_IF_ERROR(trainer_->Load(student));
     Log(absl::StrCat("resumed distillation from ", student, " at step ",
                      trainer_->step()));
-  } else {
-    if (!initial_weights_.empty()) {
-      RETURN_IF_ERROR(trainer_->InitializeFrom(initial_weights_));
-    }
-    trainer_->set_step(start);
   }
   trainer_->SetSchedule(start, steps);
   teacher_probs_ = probs;
   distilling_ = true;
   distill_start_step_ = start;
   distill_end_step_ = start + steps;
-  recalibrated_step_ = -1;
   Log(absl::StrFormat(
       "distilling: a fresh model from %s trains %d steps on pseudo-labels "
       "blended with the final model's (test accuracy %.2f %%)",
-      initial_weights_.empty() ? "the seeded initialisation"
-                               : initial_weights_,
-      steps, 100.0 * teacher.accuracy));
+      InitialWeightsName(), steps, 100.0 * teacher.accuracy));
   RETURN_IF_ERROR(TrainUntil(num_rounds - 1));
   RETURN_IF_ERROR(Checkpoint());
   ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate("after distillation"));
