@@ -156,6 +156,9 @@ ABSL_FLAG(int64_t, distill_steps, 0,
 ABSL_FLAG(double, teacher_weight, 1.0,
           "with --distill_steps: weight of the teacher's probabilities in the "
           "student's pseudo-labels, against its own (1: the teacher's alone)");
+ABSL_FLAG(bool, distill_ensemble, false,
+          "with --distill_steps: report the mean of the teacher's and the "
+          "student's test probabilities instead of the student's alone");
 ABSL_FLAG(bool, recalibrate_bn, false,
           "re-estimate the EMA model's batch-norm statistics on clean pool "
           "images before it predicts");
@@ -314,6 +317,7 @@ int main(int argc, char** argv) {
   options.pretrain.cache_dir = absl::GetFlag(FLAGS_pretrain_cache);
   options.restart_rounds = absl::GetFlag(FLAGS_restart_rounds);
   options.distill_steps = absl::GetFlag(FLAGS_distill_steps);
+  options.distill_ensemble = absl::GetFlag(FLAGS_distill_ensemble);
   options.recalibrate_bn = absl::GetFlag(FLAGS_recalibrate_bn);
   options.eval_flip = absl::GetFlag(FLAGS_eval_flip);
   options.feature_quality = absl::GetFlag(FLAGS_feature_quality);

@@ -102,6 +102,7 @@ class FakeOracle : public OracleClient {
     }
     ++evaluations_;
     last_predictions_ = predictions;
+    all_predictions_.push_back(predictions);
     Evaluation evaluation;
     evaluation.num_classes = 10;
     evaluation.confusion.assign(100, 0);
@@ -122,16 +123,25 @@ class FakeOracle : public OracleClient {
           per_class[c] ? static_cast<double>(correct[c]) / per_class[c] : 0);
     }
     evaluation.evaluations_left = 100;
+    accuracies_.push_back(evaluation.accuracy);
     return evaluation;
   }
 
  const std::vector<int32_t>& last_predictions() const {
     return last_predictions_;
   }
+  // Every Evaluate call's accuracy, in order.
+  const std::vector<double>& accuracies() const { return accuracies_; }
+  // Every Evaluate call's predictions, in order.
+  const std::vector<std::vector<int32_t>>& all_predictions() const {
+    return all_predictions_;
+  }
 
  private:
   std::vector<uint8_t> train_, test_;
   std::vector<int32_t> last_predictions_;
+  std::vector<std::vector<int32_t>> all_predictions_;
+  std::vector<double> accuracies_;
   std::mutex mu_;
   int64_t budget_ = 0;
   std::set<int64_t> revealed_;
@@ -355,6 +365,49 @@ TEST(RunTrainerTest, DistillsAFreshStudentFromTheFinalModel) {
   EXPECT_NE(predictions[0], predictions[1]);
 }
 
+TEST(RunTrainerTest, DistillEnsembleReportsTeacherAndStudentAveraged) {
+  // With distill_ensemble the run scores the student alone, then the mean of
+  // its and the teacher's probabilities, and reports the latter. Where the
+  // teacher (the last round's evaluation) and the student agree, the mean
+  // agrees with both; somewhere they differ, and the mean is not simply the
+  // student's.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const std::string dir = TempDir("distill_ensemble");
+  TrainerOptions options = TinyStagedRun(dir);
+  options.restart_rounds = false;
+  options.feature_quality = false;
+  options.distill_steps = 6;
+  options.distill_ensemble = true;
+  options.objective.freematch.batch.teacher_weight = 0;
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  EXPECT_EQ(oracle.queries(), 2);
+  // Two round ends, the student alone, the average.
+  ASSERT_EQ(oracle.evaluations(), 4);
+  const auto& all = oracle.all_predictions();
+  const std::vector<int32_t>& teacher = all[1];
+  const std::vector<int32_t>& student = all[2];
+  const std::vector<int32_t>& averaged = all[3];
+  int disagreements = 0;
+  for (size_t i = 0; i < averaged.size(); ++i) {
+    if (teacher[i] == student[i]) {
+      EXPECT_EQ(averaged[i], teacher[i]) << "test image " << i;
+    } else {
+      ++disagreements;
+    }
+  }
+  EXPECT_GT(disagreements, 0);
+  EXPECT_NE(averaged, student);
+  const std::string report = ReadFile(options.out_dir + "/report.json");
+  EXPECT_THAT(report, HasSubstr("student alone "));
+  EXPECT_THAT(report, HasSubstr("reported: teacher and student averaged"));
+  // The run reports the last evaluation, the average's.
+  EXPECT_EQ(summary->accuracy, oracle.accuracies().back());
+  EXPECT_NE(oracle.accuracies()[2], oracle.accuracies()[3]);
+}
+
 // TinyStagedRun without pretraining, feature quality, restarts or BN
 // re-estimation, planned for 1,000,000 steps (150,000 then 850,000) and
 // limited to 3 s of a clock that advances 5 ms each time it is read (about
@@ -509,6 +562,16 @@ TEST(PlanRoundsTest, DistillStepsMustNotBeNegative) {
   options.distill_steps = -1;
   EXPECT_THAT(PlanRounds(options),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(PlanRoundsTest, DistillEnsembleNeedsADistillationStage) {
+  TrainerOptions options;
+  options.distill_ensemble = true;
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("distill_steps > 0")));
+  options.distill_steps = 10;
+  EXPECT_THAT(PlanRounds(options), IsOk());
 }
 
 TEST(PlanRoundsTest, TooFewStepsForEarlyRounds) {

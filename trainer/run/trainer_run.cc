@@ -126,6 +126,10 @@ class Run {
   // With a time fit: observes the rate and refits the plan if needed.
   void FitToTime(int round);
   absl::StatusOr<Evaluation> Evaluate(const std::string& note);
+  // Scores the predictions argmax(probs) of the test images with the oracle
+  // (Evaluate also adds the result to the step curve).
+  absl::StatusOr<Evaluation> ScoreTest(const torch::Tensor& probs,
+                                       const std::string& note);
   absl::Status Checkpoint();
   absl::Status RebuildLabelledTensors();
   absl::StatusOr<RunSummary> Finish(const Evaluation& evaluation);
@@ -184,6 +188,10 @@ class Run {
   int64_t distill_end_step_ = 0;
   torch::Tensor teacher_probs_;
   std::optional<double> teacher_accuracy_;
+  // With distill_ensemble: the teacher's probabilities of the test images,
+  // and the student's own accuracy once the stage has ended.
+  torch::Tensor teacher_test_probs_;
+  std::optional<double> student_accuracy_;
 };
 
 ProgressState Run::Progress() const {
@@ -564,6 +572,13 @@ absl::StatusOr<torch::Tensor> Run::ScoredProbabilities(
 
 absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
   ASSIGN_OR_RETURN(torch::Tensor probs, ScoredProbabilities(test_images_));
+  ASSIGN_OR_RETURN(Evaluation evaluation, ScoreTest(probs, note));
+  step_curve_.push_back({trainer_->step(), evaluation.accuracy});
+  return evaluation;
+}
+
+absl::StatusOr<Evaluation> Run::ScoreTest(const torch::Tensor& probs,
+                                          const std::string& note) {
   torch::Tensor classes =
       probs.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
   std::vector<int32_t> predicted(classes.data_ptr<int32_t>(),
@@ -572,7 +587,6 @@ absl::StatusOr<Evaluation> Run::Evaluate(const std::string& note) {
                    oracle_->Evaluate(options_.experiment, predicted,
                                      options_.client_name, note));
   last_accuracy_ = evaluation.accuracy;
-  step_curve_.push_back({trainer_->step(), evaluation.accuracy});
   return evaluation;
 }
 
@@ -796,6 +810,9 @@ absl::StatusOr<RunSummary> Run::Go() {
 absl::StatusOr<Evaluation> Run::Distill(const Evaluation& teacher) {
   teacher_accuracy_ = teacher.accuracy;
   ASSIGN_OR_RETURN(torch::Tensor probs, ScoredProbabilities(train_images_));
+  if (options_.distill_ensemble) {
+    ASSIGN_OR_RETURN(teacher_test_probs_, ScoredProbabilities(test_images_));
+  }
   const int64_t start = trainer_->step();
   int64_t steps = options_.distill_steps;
   if (time_fit_.has_value()) {
@@ -833,12 +850,25 @@ absl::StatusOr<Evaluation> Run::Distill(const Evaluation& teacher) {
       InitialWeightsName(), steps, 100.0 * teacher.accuracy));
   RETURN_IF_ERROR(TrainUntil(num_rounds - 1));
   RETURN_IF_ERROR(Checkpoint());
-  ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate("after distillation"));
+  ASSIGN_OR_RETURN(torch::Tensor student_probs,
+                   ScoredProbabilities(test_images_));
+  ASSIGN_OR_RETURN(Evaluation evaluation,
+                   ScoreTest(student_probs, "after distillation"));
   progress_.Finish(Progress());
   Log(absl::StrFormat(
       "distillation done: step %d, test accuracy %.2f %% (teacher %.2f %%)",
       trainer_->step(), 100.0 * evaluation.accuracy,
       100.0 * teacher.accuracy));
+  if (options_.distill_ensemble) {
+    student_accuracy_ = evaluation.accuracy;
+    ASSIGN_OR_RETURN(evaluation,
+                     ScoreTest((student_probs + teacher_test_probs_) / 2,
+                               "teacher and student averaged"));
+    Log(absl::StrFormat("teacher and student averaged: test accuracy %.2f %%",
+                        100.0 * evaluation.accuracy));
+  }
+  // The curve ends at what the run reports.
+  step_curve_.push_back({trainer_->step(), evaluation.accuracy});
   return evaluation;
 }
 
@@ -894,10 +924,16 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"distillation",
        !teacher_accuracy_.has_value()
            ? std::string("no")
-           : absl::StrFormat("%d steps, teacher weight %g, teacher %.2f %%",
-                             trainer_->step() - distill_start_step_,
-                             batch.teacher_weight,
-                             100.0 * *teacher_accuracy_)},
+           : absl::StrCat(
+                 absl::StrFormat("%d steps, teacher weight %g, teacher %.2f %%",
+                                 trainer_->step() - distill_start_step_,
+                                 batch.teacher_weight,
+                                 100.0 * *teacher_accuracy_),
+                 !student_accuracy_.has_value()
+                     ? std::string()
+                     : absl::StrFormat(", student alone %.2f %%; reported: "
+                                       "teacher and student averaged",
+                                       100.0 * *student_accuracy_))},
       {"model", absl::StrCat(model.arch, " width ", model.width, ", ",
                              model.init, " init")},
       {"weak shift fill",
@@ -993,6 +1029,10 @@ absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options) {
   }
   if (options.distill_steps < 0) {
     return absl::InvalidArgumentError("distill_steps must not be negative");
+  }
+  if (options.distill_ensemble && options.distill_steps == 0) {
+    return absl::InvalidArgumentError(
+        "distill_ensemble needs a distillation stage (distill_steps > 0)");
   }
   RoundPlan plan;
   plan.labels = options.schedule;

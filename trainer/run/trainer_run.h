@@ -116,6 +116,11 @@ struct TrainerOptions {
   // the rounds aim at max_train_seconds * total_steps / (total_steps +
   // distill_steps) and the stage's steps are fitted to what is left.
   int64_t distill_steps = 0;
+  // With distill_steps > 0: the run reports the mean of the teacher's and
+  // the student's class probabilities of the test images (each as Evaluate
+  // scores them) instead of the student's alone, a two-model ensemble. The
+  // student alone is scored too (one more oracle evaluation) and logged.
+  bool distill_ensemble = false;
   // Before the EMA model predicts (evaluation, selection, feature quality),
   // re-estimate its BatchNorm statistics on clean pool images.
   bool recalibrate_bn = false;
