@@ -42,10 +42,13 @@
 #              "100%" (one round) or "50%,50%" (default: the trainer's
 #              40 %/30 %/30 %)
 #   SWEEP_SECONDS  deadline for the sweep, counted from the script's start:
-#              every trainer gets --max_train_seconds (45 s before it) and
-#              fits its steps to that (the trainer's --fit_to_time), then
-#              evaluates and reports; runs not started 60 s before the
-#              deadline are skipped (default: none)
+#              every trainer gets --max_train_seconds, an equal part of the
+#              time left until 45 s before it for each run not started yet
+#              (ceil(waiting / PARALLEL) waves share it; a run that
+#              pretrains for its seed gets all of it), and fits its steps to
+#              that (the trainer's --fit_to_time), then evaluates and
+#              reports; runs not started 60 s before the deadline are
+#              skipped (default: none)
 #   BENCH_OUT  sweep folder (default runs/bench-<time>; must not hold an
 #              oracle.db yet)
 #   BUILD_DIR  (default build); SKIP_BUILD=1 uses its binaries as they are
@@ -277,8 +280,20 @@ launch() {
   read -ra extra <<<"${R_EXTRA[$run]}"
   [[ -n "${SCHEDULE:-}" ]] && flags+=(--schedule="$(schedule_for "${R_BUDGET[$run]}")")
   if [[ -n "${SWEEP_SECONDS:-}" ]]; then
+    # An equal part of the time left for each run not started yet (this one
+    # included): they fill ceil(waiting / PARALLEL) more waves. Given all of
+    # it, the first runs would train their full steps and squeeze (or
+    # crowd out) the last ones; shared, runs of equal cost fit to equal
+    # steps and stay comparable. A key's first run (queued first) pretrains
+    # inside its limit, so it gets all the time left, and the runs after
+    # it share what its pretraining leaves.
     local left=$(( SWEEP_SECONDS - ($(date +%s) - T0) - 45 ))
-    flags+=(--max_train_seconds=$(( left > 30 ? left : 30 )))
+    local share=$left
+    if [[ -z "${R_KEY[$run]}" || "${KEY_OWNER[${R_KEY[$run]}]}" != "$run" ]]; then
+      local waiting=$(( TOTAL - STARTED ))
+      share=$(( left / ((waiting + PARALLEL - 1) / PARALLEL) ))
+    fi
+    flags+=(--max_train_seconds=$(( share > 30 ? share : 30 )))
   fi
   mkdir -p "$BENCH_OUT/$run"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "${R_BUDGET[$run]}" "${R_SEED[$run]}" \

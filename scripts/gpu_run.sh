@@ -26,9 +26,10 @@
 #             on the original order
 #
 # With CUDA the defaults are SWEEP_SECONDS=480 (the whole call, build
-# included, ends by then: trainers fit their steps to --max_train_seconds),
-# PARALLEL=6,
-# STEPS=3000, PRETRAIN_STEPS=4000; every bench_labels.sh variable
+# included, ends by then: trainers fit their steps to their share of it,
+# --max_train_seconds), PARALLEL=6, STEPS=3000 (2000 for PLAN=ablation:
+# its 24 runs at 3000 would need about 30 % more than the 480 s at the
+# estimated 180 steps/s), PRETRAIN_STEPS=4000; every bench_labels.sh variable
 # (BUDGETS, SEEDS, VARIANTS, TRAINER_FLAGS, ...) passes through. Without CUDA
 # bench_labels.sh's tiny CPU sizes apply (tests run it so, SKIP_BUILD=1).
 #
@@ -49,7 +50,9 @@ if fewlabels_cuda_python_torch >/dev/null; then
   export SWEEP_SECONDS=${SWEEP_SECONDS:-480} PARALLEL=${PARALLEL:-6}
   # SimCLR: 4,000 steps of 256 images are 17 epochs of the pool (2,000 x
   # 128 on the CPU's 5,000 images, 51 epochs, beat 300 steps by 2.8 points).
-  export STEPS=${STEPS:-3000} PRETRAIN_STEPS=${PRETRAIN_STEPS:-4000}
+  default_steps=3000
+  [[ ${PLAN:-sweep} == ablation ]] && default_steps=2000
+  export STEPS=${STEPS:-$default_steps} PRETRAIN_STEPS=${PRETRAIN_STEPS:-4000}
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch;print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 else

@@ -3,7 +3,8 @@
 # budgets x two seeds x two variants (one with SimCLR pretraining and
 # FlexMatch), two trainers at once.
 #   bench_labels_test.sh <source_dir> <build_dir>
-# Checks: the sweep exits 0; table.csv has the 4 (budget, variant) rows with a
+# Checks: the sweep exits 0; SWEEP_SECONDS reaches the trainers shared
+# (a pretraining run gets all the time left, the next a third); table.csv has the 4 (budget, variant) rows with a
 # numeric accuracy mean and standard deviation over 2 seeds; every run's
 # labels spent, as `oraclectl summary` counts them, equal its budget (also in
 # the table); `oraclectl verify` is OK and in the table's footer; the
@@ -24,6 +25,7 @@ OUT=$TMP/sweep
 
 env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$OUT" BUDGETS="10 20" SEEDS="0 1" \
   VARIANTS="random:fixmatch:none typiclust:flexmatch:simclr" PARALLEL=2 SCHEDULE=100% \
+  SWEEP_SECONDS=600 \
   TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=10 --pretrain_steps=4 --pretrain_batch=16 --label_free_dims=16 --feature_quality=false --log_every=5" \
   bash "$SRC/scripts/bench_labels.sh" > "$TMP/log" 2>&1 ||
   { cat "$TMP/log"; fail "bench_labels.sh exited non-zero"; }
@@ -36,6 +38,15 @@ grep -q '^`oraclectl verify`: OK: .* rows verified' "$OUT/table.md" ||
   { cat "$OUT/table.md"; fail "verify missing from the table's footer"; }
 grep -q "^\[bench +[0-9]*s\] start b10-typiclust-flexmatch-simclr-s0 (" "$TMP/log" ||
   { cat "$TMP/log"; fail "no progress line"; }
+# The deadline is shared. The queue starts with the two runs that pretrain
+# (each gets all of the 555 s before the deadline, less what the sweep took
+# to start); the third of 8 runs, two at a time, gets a third of that.
+limit() { grep -o -- '--max_train_seconds=[0-9]*' "$OUT/$1/command.txt" | cut -d= -f2; }
+third=$(sed -n 's/^\[bench +[0-9]*s\] start \([^ ]*\) (3\/8,.*/\1/p' "$TMP/log")
+[[ $third == b10-random-fixmatch-none-s0 ]] || { cat "$TMP/log"; fail "third run is '$third'"; }
+owner=$(limit b10-typiclust-flexmatch-simclr-s0) share=$(limit "$third")
+(( owner > 450 && owner <= 555 && share > 120 && share <= 185 )) ||
+  fail "--max_train_seconds $owner (pretraining run) and $share (third run) are not all and a third of 555 s"
 
 "$PY" - "$OUT" <<'PY' || { cat "$TMP/log"; cat "$OUT/table.md"; fail "table or runs wrong"; }
 import csv, glob, json, os, sys
