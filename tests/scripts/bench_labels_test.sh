@@ -3,13 +3,14 @@
 # budgets x two seeds x two variants (one with SimCLR pretraining and
 # FlexMatch), two trainers at once.
 #   bench_labels_test.sh <source_dir> <build_dir>
-# Checks: the sweep exits 0; SWEEP_SECONDS reaches the trainers shared
-# (a pretraining run gets all the time left, the next a third); table.csv has the 4 (budget, variant) rows with a
-# numeric accuracy mean and standard deviation over 2 seeds; every run's
-# labels spent, as `oraclectl summary` counts them, equal its budget (also in
-# the table); `oraclectl verify` is OK and in the table's footer; the
-# pretraining cache holds one checkpoint per seed; per seed exactly one
-# SimCLR run pretrained and the other reported "reused": true.
+# Checks: the sweep exits 0; SWEEP_SECONDS reaches the trainers shared (a
+# pretraining run gets all the time left, the next a third); table.csv has
+# the 4 (budget, variant) rows with a numeric accuracy mean and standard
+# deviation over 2 seeds; every run's labels spent, as `oraclectl summary`
+# counts them, equal its budget (also in the table); `oraclectl verify` is
+# OK and in the table's footer; the pretraining cache holds one checkpoint
+# per seed; per seed exactly one SimCLR run pretrained and the other
+# reported "reused": true.
 # Then a one-run sweep with SHUFFLE_SEED (when the real data set is
 # installed): it runs on BENCH_OUT/data, the table's footer says so, and
 # every label the trainer bought is the shuffled file's label of that id

@@ -907,6 +907,19 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                                : initial_weights_;
   report.pretrain = pretrain_summary_;
   report.feature_quality = feature_quality_;
+  std::string distillation = "no";
+  if (teacher_accuracy_.has_value()) {
+    distillation = absl::StrFormat(
+        "%d steps, teacher weight %g, teacher %.2f %%",
+        trainer_->step() - distill_start_step_, batch.teacher_weight,
+        100.0 * *teacher_accuracy_);
+  }
+  if (student_accuracy_.has_value()) {
+    absl::StrAppendFormat(
+        &distillation,
+        ", student alone %.2f %%; reported: teacher and student averaged",
+        100.0 * *student_accuracy_);
+  }
   report.config = {
       {"strategy", strategy_->name()},
       {"objective", options_.objective.name},
@@ -921,19 +934,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                           plan_.end_step.back(), " of ", planned_end_step_,
                           " planned steps")},
       {"round restarts", options_.restart_rounds ? "yes" : "no"},
-      {"distillation",
-       !teacher_accuracy_.has_value()
-           ? std::string("no")
-           : absl::StrCat(
-                 absl::StrFormat("%d steps, teacher weight %g, teacher %.2f %%",
-                                 trainer_->step() - distill_start_step_,
-                                 batch.teacher_weight,
-                                 100.0 * *teacher_accuracy_),
-                 !student_accuracy_.has_value()
-                     ? std::string()
-                     : absl::StrFormat(", student alone %.2f %%; reported: "
-                                       "teacher and student averaged",
-                                       100.0 * *student_accuracy_))},
+      {"distillation", distillation},
       {"model", absl::StrCat(model.arch, " width ", model.width, ", ",
                              model.init, " init")},
       {"weak shift fill",
