@@ -162,6 +162,10 @@ ABSL_FLAG(bool, distill_ensemble, false,
 ABSL_FLAG(bool, recalibrate_bn, false,
           "re-estimate the EMA model's batch-norm statistics on clean pool "
           "images before it predicts");
+ABSL_FLAG(bool, select_on_initial_embedding, false,
+          "every round selects on the embedding the first round saw (the "
+          "pretrained model's, or PCA features without pretraining), as "
+          "TypiClust does, instead of the current model's");
 ABSL_FLAG(bool, eval_flip, false,
           "score the test set on the mean prediction of each image and its "
           "horizontal mirror");
@@ -320,6 +324,8 @@ int main(int argc, char** argv) {
   options.distill_ensemble = absl::GetFlag(FLAGS_distill_ensemble);
   options.recalibrate_bn = absl::GetFlag(FLAGS_recalibrate_bn);
   options.eval_flip = absl::GetFlag(FLAGS_eval_flip);
+  options.select_on_initial_embedding =
+      absl::GetFlag(FLAGS_select_on_initial_embedding);
   options.feature_quality = absl::GetFlag(FLAGS_feature_quality);
   options.knn_k = absl::GetFlag(FLAGS_knn_k);
 

@@ -9,12 +9,15 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/idx_file.h"
 #include "common/status_matchers.h"
+#include "trainer/learn/dataset.h"
+#include "trainer/select/label_free_features.h"
 
 namespace trainer {
 namespace {
@@ -50,6 +53,9 @@ class FakeOracle : public OracleClient {
   }
   int64_t spent() const { return static_cast<int64_t>(revealed_.size()); }
   int queries() const { return queries_; }
+  // The ids of every QueryLabels call that was granted, in order.
+  const std::vector<std::vector<int64_t>>& queried() const { return queried_; }
+  int64_t label(int64_t id) const { return train_[id]; }
   int evaluations() const { return evaluations_; }
 
   absl::StatusOr<ExperimentInfo> CreateExperiment(
@@ -75,6 +81,7 @@ class FakeOracle : public OracleClient {
     if (static_cast<int64_t>(revealed_.size() + fresh.size()) > budget_) {
       return absl::ResourceExhaustedError("over budget");
     }
+    queried_.push_back(ids);
     LabelBatch batch;
     for (int64_t id : ids) batch.labels.push_back(train_[id]);
     revealed_.insert(fresh.begin(), fresh.end());
@@ -145,6 +152,7 @@ class FakeOracle : public OracleClient {
   std::mutex mu_;
   int64_t budget_ = 0;
   std::set<int64_t> revealed_;
+  std::vector<std::vector<int64_t>> queried_;
   int queries_ = 0;
   int evaluations_ = 0;
   int stop_on_query_ = -1;
@@ -299,6 +307,107 @@ TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {
   const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
   EXPECT_THAT(rounds, HasSubstr("\n0,10,"));
   EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
+}
+
+// The ids typiclust picks in `round` for `count` labels on `embeddings` of
+// the pool, with `labelled` already bought (their labels from `oracle`).
+std::vector<int64_t> TypiclustPicks(const TrainerOptions& options,
+                                    const torch::Tensor& embeddings,
+                                    const std::vector<int64_t>& labelled,
+                                    const FakeOracle& oracle, int round,
+                                    int64_t count) {
+  PoolState pool;
+  pool.pool_ids.resize(embeddings.size(0));
+  std::iota(pool.pool_ids.begin(), pool.pool_ids.end(), 0);
+  pool.embeddings = embeddings;
+  pool.labelled_ids = labelled;
+  for (int64_t id : labelled) pool.labelled_labels.push_back(oracle.label(id));
+  pool.round = round;
+  pool.seed = options.seed;
+  auto strategy =
+      MakeSelectionStrategy(options.strategy, options.strategy_options);
+  EXPECT_THAT(strategy, IsOk());
+  if (!strategy.ok()) return {};
+  auto ids = (*strategy)->Select(pool, count);
+  EXPECT_THAT(ids, IsOk());
+  return ids.ok() ? *ids : std::vector<int64_t>{};
+}
+
+TEST(RunTrainerTest, SelectsEveryRoundOnTheInitialEmbedding) {
+  // Without pretraining the first round selects on PCA features. With
+  // select_on_initial_embedding the second round does too: its picks are
+  // typiclust's on the PCA features given the first round's labels. By
+  // default it selects on the trained model's embedding and picks others.
+  auto images = LoadImages(std::string(kDataDir) + "/" +
+                               common::kTrainImagesFile,
+                           common::kTrainCount, torch::kCPU);
+  if (!images.ok()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  for (bool initial : {true, false}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir = TempDir(initial ? "initial_emb" : "model_emb");
+    TrainerOptions options = TinyStagedRun(dir);
+    options.pretrain.method = "none";
+    options.feature_quality = false;
+    options.select_on_initial_embedding = initial;
+    ASSERT_THAT(RunTrainer(options, &oracle, nullptr), IsOk());
+    ASSERT_EQ(oracle.queried().size(), 2u);
+    auto pca = LabelFreeFeatures(images->narrow(0, 0, options.train_limit),
+                                 options.label_free_dims);
+    ASSERT_THAT(pca, IsOk());
+    const std::vector<int64_t> first = oracle.queried()[0];
+    EXPECT_EQ(first, TypiclustPicks(options, *pca, {}, oracle, 0, 10));
+    const std::vector<int64_t> on_pca =
+        TypiclustPicks(options, *pca, first, oracle, 1, 10);
+    if (initial) {
+      EXPECT_EQ(oracle.queried()[1], on_pca);
+      EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+                  HasSubstr("\"selection embedding\":\"the initial one"));
+    } else {
+      EXPECT_NE(oracle.queried()[1], on_pca);
+    }
+  }
+}
+
+TEST(RunTrainerTest, InitialEmbeddingOfAPretrainedRunSurvivesAResume) {
+  // With SimCLR weights (and BN re-estimation), the first purchase is the
+  // same with or without select_on_initial_embedding, and a run stopped
+  // after it and resumed computes the embedding again from the initial
+  // weights: its second purchase equals the uninterrupted run's.
+  std::vector<std::vector<int64_t>> uninterrupted;
+  for (bool initial : {false, true}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir = TempDir(initial ? "initial_pre" : "model_pre");
+    TrainerOptions options = TinyStagedRun(dir);
+    options.pretrain.cache_dir = TempDir("initial_cache");
+    options.feature_quality = false;
+    options.select_on_initial_embedding = initial;
+    if (!initial) {
+      ASSERT_THAT(RunTrainer(options, &oracle, nullptr), IsOk());
+      ASSERT_EQ(oracle.queried().size(), 2u);
+      uninterrupted = oracle.queried();
+      continue;
+    }
+    std::atomic<bool> stop{false};
+    oracle.StopOnQuery(1, &stop);
+    EXPECT_THAT(RunTrainer(options, &oracle, &stop),
+                StatusIs(absl::StatusCode::kCancelled));
+    options.resume = true;
+    std::atomic<bool> go{false};
+    ASSERT_THAT(RunTrainer(options, &oracle, &go), IsOk());
+    ASSERT_EQ(oracle.queried().size(), 2u);
+    EXPECT_EQ(oracle.queried()[0], uninterrupted[0]);
+    const std::vector<int64_t> resumed_second = oracle.queried()[1];
+
+    FakeOracle straight;
+    options.resume = false;
+    options.out_dir = dir + "/straight";
+    ASSERT_THAT(RunTrainer(options, &straight, nullptr), IsOk());
+    ASSERT_EQ(straight.queried().size(), 2u);
+    EXPECT_EQ(straight.queried()[0], uninterrupted[0]);
+    EXPECT_EQ(straight.queried()[1], resumed_second);
+  }
 }
 
 TEST(RunTrainerTest, DistillsAFreshStudentFromTheFinalModel) {

@@ -106,6 +106,14 @@ class Run {
   void ScheduleRound(int round);
   int RoundOfStep(int64_t step) const;
   absl::StatusOr<Predictions> PredictEma(const torch::Tensor& images);
+  // Clean pool images BatchNorm statistics are re-estimated on: at most
+  // 10,000, evenly spread.
+  torch::Tensor BatchNormImages() const;
+  // The pool's embedding before any labelled training, what the first round
+  // selects on: PCA features without pretraining, else the EMA model of a
+  // fresh learner from the initial weights (its BatchNorm statistics
+  // re-estimated as PredictEma does). Computed once, then cached.
+  absl::StatusOr<torch::Tensor> InitialEmbedding();
   absl::Status MeasureFeatureQuality(const std::string& stage);
   absl::Status Buy(int round, const std::vector<int64_t>& ids);
   absl::Status SelectAndBuy(int round, int64_t count);
@@ -159,6 +167,8 @@ class Run {
   torch::Tensor pca_features_;
   // Step at which the EMA's BN statistics were last re-estimated (-1: never).
   int64_t recalibrated_step_ = -1;
+  // InitialEmbedding's cache (undefined until first asked for).
+  torch::Tensor initial_embedding_;
   std::unique_ptr<SelectionStrategy> strategy_;
   std::unique_ptr<RunReportWriter> report_;
   torch::Tensor labelled_images_;
@@ -465,7 +475,13 @@ absl::Status Run::SelectAndBuy(int round, int64_t count) {
   }
   pool.round = round;
   pool.seed = options_.seed;
-  if (trainer_->step() == 0 && initial_weights_.empty()) {
+  if (options_.select_on_initial_embedding) {
+    ASSIGN_OR_RETURN(pool.embeddings, InitialEmbedding());
+    if (trainer_->step() > 0) {
+      ASSIGN_OR_RETURN(Predictions predictions, PredictEma(train_images_));
+      pool.probabilities = predictions.probs;
+    }
+  } else if (trainer_->step() == 0 && initial_weights_.empty()) {
     ASSIGN_OR_RETURN(
         pool.embeddings,
         LabelFreeFeatures(train_images_, options_.label_free_dims));
@@ -485,13 +501,35 @@ absl::Status Run::SelectAndBuy(int round, int64_t count) {
   return Buy(round, ids);
 }
 
+torch::Tensor Run::BatchNormImages() const {
+  const int64_t n = train_images_.size(0);
+  const int64_t stride = std::max<int64_t>(1, n / 10000);
+  return train_images_.slice(0, 0, n, stride);
+}
+
+absl::StatusOr<torch::Tensor> Run::InitialEmbedding() {
+  if (initial_embedding_.defined()) return initial_embedding_;
+  if (initial_weights_.empty()) {
+    ASSIGN_OR_RETURN(initial_embedding_,
+                     LabelFreeFeatures(train_images_, options_.label_free_dims));
+    return initial_embedding_;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Learner> fresh, MakeLearner(/*round=*/0));
+  RETURN_IF_ERROR(fresh->InitializeFrom(initial_weights_));
+  if (options_.recalibrate_bn) {
+    RETURN_IF_ERROR(
+        fresh->RecalibrateBatchNorm(BatchNormImages(), /*use_ema=*/true));
+  }
+  ASSIGN_OR_RETURN(Predictions predictions,
+                   fresh->Predict(train_images_, /*use_ema=*/true));
+  initial_embedding_ = predictions.embeddings;
+  return initial_embedding_;
+}
+
 absl::StatusOr<Predictions> Run::PredictEma(const torch::Tensor& images) {
   if (options_.recalibrate_bn && trainer_->step() != recalibrated_step_) {
-    // At most 10,000 clean pool images, evenly spread.
-    const int64_t n = train_images_.size(0);
-    const int64_t stride = std::max<int64_t>(1, n / 10000);
-    RETURN_IF_ERROR(trainer_->RecalibrateBatchNorm(
-        train_images_.slice(0, 0, n, stride), /*use_ema=*/true));
+    RETURN_IF_ERROR(
+        trainer_->RecalibrateBatchNorm(BatchNormImages(), /*use_ema=*/true));
     recalibrated_step_ = trainer_->step();
   }
   return trainer_->Predict(images, /*use_ema=*/true);
@@ -922,6 +960,9 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
   }
   report.config = {
       {"strategy", strategy_->name()},
+      {"selection embedding", options_.select_on_initial_embedding
+                                  ? "the initial one, every round"
+                                  : "the current model's"},
       {"objective", options_.objective.name},
       {"pretraining",
        PretrainingDescription(options_.pretrain)},

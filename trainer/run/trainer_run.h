@@ -121,6 +121,14 @@ struct TrainerOptions {
   // scores them) instead of the student's alone, a two-model ensemble. The
   // student alone is scored too (one more oracle evaluation) and logged.
   bool distill_ensemble = false;
+  // Every round selects on the embedding the first round sees (the
+  // pretrained model's, or the PCA features without pretraining), as
+  // TypiClust and ProbCover do with their self-supervised features, instead
+  // of on the current model's embedding, which its own pseudo-labels have
+  // shaped. The class probabilities that margin and typiclust_balanced read
+  // still come from the current model. A resumed run computes the embedding
+  // again from the initial weights.
+  bool select_on_initial_embedding = false;
   // Before the EMA model predicts (evaluation, selection, feature quality),
   // re-estimate its BatchNorm statistics on clean pool images.
   bool recalibrate_bn = false;
