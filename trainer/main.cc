@@ -130,6 +130,13 @@ ABSL_FLAG(int64_t, contrast_memory, 0,
 ABSL_FLAG(double, smoothing_alpha, 0.9,
           "with --contrast_memory: weight of an image's own pseudo-label "
           "distribution against its neighbours' in the memory");
+ABSL_FLAG(bool, pseudo_head, false,
+          "Debiased Self-Training's decoupled pseudo head: the pseudo-labels "
+          "train a separate MLP head on the strong views' embeddings instead "
+          "of the classifier, which then learns from the labels only");
+ABSL_FLAG(bool, soft_targets, false,
+          "train the strong views towards the whole pseudo-label distribution "
+          "(CoMatch's soft targets) instead of its argmax");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr "
           "| byol");
@@ -286,6 +293,8 @@ int main(int argc, char** argv) {
   batch.contrast.memory_size = absl::GetFlag(FLAGS_contrast_memory);
   batch.contrast.smoothing_alpha = absl::GetFlag(FLAGS_smoothing_alpha);
   batch.teacher_weight = absl::GetFlag(FLAGS_teacher_weight);
+  batch.pseudo_head = absl::GetFlag(FLAGS_pseudo_head);
+  batch.soft_targets = absl::GetFlag(FLAGS_soft_targets);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

@@ -82,6 +82,21 @@ TEST(ComputeFixMatchLossTest, AcceptsBfloat16Logits) {
   EXPECT_NEAR(loss.total.item<double>(), std::log(4.0), 1e-6);
 }
 
+TEST(ComputeFixMatchLossTest, SoftTargetsUseTheWholeDistribution) {
+  const at::Tensor logits_x = at::zeros({1, 2});
+  const at::Tensor targets_x = at::zeros({1}, at::kLong);
+  const at::Tensor probs = at::tensor({0.8f, 0.2f}).reshape({1, 2});
+  const at::Tensor strong = at::log(at::tensor({0.75f, 0.25f})).reshape({1, 2});
+  FixMatchLoss hard = ComputeFixMatchLossFromProbs(logits_x, targets_x, probs,
+                                                   strong, 0.5, 1.0);
+  FixMatchLoss soft = ComputeFixMatchLossFromProbs(
+      logits_x, targets_x, probs, strong, 0.5, 1.0, /*soft_targets=*/true);
+  EXPECT_NEAR(hard.unsupervised.item<double>(), -std::log(0.75), 1e-6);
+  EXPECT_NEAR(soft.unsupervised.item<double>(),
+              -(0.8 * std::log(0.75) + 0.2 * std::log(0.25)), 1e-6);
+  EXPECT_EQ(soft.mask_rate.item<double>(), 1.0);
+}
+
 TEST(ComputeFixMatchLossTest, MismatchedViewsThrow) {
   at::Tensor logits_x = at::zeros({1, 2});
   at::Tensor targets_x = at::tensor({0}, at::kLong);

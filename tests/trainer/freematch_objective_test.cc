@@ -1,5 +1,3 @@
-#include "trainer/objectives/freematch.h"
-
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,6 +13,7 @@
 #include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
+#include "trainer/objectives/freematch.h"
 #include "trainer/objectives/registry.h"
 
 namespace trainer {
@@ -169,11 +168,80 @@ TEST(FreeMatchObjectiveTest, GraphContrastTrainsItsHeadThroughALearner) {
   ASSERT_THAT(other, IsOk());
   torch::nn::Module* other_head = (*other)->trained_modules()[0];
   ASSERT_FALSE(at::equal(other_head->parameters()[0], head->parameters()[0]));
-  auto restored = Learner::Create(ToyModel(), learner_options,
-                                  *std::move(other), at::kCPU);
+  auto restored =
+      Learner::Create(ToyModel(), learner_options, *std::move(other), at::kCPU);
   ASSERT_THAT(restored, IsOk());
   ASSERT_THAT((*restored)->Load(path), IsOk());
   EXPECT_TRUE(at::equal(other_head->parameters()[0], head->parameters()[0]));
+}
+
+// The classifier's gradient of one FreeMatch step on fixed weights, draws
+// and data; one of the first convolution's; the step's unlabelled loss.
+struct StepGradients {
+  at::Tensor classifier;
+  at::Tensor conv;
+  double loss_u = 0.0;
+};
+StepGradients OneStepGradients(const FreeMatchOptions& options) {
+  ModelOptions model_options = ToyModel();
+  model_options.init_seed = 4;
+  Classifier model = *MakeModel(model_options);
+  Classifier ema = *MakeModel(model_options);
+  model->train();
+  ema->eval();
+  at::Generator generator = *MakeGenerator(at::kCPU, 5);
+  StepContext context{model, ema, generator, /*channels_last=*/false};
+  auto objective = FreeMatchObjective::Create(
+      options, at::kCPU, model->embedding_dim(), /*seed=*/3);
+  EXPECT_THAT(objective, IsOk());
+  if (!objective.ok()) return {};
+  ObjectiveLoss loss = (*objective)->Loss(context, ToyPool());
+  loss.total.backward();
+  StepGradients out;
+  out.loss_u = loss.scalars[1].item<double>();
+  for (const auto& named : model->named_parameters()) {
+    if (named.key() == "classifier.weight")
+      out.classifier = named.value().grad();
+    if (!out.conv.defined() && named.key().find("conv") != std::string::npos) {
+      out.conv = named.value().grad();
+    }
+  }
+  return out;
+}
+
+TEST(FreeMatchObjectiveTest, PseudoHeadLeavesTheClassifierToTheLabels) {
+  // With DST's pseudo head the unlabelled loss and the fairness term train
+  // the head and the backbone: the classifier's gradient is the labelled
+  // loss's alone, the same with lambda_u 1 as with 0, while the backbone's
+  // changes. Without the head the unlabelled loss reaches the classifier.
+  FreeMatchOptions options = ToyFreeMatch();
+  for (bool head : {true, false}) {
+    options.batch.pseudo_head = head;
+    options.batch.lambda_u = 0.0;
+    const StepGradients labels_only = OneStepGradients(options);
+    options.batch.lambda_u = 1.0;
+    const StepGradients both = OneStepGradients(options);
+    ASSERT_TRUE(labels_only.classifier.defined() && both.classifier.defined());
+    ASSERT_TRUE(labels_only.conv.defined() && both.conv.defined());
+    EXPECT_EQ(at::allclose(labels_only.classifier, both.classifier,
+                           /*rtol=*/1e-5, /*atol=*/1e-7),
+              head)
+        << "pseudo head " << head;
+    EXPECT_FALSE(at::allclose(labels_only.conv, both.conv)) << head;
+  }
+}
+
+TEST(FreeMatchObjectiveTest, SoftTargetsTrainTowardsTheDistribution) {
+  // The same step with hard and with soft targets: the unlabelled loss
+  // differs (soft targets keep the other classes' share of each
+  // distribution), so the objective passes the option on.
+  FreeMatchOptions options = ToyFreeMatch();
+  const double hard = OneStepGradients(options).loss_u;
+  options.batch.soft_targets = true;
+  const double soft = OneStepGradients(options).loss_u;
+  EXPECT_GT(hard, 0.0);
+  EXPECT_GT(soft, 0.0);
+  EXPECT_GT(std::abs(hard - soft), 1e-6);
 }
 
 TEST(FreeMatchObjectiveTest, SaveLoadKeepsThresholds) {

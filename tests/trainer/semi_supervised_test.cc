@@ -9,6 +9,7 @@
 #include <cmath>
 #include <memory>
 #include <sstream>
+#include <string>
 
 #include "common/status_matchers.h"
 #include "tests/trainer/toy_step.h"
@@ -174,8 +175,8 @@ TEST(PseudoLabellingTest, BlendsInTheTeachersProbabilitiesOfTheSameImages) {
         SemiSupervisedForward(toy.context(), data, options);
     // The teacher rows are those of the sampled pool images.
     ASSERT_TRUE(logits.teacher_probs.defined());
-    EXPECT_TRUE(at::equal(logits.teacher_probs.argmax(1),
-                          logits.unlabelled_index % 3));
+    EXPECT_TRUE(
+        at::equal(logits.teacher_probs.argmax(1), logits.unlabelled_index % 3));
     PseudoLabels labels = (*labelling)->Label(logits);
     at::Tensor own = at::softmax(logits.logits_u_weak, 1);
     EXPECT_TRUE(at::allclose(
@@ -256,6 +257,109 @@ TEST(PseudoLabellingTest, MemorySmoothsFromTheSecondStepOn) {
   ASSERT_EQ((*labelling)->TrainedModules().size(), 1u);
 }
 
+TEST(PseudoLabelCrossEntropyTest,
+     HardAgainstTheArgmaxSoftAgainstTheDistribution) {
+  // Two images, three classes; uniform logits give log softmax = -log 3 for
+  // every class, so both forms are log 3 whatever the targets.
+  const at::Tensor probs =
+      at::tensor({0.7f, 0.2f, 0.1f, 0.1f, 0.3f, 0.6f}).reshape({2, 3});
+  const at::Tensor uniform = at::zeros({2, 3});
+  for (bool soft : {false, true}) {
+    at::Tensor loss = PseudoLabelCrossEntropy(uniform, probs, soft);
+    ASSERT_EQ(loss.sizes(), (at::IntArrayRef{2}));
+    EXPECT_NEAR(loss[0].item<double>(), std::log(3.0), 1e-6) << soft;
+  }
+  // Logits log(0.5), log(0.25), log(0.25): log softmax is exactly those.
+  const at::Tensor logits =
+      at::log(at::tensor({0.5f, 0.25f, 0.25f, 0.5f, 0.25f, 0.25f}))
+          .reshape({2, 3})
+          .requires_grad_();
+  at::Tensor hard = PseudoLabelCrossEntropy(logits, probs, false);
+  EXPECT_NEAR(hard[0].item<double>(), -std::log(0.5), 1e-6);   // class 0
+  EXPECT_NEAR(hard[1].item<double>(), -std::log(0.25), 1e-6);  // class 2
+  at::Tensor soft = PseudoLabelCrossEntropy(logits, probs, true);
+  EXPECT_NEAR(soft[0].item<double>(),
+              -(0.7 * std::log(0.5) + 0.3 * std::log(0.25)), 1e-6);
+  EXPECT_NEAR(soft[1].item<double>(),
+              -(0.1 * std::log(0.5) + 0.9 * std::log(0.25)), 1e-6);
+  // The gradient of the soft form is softmax - targets, and none reaches
+  // the targets.
+  at::Tensor target_probs = probs.clone().requires_grad_();
+  PseudoLabelCrossEntropy(logits, target_probs, true).sum().backward();
+  EXPECT_TRUE(
+      at::allclose(logits.grad(), at::softmax(logits, 1) - probs, 1e-5, 1e-6));
+  EXPECT_FALSE(target_probs.grad().defined());
+  EXPECT_THROW(PseudoLabelCrossEntropy(at::zeros({2, 4}), probs, true),
+               c10::Error);
+}
+
+TEST(PseudoLabellingTest, PseudoHeadNeedsTheEmbeddingSize) {
+  SemiSupervisedOptions options = SmallBatch();
+  options.pseudo_head = true;
+  EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  auto labelling = PseudoLabelling::Create(options, 3, at::kCPU, 16, 0);
+  ASSERT_THAT(labelling, IsOk());
+  ASSERT_EQ((*labelling)->TrainedModules().size(), 1u);
+  EXPECT_EQ((*labelling)->pseudo_head()->options().hidden_dim, 32);
+  EXPECT_EQ((*labelling)->pseudo_head()->options().output_dim, 3);
+  // With the contrast on as well, both heads train, with their own weights.
+  options.contrast.weight = 1.0;
+  labelling = PseudoLabelling::Create(options, 3, at::kCPU, 16, 0);
+  ASSERT_THAT(labelling, IsOk());
+  ASSERT_EQ((*labelling)->TrainedModules().size(), 2u);
+  const at::Tensor contrast_first =
+      (*labelling)->TrainedModules()[0]->parameters()[0];
+  const at::Tensor pseudo_first =
+      (*labelling)->TrainedModules()[1]->parameters()[0];
+  ASSERT_EQ(contrast_first.sizes(), (at::IntArrayRef{16, 16}));
+  ASSERT_EQ(pseudo_first.sizes(), (at::IntArrayRef{32, 16}));
+  EXPECT_FALSE(at::allclose(contrast_first, pseudo_first.narrow(0, 0, 16)));
+}
+
+TEST(PseudoLabellingTest, StrongLogitsComeFromThePseudoHeadWhenItIsOn) {
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options = SmallBatch();
+  const int64_t e = toy.model->embedding_dim();
+  auto plain = PseudoLabelling::Create(options, 3, at::kCPU, e, 0);
+  ASSERT_THAT(plain, IsOk());
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  // Off: the model's own strong logits, the very tensor.
+  EXPECT_TRUE((*plain)->StrongLogits(logits).is_same(logits.logits_u_strong));
+
+  options.pseudo_head = true;
+  auto decoupled = PseudoLabelling::Create(options, 3, at::kCPU, e, 0);
+  ASSERT_THAT(decoupled, IsOk());
+  at::Tensor strong = (*decoupled)->StrongLogits(logits);
+  ASSERT_EQ(strong.sizes(), logits.logits_u_strong.sizes());
+  EXPECT_EQ(strong.scalar_type(), at::kFloat);
+  EXPECT_FALSE(at::allclose(strong, logits.logits_u_strong));
+  // The head's output on the strong views' embeddings (train-mode batch
+  // norm: the same batch gives the same output).
+  ProjectionHead head = (*decoupled)->pseudo_head();  // shares the module
+  at::Tensor again = head->forward(logits.embedding_u_strong);
+  EXPECT_TRUE(at::allclose(strong, again));
+  // Its gradient reaches the backbone (through the embedding) and the head,
+  // not the model's classifier.
+  strong.sum().backward();
+  for (const auto& named : toy.model->named_parameters()) {
+    const at::Tensor& grad = named.value().grad();
+    const bool classifier = named.key().rfind("classifier", 0) == 0;
+    if (classifier) {
+      EXPECT_TRUE(!grad.defined() || grad.abs().max().item<double>() == 0.0)
+          << named.key();
+    } else if (named.key().find("conv") != std::string::npos) {
+      ASSERT_TRUE(grad.defined()) << named.key();
+      EXPECT_GT(grad.abs().max().item<double>(), 0.0) << named.key();
+    }
+  }
+  const at::Tensor head_grad =
+      (*decoupled)->TrainedModules()[0]->parameters()[0].grad();
+  ASSERT_TRUE(head_grad.defined());
+  EXPECT_GT(head_grad.abs().max().item<double>(), 0.0);
+}
+
 TEST(PseudoLabellingTest, SaveLoadKeepsTheHeadAndTheMemory) {
   ToyContext toy = MakeToyContext();
   SemiSupervisedOptions options = SmallBatch();
@@ -297,6 +401,42 @@ TEST(PseudoLabellingTest, SaveLoadKeepsTheHeadAndTheMemory) {
   torch::serialize::InputArchive head_in;
   head_in.load_from(head_buffer);
   EXPECT_THROW((*fresh)->Load(head_in), c10::Error);
+}
+
+TEST(PseudoLabellingTest, SaveLoadKeepsThePseudoHead) {
+  SemiSupervisedOptions options = SmallBatch();
+  options.pseudo_head = true;
+  auto trained = PseudoLabelling::Create(options, 3, at::kCPU, 16, 1);
+  auto fresh = PseudoLabelling::Create(options, 3, at::kCPU, 16, 2);
+  ASSERT_THAT(trained, IsOk());
+  ASSERT_THAT(fresh, IsOk());
+  const at::Tensor fresh_first = (*fresh)->TrainedModules()[0]->parameters()[0];
+  const at::Tensor trained_first =
+      (*trained)->TrainedModules()[0]->parameters()[0];
+  ASSERT_FALSE(at::equal(fresh_first, trained_first));
+  // The archive reads its stream lazily: the stream must outlive it.
+  auto archive_of = [](const PseudoLabelling& labelling,
+                       std::stringstream& buffer) {
+    torch::serialize::OutputArchive out;
+    labelling.Save(out);
+    out.save_to(buffer);
+    auto in = std::make_unique<torch::serialize::InputArchive>();
+    in->load_from(buffer);
+    return in;
+  };
+  std::stringstream buffer;
+  auto in = archive_of(**trained, buffer);
+  torch::serialize::InputArchive part;
+  EXPECT_TRUE(in->try_read("pseudo_head", part));
+  (*fresh)->Load(*in);
+  EXPECT_TRUE(at::equal(fresh_first, trained_first));
+
+  // A checkpoint written without the head is refused.
+  auto without = PseudoLabelling::Create(SmallBatch(), 3, at::kCPU, 16, 1);
+  ASSERT_THAT(without, IsOk());
+  std::stringstream bare_buffer;
+  auto bare = archive_of(**without, bare_buffer);
+  EXPECT_THROW((*fresh)->Load(*bare), c10::Error);
 }
 
 }  // namespace

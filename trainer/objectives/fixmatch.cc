@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <tuple>
 #include <utility>
 
 #include "common/status_macros.h"
@@ -26,17 +27,17 @@ FixMatchLoss ComputeFixMatchLossFromProbs(const Tensor& logits_x,
                                           const Tensor& targets_x,
                                           const Tensor& probs_u_weak,
                                           const Tensor& logits_u_strong,
-                                          double threshold, double lambda_u) {
+                                          double threshold, double lambda_u,
+                                          bool soft_targets) {
   TORCH_CHECK(probs_u_weak.sizes() == logits_u_strong.sizes(),
               "weak and strong views differ in shape: ", probs_u_weak.sizes(),
               " vs ", logits_u_strong.sizes());
   Tensor supervised =
       at::cross_entropy_loss(logits_x.to(at::kFloat), targets_x);
-  auto [max_probs, pseudo_labels] = probs_u_weak.detach().max(1);
+  Tensor max_probs = std::get<0>(probs_u_weak.detach().max(1));
   Tensor mask = (max_probs >= threshold).to(at::kFloat);
   Tensor per_image =
-      at::cross_entropy_loss(logits_u_strong.to(at::kFloat), pseudo_labels,
-                             /*weight=*/{}, at::Reduction::None);
+      PseudoLabelCrossEntropy(logits_u_strong, probs_u_weak, soft_targets);
   Tensor unsupervised = (per_image * mask).mean();
   Tensor total = supervised + lambda_u * unsupervised;
   return {std::move(total), std::move(supervised), std::move(unsupervised),
@@ -66,8 +67,9 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
       SemiSupervisedForward(context, data, options_.batch);
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   FixMatchLoss loss = ComputeFixMatchLossFromProbs(
-      logits.logits_x, logits.targets_x, labels.probs, logits.logits_u_strong,
-      options_.threshold, options_.batch.lambda_u);
+      logits.logits_x, logits.targets_x, labels.probs,
+      pseudo_labelling_->StrongLogits(logits), options_.threshold,
+      options_.batch.lambda_u, options_.batch.soft_targets);
   ObjectiveLoss out{loss.total,
                     {loss.supervised, loss.unsupervised, loss.mask_rate}};
   pseudo_labelling_->AddTerms(labels, out);

@@ -37,12 +37,15 @@ FixMatchLoss ComputeFixMatchLoss(const torch::Tensor& logits_x,
                                  double threshold, double lambda_u);
 
 // The same from the weak views' probabilities [U, C] (e.g. after
-// distribution alignment) instead of their logits.
+// distribution alignment) instead of their logits; with `soft_targets` the
+// strong views train towards those distributions, not their argmax
+// (PseudoLabelCrossEntropy).
 FixMatchLoss ComputeFixMatchLossFromProbs(const torch::Tensor& logits_x,
                                           const torch::Tensor& targets_x,
                                           const torch::Tensor& probs_u_weak,
                                           const torch::Tensor& logits_u_strong,
-                                          double threshold, double lambda_u);
+                                          double threshold, double lambda_u,
+                                          bool soft_targets = false);
 
 struct FixMatchOptions {
   SemiSupervisedOptions batch;

@@ -67,9 +67,9 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(logits.unlabelled_index, probs);
-  Tensor per_image = at::cross_entropy_loss(
-      logits.logits_u_strong.to(at::kFloat), probs.argmax(1), /*weight=*/{},
-      at::Reduction::None);
+  Tensor per_image =
+      PseudoLabelCrossEntropy(pseudo_labelling_->StrongLogits(logits), probs,
+                              options_.batch.soft_targets);
   Tensor unsupervised = (per_image * mask).mean();
   Tensor total = supervised + options_.batch.lambda_u * unsupervised;
   ObjectiveLoss out{total,

@@ -57,13 +57,11 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(probs);
-  Tensor pseudo_labels = probs.argmax(1);
+  Tensor strong = pseudo_labelling_->StrongLogits(logits).to(at::kFloat);
   Tensor per_image =
-      at::cross_entropy_loss(logits.logits_u_strong.to(at::kFloat),
-                             pseudo_labels, /*weight=*/{}, at::Reduction::None);
+      PseudoLabelCrossEntropy(strong, probs, options_.batch.soft_targets);
   Tensor unsupervised = (per_image * mask).mean();
-  Tensor fairness =
-      thresholds_.FairnessLoss(logits.logits_u_strong.to(at::kFloat), mask);
+  Tensor fairness = thresholds_.FairnessLoss(strong, mask);
   Tensor total = supervised + options_.batch.lambda_u * unsupervised +
                  options_.lambda_f * fairness;
   ObjectiveLoss out{total,

@@ -122,6 +122,18 @@ SemiSupervisedLogits SemiSupervisedForward(
   return out;
 }
 
+Tensor PseudoLabelCrossEntropy(const Tensor& logits_strong, const Tensor& probs,
+                               bool soft) {
+  TORCH_CHECK(logits_strong.sizes() == probs.sizes(),
+              "strong views' logits and pseudo-labels differ in shape: ",
+              logits_strong.sizes(), " vs ", probs.sizes());
+  const Tensor logits = logits_strong.to(at::kFloat);
+  const Tensor targets = probs.detach().to(at::kFloat);
+  if (soft) return -(targets * at::log_softmax(logits, 1)).sum(1);
+  return at::cross_entropy_loss(logits, targets.argmax(1), /*weight=*/{},
+                                at::Reduction::None);
+}
+
 absl::StatusOr<std::unique_ptr<PseudoLabelling>> PseudoLabelling::Create(
     const SemiSupervisedOptions& options, int64_t num_classes,
     torch::Device device, int64_t embedding_dim, uint64_t seed) {
@@ -135,6 +147,22 @@ absl::StatusOr<std::unique_ptr<PseudoLabelling>> PseudoLabelling::Create(
                      GraphContrast::Create(options.contrast, embedding_dim,
                                            num_classes, device, seed));
   }
+  ProjectionHead pseudo_head{nullptr};
+  if (options.pseudo_head) {
+    if (embedding_dim <= 0) {
+      return absl::InvalidArgumentError(
+          "the pseudo head needs the model's embedding size (> 0)");
+    }
+    ProjectionHeadOptions head;
+    head.input_dim = embedding_dim;
+    head.hidden_dim = 2 * embedding_dim;  // DST's width
+    head.output_dim = num_classes;
+    // Not the contrast head's draws when both are on.
+    head.init_seed = seed ^ 0x9e3779b97f4a7c15ULL;
+    pseudo_head = ProjectionHead(head);
+    pseudo_head->to(device);
+    pseudo_head->train();
+  }
   DistributionAlignmentOptions alignment;
   alignment.enabled = options.distribution_alignment;
   alignment.momentum = options.alignment_momentum;
@@ -142,7 +170,7 @@ absl::StatusOr<std::unique_ptr<PseudoLabelling>> PseudoLabelling::Create(
   try {
     return std::unique_ptr<PseudoLabelling>(new PseudoLabelling(
         DistributionAlignment(alignment, device), std::move(contrast),
-        options.teacher_weight));
+        std::move(pseudo_head), options.teacher_weight));
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bad distribution alignment: ", e.what_without_backtrace()));
@@ -166,6 +194,11 @@ PseudoLabels PseudoLabelling::Label(const SemiSupervisedLogits& logits) {
   return out;
 }
 
+Tensor PseudoLabelling::StrongLogits(const SemiSupervisedLogits& logits) {
+  if (pseudo_head_.is_empty()) return logits.logits_u_strong;
+  return pseudo_head_->forward(logits.embedding_u_strong).to(at::kFloat);
+}
+
 void PseudoLabelling::AddTerms(const PseudoLabels& labels,
                                ObjectiveLoss& loss) {
   if (contrast_ == nullptr) return;
@@ -185,18 +218,26 @@ std::vector<std::string> PseudoLabelling::MetricNames(
 }
 
 std::vector<torch::nn::Module*> PseudoLabelling::TrainedModules() {
-  if (contrast_ == nullptr) return {};
-  return {contrast_->head()};
+  std::vector<torch::nn::Module*> modules;
+  if (contrast_ != nullptr) modules.push_back(contrast_->head());
+  if (!pseudo_head_.is_empty()) modules.push_back(pseudo_head_.ptr().get());
+  return modules;
 }
 
 void PseudoLabelling::Save(torch::serialize::OutputArchive& archive) const {
   alignment_.Save(archive, "alignment");
   if (contrast_ != nullptr) contrast_->Save(archive, "contrast");
+  if (!pseudo_head_.is_empty()) {
+    WriteProjectionHead(pseudo_head_, archive, "pseudo_head");
+  }
 }
 
 void PseudoLabelling::Load(torch::serialize::InputArchive& archive) {
   alignment_.Load(archive, "alignment");
   if (contrast_ != nullptr) contrast_->Load(archive, "contrast");
+  if (!pseudo_head_.is_empty()) {
+    ReadProjectionHead(pseudo_head_, archive, "pseudo_head");
+  }
 }
 
 }  // namespace trainer

@@ -3,7 +3,8 @@
 // labelled batch and two views of the unlabelled images, and the way from
 // the weak views' logits to pseudo-label distributions (distribution
 // alignment, CoMatch's memory smoothing) with CoMatch's graph-contrastive
-// term. Each objective adds only its own thresholding.
+// term, and which logits the pseudo-labels train (the model's own, or DST's
+// decoupled pseudo head). Each objective adds only its own thresholding.
 #ifndef TRAINER_OBJECTIVES_SEMI_SUPERVISED_H_
 #define TRAINER_OBJECTIVES_SEMI_SUPERVISED_H_
 
@@ -21,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "trainer/learn/augment.h"
+#include "trainer/learn/heads.h"
 #include "trainer/learn/objective.h"
 #include "trainer/objectives/distribution_alignment.h"
 #include "trainer/objectives/graph_contrast.h"
@@ -73,13 +75,25 @@ struct SemiSupervisedOptions {
   // model's own + teacher_weight * the teacher's, before the contrast's
   // memory smoothing; 1 trains on the teacher's alone. In [0, 1].
   double teacher_weight = 1.0;
+  // Debiased Self-Training's decoupled pseudo head (Chen et al. 2022): the
+  // pseudo-labels, still made by the model's classifier on the weak views,
+  // train a separate head on the strong views' embeddings instead of the
+  // classifier itself, so the classifier learns from the labels only and
+  // the backbone from both. The head is an MLP (Linear(E, 2E) - BatchNorm -
+  // ReLU - Linear(2E, classes)) that evaluation never uses.
+  bool pseudo_head = false;
+  // Train the strong views towards the whole pseudo-label distribution
+  // (soft targets: -sum_c p_c log softmax_c, as CoMatch does with its
+  // memory-smoothed distributions) instead of towards its argmax.
+  bool soft_targets = false;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
 // non-negative, alignment_momentum and teacher_weight are in [0, 1) and
 // [0, 1], the strong augmentation's
-// ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the contrast's options are (ValidateGraphContrastOptions)
-// and its memory, when on, holds one step's (mu + 1) * batch_size images.
+// ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the
+// contrast's options are (ValidateGraphContrastOptions) and its memory, when
+// on, holds one step's (mu + 1) * batch_size images.
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 
 // Logits of one semi-supervised step: the labelled batch, and the weak and
@@ -111,6 +125,13 @@ SemiSupervisedLogits SemiSupervisedForward(
     const StepContext& context, const StepData& data,
     const SemiSupervisedOptions& options);
 
+// Per-image cross-entropy [U] (float32) of the strong views' logits [U, C]
+// against the pseudo-labels `probs` [U, C] (detached here): against their
+// argmax, or with `soft` against the distribution itself. Throws c10::Error
+// on mismatched shapes.
+torch::Tensor PseudoLabelCrossEntropy(const torch::Tensor& logits_strong,
+                                      const torch::Tensor& probs, bool soft);
+
 // One step's pseudo-labels (PseudoLabelling::Label).
 struct PseudoLabels {
   // [U, C] float32, detached: the distributions the objective thresholds
@@ -120,15 +141,17 @@ struct PseudoLabels {
   ContrastProjections projections;
 };
 
-// From the weak views' logits to pseudo-label distributions, and the
-// contrastive term, with their state (alignment's class prior, the
-// contrast's head and memory). Owned by one objective; not thread-safe.
+// From the weak views' logits to pseudo-label distributions, the logits
+// they train, and the contrastive term, with their state (alignment's class
+// prior, the contrast's head and memory, the pseudo head). Owned by one
+// objective; not thread-safe.
 class PseudoLabelling {
  public:
   // For a model with `num_classes` outputs and `embedding_dim` embedding
-  // features (needed only with the contrast on); state on `device`; the
-  // contrast head's initial weights follow `seed`. INVALID_ARGUMENT for bad
-  // options (ValidateSemiSupervisedOptions) or sizes.
+  // features (needed only with the contrast or the pseudo head on); state
+  // on `device`; the heads' initial weights follow `seed`. INVALID_ARGUMENT
+  // for bad options (ValidateSemiSupervisedOptions) or sizes (the contrast
+  // and the pseudo head need embedding_dim > 0).
   static absl::StatusOr<std::unique_ptr<PseudoLabelling>> Create(
       const SemiSupervisedOptions& options, int64_t num_classes,
       torch::Device device, int64_t embedding_dim, uint64_t seed);
@@ -140,6 +163,11 @@ class PseudoLabelling {
   // also updates). Call once per step.
   PseudoLabels Label(const SemiSupervisedLogits& logits);
 
+  // The strong views' logits [U, C] that the pseudo-labels train (and that
+  // FreeMatch's fairness term reads): the model's own, or with the pseudo
+  // head on, the head's output on the strong views' embeddings (float32).
+  torch::Tensor StrongLogits(const SemiSupervisedLogits& logits);
+
   // With the contrast on: adds weight * its loss against the graph of
   // `labels.probs` to loss.total, and its two scalars (loss_c,
   // contrast_neighbours) after the others.
@@ -148,28 +176,33 @@ class PseudoLabelling {
   // `names` followed by the contrast's metric names when it is on.
   std::vector<std::string> MetricNames(std::vector<std::string> names) const;
 
-  // Modules trained besides the model (the contrast's head).
+  // Modules trained besides the model (the contrast's head, the pseudo
+  // head).
   std::vector<torch::nn::Module*> TrainedModules();
 
   // The state under "alignment" (when on), "contrast_head" and
-  // "contrast_memory" (when on). Load throws c10::Error when the archive
-  // lacks the contrast's state.
+  // "contrast_memory" (when on), "pseudo_head" (when on). Load throws
+  // c10::Error when the archive lacks the contrast's or the head's state.
   void Save(torch::serialize::OutputArchive& archive) const;
   void Load(torch::serialize::InputArchive& archive);
 
   const DistributionAlignment& alignment() const { return alignment_; }
   // Null while the contrast is off.
   const GraphContrast* contrast() const { return contrast_.get(); }
+  // Empty (null module holder) while the pseudo head is off.
+  const ProjectionHead& pseudo_head() const { return pseudo_head_; }
 
  private:
   PseudoLabelling(DistributionAlignment alignment,
                   std::unique_ptr<GraphContrast> contrast,
-                  double teacher_weight)
+                  ProjectionHead pseudo_head, double teacher_weight)
       : alignment_(std::move(alignment)),
         contrast_(std::move(contrast)),
+        pseudo_head_(std::move(pseudo_head)),
         teacher_weight_(teacher_weight) {}
   DistributionAlignment alignment_;
   std::unique_ptr<GraphContrast> contrast_;  // null when off
+  ProjectionHead pseudo_head_{nullptr};      // null when off
   double teacher_weight_;
 };
 
