@@ -1,3 +1,5 @@
+#include "trainer/objectives/freematch.h"
+
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +15,6 @@
 #include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
-#include "trainer/objectives/freematch.h"
 #include "trainer/objectives/registry.h"
 
 namespace trainer {
@@ -168,8 +169,8 @@ TEST(FreeMatchObjectiveTest, GraphContrastTrainsItsHeadThroughALearner) {
   ASSERT_THAT(other, IsOk());
   torch::nn::Module* other_head = (*other)->trained_modules()[0];
   ASSERT_FALSE(at::equal(other_head->parameters()[0], head->parameters()[0]));
-  auto restored =
-      Learner::Create(ToyModel(), learner_options, *std::move(other), at::kCPU);
+  auto restored = Learner::Create(ToyModel(), learner_options,
+                                  *std::move(other), at::kCPU);
   ASSERT_THAT(restored, IsOk());
   ASSERT_THAT((*restored)->Load(path), IsOk());
   EXPECT_TRUE(at::equal(other_head->parameters()[0], head->parameters()[0]));
@@ -200,8 +201,9 @@ StepGradients OneStepGradients(const FreeMatchOptions& options) {
   StepGradients out;
   out.loss_u = loss.scalars[1].item<double>();
   for (const auto& named : model->named_parameters()) {
-    if (named.key() == "classifier.weight")
+    if (named.key() == "classifier.weight") {
       out.classifier = named.value().grad();
+    }
     if (!out.conv.defined() && named.key().find("conv") != std::string::npos) {
       out.conv = named.value().grad();
     }

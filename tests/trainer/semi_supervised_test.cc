@@ -175,8 +175,8 @@ TEST(PseudoLabellingTest, BlendsInTheTeachersProbabilitiesOfTheSameImages) {
         SemiSupervisedForward(toy.context(), data, options);
     // The teacher rows are those of the sampled pool images.
     ASSERT_TRUE(logits.teacher_probs.defined());
-    EXPECT_TRUE(
-        at::equal(logits.teacher_probs.argmax(1), logits.unlabelled_index % 3));
+    EXPECT_TRUE(at::equal(logits.teacher_probs.argmax(1),
+                          logits.unlabelled_index % 3));
     PseudoLabels labels = (*labelling)->Label(logits);
     at::Tensor own = at::softmax(logits.logits_u_weak, 1);
     EXPECT_TRUE(at::allclose(
