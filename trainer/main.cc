@@ -155,6 +155,10 @@ ABSL_FLAG(std::string, pretrain_cache, "runs/pretrain-cache",
 ABSL_FLAG(bool, restart_rounds, false,
           "after each purchase, restart training from the initial weights "
           "with a fresh schedule over that round's steps");
+ABSL_FLAG(bool, prototype_head, false,
+          "start each model's classifier layer as the nearest class mean of "
+          "the labels bought so far on its starting embedding, instead of "
+          "untrained");
 ABSL_FLAG(int64_t, distill_steps, 0,
           "after the last round, train a fresh model from the initial weights "
           "for this many steps on pseudo-labels blended with the final "
@@ -329,6 +333,7 @@ int main(int argc, char** argv) {
   options.pretrain.learner.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);
   options.pretrain.cache_dir = absl::GetFlag(FLAGS_pretrain_cache);
   options.restart_rounds = absl::GetFlag(FLAGS_restart_rounds);
+  options.prototype_head = absl::GetFlag(FLAGS_prototype_head);
   options.distill_steps = absl::GetFlag(FLAGS_distill_steps);
   options.distill_ensemble = absl::GetFlag(FLAGS_distill_ensemble);
   options.recalibrate_bn = absl::GetFlag(FLAGS_recalibrate_bn);

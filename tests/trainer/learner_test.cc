@@ -657,6 +657,48 @@ TEST(LearnerTest, InitializeFromCopiesWeightsIntoModelAndEma) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+TEST(LearnerTest, SetClassifierLayerSetsModelAndEmaOnly) {
+  ToyData data = MakeToyData();
+  auto learner = MakeFixMatchLearner(ToyLearner(7));
+  ASSERT_THAT(learner, IsOk());
+  const int64_t dim = (*learner)->model()->embedding_dim();
+  const std::vector<at::Tensor> features_before =
+      Clone((*learner)->model()->parameters());
+  at::Tensor weight = torch::arange(2 * dim, torch::kFloat).reshape({2, dim});
+  at::Tensor bias = torch::tensor({0.5f, -0.5f});
+
+  // Wrong shapes are refused and change nothing.
+  EXPECT_THAT((*learner)->SetClassifierLayer(weight.t(), bias),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT((*learner)->SetClassifierLayer(weight, bias.narrow(0, 0, 1)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT((*learner)->SetClassifierLayer(weight, at::Tensor()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(AllEqual((*learner)->model()->parameters(), features_before));
+
+  ASSERT_THAT((*learner)->SetClassifierLayer(weight, bias), IsOk());
+  for (Classifier* net : {&(*learner)->model(), &(*learner)->ema_model()}) {
+    EXPECT_TRUE(torch::equal((*net)->classifier()->weight, weight));
+    EXPECT_TRUE(torch::equal((*net)->classifier()->bias, bias));
+  }
+  // Every other parameter is as it was; the logits are the new layer's.
+  const std::vector<at::Tensor> after = (*learner)->model()->parameters();
+  int changed = 0;
+  for (size_t i = 0; i < after.size(); ++i) {
+    changed += !torch::equal(after[i], features_before[i]);
+  }
+  EXPECT_EQ(changed, 2);
+  auto predictions = (*learner)->Predict(data.test, /*use_ema=*/true);
+  ASSERT_THAT(predictions, IsOk());
+  EXPECT_TRUE(torch::allclose(
+      predictions->probs,
+      torch::softmax(predictions->embeddings.matmul(weight.t()) + bias, 1),
+      1e-4, 1e-5));
+  // And it trains on from there.
+  ASSERT_THAT((*learner)->Step(data.step_data()), IsOk());
+  EXPECT_FALSE(torch::equal((*learner)->model()->classifier()->weight, weight));
+}
+
 // The first Conv2d and BatchNorm2d of a "cnn" classifier (its first block).
 std::pair<torch::nn::Conv2dImpl*, torch::nn::BatchNorm2dImpl*> FirstConvAndBn(
     Classifier& net) {

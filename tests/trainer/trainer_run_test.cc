@@ -279,6 +279,42 @@ TEST(RunTrainerTest, EvalFlipScoresMirrorAveragedPredictions) {
   EXPECT_EQ(evaluations[0], evaluations[1]);
 }
 
+TEST(RunTrainerTest, PrototypeHeadStartsEachModelFromTheBoughtLabels) {
+  // With a learning rate of 0 the reported model is the one each round
+  // starts from (round restarts: the second round's fresh model). Its
+  // untrained classifier layer scores about chance; the prototypes of the
+  // 20 labels on the same untrained embedding classify well above it (32 %
+  // when written).
+  double accuracy[2];
+  for (bool prototypes : {false, true}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir = TempDir(prototypes ? "prototypes" : "untrained");
+    TrainerOptions options = TinyStagedRun(dir);
+    options.pretrain.method = "none";
+    options.feature_quality = false;
+    options.learner.lr = 0;
+    options.prototype_head = prototypes;
+    ::testing::internal::CaptureStderr();
+    auto summary = RunTrainer(options, &oracle, nullptr);
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    ASSERT_THAT(summary, IsOk());
+    EXPECT_EQ(oracle.spent(), 20);
+    accuracy[prototypes] = summary->accuracy;
+    EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+                HasSubstr(prototypes ? "\"classifier layer start\":\"prototypes "
+                                       "of the labels bought\""
+                                     : "\"classifier layer start\":\"untrained\""));
+    if (prototypes) {
+      // Once for each round's model: 10 labels, then all 20.
+      EXPECT_THAT(log, HasSubstr("prototypes of 10 labels"));
+      EXPECT_THAT(log, HasSubstr("prototypes of 20 labels"));
+    }
+  }
+  EXPECT_LT(accuracy[0], 0.25);
+  EXPECT_GT(accuracy[1], accuracy[0] + 0.1);
+}
+
 TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {
   FakeOracle oracle;
   if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";

@@ -864,4 +864,24 @@ absl::Status Learner::InitializeFrom(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::Status Learner::SetClassifierLayer(const Tensor& weight,
+                                         const Tensor& bias) {
+  torch::nn::Linear& layer = networks_->model->classifier();
+  if (!weight.defined() || !bias.defined() ||
+      weight.sizes() != layer->weight.sizes() ||
+      bias.sizes() != layer->bias.sizes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "classifier layer must be a [", layer->weight.size(0), ", ",
+        layer->weight.size(1), "] weight and a [", layer->bias.size(0),
+        "] bias"));
+  }
+  torch::NoGradGuard no_grad;
+  for (Classifier* net : {&networks_->model, &networks_->ema}) {
+    (*net)->classifier()->weight.copy_(weight);
+    (*net)->classifier()->bias.copy_(bias);
+  }
+  graph_.reset();
+  return absl::OkStatus();
+}
+
 }  // namespace trainer

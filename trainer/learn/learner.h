@@ -148,6 +148,14 @@ class Learner {
   // classifier layer is its untrained initialisation). Errors as for Load.
   absl::Status InitializeFrom(const std::string& path);
 
+  // Overwrites the classifier layer (the logits' linear map of the
+  // embedding) of both the model and its EMA copy with `weight`
+  // [num_classes, embedding_dim] and `bias` [num_classes], copied onto
+  // device(); nothing else changes. INVALID_ARGUMENT for other shapes (the
+  // learner is then unchanged).
+  absl::Status SetClassifierLayer(const torch::Tensor& weight,
+                                  const torch::Tensor& bias);
+
   // From now on step k uses the cosine at (k - start_step) over
   // `total_steps` steps (a restarted stage's fresh schedule); the default
   // is (0, options().total_steps). total_steps > 0.

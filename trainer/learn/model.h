@@ -60,6 +60,8 @@ class ClassifierImpl : public torch::nn::Module {
   const ModelOptions& options() const { return options_; }
   // Size of ModelOutput::embedding's second dimension.
   int64_t embedding_dim() const { return embedding_dim_; }
+  // The last layer: logits = classifier()(embedding).
+  torch::nn::Linear& classifier() { return classifier_; }
 
  private:
   ModelOptions options_;

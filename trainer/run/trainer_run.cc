@@ -17,6 +17,7 @@
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 #include "trainer/learn/dataset.h"
+#include "trainer/learn/prototype_head.h"
 #include "trainer/learn/torch_status.h"
 #include "trainer/report/progress.h"
 #include "trainer/report/run_report.h"
@@ -97,6 +98,9 @@ class Run {
   // or the distillation stage after the last), from the initial weights,
   // its step count set to `step`.
   absl::Status RestartLearner(int round, int64_t step);
+  // With prototype_head: fits the learner's classifier layer to the labels
+  // bought so far (FitPrototypeHead on its EMA model's embedding of them).
+  absl::Status InitialiseHead();
   // What the run's model starts from, for logs.
   std::string InitialWeightsName() const {
     return initial_weights_.empty() ? "the seeded initialisation"
@@ -401,6 +405,31 @@ absl::Status Run::RestartLearner(int round, int64_t step) {
   }
   trainer_->set_step(step);
   recalibrated_step_ = -1;
+  return InitialiseHead();
+}
+
+absl::Status Run::InitialiseHead() {
+  const std::vector<LabelledSample>& bought = journal_->history().bought;
+  if (!options_.prototype_head || bought.empty()) return absl::OkStatus();
+  std::vector<int64_t> ids, labels;
+  for (const LabelledSample& sample : bought) {
+    ids.push_back(sample.id);
+    labels.push_back(sample.label);
+  }
+  torch::Tensor index =
+      torch::tensor(ids, torch::kLong).to(train_images_.device());
+  ASSIGN_OR_RETURN(Predictions predictions,
+                   PredictEma(train_images_.index_select(0, index)));
+  ASSIGN_OR_RETURN(PrototypeHead head,
+                   FitPrototypeHead(predictions.embeddings,
+                                    torch::tensor(labels, torch::kLong),
+                                    options_.model.num_classes));
+  RETURN_IF_ERROR(trainer_->SetClassifierLayer(head.weight, head.bias));
+  Log(absl::StrFormat(
+      "classifier layer set to the prototypes of %d labels (%d of %d "
+      "classes; temperature %.4g fitted on %d of them)",
+      ids.size(), head.classes_present, options_.model.num_classes,
+      head.temperature, head.samples_scored));
   return absl::OkStatus();
 }
 
@@ -780,8 +809,11 @@ absl::StatusOr<RunSummary> Run::Go() {
     if (!journal_->history().RoundBought(round)) {
       RETURN_IF_ERROR(SelectAndBuy(round, plan_.labels[round]));
     }
-    if (round == 0 && trainer_->step() == 0 && !initial_weights_.empty()) {
-      RETURN_IF_ERROR(MeasureFeatureQuality("pretrained"));
+    if (round == 0 && trainer_->step() == 0) {
+      if (!initial_weights_.empty()) {
+        RETURN_IF_ERROR(MeasureFeatureQuality("pretrained"));
+      }
+      RETURN_IF_ERROR(InitialiseHead());
     }
     const int64_t round_start = round == 0 ? 0 : plan_.end_step[round - 1];
     if (options_.restart_rounds && round > 0 &&
@@ -975,6 +1007,9 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                           plan_.end_step.back(), " of ", planned_end_step_,
                           " planned steps")},
       {"round restarts", options_.restart_rounds ? "yes" : "no"},
+      {"classifier layer start", options_.prototype_head
+                                     ? "prototypes of the labels bought"
+                                     : "untrained"},
       {"distillation", distillation},
       {"model", absl::StrCat(model.arch, " width ", model.width, ", ",
                              model.init, " init")},

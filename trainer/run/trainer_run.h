@@ -121,6 +121,13 @@ struct TrainerOptions {
   // scores them) instead of the student's alone, a two-model ensemble. The
   // student alone is scored too (one more oracle evaluation) and logged.
   bool distill_ensemble = false;
+  // Every learner's classifier layer starts as the nearest class mean of
+  // the labels bought so far on that learner's starting embedding
+  // (FitPrototypeHead: its EMA model, as Evaluate predicts) instead of its
+  // untrained initialisation: in the first round, in each restarted round
+  // and for the distillation student. A resumed run that had trained keeps
+  // its checkpoint's layer.
+  bool prototype_head = false;
   // Every round selects on the embedding the first round sees (the
   // pretrained model's, or the PCA features without pretraining), as
   // TypiClust and ProbCover do with their self-supervised features, instead
