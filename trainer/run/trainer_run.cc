@@ -409,27 +409,19 @@ absl::Status Run::RestartLearner(int round, int64_t step) {
 }
 
 absl::Status Run::InitialiseHead() {
-  const std::vector<LabelledSample>& bought = journal_->history().bought;
-  if (!options_.prototype_head || bought.empty()) return absl::OkStatus();
-  std::vector<int64_t> ids, labels;
-  for (const LabelledSample& sample : bought) {
-    ids.push_back(sample.id);
-    labels.push_back(sample.label);
+  if (!options_.prototype_head || !labelled_images_.defined()) {
+    return absl::OkStatus();
   }
-  torch::Tensor index =
-      torch::tensor(ids, torch::kLong).to(train_images_.device());
-  ASSIGN_OR_RETURN(Predictions predictions,
-                   PredictEma(train_images_.index_select(0, index)));
+  ASSIGN_OR_RETURN(Predictions predictions, PredictEma(labelled_images_));
   ASSIGN_OR_RETURN(PrototypeHead head,
-                   FitPrototypeHead(predictions.embeddings,
-                                    torch::tensor(labels, torch::kLong),
+                   FitPrototypeHead(predictions.embeddings, labelled_targets_,
                                     options_.model.num_classes));
   RETURN_IF_ERROR(trainer_->SetClassifierLayer(head.weight, head.bias));
   Log(absl::StrFormat(
       "classifier layer set to the prototypes of %d labels (%d of %d "
       "classes; temperature %.4g fitted on %d of them)",
-      ids.size(), head.classes_present, options_.model.num_classes,
-      head.temperature, head.samples_scored));
+      labelled_targets_.size(0), head.classes_present,
+      options_.model.num_classes, head.temperature, head.samples_scored));
   return absl::OkStatus();
 }
 
