@@ -301,10 +301,10 @@ TEST(RunTrainerTest, PrototypeHeadStartsEachModelFromTheBoughtLabels) {
     ASSERT_THAT(summary, IsOk());
     EXPECT_EQ(oracle.spent(), 20);
     accuracy[prototypes] = summary->accuracy;
+    const std::string start = prototypes ? "prototypes of the labels bought"
+                                         : "untrained";
     EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
-                HasSubstr(prototypes ? "\"classifier layer start\":\"prototypes "
-                                       "of the labels bought\""
-                                     : "\"classifier layer start\":\"untrained\""));
+                HasSubstr("\"classifier layer start\":\"" + start + "\""));
     if (prototypes) {
       // Once for each round's model: 10 labels, then all 20.
       EXPECT_THAT(log, HasSubstr("prototypes of 10 labels"));

@@ -49,6 +49,7 @@ absl::StatusOr<PrototypeHead> FitPrototypeHead(const Tensor& embeddings,
   const Tensor counts = torch::zeros({num_classes}, f64)
                             .index_add_(0, y, torch::ones({y.size(0)}, f64));
   const Tensor present = counts > 0;
+  const Tensor absent = present.logical_not();
   const Tensor means =
       torch::zeros({num_classes, e.size(1)}, f64).index_add_(0, y, e) /
       counts.clamp_min(1).unsqueeze(1);
@@ -80,7 +81,7 @@ absl::StatusOr<PrototypeHead> FitPrototypeHead(const Tensor& embeddings,
         loo.gather(1, y_scored.unsqueeze(1)).squeeze(1) * (n / (n - 1)).pow(2);
     loo.scatter_(1, y_scored.unsqueeze(1), own_loo.unsqueeze(1));
     // Classes without samples take no part in the softmax.
-    loo.masked_fill_(present.logical_not().unsqueeze(0),
+    loo.masked_fill_(absent.unsqueeze(0),
                      std::numeric_limits<double>::infinity());
     double best = std::numeric_limits<double>::infinity();
     for (int k = -kGridHalf; k <= kGridHalf; ++k) {
@@ -98,7 +99,6 @@ absl::StatusOr<PrototypeHead> FitPrototypeHead(const Tensor& embeddings,
 
   Tensor weight = means / temperature;
   Tensor bias = -means.pow(2).sum(1) / (2 * temperature);
-  const Tensor absent = present.logical_not();
   head.classes_present = present.sum().item<int64_t>();
   if (head.classes_present < num_classes) {
     weight.masked_fill_(absent.unsqueeze(1), 0.0);
