@@ -64,6 +64,10 @@ absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
     return absl::InvalidArgumentError(
         "out_dir is the source folder: the copy must go elsewhere");
   }
+  if (options.prefix < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefix must be non-negative, got ", options.prefix));
+  }
   const std::vector<std::string> written = {
       kTrainImagesFile, kTrainLabelsFile, kTestImagesFile, kTestLabelsFile,
       kPermutationFile};
@@ -88,7 +92,14 @@ absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
   }
   const int64_t n = images.count();
   const size_t image_size = n > 0 ? images.data.size() / n : 0;
-  const std::vector<int64_t> permutation = SeededPermutation(n, options.seed);
+  if (options.prefix > n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefix ", options.prefix, " is more than the ", n,
+                     " training items"));
+  }
+  const int64_t permuted = options.prefix > 0 ? options.prefix : n;
+  std::vector<int64_t> permutation = SeededPermutation(permuted, options.seed);
+  for (int64_t i = permuted; i < n; ++i) permutation.push_back(i);
   IdxArray shuffled_images{images.dims, std::vector<uint8_t>(images.data.size())};
   IdxArray shuffled_labels{labels.dims, std::vector<uint8_t>(n)};
   for (int64_t i = 0; i < n; ++i) {

@@ -59,6 +59,11 @@
 #              seed (shuffle_dataset, written to BENCH_OUT/data), for the
 #              oracle and every trainer: the same data in another file order
 #              (results must agree within noise)
+#   SHUFFLE_PREFIX  with SHUFFLE_SEED: permute only the first N training
+#              items (shuffle_dataset --prefix); with --train_limit=N in
+#              TRAINER_FLAGS the pool keeps the same images and only their
+#              order changes (default: all items, which on a limited pool
+#              also redraws the pool)
 #   DRY_RUN    1: print the plan (one "plan:" line per run, in start order)
 #              and exit without starting the oracle or any trainer
 #   MPS        1: run the trainers under the CUDA Multi-Process Service
@@ -114,9 +119,12 @@ if [[ -n "${SHUFFLE_SEED:-}" && "${DRY_RUN:-0}" != 1 ]]; then
   [[ $SHUFFLE_SEED =~ ^[0-9]+$ ]] || die "SHUFFLE_SEED '$SHUFFLE_SEED' is not a number"
   SHUFFLER=$BUILD_DIR/common/shuffle_dataset
   [[ -x $SHUFFLER ]] || die "missing $SHUFFLER"
+  [[ ${SHUFFLE_PREFIX:-0} =~ ^[0-9]+$ ]] || die "SHUFFLE_PREFIX '$SHUFFLE_PREFIX' is not a number"
   "$SHUFFLER" ${DATA_DIR:+--data_dir="$DATA_DIR"} --out_dir="$BENCH_OUT/data" \
-    --seed="$SHUFFLE_SEED" || die "shuffle_dataset failed"
-  note "Data: training images and labels permuted together with seed $SHUFFLE_SEED" \
+    --seed="$SHUFFLE_SEED" --prefix="${SHUFFLE_PREFIX:-0}" || die "shuffle_dataset failed"
+  SHUFFLED_ITEMS="training images and labels"
+  [[ ${SHUFFLE_PREFIX:-0} != 0 ]] && SHUFFLED_ITEMS="the first $SHUFFLE_PREFIX training images and labels"
+  note "Data: $SHUFFLED_ITEMS permuted together with seed $SHUFFLE_SEED" \
        "(shuffle_dataset; from ${DATA_DIR:-the default data folder})"
   DATA_DIR=$BENCH_OUT/data
 fi

@@ -114,6 +114,47 @@ TEST(ShuffleDatasetTest, LabelsTravelWithTheirImages) {
   EXPECT_EQ(ReadBytes(out / kTestLabelsFile), ReadBytes(source / kTestLabelsFile));
 }
 
+TEST(ShuffleDatasetTest, PrefixPermutesOnlyTheFirstItems) {
+  const fs::path source = MakeSource("prefix");
+  const fs::path out = FreshDir("prefix_out");
+  constexpr int64_t kPrefix = 20;
+  DatasetShuffleOptions options{source.string(), out.string(), 3, kPrefix};
+  auto permutation = ShuffleDataset(options);
+  ASSERT_THAT(permutation, IsOk());
+  ASSERT_EQ(permutation->size(), static_cast<size_t>(kItems));
+  // The first kPrefix items are the prefix's own permutation, the rest stay.
+  const std::vector<int64_t> head(permutation->begin(),
+                                  permutation->begin() + kPrefix);
+  EXPECT_EQ(head, SeededPermutation(kPrefix, 3));
+  for (int64_t i = kPrefix; i < kItems; ++i) EXPECT_EQ((*permutation)[i], i);
+
+  auto images = ReadIdxImages((out / kTrainImagesFile).string(), kItems);
+  auto labels = ReadIdxLabels((out / kTrainLabelsFile).string(), kItems);
+  ASSERT_THAT(images, IsOk());
+  ASSERT_THAT(labels, IsOk());
+  for (int64_t i = 0; i < kItems; ++i) {
+    const int64_t original = images->data[i * kSide * kSide];
+    EXPECT_EQ(original, (*permutation)[i]) << "item " << i;
+    EXPECT_EQ((*labels)[i], original % 10) << "item " << i;
+  }
+
+  // The whole set as a prefix is the plain shuffle; past it is an error.
+  options.out_dir = FreshDir("prefix_all").string();
+  options.prefix = kItems;
+  auto whole = ShuffleDataset(options);
+  ASSERT_THAT(whole, IsOk());
+  EXPECT_EQ(*whole, SeededPermutation(kItems, 3));
+  options.out_dir = FreshDir("prefix_bad").string();
+  options.prefix = kItems + 1;
+  EXPECT_THAT(ShuffleDataset(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("more than the")));
+  options.prefix = -1;
+  EXPECT_THAT(ShuffleDataset(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(fs::exists(fs::path(options.out_dir) / kTrainImagesFile));
+}
+
 TEST(ShuffleDatasetTest, RefusesToOverwrite) {
   const fs::path source = MakeSource("overwrite");
   const fs::path out = FreshDir("overwrite_out");

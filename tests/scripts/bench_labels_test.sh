@@ -11,10 +11,11 @@
 # OK and in the table's footer; the pretraining cache holds one checkpoint
 # per seed; per seed exactly one SimCLR run pretrained and the other
 # reported "reused": true.
-# Then a one-run sweep with SHUFFLE_SEED (when the real data set is
-# installed): it runs on BENCH_OUT/data, the table's footer says so, and
-# every label the trainer bought is the shuffled file's label of that id
-# (the oracle and the trainer read the same shuffled copy).
+# Then a one-run sweep with SHUFFLE_SEED and SHUFFLE_PREFIX (when the real
+# data set is installed): it runs on BENCH_OUT/data, the table's footer says
+# so, only the prefix (the trainer's pool) is permuted, and every label the
+# trainer bought is the shuffled file's label of that id (the oracle and the
+# trainer read the same shuffled copy).
 set -euo pipefail
 SRC=${1:?usage: bench_labels_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: bench_labels_test.sh <source_dir> <build_dir>}
@@ -121,11 +122,12 @@ if [[ ! -f $DEFAULT_DATA/train-labels-idx1-ubyte.gz ]]; then
 fi
 SHUF=$TMP/shuffled
 env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$SHUF" BUDGETS=20 SEEDS=0 \
-  VARIANTS="random:fixmatch:none" SCHEDULE=100% SHUFFLE_SEED=5 TARBALL="$TMP/shuffled.tar.gz" \
+  VARIANTS="random:fixmatch:none" SCHEDULE=100% SHUFFLE_SEED=5 SHUFFLE_PREFIX=500 TARBALL="$TMP/shuffled.tar.gz" \
   TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=5 --label_free_dims=16 --feature_quality=false --log_every=5" \
   bash "$SRC/scripts/bench_labels.sh" > "$TMP/shuffled.log" 2>&1 ||
   { cat "$TMP/shuffled.log"; fail "shuffled sweep exited non-zero"; }
-grep -q "^Data: training images and labels permuted together with seed 5" "$SHUF/table.md" ||
+grep -q "^Data: the first 500 training images and labels permuted together with seed 5" \
+  "$SHUF/table.md" ||
   { cat "$SHUF/table.md"; fail "shuffle missing from the table's footer"; }
 grep -q -- "--data_dir=$SHUF/data" "$SHUF/b20-random-fixmatch-none-s0/command.txt" ||
   fail "trainer not pointed at the shuffled copy"
@@ -140,6 +142,8 @@ before = labels(os.path.join(original, "train-labels-idx1-ubyte.gz"))
 perm = [int(x) for x in open(os.path.join(out, "data", "permutation.txt"))]
 assert len(perm) == len(shuffled) == len(before) == 60000
 assert all(shuffled[i] == before[perm[i]] for i in range(0, 60000, 7))
+assert sorted(perm[:500]) == list(range(500)) and perm[:500] != list(range(500))
+assert perm[500:] == list(range(500, 60000)), "items past the prefix moved"
 bought = []
 for line in open(os.path.join(out, "b20-random-fixmatch-none-s0", "purchases.log")):
   f = line.split()
