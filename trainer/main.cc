@@ -109,11 +109,18 @@ ABSL_FLAG(double, cutout, 0.5,
           "(0: none)");
 ABSL_FLAG(std::string, objective, "fixmatch",
           "semi-supervised objective of the rounds: fixmatch | flexmatch | "
-          "freematch");
+          "freematch | softmatch");
 ABSL_FLAG(double, lambda_f, 0.001, "freematch: weight of the fairness term");
 ABSL_FLAG(double, threshold_momentum, 0.999,
-          "freematch: EMA momentum of the self-adaptive threshold's state "
-          "(its time constant is about 1 / (1 - momentum) steps)");
+          "freematch, softmatch: EMA momentum of the self-adaptive "
+          "threshold's (softmatch: the weights' and uniform alignment's) "
+          "state (its time constant is about 1 / (1 - momentum) steps)");
+ABSL_FLAG(double, n_sigma, 2.0,
+          "softmatch: standard deviations below the mean confidence where "
+          "an image's weight has fallen to exp(-1/2)");
+ABSL_FLAG(bool, uniform_alignment, true,
+          "softmatch: weigh by the confidence after alignment to a uniform "
+          "class prior (the pseudo-labels stay unaligned)");
 ABSL_FLAG(double, lambda_c, 0.0,
           "weight of CoMatch's graph-contrastive term on the weak and strong "
           "views (0: off)");
@@ -308,6 +315,12 @@ int main(int argc, char** argv) {
   options.objective.freematch.lambda_f = absl::GetFlag(FLAGS_lambda_f);
   options.objective.freematch.ema_momentum =
       absl::GetFlag(FLAGS_threshold_momentum);
+  options.objective.softmatch.batch = batch;
+  options.objective.softmatch.ema_momentum =
+      absl::GetFlag(FLAGS_threshold_momentum);
+  options.objective.softmatch.n_sigma = absl::GetFlag(FLAGS_n_sigma);
+  options.objective.softmatch.uniform_alignment =
+      absl::GetFlag(FLAGS_uniform_alignment);
   options.learner.lr = absl::GetFlag(FLAGS_lr);
   options.learner.weight_decay = absl::GetFlag(FLAGS_weight_decay);
   options.learner.ema_decay = absl::GetFlag(FLAGS_ema);

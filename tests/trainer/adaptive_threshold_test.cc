@@ -278,6 +278,103 @@ TEST(FreeMatchThresholdsTest, RejectsBadShapes) {
   EXPECT_THROW(FreeMatchThresholds(options, kCpu), c10::Error);
 }
 
+// ---- SoftMatch
+
+SoftMatchWeights MakeSoftMatch(int64_t num_classes, double momentum,
+                               double n_sigma = 2.0) {
+  SoftMatchWeightOptions options;
+  options.num_classes = num_classes;
+  options.momentum = momentum;
+  options.n_sigma = n_sigma;
+  return SoftMatchWeights(options, kCpu);
+}
+
+TEST(SoftMatchWeightsTest, StartsAtUsbsStateAndWeighsNearlyEverythingFully) {
+  SoftMatchWeights weights = MakeSoftMatch(4, 0.999);
+  EXPECT_EQ(weights.mu().dim(), 0);
+  EXPECT_EQ(weights.mu().scalar_type(), torch::kFloat);
+  ExpectNear(weights.mu(), {0.25});
+  ExpectNear(weights.var(), {1.0});
+  // Every max probability is >= 1/C, so nothing is below the mean yet.
+  ExpectNear(weights.Weights(Matrix({0.25, 0.25, 0.25, 0.25,  //
+                                     0.97, 0.01, 0.01, 0.01},
+                                    4)),
+             {1.0, 1.0});
+}
+
+TEST(SoftMatchWeightsTest, UpdatesAreClosedFormEmasOfMeanAndUnbiasedVariance) {
+  const double m = 0.9;
+  SoftMatchWeights weights = MakeSoftMatch(2, m);
+  // Max probabilities 0.6, 0.8, 0.9: mean 0.7667, unbiased variance 0.02333.
+  weights.Update(Matrix({0.6, 0.4, 0.2, 0.8, 0.1, 0.9}, 2));
+  const double mean = (0.6 + 0.8 + 0.9) / 3.0;
+  const double var = ((0.6 - mean) * (0.6 - mean) + (0.8 - mean) * (0.8 - mean) +
+                      (0.9 - mean) * (0.9 - mean)) /
+                     2.0;
+  const double mu1 = m * 0.5 + (1 - m) * mean;
+  const double var1 = m * 1.0 + (1 - m) * var;
+  ExpectNear(weights.mu(), {mu1});
+  ExpectNear(weights.var(), {var1});
+  // One sample: no spread, and no NaN.
+  weights.Update(Matrix({0.3, 0.7}, 2));
+  ExpectNear(weights.mu(), {m * mu1 + (1 - m) * 0.7});
+  ExpectNear(weights.var(), {m * var1});
+}
+
+TEST(SoftMatchWeightsTest, WeightIsTheTruncatedGaussianBelowTheMean) {
+  const double m = 0.0;  // the state is this batch's mean and variance
+  const double n_sigma = 3.0;
+  SoftMatchWeights weights = MakeSoftMatch(2, m, n_sigma);
+  const torch::Tensor probs = Matrix({0.55, 0.45, 0.3, 0.7, 0.05, 0.95}, 2);
+  const double mean = (0.55 + 0.7 + 0.95) / 3.0;
+  double var = 0.0;
+  for (double p : {0.55, 0.7, 0.95}) var += (p - mean) * (p - mean) / 2.0;
+  const double mu = m * 0.5 + (1 - m) * mean;
+  const double state_var = m * 1.0 + (1 - m) * var;
+  // Step updates first, then weighs with the updated state.
+  const torch::Tensor w = weights.Step(probs);
+  ASSERT_LT(0.7, mu);
+  ASSERT_GT(0.95, mu);
+  auto gaussian = [&](double p) {
+    return std::exp(-(p - mu) * (p - mu) * n_sigma * n_sigma /
+                    (2.0 * state_var));
+  };
+  ExpectNear(w, {gaussian(0.55), gaussian(0.7), 1.0});
+  EXPECT_LT(w[0].item<double>(), w[1].item<double>());
+  // Weights() alone reads the state without moving it.
+  const torch::Tensor before = weights.mu().clone();
+  weights.Weights(probs);
+  EXPECT_TRUE(weights.mu().equal(before));
+}
+
+TEST(SoftMatchWeightsTest, SaveLoadRoundTripsInPlace) {
+  SoftMatchWeights saved = MakeSoftMatch(3, 0.9);
+  saved.Update(Matrix({0.7, 0.2, 0.1, 0.1, 0.1, 0.8}, 3));
+  torch::serialize::OutputArchive out;
+  saved.Save(out, "soft");
+  std::stringstream stream;
+  out.save_to(stream);
+
+  SoftMatchWeights loaded = MakeSoftMatch(3, 0.9);
+  const torch::Tensor mu_storage = loaded.mu();
+  torch::serialize::InputArchive in;
+  in.load_from(stream);
+  loaded.Load(in, "soft");
+  EXPECT_TRUE(loaded.mu().equal(saved.mu()));
+  EXPECT_TRUE(loaded.var().equal(saved.var()));
+  EXPECT_TRUE(loaded.mu().is_same(mu_storage));
+  EXPECT_THROW(loaded.Load(in, "missing"), c10::Error);
+}
+
+TEST(SoftMatchWeightsTest, RejectsBadOptionsAndShapes) {
+  SoftMatchWeights weights = MakeSoftMatch(3, 0.9);
+  EXPECT_THROW(weights.Update(torch::rand({2, 4})), c10::Error);
+  EXPECT_THROW(weights.Weights(torch::rand({3})), c10::Error);
+  EXPECT_THROW(MakeSoftMatch(3, 1.0), c10::Error);
+  EXPECT_THROW(MakeSoftMatch(1, 0.9), c10::Error);
+  EXPECT_THROW(MakeSoftMatch(3, 0.9, 0.0), c10::Error);
+}
+
 // ---- FlexMatch
 
 FlexMatchThresholds MakeFlexMatch(int64_t num_classes, int64_t pool_size,

@@ -158,6 +158,73 @@ void FreeMatchThresholds::Load(torch::serialize::InputArchive& archive,
   label_hist_.copy_(label_hist);
 }
 
+// ---- SoftMatch
+
+SoftMatchWeights::SoftMatchWeights(const SoftMatchWeightOptions& options,
+                                   torch::Device device)
+    : options_(options) {
+  TORCH_CHECK(options.num_classes >= 2, "num_classes must be >= 2, got ",
+              options.num_classes);
+  TORCH_CHECK(options.momentum >= 0.0 && options.momentum < 1.0,
+              "momentum must be in [0, 1), got ", options.momentum);
+  TORCH_CHECK(options.n_sigma > 0.0, "n_sigma must be positive, got ",
+              options.n_sigma);
+  const auto float_options =
+      torch::TensorOptions().dtype(torch::kFloat).device(device);
+  mu_ = torch::full({}, 1.0 / static_cast<double>(options.num_classes),
+                    float_options);
+  var_ = torch::full({}, 1.0, float_options);
+}
+
+void SoftMatchWeights::Update(const torch::Tensor& probs_weak) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor probs =
+      CheckedProbs(probs_weak, options_.num_classes, "probs_weak");
+  const torch::Tensor max_probs = std::get<0>(torch::max(probs, /*dim=*/1));
+  // One sample has no spread; the unbiased estimate would be NaN.
+  const torch::Tensor batch_var =
+      max_probs.size(0) > 1 ? max_probs.var(/*unbiased=*/true)
+                            : torch::zeros_like(mu_);
+  const double m = options_.momentum;
+  mu_.mul_(m).add_(max_probs.mean(), 1.0 - m);
+  var_.mul_(m).add_(batch_var, 1.0 - m);
+}
+
+torch::Tensor SoftMatchWeights::Weights(const torch::Tensor& probs_weak) const {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor probs =
+      CheckedProbs(probs_weak, options_.num_classes, "probs_weak");
+  const torch::Tensor below =
+      (std::get<0>(torch::max(probs, /*dim=*/1)) - mu_).clamp_max(0.0);
+  const double n2 = options_.n_sigma * options_.n_sigma;
+  // var can reach 0 only if every batch so far had one confidence.
+  return torch::exp(-below.square() * n2 / (2.0 * var_.clamp_min(1e-12)));
+}
+
+torch::Tensor SoftMatchWeights::Step(const torch::Tensor& probs_weak) {
+  Update(probs_weak);
+  return Weights(probs_weak);
+}
+
+void SoftMatchWeights::Save(torch::serialize::OutputArchive& archive,
+                            const std::string& key) const {
+  torch::serialize::OutputArchive state;
+  state.write("mu", mu_, /*is_buffer=*/true);
+  state.write("var", var_, /*is_buffer=*/true);
+  archive.write(key, state);
+}
+
+void SoftMatchWeights::Load(torch::serialize::InputArchive& archive,
+                            const std::string& key) {
+  torch::serialize::InputArchive state;
+  archive.read(key, state);
+  const torch::Tensor mu = ReadState(state, key, "mu", mu_.sizes());
+  const torch::Tensor var = ReadState(state, key, "var", var_.sizes());
+  torch::NoGradGuard no_grad;
+  mu_.copy_(mu);
+  var_.copy_(var);
+}
+
 // ---- FlexMatch
 
 FlexMatchThresholds::FlexMatchThresholds(

@@ -3,8 +3,11 @@
 //                        self-adaptive fairness term (SAF) of FreeMatch
 //                        (Wang et al. 2023);
 //   FlexMatchThresholds  curriculum pseudo labelling (CPL) of FlexMatch
-//                        (Zhang et al. 2021).
-// Both follow the maths of microsoft/Semi-supervised-learning (USB).
+//                        (Zhang et al. 2021);
+//   SoftMatchWeights     SoftMatch's soft threshold (Chen et al. 2023): a
+//                        weight per sample from a truncated Gaussian over
+//                        the confidence.
+// All follow the maths of microsoft/Semi-supervised-learning (USB).
 //
 // Every method is tensor-only: no host synchronisation and no host-side
 // branch on tensor values, and the state tensors are updated in place (their
@@ -91,6 +94,55 @@ class FreeMatchThresholds {
   torch::Tensor tau_;
   torch::Tensor p_model_;
   torch::Tensor label_hist_;
+};
+
+struct SoftMatchWeightOptions {
+  // Number of classes C (>= 2).
+  int64_t num_classes = 10;
+  // EMA momentum of the Gaussian's mean and variance, in [0, 1).
+  double momentum = 0.999;
+  // How many standard deviations below the mean the weight falls to
+  // exp(-1/2) (USB's n_sigma), > 0.
+  double n_sigma = 2.0;
+};
+
+// SoftMatch's truncated Gaussian weighting. State (float32, on `device`):
+//   mu   0-d  EMA of the batch's mean max probability (starts at 1/C)
+//   var  0-d  EMA of its unbiased variance over the batch (starts at 1, as
+//             in USB, so early weights are close to 1)
+// A sample with max probability p gets weight 1 when p >= mu, else
+//   exp(-(p - mu)^2 / (2 var / n_sigma^2)),
+// so no sample is dropped outright and the unsure ones count less the
+// further they sit below the running mean. Per step the reference updates
+// first, then weighs with the updated state: Step() does both.
+class SoftMatchWeights {
+ public:
+  // Throws c10::Error for num_classes < 2, momentum outside [0, 1) or
+  // n_sigma <= 0.
+  SoftMatchWeights(const SoftMatchWeightOptions& options, torch::Device device);
+
+  // EMA-updates mu and var in place from `probs_weak` [U, C] (U >= 1; with
+  // U = 1 the batch variance is taken as 0; no gradient is recorded).
+  void Update(const torch::Tensor& probs_weak);
+
+  // float32 [U] in (0, 1]: each sample's weight under the current state.
+  torch::Tensor Weights(const torch::Tensor& probs_weak) const;
+
+  // Update(probs_weak), then Weights(probs_weak).
+  torch::Tensor Step(const torch::Tensor& probs_weak);
+
+  // As FreeMatchThresholds::Save / Load.
+  void Save(torch::serialize::OutputArchive& archive,
+            const std::string& key) const;
+  void Load(torch::serialize::InputArchive& archive, const std::string& key);
+
+  const torch::Tensor& mu() const { return mu_; }
+  const torch::Tensor& var() const { return var_; }
+
+ private:
+  SoftMatchWeightOptions options_;
+  torch::Tensor mu_;
+  torch::Tensor var_;
 };
 
 struct FlexMatchThresholdOptions {

@@ -39,6 +39,11 @@ const std::vector<std::pair<std::string, Factory>>& Registry() {
              return Upcast(FreeMatchObjective::Create(o.freematch, e.device,
                                                       e.embedding_dim, e.seed));
            }},
+          {"softmatch",
+           [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
+             return Upcast(SoftMatchObjective::Create(o.softmatch, e.device,
+                                                      e.embedding_dim, e.seed));
+           }},
           {"simclr",
            [](const ObjectiveOptions& o, const ObjectiveEnvironment& e) {
              return Upcast(SimClrObjective::Create(o.simclr, e.embedding_dim,
@@ -60,6 +65,7 @@ const SemiSupervisedOptions* SemiSupervisedBatch(
   if (options.name == "fixmatch") return &options.fixmatch.batch;
   if (options.name == "flexmatch") return &options.flexmatch.batch;
   if (options.name == "freematch") return &options.freematch.batch;
+  if (options.name == "softmatch") return &options.softmatch.batch;
   return nullptr;
 }
 
@@ -81,6 +87,13 @@ std::string ThresholdDescription(const ObjectiveOptions& options) {
   if (options.name == "freematch") {
     return absl::StrCat("self-adaptive, momentum ",
                         options.freematch.ema_momentum);
+  }
+  if (options.name == "softmatch") {
+    return absl::StrCat("soft (truncated Gaussian, ", options.softmatch.n_sigma,
+                        " sigma, momentum ", options.softmatch.ema_momentum,
+                        options.softmatch.uniform_alignment
+                            ? ", uniform alignment)"
+                            : ")");
   }
   return "none";
 }

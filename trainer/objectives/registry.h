@@ -15,6 +15,7 @@
 #include "trainer/objectives/flexmatch.h"
 #include "trainer/objectives/freematch.h"
 #include "trainer/objectives/simclr.h"
+#include "trainer/objectives/softmatch.h"
 
 namespace trainer {
 
@@ -25,6 +26,7 @@ struct ObjectiveOptions {
   FixMatchOptions fixmatch;
   FlexMatchOptions flexmatch;
   FreeMatchOptions freematch;
+  SoftMatchOptions softmatch;
   SimClrOptions simclr;
   ByolOptions byol;
 };
@@ -41,7 +43,8 @@ struct ObjectiveEnvironment {
 };
 
 // The batch and augmentation options of the pseudo-labelling objective
-// `options.name` (fixmatch, flexmatch, freematch); null for any other.
+// `options.name` (fixmatch, flexmatch, freematch, softmatch); null for any
+// other.
 const SemiSupervisedOptions* SemiSupervisedBatch(
     const ObjectiveOptions& options);
 
@@ -51,7 +54,8 @@ const ContrastiveAugmentOptions* ContrastiveViews(
     const ObjectiveOptions& options);
 
 // How the objective `options.name` thresholds pseudo-labels, for reports:
-// "0.95", "curriculum below 0.95, warm-up", "self-adaptive", or "none".
+// "0.95", "curriculum below 0.95, warm-up", "self-adaptive", "soft", or
+// "none".
 std::string ThresholdDescription(const ObjectiveOptions& options);
 
 // The registered names, in the order help texts list them.

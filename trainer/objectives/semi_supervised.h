@@ -1,10 +1,11 @@
-// What the pseudo-labelling objectives (fixmatch, flexmatch, freematch)
-// share: the step's batch shape and augmentation, its forward pass over the
-// labelled batch and two views of the unlabelled images, and the way from
-// the weak views' logits to pseudo-label distributions (distribution
-// alignment, CoMatch's memory smoothing) with CoMatch's graph-contrastive
-// term, and which logits the pseudo-labels train (the model's own, or DST's
-// decoupled pseudo head). Each objective adds only its own thresholding.
+// What the pseudo-labelling objectives (fixmatch, flexmatch, freematch,
+// softmatch) share: the step's batch shape and augmentation, its forward
+// pass over the labelled batch and two views of the unlabelled images, and
+// the way from the weak views' logits to pseudo-label distributions
+// (distribution alignment, CoMatch's memory smoothing) with CoMatch's
+// graph-contrastive term, and which logits the pseudo-labels train (the
+// model's own, or DST's decoupled pseudo head). Each objective adds only its
+// own thresholding.
 #ifndef TRAINER_OBJECTIVES_SEMI_SUPERVISED_H_
 #define TRAINER_OBJECTIVES_SEMI_SUPERVISED_H_
 

@@ -383,8 +383,8 @@ absl::StatusOr<std::unique_ptr<Learner>> Run::MakeLearner(int round) {
   if (!objective->uses_labels()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "objective ", objective->name(),
-        " uses no labels; use it with --pretrain, and fixmatch, flexmatch or "
-        "freematch for the rounds"));
+        " uses no labels; use it with --pretrain, and fixmatch, flexmatch, "
+        "freematch or softmatch for the rounds"));
   }
   LearnerOptions learner_options = options_.learner;
   learner_options.total_steps = options_.total_steps;

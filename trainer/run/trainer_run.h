@@ -96,7 +96,7 @@ struct TrainerOptions {
   // The engine's options; total_steps and seed are set from the above.
   LearnerOptions learner;
   // The semi-supervised objective of the rounds (name: fixmatch, flexmatch,
-  // freematch).
+  // freematch, softmatch).
   ObjectiveOptions objective;
   // The self-supervised stage before the first purchase (method none:
   // skipped). Its weights start every round's model and its embedding is
