@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "common/status_matchers.h"
-#include "tests/trainer/two_halves_images.h"
+#include "tests/trainer/toy_learner.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
 #include "trainer/objectives/registry.h"
@@ -25,15 +25,7 @@ using ::testing::ElementsAre;
 
 constexpr int64_t kPool = 64;
 
-// Two-halves toy images (two_halves_images.h).
-StepData ToyPool() {
-  at::Generator gen = *MakeGenerator(at::kCPU, 321);
-  auto make = [&gen](int64_t n) { return MakeTwoHalvesImages(n, gen); };
-  StepData data;
-  std::tie(data.labelled_images, data.labelled_targets) = make(16);
-  data.unlabelled_images = make(kPool).first;
-  return data;
-}
+StepData ToyPool() { return ToyStepData(kPool); }
 
 FlexMatchOptions ToyFlexMatch() {
   FlexMatchOptions options;
@@ -44,26 +36,10 @@ FlexMatchOptions ToyFlexMatch() {
   return options;
 }
 
-ModelOptions ToyModel() {
-  ModelOptions options;
-  options.width = 4;
-  options.num_classes = 2;
-  return options;
-}
-
 // A learner training `objective`; `*raw` keeps a view of the objective.
 std::unique_ptr<Learner> MakeLearner(uint64_t seed, FlexMatchObjective** raw) {
-  auto objective = FlexMatchObjective::Create(ToyFlexMatch(), kPool, at::kCPU);
-  EXPECT_THAT(objective, IsOk());
-  if (!objective.ok()) return nullptr;
-  *raw = objective->get();
-  LearnerOptions options;
-  options.total_steps = 100;
-  options.seed = seed;
-  auto learner =
-      Learner::Create(ToyModel(), options, *std::move(objective), at::kCPU);
-  EXPECT_THAT(learner, IsOk());
-  return learner.ok() ? *std::move(learner) : nullptr;
+  return MakeToyLearner(
+      FlexMatchObjective::Create(ToyFlexMatch(), kPool, at::kCPU), seed, raw);
 }
 
 TEST(FlexMatchObjectiveTest, CreateValidatesOptions) {

@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "common/status_matchers.h"
-#include "tests/trainer/two_halves_images.h"
+#include "tests/trainer/toy_learner.h"
 #include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
@@ -24,15 +24,7 @@ using ::common::IsOk;
 using ::common::StatusIs;
 using ::testing::ElementsAre;
 
-// Two-halves toy images (two_halves_images.h).
-StepData ToyPool() {
-  at::Generator gen = *MakeGenerator(at::kCPU, 321);
-  auto make = [&gen](int64_t n) { return MakeTwoHalvesImages(n, gen); };
-  StepData data;
-  std::tie(data.labelled_images, data.labelled_targets) = make(16);
-  data.unlabelled_images = make(64).first;
-  return data;
-}
+StepData ToyPool() { return ToyStepData(); }
 
 FreeMatchOptions ToyFreeMatch() {
   FreeMatchOptions options;
@@ -43,26 +35,10 @@ FreeMatchOptions ToyFreeMatch() {
   return options;
 }
 
-ModelOptions ToyModel() {
-  ModelOptions options;
-  options.width = 4;
-  options.num_classes = 2;
-  return options;
-}
-
 // A learner training `objective`; `*raw` keeps a view of the objective.
 std::unique_ptr<Learner> MakeLearner(uint64_t seed, FreeMatchObjective** raw) {
-  auto objective = FreeMatchObjective::Create(ToyFreeMatch(), at::kCPU);
-  EXPECT_THAT(objective, IsOk());
-  if (!objective.ok()) return nullptr;
-  *raw = objective->get();
-  LearnerOptions options;
-  options.total_steps = 100;
-  options.seed = seed;
-  auto learner =
-      Learner::Create(ToyModel(), options, *std::move(objective), at::kCPU);
-  EXPECT_THAT(learner, IsOk());
-  return learner.ok() ? *std::move(learner) : nullptr;
+  return MakeToyLearner(FreeMatchObjective::Create(ToyFreeMatch(), at::kCPU),
+                        seed, raw);
 }
 
 TEST(FreeMatchObjectiveTest, CreateValidatesOptions) {

@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "common/status_matchers.h"
-#include "tests/trainer/two_halves_images.h"
+#include "tests/trainer/toy_learner.h"
 #include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
@@ -25,15 +25,7 @@ using ::common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Two-halves toy images (two_halves_images.h).
-StepData ToyPool() {
-  at::Generator gen = *MakeGenerator(at::kCPU, 321);
-  auto make = [&gen](int64_t n) { return MakeTwoHalvesImages(n, gen); };
-  StepData data;
-  std::tie(data.labelled_images, data.labelled_targets) = make(16);
-  data.unlabelled_images = make(64).first;
-  return data;
-}
+StepData ToyPool() { return ToyStepData(); }
 
 SoftMatchOptions ToySoftMatch() {
   SoftMatchOptions options;
@@ -44,27 +36,10 @@ SoftMatchOptions ToySoftMatch() {
   return options;
 }
 
-ModelOptions ToyModel() {
-  ModelOptions options;
-  options.width = 4;
-  options.num_classes = 2;
-  return options;
-}
-
-// A learner training `options`; `*raw` keeps a view of the objective.
+// A learner training SoftMatch with `soft`; `*raw` keeps a view of it.
 std::unique_ptr<Learner> MakeLearner(const SoftMatchOptions& soft,
                                      uint64_t seed, SoftMatchObjective** raw) {
-  auto objective = SoftMatchObjective::Create(soft, at::kCPU);
-  EXPECT_THAT(objective, IsOk());
-  if (!objective.ok()) return nullptr;
-  *raw = objective->get();
-  LearnerOptions options;
-  options.total_steps = 100;
-  options.seed = seed;
-  auto learner =
-      Learner::Create(ToyModel(), options, *std::move(objective), at::kCPU);
-  EXPECT_THAT(learner, IsOk());
-  return learner.ok() ? *std::move(learner) : nullptr;
+  return MakeToyLearner(SoftMatchObjective::Create(soft, at::kCPU), seed, raw);
 }
 
 // One step's loss from a fixed model, generator and data.
