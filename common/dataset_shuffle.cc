@@ -93,9 +93,8 @@ absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
   const int64_t n = images.count();
   const size_t image_size = n > 0 ? images.data.size() / n : 0;
   if (options.prefix > n) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prefix ", options.prefix, " is more than the ", n,
-                     " training items"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prefix ", options.prefix, " is more than the ", n, " training items"));
   }
   const int64_t permuted = options.prefix > 0 ? options.prefix : n;
   std::vector<int64_t> permutation = SeededPermutation(permuted, options.seed);

@@ -40,12 +40,13 @@ std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed);
 // copies), and kPermutationFile (line i: permutation[i], the original index
 // of new item i). With a prefix, permutation[i] = i from the prefix on.
 // Returns the permutation. INVALID_ARGUMENT if out_dir is source_dir or
-// empty, if prefix is negative or more than the training items, ALREADY_EXISTS if out_dir holds one of those files,
-// NOT_FOUND / DATA_LOSS / FAILED_PRECONDITION from reading the source
-// (FAILED_PRECONDITION when image and label counts differ), or the write's
-// error (UNAVAILABLE, or the errno's code from WriteFileAtomically) if a
-// file cannot be written. On error no file of the copy is left complete
-// under its final name except those written before the failure.
+// empty, if prefix is negative or more than the training items, ALREADY_EXISTS
+// if out_dir holds one of those files, NOT_FOUND / DATA_LOSS /
+// FAILED_PRECONDITION from reading the source (FAILED_PRECONDITION when image
+// and label counts differ), or the write's error (UNAVAILABLE, or the errno's
+// code from WriteFileAtomically) if a file cannot be written. On error no file
+// of the copy is left complete under its final name except those written before
+// the failure.
 absl::StatusOr<std::vector<int64_t>> ShuffleDataset(
     const DatasetShuffleOptions& options);
 

@@ -43,13 +43,13 @@ int main(int argc, char** argv) {
                  permutation.status().ToString().c_str());
     return 1;
   }
-  const size_t permuted =
-      options.prefix > 0 ? static_cast<size_t>(options.prefix)
-                         : permutation->size();
-  std::printf("wrote %s: %zu of %zu training items permuted (seed %llu), "
-              "test files copied, %s lists each item's original index\n",
-              options.out_dir.c_str(), permuted, permutation->size(),
-              static_cast<unsigned long long>(options.seed),
-              common::kPermutationFile);
+  const size_t permuted = options.prefix > 0
+                              ? static_cast<size_t>(options.prefix)
+                              : permutation->size();
+  std::printf(
+      "wrote %s: %zu of %zu training items permuted (seed %llu), "
+      "test files copied, %s lists each item's original index\n",
+      options.out_dir.c_str(), permuted, permutation->size(),
+      static_cast<unsigned long long>(options.seed), common::kPermutationFile);
   return 0;
 }

@@ -146,9 +146,9 @@ TEST(ShuffleDatasetTest, PrefixPermutesOnlyTheFirstItems) {
   EXPECT_EQ(*whole, SeededPermutation(kItems, 3));
   options.out_dir = FreshDir("prefix_bad").string();
   options.prefix = kItems + 1;
-  EXPECT_THAT(ShuffleDataset(options),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("more than the")));
+  EXPECT_THAT(
+      ShuffleDataset(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than the")));
   options.prefix = -1;
   EXPECT_THAT(ShuffleDataset(options),
               StatusIs(absl::StatusCode::kInvalidArgument));

@@ -308,9 +308,10 @@ TEST(SoftMatchWeightsTest, UpdatesAreClosedFormEmasOfMeanAndUnbiasedVariance) {
   // Max probabilities 0.6, 0.8, 0.9: mean 0.7667, unbiased variance 0.02333.
   weights.Update(Matrix({0.6, 0.4, 0.2, 0.8, 0.1, 0.9}, 2));
   const double mean = (0.6 + 0.8 + 0.9) / 3.0;
-  const double var = ((0.6 - mean) * (0.6 - mean) + (0.8 - mean) * (0.8 - mean) +
-                      (0.9 - mean) * (0.9 - mean)) /
-                     2.0;
+  const double var =
+      ((0.6 - mean) * (0.6 - mean) + (0.8 - mean) * (0.8 - mean) +
+       (0.9 - mean) * (0.9 - mean)) /
+      2.0;
   const double mu1 = m * 0.5 + (1 - m) * mean;
   const double var1 = m * 1.0 + (1 - m) * var;
   ExpectNear(weights.mu(), {mu1});

@@ -70,9 +70,9 @@ TEST(SoftMatchObjectiveTest, CreateValidatesOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   SoftMatchOptions no_sigma = ToySoftMatch();
   no_sigma.n_sigma = 0.0;
-  EXPECT_THAT(SoftMatchObjective::Create(no_sigma, at::kCPU),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("n_sigma")));
+  EXPECT_THAT(
+      SoftMatchObjective::Create(no_sigma, at::kCPU),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("n_sigma")));
   SoftMatchOptions one_class = ToySoftMatch();
   one_class.num_classes = 1;
   EXPECT_THAT(SoftMatchObjective::Create(one_class, at::kCPU),
@@ -122,8 +122,8 @@ TEST(SoftMatchObjectiveTest, StepsThroughALearnerMoveTheWeights) {
   // Mean max probability of 2 classes is > 1/2; the variance falls from 1.
   EXPECT_GT(objective->weights().mu().item<float>(), 0.5f);
   EXPECT_LT(objective->weights().var().item<float>(), 1.0f);
-  EXPECT_FLOAT_EQ(
-      objective->uniform_alignment().p_model().sum().item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(objective->uniform_alignment().p_model().sum().item<float>(),
+                  1.0f);
 }
 
 TEST(SoftMatchObjectiveTest, NothingIsDroppedWhileTheVarianceStartsWide) {

@@ -182,9 +182,9 @@ void SoftMatchWeights::Update(const torch::Tensor& probs_weak) {
       CheckedProbs(probs_weak, options_.num_classes, "probs_weak");
   const torch::Tensor max_probs = std::get<0>(torch::max(probs, /*dim=*/1));
   // One sample has no spread; the unbiased estimate would be NaN.
-  const torch::Tensor batch_var =
-      max_probs.size(0) > 1 ? max_probs.var(/*unbiased=*/true)
-                            : torch::zeros_like(mu_);
+  const torch::Tensor batch_var = max_probs.size(0) > 1
+                                      ? max_probs.var(/*unbiased=*/true)
+                                      : torch::zeros_like(mu_);
   const double m = options_.momentum;
   mu_.mul_(m).add_(max_probs.mean(), 1.0 - m);
   var_.mul_(m).add_(batch_var, 1.0 - m);

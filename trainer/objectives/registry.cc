@@ -89,11 +89,10 @@ std::string ThresholdDescription(const ObjectiveOptions& options) {
                         options.freematch.ema_momentum);
   }
   if (options.name == "softmatch") {
-    return absl::StrCat("soft (truncated Gaussian, ", options.softmatch.n_sigma,
-                        " sigma, momentum ", options.softmatch.ema_momentum,
-                        options.softmatch.uniform_alignment
-                            ? ", uniform alignment)"
-                            : ")");
+    return absl::StrCat(
+        "soft (truncated Gaussian, ", options.softmatch.n_sigma,
+        " sigma, momentum ", options.softmatch.ema_momentum,
+        options.softmatch.uniform_alignment ? ", uniform alignment)" : ")");
   }
   return "none";
 }

@@ -68,13 +68,12 @@ ObjectiveLoss SoftMatchObjective::Loss(const StepContext& context,
   // The weights read the aligned confidence; the targets stay unaligned.
   Tensor weight = weights_.Step(uniform_alignment_.Align(labels.probs));
   Tensor strong = pseudo_labelling_->StrongLogits(logits).to(at::kFloat);
-  Tensor per_image =
-      PseudoLabelCrossEntropy(strong, labels.probs, options_.batch.soft_targets);
+  Tensor per_image = PseudoLabelCrossEntropy(strong, labels.probs,
+                                             options_.batch.soft_targets);
   Tensor unsupervised = (per_image * weight).mean();
   Tensor total = supervised + options_.batch.lambda_u * unsupervised;
-  ObjectiveLoss out{total,
-                    {supervised, unsupervised, weight.mean(),
-                     weights_.mu().clone()}};
+  ObjectiveLoss out{
+      total, {supervised, unsupervised, weight.mean(), weights_.mu().clone()}};
   pseudo_labelling_->AddTerms(labels, out);
   return out;
 }
