@@ -144,6 +144,9 @@ ABSL_FLAG(bool, pseudo_head, false,
 ABSL_FLAG(bool, soft_targets, false,
           "train the strong views towards the whole pseudo-label distribution "
           "(CoMatch's soft targets) instead of its argmax");
+ABSL_FLAG(bool, strong_labelled, false,
+          "AdaMatch's labelled strong views: the supervised loss also trains "
+          "a strongly augmented view of each labelled image");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr "
           "| byol");
@@ -306,6 +309,7 @@ int main(int argc, char** argv) {
   batch.teacher_weight = absl::GetFlag(FLAGS_teacher_weight);
   batch.pseudo_head = absl::GetFlag(FLAGS_pseudo_head);
   batch.soft_targets = absl::GetFlag(FLAGS_soft_targets);
+  batch.strong_labelled = absl::GetFlag(FLAGS_strong_labelled);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

@@ -81,6 +81,75 @@ TEST(SemiSupervisedForwardTest, SeparateForwardSeesTheSameViews) {
                             separate_train.logits_u_weak, 1e-4, 1e-5));
 }
 
+TEST(SemiSupervisedForwardTest, StrongLabelledViewsJoinTheSupervisedLoss) {
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    options.weak_forward = forward;
+    options.strong_labelled = false;
+    SemiSupervisedLogits plain =
+        SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    EXPECT_FALSE(plain.logits_x_strong.defined());
+    EXPECT_TRUE(
+        at::allclose(SupervisedLoss(plain),
+                     at::cross_entropy_loss(plain.logits_x, plain.targets_x)));
+
+    options.strong_labelled = true;
+    SemiSupervisedLogits logits =
+        SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    ASSERT_TRUE(logits.logits_x_strong.defined());
+    EXPECT_EQ(logits.logits_x_strong.sizes(), (at::IntArrayRef{4, 3}));
+    EXPECT_TRUE(logits.logits_x_strong.requires_grad());
+    EXPECT_EQ(logits.logits_x.sizes(), (at::IntArrayRef{4, 3}));
+    EXPECT_EQ(logits.logits_u_weak.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_EQ(logits.logits_u_strong.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_EQ(logits.embedding_x.size(0), 4);
+    EXPECT_EQ(logits.embedding_u_strong.size(0), 12);
+    EXPECT_FALSE(at::allclose(logits.logits_x, logits.logits_x_strong))
+        << WeakViewForwardName(forward);
+
+    SupervisedRows rows = LabelledRows(logits);
+    EXPECT_EQ(rows.logits.size(0), 8);
+    EXPECT_TRUE(at::equal(rows.targets, at::full({8}, 2, at::kLong)));
+    at::Tensor expected =
+        0.5 *
+        (at::cross_entropy_loss(logits.logits_x, logits.targets_x) +
+         at::cross_entropy_loss(logits.logits_x_strong, logits.targets_x));
+    EXPECT_TRUE(at::allclose(SupervisedLoss(logits), expected))
+        << WeakViewForwardName(forward);
+  }
+}
+
+TEST(SemiSupervisedForwardTest, StrongLabelledViewsSliceAlikeInBothForwards) {
+  // As SeparateForwardSeesTheSameViews, with the labelled strong views in
+  // the batch: on running statistics the joint and the separate forward
+  // must give every row the same logits.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  options.strong_labelled = true;
+  auto run = [&](WeakViewForward forward) {
+    torch::manual_seed(3);
+    ToyContext toy = MakeToyContext();
+    toy.model->eval();
+    options.weak_forward = forward;
+    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  };
+  SemiSupervisedLogits joint = run(WeakViewForward::kJoint);
+  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate);
+  EXPECT_TRUE(at::allclose(joint.logits_x, separate.logits_x, 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(joint.logits_x_strong, separate.logits_x_strong,
+                           1e-4, 1e-5));
+  EXPECT_TRUE(
+      at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
+                           1e-4, 1e-5));
+}
+
 TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
   for (WeakViewForward forward :
        {WeakViewForward::kJoint, WeakViewForward::kSeparate,

@@ -279,6 +279,30 @@ TEST(RunTrainerTest, EvalFlipScoresMirrorAveragedPredictions) {
   EXPECT_EQ(evaluations[0], evaluations[1]);
 }
 
+TEST(RunTrainerTest, StrongLabelledViewsTrainAnotherModelAndSaySo) {
+  // The same run with and without AdaMatch's labelled strong views: both
+  // finish on the same labels, the second trains on more views of them and
+  // so ends at other predictions, and each report names its views.
+  std::vector<int32_t> predictions[2];
+  for (bool strong : {false, true}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir = TempDir(strong ? "strong" : "weak");
+    TrainerOptions options = TinyStagedRun(dir);
+    options.pretrain.method = "none";
+    options.feature_quality = false;
+    options.objective.freematch.batch.strong_labelled = strong;
+    ASSERT_THAT(RunTrainer(options, &oracle, nullptr), IsOk());
+    predictions[strong] = oracle.last_predictions();
+    EXPECT_THAT(
+        ReadFile(options.out_dir + "/report.json"),
+        HasSubstr(strong ? "\"labelled views\":\"weak and strong (AdaMatch)\""
+                         : "\"labelled views\":\"weak\""));
+  }
+  ASSERT_EQ(predictions[0].size(), predictions[1].size());
+  EXPECT_NE(predictions[0], predictions[1]);
+}
+
 TEST(RunTrainerTest, PrototypeHeadStartsEachModelFromTheBoughtLabels) {
   // With a learning rate of 0 the reported model is the one each round
   // starts from (round restarts: the second round's fresh model). Its

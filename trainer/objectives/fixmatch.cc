@@ -66,8 +66,9 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
   SemiSupervisedLogits logits =
       SemiSupervisedForward(context, data, options_.batch);
   PseudoLabels labels = pseudo_labelling_->Label(logits);
+  SupervisedRows labelled = LabelledRows(logits);
   FixMatchLoss loss = ComputeFixMatchLossFromProbs(
-      logits.logits_x, logits.targets_x, labels.probs,
+      labelled.logits, labelled.targets, labels.probs,
       pseudo_labelling_->StrongLogits(logits), options_.threshold,
       options_.batch.lambda_u, options_.batch.soft_targets);
   ObjectiveLoss out{loss.total,

@@ -62,8 +62,7 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
               data.unlabelled_images.size(0));
   SemiSupervisedLogits logits =
       SemiSupervisedForward(context, data, options_.batch);
-  Tensor supervised =
-      at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
+  Tensor supervised = SupervisedLoss(logits);
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(logits.unlabelled_index, probs);

@@ -52,8 +52,7 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
   SemiSupervisedLogits logits =
       SemiSupervisedForward(context, data, options_.batch);
-  Tensor supervised =
-      at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
+  Tensor supervised = SupervisedLoss(logits);
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(probs);

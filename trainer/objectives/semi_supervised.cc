@@ -82,14 +82,20 @@ SemiSupervisedLogits SemiSupervisedForward(
                                         context.generator, index_options);
   Tensor targets = data.labelled_targets.index_select(0, labelled_index);
   Tensor unlabelled = data.unlabelled_images.index_select(0, unlabelled_index);
+  Tensor labelled = data.labelled_images.index_select(0, labelled_index);
+  // With strong labelled views the strong rows are [labelled, unlabelled]:
+  // ls = b of them come before the unlabelled strong views.
+  const int64_t ls = options.strong_labelled ? b : 0;
   // One gather for the labelled batch, the weak unlabelled views and the
-  // flip-and-shift base of the strong views (independent draws each).
-  Tensor weak =
-      WeakAugment(at::cat({data.labelled_images.index_select(0, labelled_index),
-                           unlabelled, unlabelled}),
-                  context.generator, options.weak);
-  Tensor strong = StrongAugment(weak.narrow(0, b + ub, ub), context.generator,
-                                options.strong);
+  // flip-and-shift base of the strong views (of the labelled images too with
+  // strong_labelled; independent draws each).
+  Tensor weak = WeakAugment(
+      options.strong_labelled ? at::cat({labelled, unlabelled, labelled,
+                                         unlabelled})
+                              : at::cat({labelled, unlabelled, unlabelled}),
+      context.generator, options.weak);
+  Tensor strong = StrongAugment(weak.narrow(0, b + ub, ls + ub),
+                                context.generator, options.strong);
   weak = weak.narrow(0, 0, b + ub);
   const bool joint = options.weak_forward == WeakViewForward::kJoint;
   Tensor inputs =
@@ -99,6 +105,9 @@ SemiSupervisedLogits SemiSupervisedForward(
   SemiSupervisedLogits out;
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
+  if (options.strong_labelled) {
+    out.logits_x_strong = logits.narrow(0, logits.size(0) - ub - ls, ls);
+  }
   out.unlabelled_index = unlabelled_index;
   if (data.teacher_probs.defined()) {
     out.teacher_probs = data.teacher_probs.index_select(0, unlabelled_index);
@@ -120,6 +129,19 @@ SemiSupervisedLogits SemiSupervisedForward(
     out.embedding_u_weak = weak_output.embedding;
   }
   return out;
+}
+
+SupervisedRows LabelledRows(const SemiSupervisedLogits& logits) {
+  if (!logits.logits_x_strong.defined()) {
+    return {logits.logits_x, logits.targets_x};
+  }
+  return {at::cat({logits.logits_x, logits.logits_x_strong}),
+          at::cat({logits.targets_x, logits.targets_x})};
+}
+
+Tensor SupervisedLoss(const SemiSupervisedLogits& logits) {
+  SupervisedRows rows = LabelledRows(logits);
+  return at::cross_entropy_loss(rows.logits.to(at::kFloat), rows.targets);
 }
 
 Tensor PseudoLabelCrossEntropy(const Tensor& logits_strong, const Tensor& probs,

@@ -87,6 +87,11 @@ struct SemiSupervisedOptions {
   // (soft targets: -sum_c p_c log softmax_c, as CoMatch does with its
   // memory-smoothed distributions) instead of towards its argmax.
   bool soft_targets = false;
+  // AdaMatch's labelled strong views (Berthelot et al. 2022): the labelled
+  // batch also goes through the strong augmentation (a second view of the
+  // same draws), and the supervised loss is the cross-entropy over both
+  // views, each weighing half. Costs batch_size more images per forward.
+  bool strong_labelled = false;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
@@ -102,6 +107,9 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 struct SemiSupervisedLogits {
   torch::Tensor logits_x;          // [B, C]
   torch::Tensor targets_x;         // [B] int64
+  // The labelled images' strong views [B, C] (same rows as logits_x) with
+  // strong_labelled on; undefined otherwise.
+  torch::Tensor logits_x_strong;
   torch::Tensor logits_u_weak;     // [U, C], detached
   torch::Tensor logits_u_strong;   // [U, C]
   torch::Tensor unlabelled_index;  // [U] int64: rows of the unlabelled pool
@@ -118,13 +126,26 @@ struct SemiSupervisedLogits {
 
 // Samples batch_size labelled and mu * batch_size unlabelled images with the
 // context's generator, augments them (weak for labelled, weak + strong for
-// unlabelled) and runs the model over them: one forward over the
-// concatenation, or with weak_forward kSeparate / kEma one over the labelled
-// and strong images and a no-grad one of the model / EMA model over the weak
-// views. Throws c10::Error.
+// unlabelled; with strong_labelled also strong for labelled) and runs the
+// model over them: one forward over the concatenation, or with weak_forward
+// kSeparate / kEma one over the labelled and strong images and a no-grad one
+// of the model / EMA model over the weak views. With strong_labelled off the
+// draws are those of earlier versions. Throws c10::Error.
 SemiSupervisedLogits SemiSupervisedForward(
     const StepContext& context, const StepData& data,
     const SemiSupervisedOptions& options);
+
+// The rows the supervised loss trains: logits_x with targets_x, followed by
+// logits_x_strong with targets_x again when it is defined.
+struct SupervisedRows {
+  torch::Tensor logits;   // [B or 2B, C]
+  torch::Tensor targets;  // [B or 2B] int64
+};
+SupervisedRows LabelledRows(const SemiSupervisedLogits& logits);
+
+// The mean cross-entropy (0-d, float32) over LabelledRows(logits): with
+// strong labelled views, the mean of the weak and the strong views' losses.
+torch::Tensor SupervisedLoss(const SemiSupervisedLogits& logits);
 
 // Per-image cross-entropy [U] (float32) of the strong views' logits [U, C]
 // against the pseudo-labels `probs` [U, C] (detached here): against their

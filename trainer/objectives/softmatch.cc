@@ -62,8 +62,7 @@ ObjectiveLoss SoftMatchObjective::Loss(const StepContext& context,
                                        const StepData& data) {
   SemiSupervisedLogits logits =
       SemiSupervisedForward(context, data, options_.batch);
-  Tensor supervised =
-      at::cross_entropy_loss(logits.logits_x.to(at::kFloat), logits.targets_x);
+  Tensor supervised = SupervisedLoss(logits);
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   // The weights read the aligned confidence; the targets stay unaligned.
   Tensor weight = weights_.Step(uniform_alignment_.Align(labels.probs));

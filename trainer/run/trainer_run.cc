@@ -1038,6 +1038,8 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"pseudo head (DST)", batch.pseudo_head ? "yes" : "no"},
       {"pseudo-label targets",
        batch.soft_targets ? "soft (the distribution)" : "hard (argmax)"},
+      {"labelled views",
+       batch.strong_labelled ? "weak and strong (AdaMatch)" : "weak"},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
