@@ -89,11 +89,11 @@ SemiSupervisedLogits SemiSupervisedForward(
   // One gather for the labelled batch, the weak unlabelled views and the
   // flip-and-shift base of the strong views (of the labelled images too with
   // strong_labelled; independent draws each).
-  Tensor weak = WeakAugment(
-      options.strong_labelled ? at::cat({labelled, unlabelled, labelled,
-                                         unlabelled})
-                              : at::cat({labelled, unlabelled, unlabelled}),
-      context.generator, options.weak);
+  Tensor weak =
+      WeakAugment(options.strong_labelled
+                      ? at::cat({labelled, unlabelled, labelled, unlabelled})
+                      : at::cat({labelled, unlabelled, unlabelled}),
+                  context.generator, options.weak);
   Tensor strong = StrongAugment(weak.narrow(0, b + ub, ls + ub),
                                 context.generator, options.strong);
   weak = weak.narrow(0, 0, b + ub);
