@@ -147,6 +147,10 @@ ABSL_FLAG(bool, soft_targets, false,
 ABSL_FLAG(bool, strong_labelled, false,
           "AdaMatch's labelled strong views: the supervised loss also trains "
           "a strongly augmented view of each labelled image");
+ABSL_FLAG(int32_t, pseudo_label_views, 1,
+          "weak views whose class probabilities each pseudo-label averages "
+          "(MixMatch's K; 1-8): the extra ones are fresh weak augmentations "
+          "forwarded without gradient");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr "
           "| byol");
@@ -310,6 +314,7 @@ int main(int argc, char** argv) {
   batch.pseudo_head = absl::GetFlag(FLAGS_pseudo_head);
   batch.soft_targets = absl::GetFlag(FLAGS_soft_targets);
   batch.strong_labelled = absl::GetFlag(FLAGS_strong_labelled);
+  batch.pseudo_label_views = absl::GetFlag(FLAGS_pseudo_label_views);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

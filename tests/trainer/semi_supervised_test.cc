@@ -150,6 +150,84 @@ TEST(SemiSupervisedForwardTest, StrongLabelledViewsSliceAlikeInBothForwards) {
                            1e-4, 1e-5));
 }
 
+TEST(SemiSupervisedForwardTest, PseudoLabelViewsAverageFreshWeakViews) {
+  // With the models on running statistics (eval mode) each view's
+  // probabilities are its own, so K views must give the mean of the step's
+  // weak view and K - 1 weak augmentations drawn next from the same
+  // generator, forwarded by the model (joint, separate) or the EMA model.
+  // The step's other draws and rows do not change.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  const StepData data = ToyStepData();
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    options.weak_forward = forward;
+    auto make = [] {
+      torch::manual_seed(3);  // the same weights on every call
+      ToyContext toy = MakeToyContext();
+      toy.model->eval();
+      return toy;
+    };
+    ToyContext one_toy = make();
+    options.pseudo_label_views = 1;
+    SemiSupervisedLogits one =
+        SemiSupervisedForward(one_toy.context(), data, options);
+    // The views a three-view step draws after its own: continue the
+    // generator where the one-view step left it.
+    at::Tensor unlabelled =
+        data.unlabelled_images.index_select(0, one.unlabelled_index);
+    Classifier& teacher =
+        forward == WeakViewForward::kEma ? one_toy.ema : one_toy.model;
+    at::Tensor expected = at::softmax(one.logits_u_weak, 1);
+    {
+      torch::NoGradGuard no_grad;
+      for (int view = 1; view < 3; ++view) {
+        at::Tensor extra =
+            WeakAugment(unlabelled, one_toy.generator, options.weak);
+        expected += at::softmax(teacher->forward(extra).logits, 1);
+      }
+    }
+    expected /= 3;
+
+    ToyContext three_toy = make();
+    options.pseudo_label_views = 3;
+    SemiSupervisedLogits three =
+        SemiSupervisedForward(three_toy.context(), data, options);
+    const std::string name = WeakViewForwardName(forward);
+    EXPECT_TRUE(at::equal(one.unlabelled_index, three.unlabelled_index));
+    EXPECT_TRUE(at::allclose(one.logits_x, three.logits_x)) << name;
+    EXPECT_TRUE(at::allclose(one.logits_u_strong, three.logits_u_strong))
+        << name;
+    EXPECT_TRUE(at::allclose(one.embedding_u_weak, three.embedding_u_weak))
+        << name;
+    EXPECT_FALSE(three.logits_u_weak.requires_grad()) << name;
+    EXPECT_TRUE(
+        at::allclose(at::softmax(three.logits_u_weak, 1), expected, 1e-5, 1e-6))
+        << name;
+    EXPECT_FALSE(
+        at::allclose(three.logits_u_weak, one.logits_u_weak, 1e-3, 1e-4))
+        << name;
+  }
+}
+
+TEST(SemiSupervisedForwardTest, PseudoLabelViewsAreOneToEight) {
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  for (int views : {1, 2, 8}) {
+    options.pseudo_label_views = views;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk()) << views;
+  }
+  for (int views : {0, -1, 9}) {
+    options.pseudo_label_views = views;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << views;
+  }
+}
+
 TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
   for (WeakViewForward forward :
        {WeakViewForward::kJoint, WeakViewForward::kSeparate,

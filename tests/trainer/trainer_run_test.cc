@@ -303,6 +303,30 @@ TEST(RunTrainerTest, StrongLabelledViewsTrainAnotherModelAndSaySo) {
   EXPECT_NE(predictions[0], predictions[1]);
 }
 
+TEST(RunTrainerTest, PseudoLabelViewsTrainAnotherModelAndSaySo) {
+  // The same run with one and with two weak views per pseudo-label: the
+  // second averages a fresh view into every pseudo-label and so ends at
+  // other predictions, and each report names its views.
+  std::vector<int32_t> predictions[2];
+  for (int views : {1, 2}) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    const std::string dir = TempDir(absl::StrCat("views", views));
+    TrainerOptions options = TinyStagedRun(dir);
+    options.pretrain.method = "none";
+    options.feature_quality = false;
+    options.objective.freematch.batch.pseudo_label_views = views;
+    ASSERT_THAT(RunTrainer(options, &oracle, nullptr), IsOk());
+    predictions[views - 1] = oracle.last_predictions();
+    EXPECT_THAT(ReadFile(options.out_dir + "/report.json"),
+                HasSubstr(views == 1 ? "\"pseudo-label views\":\"1\""
+                                     : "\"pseudo-label views\":\"2 weak views "
+                                       "averaged\""));
+  }
+  ASSERT_EQ(predictions[0].size(), predictions[1].size());
+  EXPECT_NE(predictions[0], predictions[1]);
+}
+
 TEST(RunTrainerTest, PrototypeHeadStartsEachModelFromTheBoughtLabels) {
   // With a learning rate of 0 the reported model is the one each round
   // starts from (round restarts: the second round's fresh model). Its

@@ -37,6 +37,10 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
     return absl::InvalidArgumentError(
         "strong.cutout_max_fraction must be in [0, 1]");
   }
+  if (o.pseudo_label_views < 1 || o.pseudo_label_views > 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pseudo_label_views must be in [1, 8], got ", o.pseudo_label_views));
+  }
   RETURN_IF_ERROR(ValidateGraphContrastOptions(o.contrast));
   const int64_t step_images =
       (static_cast<int64_t>(o.mu) + 1) * static_cast<int64_t>(o.batch_size);
@@ -127,6 +131,21 @@ SemiSupervisedLogits SemiSupervisedForward(
     ModelOutput weak_output = context.Forward(teacher, weak.narrow(0, b, ub));
     out.logits_u_weak = weak_output.logits;
     out.embedding_u_weak = weak_output.embedding;
+  }
+  if (options.pseudo_label_views > 1) {
+    torch::NoGradGuard no_grad;
+    Classifier& teacher = options.weak_forward == WeakViewForward::kEma
+                              ? context.ema
+                              : context.model;
+    Tensor probs = at::softmax(out.logits_u_weak.to(at::kFloat), 1);
+    for (int view = 1; view < options.pseudo_label_views; ++view) {
+      Tensor extra = WeakAugment(unlabelled, context.generator, options.weak);
+      probs +=
+          at::softmax(context.Forward(teacher, extra).logits.to(at::kFloat), 1);
+    }
+    probs /= options.pseudo_label_views;
+    // softmax(log p) == p: every later use goes through the softmax.
+    out.logits_u_weak = at::log(probs.clamp_min(1e-12));
   }
   return out;
 }

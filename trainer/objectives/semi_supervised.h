@@ -92,6 +92,16 @@ struct SemiSupervisedOptions {
   // same draws), and the supervised loss is the cross-entropy over both
   // views, each weighing half. Costs batch_size more images per forward.
   bool strong_labelled = false;
+  // Weak views whose class probabilities each pseudo-label averages
+  // (MixMatch's K): the step's weak view, and pseudo_label_views - 1 fresh
+  // weak augmentations of the same images drawn after the step's other
+  // draws, each forwarded without gradient by the model that gives the
+  // pseudo-labels (the EMA model with weak_forward kEma, else the model, in
+  // its current mode: in training mode batch norm sees each extra view as
+  // its own batch). logits_u_weak is then the log of the mean probability.
+  // 1 is one view, as before; each extra view costs mu * batch_size
+  // forward-only images per step. In [1, 8].
+  int pseudo_label_views = 1;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
@@ -99,7 +109,8 @@ struct SemiSupervisedOptions {
 // [0, 1], the strong augmentation's
 // ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the
 // contrast's options are (ValidateGraphContrastOptions) and its memory, when
-// on, holds one step's (mu + 1) * batch_size images.
+// on, holds one step's (mu + 1) * batch_size images, and pseudo_label_views
+// is in [1, 8].
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 
 // Logits of one semi-supervised step: the labelled batch, and the weak and
@@ -129,8 +140,10 @@ struct SemiSupervisedLogits {
 // unlabelled; with strong_labelled also strong for labelled) and runs the
 // model over them: one forward over the concatenation, or with weak_forward
 // kSeparate / kEma one over the labelled and strong images and a no-grad one
-// of the model / EMA model over the weak views. With strong_labelled off the
-// draws are those of earlier versions. Throws c10::Error.
+// of the model / EMA model over the weak views. With pseudo_label_views > 1
+// logits_u_weak is the log of the mean softmax over that many weak views
+// (the first is the one above). With strong_labelled off and one pseudo-label
+// view the draws are those of earlier versions. Throws c10::Error.
 SemiSupervisedLogits SemiSupervisedForward(
     const StepContext& context, const StepData& data,
     const SemiSupervisedOptions& options);

@@ -1040,6 +1040,10 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
        batch.soft_targets ? "soft (the distribution)" : "hard (argmax)"},
       {"labelled views",
        batch.strong_labelled ? "weak and strong (AdaMatch)" : "weak"},
+      {"pseudo-label views",
+       batch.pseudo_label_views == 1
+           ? std::string("1")
+           : absl::StrCat(batch.pseudo_label_views, " weak views averaged")},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
