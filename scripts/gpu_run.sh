@@ -18,7 +18,9 @@
 #             CoMatch's graph contrast alone and with its memory of five
 #             steps of images, and that with half of its STEPS moved into
 #             a distillation stage (--distill_steps; the same steps in
-#             all) (24 runs; BN re-estimation is in the calibration call;
+#             all), and pseudo-labels averaged over two weak views
+#             (--pseudo_label_views=2) (26 runs; BN re-estimation is in the
+#             calibration call;
 #             distribution alignment, -0.8 on the CPU, left out:
 #             VARIANTS=... to run it)
 #   order     the default combination at 100 labels, seeds 0 1, on the data
@@ -28,7 +30,7 @@
 # With CUDA the defaults are SWEEP_SECONDS=480 (the whole call, build
 # included, ends by then: trainers fit their steps to their share of it,
 # --max_train_seconds), PARALLEL=6, STEPS=3000 (2000 for PLAN=ablation:
-# its 24 runs at 3000 would need about 30 % more than the 480 s at the
+# its 26 runs at 3000 would need about 40 % more than the 480 s at the
 # estimated 180 steps/s), PRETRAIN_STEPS=4000; every bench_labels.sh variable
 # (BUDGETS, SEEDS, VARIANTS, TRAINER_FLAGS, ...) passes through. Without CUDA
 # bench_labels.sh's tiny CPU sizes apply (tests run it so, SKIP_BUILD=1).
@@ -67,7 +69,8 @@ case ${PLAN:=sweep} in
 typiclust_balanced:freematch:simclr typiclust:fixmatch:simclr $BEST:--restart_rounds \
 $BEST:--weak_forward=separate $BEST:--eval_flip $BEST:--pretrain_steps=8000 \
 $BEST:--lambda_c=1 $BEST:--lambda_c=1:--contrast_memory=2560 \
-$BEST:--lambda_c=1:--contrast_memory=2560:--steps=$((STEPS / 2)):--distill_steps=$((STEPS / 2))"} ;;
+$BEST:--lambda_c=1:--contrast_memory=2560:--steps=$((STEPS / 2)):--distill_steps=$((STEPS / 2)) \
+$BEST:--pseudo_label_views=2"} ;;
   order)
     export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"} VARIANTS=${VARIANTS:-$BEST}
     export SHUFFLE_SEED=${SHUFFLE_SEED:-1} ;;

@@ -14,7 +14,7 @@
 #  4. $OUT holds table.md, table.csv, runs.csv, sweep.log and bench.tar.gz;
 #     the tarball holds the reports, logs and oracle database and no
 #     checkpoint.
-#  5. PLAN=ablation plans the 10 variants x 2 seeds at 100 labels (a dry run),
+#  5. PLAN=ablation plans the 13 variants x 2 seeds at 100 labels (a dry run),
 #     PLAN=order a shuffled sweep, and an unknown PLAN is refused.
 set -euo pipefail
 SRC=${1:?usage: gpu_run_test.sh <source_dir> <build_dir>}
@@ -73,15 +73,16 @@ if grep -q '\.pt$' <<<"$LIST"; then echo "$LIST"; fail "checkpoint in bench.tar.
 env OUT="$TMP/out-ablation" BENCH_OUT="$TMP/ablation" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
   PLAN=ablation DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/ablation.log" 2>&1 ||
   { cat "$TMP/ablation.log"; fail "PLAN=ablation dry run failed"; }
-[[ $(grep -c "^plan: b100-" "$TMP/ablation.log") == 24 ]] ||
-  { cat "$TMP/ablation.log"; fail "ablation: not 24 runs at 100 labels"; }
+[[ $(grep -c "^plan: b100-" "$TMP/ablation.log") == 26 ]] ||
+  { cat "$TMP/ablation.log"; fail "ablation: not 26 runs at 100 labels"; }
 for run in typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
            typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
            typiclust_balanced-freematch-simclr typiclust-freematch-simclr-weak_forward_separate \
            typiclust-freematch-simclr-eval_flip typiclust-freematch-simclr-pretrain_steps_8000 \
            typiclust-freematch-simclr-lambda_c_1 \
            typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560 \
-           typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-steps_30-distill_steps_30; do
+           typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-steps_30-distill_steps_30 \
+           typiclust-freematch-simclr-pseudo_label_views_2; do
   for seed in 0 1; do
     grep -q "^plan: b100-$run-s$seed " "$TMP/ablation.log" ||
       { cat "$TMP/ablation.log"; fail "ablation: no b100-$run-s$seed"; }
