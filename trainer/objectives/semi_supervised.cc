@@ -102,6 +102,11 @@ SemiSupervisedLogits SemiSupervisedForward(
                                 context.generator, options.strong);
   weak = weak.narrow(0, 0, b + ub);
   const bool joint = options.weak_forward == WeakViewForward::kJoint;
+  // The model that gives the pseudo-labels when the weak views have a
+  // forward of their own (kSeparate, kEma, and every extra view).
+  Classifier& teacher = options.weak_forward == WeakViewForward::kEma
+                            ? context.ema
+                            : context.model;
   Tensor inputs =
       joint ? at::cat({weak, strong}) : at::cat({weak.narrow(0, 0, b), strong});
   ModelOutput output = context.Forward(context.model, inputs);
@@ -125,18 +130,12 @@ SemiSupervisedLogits SemiSupervisedForward(
     out.embedding_u_weak = output.embedding.narrow(0, b, ub);
   } else {
     torch::NoGradGuard no_grad;
-    Classifier& teacher = options.weak_forward == WeakViewForward::kEma
-                              ? context.ema
-                              : context.model;
     ModelOutput weak_output = context.Forward(teacher, weak.narrow(0, b, ub));
     out.logits_u_weak = weak_output.logits;
     out.embedding_u_weak = weak_output.embedding;
   }
   if (options.pseudo_label_views > 1) {
     torch::NoGradGuard no_grad;
-    Classifier& teacher = options.weak_forward == WeakViewForward::kEma
-                              ? context.ema
-                              : context.model;
     Tensor probs = at::softmax(out.logits_u_weak.to(at::kFloat), 1);
     for (int view = 1; view < options.pseudo_label_views; ++view) {
       Tensor extra = WeakAugment(unlabelled, context.generator, options.weak);
