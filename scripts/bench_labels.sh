@@ -64,8 +64,10 @@
 #              TRAINER_FLAGS the pool keeps the same images and only their
 #              order changes (default: all items, which on a limited pool
 #              also redraws the pool)
-#   DRY_RUN    1: print the plan (one "plan:" line per run, in start order)
-#              and exit without starting the oracle or any trainer
+#   DRY_RUN    1: print the plan (one "plan:" line per run, in start order,
+#              ending "checkpoint own" for a run that pretrains, "checkpoint
+#              <run>" for one that reuses <run>'s, "checkpoint none") and exit
+#              without starting the oracle or any trainer
 #   MPS        1: run the trainers under the CUDA Multi-Process Service
 #              (nvidia-cuda-mps-control -d, its pipes and logs in
 #              BENCH_OUT/mps; stopped at the end); the footer says whether it
@@ -197,9 +199,11 @@ for budget in $BUDGETS; do
       R_OBJECTIVE[$run]=$objective R_PRETRAIN[$run]=$pretrain R_EXTRA[$run]=$extra
       key=""
       if [[ $pretrain != none ]]; then
-        # Runs with the same key share one pretrained checkpoint (the cache key
-        # also covers the pool and model, which every run of a sweep shares).
-        key="$seed|$pretrain|$(tr ' ' '\n' <<<"$extra" | grep -- '^--pretrain' | sort | tr '\n' ' ')"
+        # Runs with the same key share one pretrained checkpoint: the seed,
+        # the method and the variant's flags that change the trainer's cache
+        # key (pretraining, model, pool; TRAINER_FLAGS are the same for all).
+        key="$seed|$pretrain|$(tr ' ' '\n' <<<"$extra" |
+          grep -E -- '^--(pretrain|arch|width|train_limit)' | sort | tr '\n' ' ')"
         [[ -z "${KEY_OWNER[$key]:-}" ]] && KEY_OWNER[$key]=$run
       fi
       R_KEY[$run]=$key
@@ -219,8 +223,14 @@ TOTAL=${#QUEUE[@]}
 stamp "$TOTAL runs planned"
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
   for run in "${QUEUE[@]}"; do
+    checkpoint=none
+    if [[ -n "${R_KEY[$run]}" ]]; then
+      checkpoint=${KEY_OWNER[${R_KEY[$run]}]}
+      [[ $checkpoint == "$run" ]] && checkpoint=own
+    fi
     echo "plan: $run budget ${R_BUDGET[$run]} seed ${R_SEED[$run]} strategy ${R_STRATEGY[$run]}" \
-         "objective ${R_OBJECTIVE[$run]} pretrain ${R_PRETRAIN[$run]} flags [${R_EXTRA[$run]}]"
+         "objective ${R_OBJECTIVE[$run]} pretrain ${R_PRETRAIN[$run]} flags [${R_EXTRA[$run]}]" \
+         "checkpoint $checkpoint"
   done
   stamp "dry run: nothing started"
   exit 0

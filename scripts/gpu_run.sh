@@ -23,6 +23,11 @@
 #             calibration call;
 #             distribution alignment, -0.8 on the CPU, left out:
 #             VARIANTS=... to run it)
+#   capacity  the default combination at 100 labels, seeds 0 1, with the
+#             default model (cnn, width 64), WideResNet-28-2 and the cnn at
+#             width 96 (each pretrains its own SimCLR checkpoint; the two
+#             larger models run about 2.2x slower per step, so the plan has
+#             6 runs)
 #   order     the default combination at 100 labels, seeds 0 1, on the data
 #             set shuffled with SHUFFLE_SEED (default 1): compare with a sweep
 #             on the original order
@@ -71,10 +76,13 @@ $BEST:--weak_forward=separate $BEST:--eval_flip $BEST:--pretrain_steps=8000 \
 $BEST:--lambda_c=1 $BEST:--lambda_c=1:--contrast_memory=2560 \
 $BEST:--lambda_c=1:--contrast_memory=2560:--steps=$((STEPS / 2)):--distill_steps=$((STEPS / 2)) \
 $BEST:--pseudo_label_views=2"} ;;
+  capacity)
+    export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"}
+    export VARIANTS=${VARIANTS:-"$BEST $BEST:--arch=wrn28_2 $BEST:--width=96"} ;;
   order)
     export BUDGETS=${BUDGETS:-100} SEEDS=${SEEDS:-"0 1"} VARIANTS=${VARIANTS:-$BEST}
     export SHUFFLE_SEED=${SHUFFLE_SEED:-1} ;;
-  *) echo "gpu_run: PLAN=$PLAN is not sweep, ablation or order" >&2; exit 2 ;;
+  *) echo "gpu_run: PLAN=$PLAN is not sweep, ablation, capacity or order" >&2; exit 2 ;;
 esac
 echo "gpu_run: plan $PLAN"
 TARBALL=$OUT/bench.tar.gz scripts/bench_labels.sh

@@ -10,7 +10,8 @@
 # counts them, equal its budget (also in the table); `oraclectl verify` is
 # OK and in the table's footer; the pretraining cache holds one checkpoint
 # per seed; per seed exactly one SimCLR run pretrained and the other
-# reported "reused": true.
+# reported "reused": true. A dry run keys checkpoints by seed, model and
+# pretraining flags.
 # Then a one-run sweep with SHUFFLE_SEED and SHUFFLE_PREFIX (when the real
 # data set is installed): it runs on BENCH_OUT/data, the table's footer says
 # so, only the prefix (the trainer's pool) is permuted, and every label the
@@ -115,6 +116,28 @@ for key in set((p["budget"], p["strategy"], p["pretrain"]) for p in per_class):
   check(all(0 <= float(p["accuracy_mean_pct"]) <= 100 for p in group), group)
 print("table and runs OK")
 PY
+# Which runs share a pretrained checkpoint (dry run): those of one seed
+# whose model and pretraining flags agree; a run with another model or
+# pretraining length pretrains its own; no pretraining, no checkpoint.
+S=typiclust:freematch:simclr
+env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$TMP/dry" DRY_RUN=1 BUDGETS=100 SEEDS="0 1" \
+  VARIANTS="$S $S:--lambda_c=1 $S:--arch=wrn28_2 $S:--width=96 $S:--pretrain_steps=8 random:fixmatch:none" \
+  bash "$SRC/scripts/bench_labels.sh" > "$TMP/dry.log" 2>&1 ||
+  { cat "$TMP/dry.log"; fail "dry run failed"; }
+expect_checkpoint() {  # RUN CHECKPOINT
+  grep -q "^plan: $1 .* checkpoint $2\$" "$TMP/dry.log" ||
+    { cat "$TMP/dry.log"; fail "dry run: $1 should have checkpoint $2"; }
+}
+for seed in 0 1; do
+  for run in typiclust-freematch-simclr typiclust-freematch-simclr-arch_wrn28_2 \
+             typiclust-freematch-simclr-width_96 typiclust-freematch-simclr-pretrain_steps_8; do
+    expect_checkpoint "b100-$run-s$seed" own
+  done
+  expect_checkpoint "b100-typiclust-freematch-simclr-lambda_c_1-s$seed" \
+    "b100-typiclust-freematch-simclr-s$seed"
+  expect_checkpoint "b100-random-fixmatch-none-s$seed" none
+done
+[[ $(grep -c '^plan: ' "$TMP/dry.log") == 12 ]] || { cat "$TMP/dry.log"; fail "dry run: not 12 runs"; }
 DEFAULT_DATA=/usr/share/datasets/fashion-mnist
 if [[ ! -f $DEFAULT_DATA/train-labels-idx1-ubyte.gz ]]; then
   echo "PASS (shuffled sweep skipped: $DEFAULT_DATA not installed)"

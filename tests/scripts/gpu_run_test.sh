@@ -15,7 +15,9 @@
 #     the tarball holds the reports, logs and oracle database and no
 #     checkpoint.
 #  5. PLAN=ablation plans the 13 variants x 2 seeds at 100 labels (a dry run),
-#     PLAN=order a shuffled sweep, and an unknown PLAN is refused.
+#     PLAN=capacity the default combination with three models x 2 seeds,
+#     each pretraining its own checkpoint, PLAN=order a shuffled sweep, and
+#     an unknown PLAN is refused.
 set -euo pipefail
 SRC=${1:?usage: gpu_run_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: gpu_run_test.sh <source_dir> <build_dir>}
@@ -88,6 +90,18 @@ for run in typiclust-freematch-simclr typiclust-freematch-none random-freematch-
       { cat "$TMP/ablation.log"; fail "ablation: no b100-$run-s$seed"; }
   done
 done
+env OUT="$TMP/out-capacity" BENCH_OUT="$TMP/capacity" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
+  PLAN=capacity DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/capacity.log" 2>&1 ||
+  { cat "$TMP/capacity.log"; fail "PLAN=capacity dry run failed"; }
+[[ $(grep -c "^plan: b100-" "$TMP/capacity.log") == 6 ]] ||
+  { cat "$TMP/capacity.log"; fail "capacity: not 6 runs at 100 labels"; }
+for run in typiclust-freematch-simclr typiclust-freematch-simclr-arch_wrn28_2 \
+           typiclust-freematch-simclr-width_96; do
+  for seed in 0 1; do
+    grep -q "^plan: b100-$run-s$seed .* checkpoint own$" "$TMP/capacity.log" ||
+      { cat "$TMP/capacity.log"; fail "capacity: b100-$run-s$seed missing or not pretraining its own"; }
+  done
+done
 env OUT="$TMP/out-order" BENCH_OUT="$TMP/order" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
   PLAN=order DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/order.log" 2>&1 ||
   { cat "$TMP/order.log"; fail "PLAN=order dry run failed"; }
@@ -98,5 +112,5 @@ if env OUT="$TMP/out-bad" BENCH_OUT="$TMP/bad" SKIP_BUILD=1 BUILD_DIR="$BUILD" P
      bash "$SRC/scripts/gpu_run.sh" > "$TMP/bad.log" 2>&1; then
   fail "PLAN=bogus accepted"
 fi
-grep -q "PLAN=bogus is not sweep, ablation or order" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "no message"; }
+grep -q "PLAN=bogus is not sweep, ablation, capacity or order" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "no message"; }
 echo "PASS"
