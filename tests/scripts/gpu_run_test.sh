@@ -72,36 +72,36 @@ for f in bench/$RUN-eager/report.json bench/$RUN-eager/report.html \
 done
 if grep -q '\.pt$' <<<"$LIST"; then echo "$LIST"; fail "checkpoint in bench.tar.gz"; fi
 # 5. The plans.
-env OUT="$TMP/out-ablation" BENCH_OUT="$TMP/ablation" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
-  PLAN=ablation DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/ablation.log" 2>&1 ||
-  { cat "$TMP/ablation.log"; fail "PLAN=ablation dry run failed"; }
-[[ $(grep -c "^plan: b100-" "$TMP/ablation.log") == 26 ]] ||
-  { cat "$TMP/ablation.log"; fail "ablation: not 26 runs at 100 labels"; }
-for run in typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
-           typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
-           typiclust_balanced-freematch-simclr typiclust-freematch-simclr-weak_forward_separate \
-           typiclust-freematch-simclr-eval_flip typiclust-freematch-simclr-pretrain_steps_8000 \
-           typiclust-freematch-simclr-lambda_c_1 \
-           typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560 \
-           typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-steps_30-distill_steps_30 \
-           typiclust-freematch-simclr-pseudo_label_views_2; do
-  for seed in 0 1; do
-    grep -q "^plan: b100-$run-s$seed " "$TMP/ablation.log" ||
-      { cat "$TMP/ablation.log"; fail "ablation: no b100-$run-s$seed"; }
+# plan_has PLAN COUNT PATTERN RUN...: PLAN's dry run plans COUNT runs at 100
+# labels, among them each RUN for seeds 0 and 1, its line matching PATTERN
+# after the run's name.
+plan_has() {
+  local plan=$1 count=$2 pattern=$3 run seed
+  shift 3
+  env OUT="$TMP/out-$plan" BENCH_OUT="$TMP/$plan" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
+    PLAN=$plan DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/$plan.log" 2>&1 ||
+    { cat "$TMP/$plan.log"; fail "PLAN=$plan dry run failed"; }
+  [[ $(grep -c "^plan: b100-" "$TMP/$plan.log") == "$count" ]] ||
+    { cat "$TMP/$plan.log"; fail "$plan: not $count runs at 100 labels"; }
+  for run in "$@"; do
+    for seed in 0 1; do
+      grep -q "^plan: b100-$run-s$seed $pattern" "$TMP/$plan.log" ||
+        { cat "$TMP/$plan.log"; fail "$plan: no b100-$run-s$seed matching '$pattern'"; }
+    done
   done
-done
-env OUT="$TMP/out-capacity" BENCH_OUT="$TMP/capacity" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
-  PLAN=capacity DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/capacity.log" 2>&1 ||
-  { cat "$TMP/capacity.log"; fail "PLAN=capacity dry run failed"; }
-[[ $(grep -c "^plan: b100-" "$TMP/capacity.log") == 6 ]] ||
-  { cat "$TMP/capacity.log"; fail "capacity: not 6 runs at 100 labels"; }
-for run in typiclust-freematch-simclr typiclust-freematch-simclr-arch_wrn28_2 \
-           typiclust-freematch-simclr-width_96; do
-  for seed in 0 1; do
-    grep -q "^plan: b100-$run-s$seed .* checkpoint own$" "$TMP/capacity.log" ||
-      { cat "$TMP/capacity.log"; fail "capacity: b100-$run-s$seed missing or not pretraining its own"; }
-  done
-done
+}
+plan_has ablation 26 "" \
+  typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
+  typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
+  typiclust_balanced-freematch-simclr typiclust-freematch-simclr-weak_forward_separate \
+  typiclust-freematch-simclr-eval_flip typiclust-freematch-simclr-pretrain_steps_8000 \
+  typiclust-freematch-simclr-lambda_c_1 \
+  typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560 \
+  typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-steps_30-distill_steps_30 \
+  typiclust-freematch-simclr-pseudo_label_views_2
+# Each model pretrains its own checkpoint.
+plan_has capacity 6 ".* checkpoint own$" typiclust-freematch-simclr \
+  typiclust-freematch-simclr-arch_wrn28_2 typiclust-freematch-simclr-width_96
 env OUT="$TMP/out-order" BENCH_OUT="$TMP/order" SKIP_BUILD=1 BUILD_DIR="$BUILD" \
   PLAN=order DRY_RUN=1 bash "$SRC/scripts/gpu_run.sh" > "$TMP/order.log" 2>&1 ||
   { cat "$TMP/order.log"; fail "PLAN=order dry run failed"; }
