@@ -25,9 +25,10 @@
 #             VARIANTS=... to run it)
 #   capacity  the default combination at 100 labels, seeds 0 1, with the
 #             default model (cnn, width 64), WideResNet-28-2 and the cnn at
-#             width 96 (each pretrains its own SimCLR checkpoint; the two
-#             larger models run about 2.2x slower per step, so the plan has
-#             6 runs)
+#             width 96 (each pretrains its own SimCLR checkpoint; a
+#             WideResNet FixMatch step took 2.2x the default's on the H200,
+#             and width 96 has 2.25x its multiply-adds, so the plan has 6
+#             runs)
 #   order     the default combination at 100 labels, seeds 0 1, on the data
 #             set shuffled with SHUFFLE_SEED (default 1): compare with a sweep
 #             on the original order
