@@ -211,22 +211,26 @@ for budget in $BUDGETS; do
     done
   done
 done
+# pretrains RUN: true when RUN pretrains the checkpoint of its key (the
+# key's first run, or the retry that took over from it).
+pretrains() { [[ -n "${R_KEY[$1]}" && "${KEY_OWNER[${R_KEY[$1]}]}" == "$1" ]]; }
 # The queue: each key's first run first, then the rest in plan order.
 QUEUE=()
 for run in "${ORDER[@]}"; do
-  [[ -n "${R_KEY[$run]}" && "${KEY_OWNER[${R_KEY[$run]}]}" == "$run" ]] && QUEUE+=("$run")
+  pretrains "$run" && QUEUE+=("$run")
 done
 for run in "${ORDER[@]}"; do
-  [[ -n "${R_KEY[$run]}" && "${KEY_OWNER[${R_KEY[$run]}]}" == "$run" ]] || QUEUE+=("$run")
+  pretrains "$run" || QUEUE+=("$run")
 done
 TOTAL=${#QUEUE[@]}
 stamp "$TOTAL runs planned"
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
   for run in "${QUEUE[@]}"; do
     checkpoint=none
-    if [[ -n "${R_KEY[$run]}" ]]; then
+    if pretrains "$run"; then
+      checkpoint=own
+    elif [[ -n "${R_KEY[$run]}" ]]; then
       checkpoint=${KEY_OWNER[${R_KEY[$run]}]}
-      [[ $checkpoint == "$run" ]] && checkpoint=own
     fi
     echo "plan: $run budget ${R_BUDGET[$run]} seed ${R_SEED[$run]} strategy ${R_STRATEGY[$run]}" \
          "objective ${R_OBJECTIVE[$run]} pretrain ${R_PRETRAIN[$run]} flags [${R_EXTRA[$run]}]" \
@@ -307,7 +311,7 @@ launch() {
     # it share what its pretraining leaves.
     local left=$(( SWEEP_SECONDS - ($(date +%s) - T0) - 45 ))
     local share=$left
-    if [[ -z "${R_KEY[$run]}" || "${KEY_OWNER[${R_KEY[$run]}]}" != "$run" ]]; then
+    if ! pretrains "$run"; then
       local waiting=$(( TOTAL - STARTED ))
       share=$(( left / ((waiting + PARALLEL - 1) / PARALLEL) ))
     fi
@@ -365,7 +369,7 @@ PY
     R_PRETRAIN[$again]=${R_PRETRAIN[$run]} R_EXTRA[$again]=${R_EXTRA[$run]}
     R_KEY[$again]=${R_KEY[$run]} RETRY_OF[$again]=$run
     # The retry takes over the pretraining for the runs waiting on this one.
-    if [[ -n "${R_KEY[$run]}" && "${KEY_OWNER[${R_KEY[$run]}]}" == "$run" ]]; then
+    if pretrains "$run"; then
       KEY_OWNER[${R_KEY[$run]}]=$again
     fi
     TOTAL=$(( TOTAL + 1 ))
