@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
+// c10::optional / c10::nullopt below: LibTorch 2.x headers no longer pull
+// this in on their own (there it is an alias of std::optional).
+#include <c10/util/Optional.h>
 #include <c10/util/string_utils.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/serialize/input-archive.h>
