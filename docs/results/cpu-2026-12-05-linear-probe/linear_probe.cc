@@ -12,13 +12,20 @@
 //   probe-bought  a linear classifier fitted on the labels the run bought
 //                 (--purchases, its purchases.log), nothing else
 //   probe-pool    fitted on every pool label (--pool images)
-//   probe-60k     fitted on all 60,000 training labels
+//   probe-60k     fitted on all 60,000 training labels (only when the
+//                 pool is smaller)
 //   knn-pool      20-nearest-neighbour vote (cosine) over the pool
-// each overall and per class. The linear fits are multinomial logistic
-// regression on standardised embeddings, full-batch L-BFGS; the L2 weight
-// is chosen on a held-out fifth of the fitting set (probe-bought: fixed).
+//   lp-probe(-w)  (pools up to 10,000) the bought labels propagated over
+//                 the pool's 50-NN graph, then a linear fit on the result
+//                 (-w: weighted by certainty)
+//   self-probe    a linear fit on the head's own predictions for the pool
+// each overall and per class (test accuracy %, classes 0-9). The linear
+// fits are multinomial logistic regression on standardised embeddings,
+// full-batch L-BFGS; the L2 weight is chosen on a held-out fifth of the
+// fitting set (probe-bought, lp and self: fixed). --device=cuda runs it all
+// on the GPU.
 //
-// Build (against the project's build tree): see build_probe.sh.
+// Build: this folder's CMakeLists.txt (probe_runs.sh builds and runs it).
 #include <torch/torch.h>
 
 #include <algorithm>
