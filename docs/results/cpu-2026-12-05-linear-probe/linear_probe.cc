@@ -32,7 +32,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -40,6 +39,8 @@
 #include "common/idx_file.h"
 #include "trainer/learn/dataset.h"
 #include "trainer/learn/model.h"
+#include "trainer/run/purchase_journal.h"
+#include "trainer/select/feature_quality.h"
 
 namespace {
 
@@ -167,21 +168,6 @@ std::pair<torch::Tensor, torch::Tensor> FitChosen(const torch::Tensor& x,
   return FitLinear(x, y, *chosen);
 }
 
-torch::Tensor KnnPredict(const torch::Tensor& bank, const torch::Tensor& bank_y,
-                         const torch::Tensor& query, int k) {
-  torch::Tensor nb = torch::nn::functional::normalize(bank, torch::nn::functional::NormalizeFuncOptions().dim(1));
-  torch::Tensor nq = torch::nn::functional::normalize(query, torch::nn::functional::NormalizeFuncOptions().dim(1));
-  std::vector<torch::Tensor> preds;
-  for (int64_t i = 0; i < nq.size(0); i += 1000) {
-    torch::Tensor sim = nq.narrow(0, i, std::min<int64_t>(1000, nq.size(0) - i)).mm(nb.t());
-    auto [values, index] = sim.topk(k, 1);
-    torch::Tensor votes = torch::zeros({sim.size(0), kClasses}, sim.options());
-    votes.scatter_add_(1, bank_y.index({index}), (values / 0.07).exp());
-    preds.push_back(votes.argmax(1));
-  }
-  return torch::cat(preds);
-}
-
 // Label propagation (Zhou et al. 2004, the form Iscen et al. 2019 use for
 // deep semi-supervised learning) over the kNN graph of `e` (cosine, k
 // neighbours, weights s^3), seeded with one-hot rows at `ids`: solves
@@ -221,26 +207,20 @@ std::string PerClass(const torch::Tensor& pred, const torch::Tensor& y) {
   return s.str();
 }
 
-// ids and labels of the "bought" lines of a purchases.log.
+// ids and labels a run bought, from its purchases.log (the trainer's own
+// journal parser).
 std::pair<torch::Tensor, torch::Tensor> Bought(const std::string& path) {
   std::ifstream in(path);
   if (!in) Die("cannot open " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  trainer::PurchaseHistory history = OrDie(trainer::ParsePurchaseJournal(text.str()));
+  if (history.bought.empty()) Die("no bought lines in " + path);
   std::vector<int64_t> ids, labels;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string kind, round, list;
-    words >> kind >> round >> list;
-    if (kind != "bought") continue;
-    std::istringstream items(list);
-    std::string item;
-    while (std::getline(items, item, ',')) {
-      size_t colon = item.find(':');
-      ids.push_back(std::stoll(item.substr(0, colon)));
-      labels.push_back(std::stoll(item.substr(colon + 1)));
-    }
+  for (const trainer::LabelledSample& sample : history.bought) {
+    ids.push_back(sample.id);
+    labels.push_back(sample.label);
   }
-  if (ids.empty()) Die("no bought lines in " + path);
   return {torch::tensor(ids, torch::kLong), torch::tensor(labels, torch::kLong)};
 }
 
@@ -330,7 +310,7 @@ int Run(const Args& args) {
     rows.emplace_back("probe-60k", Predict(wb_all, z(test_e)),
                       "n=60000 l2=" + std::to_string(l2));
   }
-  rows.emplace_back("knn-pool", KnnPredict(pool_e, pool_y, test_e, 20),
+  rows.emplace_back("knn-pool", OrDie(trainer::KnnClassify(pool_e, pool_y, test_e, {})),
                     "k=20 n=" + std::to_string(args.pool));
 
   for (const auto& [what, pred, note] : rows) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs linear_probe (built by build_probe.sh) on the six reference runs of
-# seeds 3-8 (their EMA weights), on the SimCLR checkpoints they started from
-# (the trained "model" weights; their "head" row is an untrained layer) and
-# on the all-labels runs: PROBE=<binary> bash run_probes.sh > probes.tsv
+# The record of how probes.tsv was made (this session's run folders under
+# /work/exp): linear_probe on the six reference runs of seeds 3-8 (their EMA
+# weights), on the SimCLR checkpoints they started from (the trained "model"
+# weights; their "head" row is an untrained layer) and on the all-labels
+# runs. PROBE=<binary built from CMakeLists.txt> bash run_probes.sh > probes.tsv
+# For any sweep folder use probe_runs.sh, which builds the probe itself.
 set -euo pipefail
 PROBE=${PROBE:-/tmp/linear_probe}
 E=/work/exp
