@@ -14,7 +14,8 @@
 #  4. $OUT holds table.md, table.csv, runs.csv, sweep.log and bench.tar.gz;
 #     the tarball holds the reports, logs and oracle database and no
 #     checkpoint.
-#  5. PLAN=ablation plans the 13 variants x 2 seeds at 100 labels (a dry run),
+#  5. PLAN=headline plans the best recipe x 3 seeds at 100 labels,
+#     PLAN=ablation plans the 13 variants x 2 seeds at 100 labels (a dry run),
 #     PLAN=capacity the default combination with three models x 2 seeds,
 #     each pretraining its own checkpoint, PLAN=order a shuffled sweep, and
 #     an unknown PLAN is refused.
@@ -99,6 +100,9 @@ plan_has ablation 26 "" \
   typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560 \
   typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-steps_30-distill_steps_30 \
   typiclust-freematch-simclr-pseudo_label_views_2
+plan_has headline 3 "" typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560
+grep -q "^plan: b100-typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-s2 " \
+  "$TMP/headline.log" || { cat "$TMP/headline.log"; fail "headline: no seed 2"; }
 # Each model pretrains its own checkpoint.
 plan_has capacity 6 ".* checkpoint own$" typiclust-freematch-simclr \
   typiclust-freematch-simclr-arch_wrn28_2 typiclust-freematch-simclr-width_96
@@ -112,5 +116,5 @@ if env OUT="$TMP/out-bad" BENCH_OUT="$TMP/bad" SKIP_BUILD=1 BUILD_DIR="$BUILD" P
      bash "$SRC/scripts/gpu_run.sh" > "$TMP/bad.log" 2>&1; then
   fail "PLAN=bogus accepted"
 fi
-grep -q "PLAN=bogus is not sweep, ablation, capacity or order" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "no message"; }
+grep -q "PLAN=bogus is not sweep, headline, ablation, capacity or order" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "no message"; }
 echo "PASS"

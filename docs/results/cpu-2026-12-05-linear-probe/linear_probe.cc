@@ -9,6 +9,8 @@
 // 10,000 test images, with the chosen weights ("ema" or "model"), and
 // prints test accuracy for:
 //   head        the checkpoint's own classifier layer (the run's result)
+//   head-uniform  the same with a per-class bias that makes its mean
+//                 predicted distribution over the pool uniform
 //   probe-bought  a linear classifier fitted on the labels the run bought
 //                 (--purchases, its purchases.log), nothing else
 //   probe-pool    fitted on every pool label (--pool images)
@@ -270,6 +272,20 @@ int Run(const Args& args) {
 
   std::vector<std::tuple<std::string, torch::Tensor, std::string>> rows;
   rows.emplace_back("head", test_logits.argmax(1), "");
+  // The head with a per-class bias that makes its mean predicted
+  // distribution over the pool uniform (label-free; assumes a balanced
+  // pool): b <- b - log(mean softmax(pool logits + b)) - log C, to a fixed
+  // point.
+  {
+    torch::Tensor pool_logits = train_logits.narrow(0, 0, args.pool).to(torch::kDouble);
+    torch::Tensor b = torch::zeros({kClasses}, pool_logits.options());
+    for (int i = 0; i < 200; ++i) {
+      torch::Tensor marginal = torch::softmax(pool_logits + b, 1).mean(0);
+      b = b - marginal.log() - std::log(double(kClasses));
+    }
+    rows.emplace_back("head-uniform", (test_logits.to(torch::kDouble) + b).argmax(1),
+                      "pool marginal made uniform");
+  }
   if (!args.purchases.empty()) {
     auto [bought_ids, bought_labels] = Bought(args.purchases);
     torch::Tensor ids = bought_ids.to(device), labels = bought_labels.to(device);
