@@ -70,10 +70,21 @@ fewlabels_build() {
      { [[ ! -f $build_dir/build.ninja ]] && ! command -v ninja >/dev/null; }; then
     generator="Unix Makefiles"
   fi
-  echo "== building into $build_dir"
-  cmake -S "$_build_lib_root" -B "$build_dir" -G "$generator" \
-    -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" "${FEWLABELS_CMAKE_ARGS[@]}" >/dev/null ||
+  # The configure and build output goes to BUILD_DIR/build.log; on failure
+  # its errors and last lines go to stderr (Ninja prints a failed
+  # compiler's messages on stdout, so without this they would be lost).
+  mkdir -p "$build_dir" || return 1
+  local log=$build_dir/build.log
+  echo "== building into $build_dir (log: $log)"
+  if ! { cmake -S "$_build_lib_root" -B "$build_dir" -G "$generator" \
+           -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" "${FEWLABELS_CMAKE_ARGS[@]}" &&
+         cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}"; } >"$log" 2>&1; then
+    {
+      echo "== build failed; its first errors, then the end of $log:"
+      grep -m 20 -E 'error|Error|FAILED' "$log"
+      echo "..."
+      tail -n 40 "$log"
+    } >&2
     return 1
-  cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}" >/dev/null ||
-    return 1
+  fi
 }
