@@ -42,8 +42,9 @@
 # included, ends by then: trainers fit their steps to their share of it,
 # --max_train_seconds), PARALLEL=6, STEPS=3000 (2000 for PLAN=ablation:
 # its 26 runs at 3000 would need about 40 % more than the 480 s at the
-# estimated 180 steps/s; 16000 for PLAN=headline), PRETRAIN_STEPS=4000; every bench_labels.sh variable
-# (BUDGETS, SEEDS, VARIANTS, TRAINER_FLAGS, ...) passes through. Without CUDA
+# estimated 180 steps/s; 16000 for PLAN=headline), PRETRAIN_STEPS=4000;
+# every bench_labels.sh variable (BUDGETS, SEEDS, VARIANTS, TRAINER_FLAGS,
+# ...) passes through. Without CUDA
 # bench_labels.sh's tiny CPU sizes apply (tests run it so, SKIP_BUILD=1).
 #
 # Writes to OUT (default $OUT, else out/gpu), at most 5 files, as the device
