@@ -6,8 +6,9 @@
 #   bash docs/results/cpu-2026-12-05-linear-probe/probe_runs.sh SWEEP_DIR [TSV]
 #   bash docs/results/cpu-2026-12-05-linear-probe/probe_runs.sh --build   # build only
 #
-# On the device machine, in the capacity plan's call (docs/GPU_RUNS.md), the
-# build runs beside the sweep and the probes after it:
+# On the device machine, in the calibration, headline and capacity calls
+# (docs/GPU_RUNS.md), the build runs beside the sweep and the probes after
+# it, e.g. for the capacity plan:
 #   source scripts/gpu_env.sh; P=docs/results/cpu-2026-12-05-linear-probe/probe_runs.sh; \
 #   bash $P --build & \
 #   BENCH_OUT=/tmp/cap SWEEP_SECONDS=420 PLAN=capacity MPS=1 scripts/gpu_run.sh; \
