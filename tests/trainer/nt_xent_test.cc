@@ -116,21 +116,54 @@ TEST(NtXentTest, GradientsFlowToBothViews) {
   EXPECT_LT(lower.item<float>(), result.loss.item<float>());
 }
 
+// CPU bf16 autocast on while alive; the device-generic calls replaced the
+// CPU-specific ones (deprecated) in LibTorch 2.4.
+class ScopedCpuBf16Autocast {
+ public:
+  ScopedCpuBf16Autocast() {
+#if TORCH_VERSION_MAJOR > 2 || \
+    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCPU);
+    was_dtype_ = at::autocast::get_autocast_dtype(at::kCPU);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+#else
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+#endif
+  }
+  ~ScopedCpuBf16Autocast() {
+#if TORCH_VERSION_MAJOR > 2 || \
+    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCPU, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCPU, was_dtype_);
+#else
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+#endif
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kFloat;
+};
+
 TEST(NtXentTest, Float32UnderBf16Autocast) {
   torch::Tensor z1 = Random(16, 32, 7), z2 = Random(16, 32, 8);
   const double reference = ComputeNtXentLoss(z1, z2, 0.1).loss.item<double>();
-  const bool was_enabled = at::autocast::is_cpu_enabled();
-  const at::ScalarType was_dtype = at::autocast::get_autocast_cpu_dtype();
-  at::autocast::set_cpu_enabled(true);
-  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  // Autocast is active: a plain matmul runs in bf16.
-  const at::ScalarType mm_dtype = torch::mm(z1, z2.t()).scalar_type();
-  NtXentLoss from_float = ComputeNtXentLoss(z1, z2, 0.1);
-  NtXentLoss from_bf16 =
-      ComputeNtXentLoss(z1.to(torch::kBFloat16), z2.to(torch::kBFloat16), 0.1);
-  at::autocast::set_cpu_enabled(was_enabled);
-  at::autocast::set_autocast_cpu_dtype(was_dtype);
-  at::autocast::clear_cache();
+  at::ScalarType mm_dtype = at::kFloat;
+  NtXentLoss from_float, from_bf16;
+  {
+    ScopedCpuBf16Autocast autocast;
+    // Autocast is active: a plain matmul runs in bf16.
+    mm_dtype = torch::mm(z1, z2.t()).scalar_type();
+    from_float = ComputeNtXentLoss(z1, z2, 0.1);
+    from_bf16 = ComputeNtXentLoss(z1.to(torch::kBFloat16),
+                                  z2.to(torch::kBFloat16), 0.1);
+  }
   EXPECT_EQ(mm_dtype, torch::kBFloat16);
   EXPECT_EQ(from_float.loss.scalar_type(), torch::kFloat);
   EXPECT_EQ(from_float.positive_accuracy.scalar_type(), torch::kFloat);

@@ -190,7 +190,8 @@ torch::Tensor Propagate(const torch::Tensor& e, const torch::Tensor& ids,
   torch::Tensor wn = d.unsqueeze(1) * w * d.unsqueeze(0);
   torch::Tensor y = torch::zeros({n, kClasses}, x.options());
   y.index_put_({ids, labels}, 1.0);
-  torch::Tensor z = torch::linalg::solve(
+  // at::, not torch::linalg: Debian's LibTorch 2.6 headers lack torch/linalg.h.
+  torch::Tensor z = at::linalg_solve(
       torch::eye(n, x.options()) - alpha * wn, y, /*left=*/true);
   z = z.clamp_min(0);
   z = z / z.sum(0, true).clamp_min(1e-12);
