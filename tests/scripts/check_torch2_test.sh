@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# scripts/check_torch2.sh with a stand-in ninja and compiler and headers laid
+# out by hand (no download): only the LibTorch units are replayed, with the
+# newer headers searched first and -fsyntax-only instead of an object; a
+# unit that fails makes it exit 1 and shows the compiler's error; all
+# passing exits 0 with the count; WITH_CUDA=1 adds the CUDA switch and
+# headers; a folder that is no build exits 2.
+#   check_torch2_test.sh <source_dir>
+set -euo pipefail
+SRC=${1:?usage: check_torch2_test.sh <source_dir>}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Headers "unpacked" before: the script must not fetch.
+T2=$TMP/torch2
+mkdir -p "$T2/usr/include/torch/csrc/api/include/torch"
+printf '#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 6\n#define TORCH_VERSION_PATCH 0\n' \
+  > "$T2/usr/include/torch/csrc/api/include/torch/version.h"
+
+# A stand-in compiler: records its arguments, fails on a unit named bad.cc.
+mkdir -p "$TMP/bin" "$TMP/build"
+cat > "$TMP/bin/cxx" <<STUB
+#!/usr/bin/env bash
+echo "\$*" >> "$TMP/calls"
+if [[ "\$*" == *bad.cc* ]]; then
+  echo "bad.cc:3:5: error: 'guts' is not a member of 'c10'" >&2
+  exit 1
+fi
+echo "bad.cc:9:1: warning: 'bool at::autocast::is_cpu_enabled()' is deprecated" >&2
+STUB
+chmod +x "$TMP/bin/cxx"
+touch "$TMP/build/build.ninja"
+TORCH=/usr/include/torch/csrc/api/include
+cat > "$TMP/bin/ninja" <<STUB
+#!/usr/bin/env bash
+cat "$TMP/commands"
+STUB
+chmod +x "$TMP/bin/ninja"
+
+write_commands() {  # write_commands UNIT...: one torch unit each, plus a proto unit
+  : > "$TMP/commands"
+  for unit in "$@"; do
+    echo "$TMP/bin/cxx -I/src -isystem $TORCH -O3 -std=gnu++17 -MD -MT $unit.o -MF $unit.o.d -o $unit.o -c /src/$unit" \
+      >> "$TMP/commands"
+  done
+  echo "$TMP/bin/cxx -I/src -O3 -o oracle.pb.cc.o -c /src/oracle.pb.cc" >> "$TMP/commands"
+  echo "$TMP/bin/cxx -o trainer trainer.o -ltorch" >> "$TMP/commands"   # a link line
+}
+run_check() {
+  : > "$TMP/calls"
+  env PATH="$TMP/bin:$PATH" TORCH2_ROOT="$T2" JOBS=2 bash "$SRC/scripts/check_torch2.sh" "$TMP/build"
+}
+
+# 1. Two good units: both replayed, syntax only, newer headers first; exit 0.
+write_commands good1.cc good2.cc
+run_check > "$TMP/out1" 2> "$TMP/err1" || { cat "$TMP/out1" "$TMP/err1"; fail "good units: non-zero exit"; }
+[[ $(wc -l < "$TMP/calls") -eq 2 ]] || { cat "$TMP/calls"; fail "expected 2 compiler calls"; }
+grep -q "oracle.pb.cc" "$TMP/calls" && fail "a unit without LibTorch was compiled"
+while IFS= read -r call; do
+  [[ $call == *"-fsyntax-only /src/good"* ]] || fail "not syntax only: $call"
+  [[ $call != *" -o "* && $call != *" -MF "* ]] || fail "object or depfile left: $call"
+  [[ $call == *"-isystem $T2$TORCH -isystem $T2/usr/include "* ]] ||
+    fail "newer headers not first: $call"
+done < "$TMP/calls"
+grep -q "^2 of 2 LibTorch translation units compile against LibTorch 2.6.0 headers$" "$TMP/out1" ||
+  { cat "$TMP/out1"; fail "no summary line"; }
+grep -q "is_cpu_enabled()' is deprecated" "$TMP/out1" || { cat "$TMP/out1"; fail "deprecation not listed"; }
+
+# 2. One failing unit: exit 1, its name and error on stderr.
+write_commands good1.cc bad.cc
+rc=0; run_check > "$TMP/out2" 2> "$TMP/err2" || rc=$?
+[[ $rc -eq 1 ]] || { cat "$TMP/out2" "$TMP/err2"; fail "failing unit: exit $rc, want 1"; }
+grep -q "FAILED: /src/bad.cc" "$TMP/err2" || { cat "$TMP/err2"; fail "failing unit not named"; }
+grep -q "error: 'guts' is not a member of 'c10'" "$TMP/err2" || { cat "$TMP/err2"; fail "error not shown"; }
+grep -q "^1 of 2 LibTorch translation units" "$TMP/out2" || { cat "$TMP/out2"; fail "wrong count"; }
+
+# 3. WITH_CUDA=1 with CUDA headers laid before: the CUDA-only code is switched
+#    on, its headers and the stand-in generated header are searched.
+mkdir -p "$T2/cuda/usr/include"
+touch "$T2/cuda/usr/include/cuda_runtime_api.h"
+write_commands good1.cc
+WITH_CUDA=1 run_check > "$TMP/out3" 2> "$TMP/err3" || { cat "$TMP/out3" "$TMP/err3"; fail "WITH_CUDA: non-zero exit"; }
+call=$(cat "$TMP/calls")
+[[ $call == *"-DFEWLABELS_WITH_CUDA=1 -isystem $T2/cuda-shim -isystem $T2/cuda/usr/include -fsyntax-only /src/good1.cc"* ]] ||
+  fail "CUDA flags missing: $call"
+grep -q "C10_CUDA_BUILD_SHARED_LIBS" "$T2/cuda-shim/c10/cuda/impl/cuda_cmake_macros.h" || fail "no stand-in header"
+grep -q "against LibTorch 2.6.0 and CUDA headers" "$TMP/out3" || { cat "$TMP/out3"; fail "summary does not say CUDA"; }
+
+# 4. Not a build folder: exit 2 with the reason.
+rc=0; env TORCH2_ROOT="$T2" bash "$SRC/scripts/check_torch2.sh" "$TMP/nowhere" 2> "$TMP/err4" || rc=$?
+[[ $rc -eq 2 ]] || fail "missing build folder: exit $rc, want 2"
+grep -q "not a Ninja build folder" "$TMP/err4" || { cat "$TMP/err4"; fail "no reason given"; }
+echo "PASS"
