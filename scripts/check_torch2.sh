@@ -19,6 +19,10 @@
 # nvidia-cuda-dev (non-free; a 900 MB download of which only include/ is
 # kept), with a stand-in for the one header a CUDA build of LibTorch
 # generates (c10/cuda/impl/cuda_cmake_macros.h).
+# LIBSTDCXX=13 also swaps in the C++ library headers of the suite's
+# libstdc++-13-dev (the GPU machine's compiler is g++ 13.3, this one's 12,
+# and 13 stopped including some headers, <cstdint> for one, through others)
+# and then checks every unit of the tree, not only the LibTorch ones.
 # JOBS compilers at once (default 2). Prints one line per failing unit with
 # its first errors, the deprecation warnings seen, and a summary line;
 # exits 1 if any unit fails, 2 for bad input or a failed download.
@@ -82,14 +86,30 @@ if [[ ${WITH_CUDA:-0} == 1 ]]; then
   printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' > "$shim/cuda_cmake_macros.h"
   cuda_flags="-DFEWLABELS_WITH_CUDA=1 -isystem $TORCH2_ROOT/cuda-shim -isystem $TORCH2_ROOT/cuda/usr/include "
 fi
+std_flags="" std_note=""
+if [[ -n ${LIBSTDCXX:-} ]]; then
+  std_inc=$TORCH2_ROOT/stdlib/usr/include
+  [[ -d $std_inc/c++/$LIBSTDCXX ]] ||
+    TORCH2_ROOT=$TORCH2_ROOT/stdlib fetch_deb main "libstdc++-$LIBSTDCXX-dev" '*/include/*'
+  [[ -d $std_inc/c++/$LIBSTDCXX ]] || die "no c++/$LIBSTDCXX under $std_inc after unpacking"
+  std_flags="-nostdinc++ -isystem $std_inc/c++/$LIBSTDCXX -isystem $std_inc/x86_64-linux-gnu/c++/$LIBSTDCXX "
+  std_note=", libstdc++ $LIBSTDCXX"
+fi
 version=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH) /{printf "%s%s", sep, $3; sep="."}' "$VERSION_H")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " |
-  grep -F -- "-isystem $SYSTEM_TORCH_API " | sort -u > "$work/commands" || true
+units="LibTorch translation units"
+if [[ -n $std_flags ]]; then   # every unit of the tree but generated code
+  units="translation units"
+  ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " | grep -v '\.pb\.cc$' |
+    sort -u > "$work/commands" || true
+else
+  ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " |
+    grep -F -- "-isystem $SYSTEM_TORCH_API " | sort -u > "$work/commands" || true
+fi
 count=$(wc -l < "$work/commands")
-(( count > 0 )) || die "no LibTorch translation unit in $BUILD_DIR's commands"
+(( count > 0 )) || die "no $units in $BUILD_DIR's commands"
 
 # Replays each command: newer headers first, no object, no dependency file.
 new_api=$TORCH2_ROOT$SYSTEM_TORCH_API
@@ -97,13 +117,13 @@ i=0
 while IFS= read -r line; do
   i=$((i + 1))
   line=${line//"-isystem $SYSTEM_TORCH_API "/"-isystem $new_api -isystem $TORCH2_ROOT/usr/include "}
-  line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e "s# -o [^ ]+ -c # ${cuda_flags}-fsyntax-only #" <<< "$line")
+  line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e "s# -o [^ ]+ -c # ${std_flags}${cuda_flags}-fsyntax-only #" <<< "$line")
   printf '%s\n' "$line" > "$work/unit_$i.sh"
 done < "$work/commands"
 
 with=""
 [[ -z $cuda_flags ]] || with=" and CUDA"
-echo "== $count LibTorch translation units against LibTorch $version$with headers ($JOBS at a time)"
+echo "== $count $units against LibTorch $version$with$std_note headers ($JOBS at a time)"
 ( cd "$BUILD_DIR" &&
   ls "$work"/unit_*.sh | xargs -P "$JOBS" -I{} sh -c 'bash "$1" > "$1.log" 2>&1 || touch "$1.failed"' _ {} )
 
@@ -116,5 +136,5 @@ for unit in "$work"/unit_*.sh; do
 done
 deprecated=$(cat "$work"/unit_*.sh.log | grep -oE "'[^']+' is deprecated" | sort | uniq -c || true)
 [[ -z $deprecated ]] || { echo "deprecated in $version (compiles, may go later):"; echo "$deprecated"; }
-echo "$((count - failed)) of $count LibTorch translation units compile against LibTorch $version$with headers"
+echo "$((count - failed)) of $count $units compile against LibTorch $version$with$std_note headers"
 (( failed == 0 )) || exit 1

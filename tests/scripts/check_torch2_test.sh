@@ -4,7 +4,8 @@
 # newer headers searched first and -fsyntax-only instead of an object; a
 # unit that fails makes it exit 1 and shows the compiler's error; all
 # passing exits 0 with the count; WITH_CUDA=1 adds the CUDA switch and
-# headers; a folder that is no build exits 2.
+# headers; LIBSTDCXX=13 checks every unit with those C++ library headers;
+# a folder that is no build exits 2.
 #   check_torch2_test.sh <source_dir>
 set -euo pipefail
 SRC=${1:?usage: check_torch2_test.sh <source_dir>}
@@ -38,12 +39,13 @@ cat "$TMP/commands"
 STUB
 chmod +x "$TMP/bin/ninja"
 
-write_commands() {  # write_commands UNIT...: one torch unit each, plus a proto unit
+write_commands() {  # write_commands UNIT...: one torch unit each, a plain and a proto unit
   : > "$TMP/commands"
   for unit in "$@"; do
     echo "$TMP/bin/cxx -I/src -isystem $TORCH -O3 -std=gnu++17 -MD -MT $unit.o -MF $unit.o.d -o $unit.o -c /src/$unit" \
       >> "$TMP/commands"
   done
+  echo "$TMP/bin/cxx -I/src -O3 -o audit_log.cc.o -c /src/audit_log.cc" >> "$TMP/commands"
   echo "$TMP/bin/cxx -I/src -O3 -o oracle.pb.cc.o -c /src/oracle.pb.cc" >> "$TMP/commands"
   echo "$TMP/bin/cxx -o trainer trainer.o -ltorch" >> "$TMP/commands"   # a link line
 }
@@ -56,7 +58,7 @@ run_check() {
 write_commands good1.cc good2.cc
 run_check > "$TMP/out1" 2> "$TMP/err1" || { cat "$TMP/out1" "$TMP/err1"; fail "good units: non-zero exit"; }
 [[ $(wc -l < "$TMP/calls") -eq 2 ]] || { cat "$TMP/calls"; fail "expected 2 compiler calls"; }
-grep -q "oracle.pb.cc" "$TMP/calls" && fail "a unit without LibTorch was compiled"
+grep -q "audit_log.cc\|oracle.pb.cc" "$TMP/calls" && fail "a unit without LibTorch was compiled"
 while IFS= read -r call; do
   [[ $call == *"-fsyntax-only /src/good"* ]] || fail "not syntax only: $call"
   [[ $call != *" -o "* && $call != *" -MF "* ]] || fail "object or depfile left: $call"
@@ -87,8 +89,21 @@ call=$(cat "$TMP/calls")
 grep -q "C10_CUDA_BUILD_SHARED_LIBS" "$T2/cuda-shim/c10/cuda/impl/cuda_cmake_macros.h" || fail "no stand-in header"
 grep -q "against LibTorch 2.6.0 and CUDA headers" "$TMP/out3" || { cat "$TMP/out3"; fail "summary does not say CUDA"; }
 
-# 4. Not a build folder: exit 2 with the reason.
-rc=0; env TORCH2_ROOT="$T2" bash "$SRC/scripts/check_torch2.sh" "$TMP/nowhere" 2> "$TMP/err4" || rc=$?
+# 4. LIBSTDCXX=13 with its headers laid before: every unit but generated
+#    code is replayed, with the C++ library headers swapped in.
+mkdir -p "$T2/stdlib/usr/include/c++/13" "$T2/stdlib/usr/include/x86_64-linux-gnu/c++/13"
+write_commands good1.cc
+LIBSTDCXX=13 run_check > "$TMP/out4" 2> "$TMP/err4" || { cat "$TMP/out4" "$TMP/err4"; fail "LIBSTDCXX: non-zero exit"; }
+[[ $(wc -l < "$TMP/calls") -eq 2 ]] || { cat "$TMP/calls"; fail "LIBSTDCXX: expected the torch and the plain unit"; }
+grep -q "/src/audit_log.cc" "$TMP/calls" || fail "LIBSTDCXX: the unit without LibTorch was not compiled"
+grep -q "oracle.pb.cc" "$TMP/calls" && fail "LIBSTDCXX: generated code was compiled"
+std="-nostdinc++ -isystem $T2/stdlib/usr/include/c++/13 -isystem $T2/stdlib/usr/include/x86_64-linux-gnu/c++/13 -fsyntax-only"
+[[ $(grep -cF -- "$std" "$TMP/calls") -eq 2 ]] || { cat "$TMP/calls"; fail "LIBSTDCXX: headers not swapped"; }
+grep -q "^2 of 2 translation units compile against LibTorch 2.6.0, libstdc++ 13 headers$" "$TMP/out4" ||
+  { cat "$TMP/out4"; fail "LIBSTDCXX: summary"; }
+
+# 5. Not a build folder: exit 2 with the reason.
+rc=0; env TORCH2_ROOT="$T2" bash "$SRC/scripts/check_torch2.sh" "$TMP/nowhere" 2> "$TMP/err5" || rc=$?
 [[ $rc -eq 2 ]] || fail "missing build folder: exit $rc, want 2"
-grep -q "not a Ninja build folder" "$TMP/err4" || { cat "$TMP/err4"; fail "no reason given"; }
+grep -q "not a Ninja build folder" "$TMP/err5" || { cat "$TMP/err5"; fail "no reason given"; }
 echo "PASS"
