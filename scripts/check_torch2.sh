@@ -73,14 +73,19 @@ fetch_deb() {
   fi
 }
 
+# ensure_headers SUBDIR PATH COMPONENTS PACKAGE: unless TORCH2_ROOT/SUBDIR/PATH
+# exists, unpacks PACKAGE's include folders there; dies if PATH is still missing.
+ensure_headers() {
+  local dir=$TORCH2_ROOT/$1
+  [[ -e $dir/$2 ]] || TORCH2_ROOT=$dir fetch_deb "$3" "$4" '*/include/*'
+  [[ -e $dir/$2 ]] || die "no $2 under $dir after unpacking $4"
+}
+
 [[ -f $VERSION_H ]] || fetch_deb main libtorch-dev
 [[ -f $VERSION_H ]] || die "no torch/version.h under $TORCH2_ROOT after unpacking"
 cuda_flags=""
 if [[ ${WITH_CUDA:-0} == 1 ]]; then
-  [[ -f $TORCH2_ROOT/cuda/usr/include/cuda_runtime_api.h ]] ||
-    TORCH2_ROOT=$TORCH2_ROOT/cuda fetch_deb "main contrib non-free" nvidia-cuda-dev '*/include/*'
-  [[ -f $TORCH2_ROOT/cuda/usr/include/cuda_runtime_api.h ]] ||
-    die "no cuda_runtime_api.h under $TORCH2_ROOT/cuda after unpacking"
+  ensure_headers cuda usr/include/cuda_runtime_api.h "main contrib non-free" nvidia-cuda-dev
   shim=$TORCH2_ROOT/cuda-shim/c10/cuda/impl
   mkdir -p "$shim"
   printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' > "$shim/cuda_cmake_macros.h"
@@ -88,10 +93,8 @@ if [[ ${WITH_CUDA:-0} == 1 ]]; then
 fi
 std_flags="" std_note=""
 if [[ -n ${LIBSTDCXX:-} ]]; then
+  ensure_headers stdlib "usr/include/c++/$LIBSTDCXX" main "libstdc++-$LIBSTDCXX-dev"
   std_inc=$TORCH2_ROOT/stdlib/usr/include
-  [[ -d $std_inc/c++/$LIBSTDCXX ]] ||
-    TORCH2_ROOT=$TORCH2_ROOT/stdlib fetch_deb main "libstdc++-$LIBSTDCXX-dev" '*/include/*'
-  [[ -d $std_inc/c++/$LIBSTDCXX ]] || die "no c++/$LIBSTDCXX under $std_inc after unpacking"
   std_flags="-nostdinc++ -isystem $std_inc/c++/$LIBSTDCXX -isystem $std_inc/x86_64-linux-gnu/c++/$LIBSTDCXX "
   std_note=", libstdc++ $LIBSTDCXX"
 fi
@@ -100,14 +103,10 @@ version=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH) /{printf "%s%s", sep, $
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 units="LibTorch translation units"
-if [[ -n $std_flags ]]; then   # every unit of the tree but generated code
-  units="translation units"
-  ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " | grep -v '\.pb\.cc$' |
-    sort -u > "$work/commands" || true
-else
-  ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " |
-    grep -F -- "-isystem $SYSTEM_TORCH_API " | sort -u > "$work/commands" || true
-fi
+only=" -isystem $SYSTEM_TORCH_API "
+[[ -z $std_flags ]] || { units="translation units"; only=" -c "; }  # all but generated code
+ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " | grep -v '\.pb\.cc$' |
+  grep -F -- "$only" | sort -u > "$work/commands" || true
 count=$(wc -l < "$work/commands")
 (( count > 0 )) || die "no $units in $BUILD_DIR's commands"
 
