@@ -23,7 +23,8 @@
 #                         per_class.csv; runs.csv has one line per trainer
 #                         start)
 #   BENCH_OUT/sweep.log   everything printed
-# Exit status 0 when every run produced a report and the audit log verified.
+# Exit status 0 when every run produced a report (none skipped at the
+# SWEEP_SECONDS deadline) and the audit log verified.
 #
 # Environment:
 #   BUDGETS    label budgets (default "40 100 250")
@@ -101,7 +102,10 @@ BENCH_OUT=${BENCH_OUT:-runs/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT" || exit 1
 BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 [[ -e $BENCH_OUT/oracle.db ]] && die "$BENCH_OUT already holds an oracle.db; choose a new BENCH_OUT"
-exec > >(tee -a "$BENCH_OUT/sweep.log") 2>&1
+# tee ignores Ctrl-C and TERM (it shares the terminal's process group):
+# killed first, it would take the INT trap's message and the EXIT
+# cleanup down with a broken pipe. It ends when this script does.
+exec > >(trap '' INT TERM; exec tee -a "$BENCH_OUT/sweep.log") 2>&1
 
 # shellcheck source=build_lib.sh
 source scripts/build_lib.sh
@@ -430,6 +434,8 @@ case $? in
 esac
 echo
 [[ $VERIFY_RC -eq 0 ]] || { stamp "the audit log did not verify"; STATUS=1; }
+[[ -s $BENCH_OUT/skipped.txt ]] &&
+  { stamp "$(wc -l < "$BENCH_OUT/skipped.txt") runs skipped at the deadline (skipped.txt)"; STATUS=1; }
 if [[ -n "${TARBALL:-}" ]]; then
   mkdir -p "$(dirname "$TARBALL")"
   tar czf "$TARBALL" -C "$(dirname "$BENCH_OUT")" --exclude='*.pt' \

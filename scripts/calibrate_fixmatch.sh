@@ -49,7 +49,10 @@ OUT=$(cd "$OUT" && pwd)
 CAL_OUT=${CAL_OUT:-/tmp/fewlabels-calibrate-$$}
 mkdir -p "$CAL_OUT" || exit 1
 CAL_OUT=$(cd "$CAL_OUT" && pwd)
-exec > >(tee -a "$CAL_OUT/calibrate.log") 2>&1
+# tee ignores Ctrl-C and TERM (it shares the terminal's process group):
+# killed first, it would take the INT trap's message and the EXIT
+# cleanup down with a broken pipe. It ends when this script does.
+exec > >(trap '' INT TERM; exec tee -a "$CAL_OUT/calibrate.log") 2>&1
 
 SEEDS=${SEEDS:-0}
 BUDGET=${BUDGET:-100}

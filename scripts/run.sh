@@ -18,7 +18,8 @@
 # that proves the pipeline end to end but cannot reach the accuracy target,
 # which needs a GPU.
 #
-# Environment: BUILD_DIR (default build), RUN_DIR (default runs/main-<time>),
+# Environment: BUILD_DIR (default build), RUN_DIR (default runs/main-<time>-<pid>;
+# an existing one is reused, e.g. with --resume),
 # ORACLE_PORT (default 0: the OS picks), BUDGET (default 100), TORCH_DIR (the
 # CMake folder of another LibTorch to build against, e.g. a CUDA one's
 # share/cmake/Torch; default: the Python torch's when it has CUDA, else
@@ -31,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build}
-RUN_DIR=${RUN_DIR:-runs/main-$(date +%Y%m%d-%H%M%S)}
+RUN_DIR=${RUN_DIR:-runs/main-$(date +%Y%m%d-%H%M%S)-$$}
 BUDGET=${BUDGET:-100}
 source scripts/build_lib.sh
 fewlabels_build "$BUILD_DIR" || exit 1
@@ -50,6 +51,8 @@ ADMIN_TOKEN="$RUN_DIR/admin.token"
 [[ -s "$ADMIN_TOKEN" ]] ||
   (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$ADMIN_TOKEN")
 echo "== starting oracle_server (database $DB)"
+# A reused RUN_DIR holds the previous oracle's port: wait for this one's.
+rm -f "$RUN_DIR/oracle.port"
 "$BUILD_DIR/oracle_server/oracle_server" --host=127.0.0.1 --port="${ORACLE_PORT:-0}" \
   --port_file="$RUN_DIR/oracle.port" --db="$DB" --default_budget="$BUDGET" "${ORACLE_DATA[@]}" \
   --admin_token_file="$ADMIN_TOKEN" --max_evaluations_per_client=200 \

@@ -16,7 +16,8 @@
 # data set is installed): it runs on BENCH_OUT/data, the table's footer says
 # so, only the prefix (the trainer's pool) is permuted, and every label the
 # trainer bought is the shuffled file's label of that id (the oracle and the
-# trainer read the same shuffled copy).
+# trainer read the same shuffled copy). A sweep whose SWEEP_SECONDS leave no
+# time for some runs skips them and exits non-zero.
 set -euo pipefail
 SRC=${1:?usage: bench_labels_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: bench_labels_test.sh <source_dir> <build_dir>}
@@ -138,6 +139,19 @@ for seed in 0 1; do
   expect_checkpoint "b100-random-fixmatch-none-s$seed" none
 done
 [[ $(grep -c '^plan: ' "$TMP/dry.log") == 12 ]] || { cat "$TMP/dry.log"; fail "dry run: not 12 runs"; }
+# A deadline too short for the whole plan: the first run starts, the rest
+# are skipped (under 60 s left), and the sweep says so with a non-zero exit
+# while still writing its table.
+rc=0
+env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$TMP/late" BUDGETS=10 SEEDS="0 1 2" \
+  VARIANTS="random:fixmatch:none" PARALLEL=1 SCHEDULE=100% SWEEP_SECONDS=63 \
+  TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=5 --label_free_dims=16 --feature_quality=false --log_every=5" \
+  bash "$SRC/scripts/bench_labels.sh" > "$TMP/late.log" 2>&1 || rc=$?
+(( rc != 0 )) || { cat "$TMP/late.log"; fail "a sweep with skipped runs exited 0"; }
+[[ -s $TMP/late/skipped.txt && -s $TMP/late/table.md ]] ||
+  { cat "$TMP/late.log"; fail "no skipped.txt or table.md after skipped runs"; }
+grep -q "runs skipped at the deadline" "$TMP/late.log" ||
+  { cat "$TMP/late.log"; fail "the skipped runs are not reported"; }
 DEFAULT_DATA=/usr/share/datasets/fashion-mnist
 if [[ ! -f $DEFAULT_DATA/train-labels-idx1-ubyte.gz ]]; then
   echo "PASS (shuffled sweep skipped: $DEFAULT_DATA not installed)"
