@@ -83,19 +83,21 @@ ensure_headers() {
 
 [[ -f $VERSION_H ]] || fetch_deb main libtorch-dev
 [[ -f $VERSION_H ]] || die "no torch/version.h under $TORCH2_ROOT after unpacking"
+# A path as one word of the replayed command lines (they are bash scripts).
+q() { printf '%q' "$1"; }
 cuda_flags=""
 if [[ ${WITH_CUDA:-0} == 1 ]]; then
   ensure_headers cuda usr/include/cuda_runtime_api.h "main contrib non-free" nvidia-cuda-dev
   shim=$TORCH2_ROOT/cuda-shim/c10/cuda/impl
   mkdir -p "$shim"
   printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' > "$shim/cuda_cmake_macros.h"
-  cuda_flags="-DFEWLABELS_WITH_CUDA=1 -isystem $TORCH2_ROOT/cuda-shim -isystem $TORCH2_ROOT/cuda/usr/include "
+  cuda_flags="-DFEWLABELS_WITH_CUDA=1 -isystem $(q "$TORCH2_ROOT/cuda-shim") -isystem $(q "$TORCH2_ROOT/cuda/usr/include") "
 fi
 std_flags="" std_note=""
 if [[ -n ${LIBSTDCXX:-} ]]; then
   ensure_headers stdlib "usr/include/c++/$LIBSTDCXX" main "libstdc++-$LIBSTDCXX-dev"
   std_inc=$TORCH2_ROOT/stdlib/usr/include
-  std_flags="-nostdinc++ -isystem $std_inc/c++/$LIBSTDCXX -isystem $std_inc/x86_64-linux-gnu/c++/$LIBSTDCXX "
+  std_flags="-nostdinc++ -isystem $(q "$std_inc/c++/$LIBSTDCXX") -isystem $(q "$std_inc/x86_64-linux-gnu/c++/$LIBSTDCXX") "
   std_note=", libstdc++ $LIBSTDCXX"
 fi
 version=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH) /{printf "%s%s", sep, $3; sep="."}' "$VERSION_H")
@@ -115,8 +117,9 @@ new_api=$TORCH2_ROOT$SYSTEM_TORCH_API
 i=0
 while IFS= read -r line; do
   i=$((i + 1))
-  line=${line//"-isystem $SYSTEM_TORCH_API "/"-isystem $new_api -isystem $TORCH2_ROOT/usr/include "}
-  line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e "s# -o [^ ]+ -c # ${std_flags}${cuda_flags}-fsyntax-only #" <<< "$line")
+  line=${line//"-isystem $SYSTEM_TORCH_API "/"-isystem $(q "$new_api") -isystem $(q "$TORCH2_ROOT/usr/include") "}
+  line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e 's/ -o [^ ]+ -c / @FLAGS@ /' <<< "$line")
+  line=${line//" @FLAGS@ "/" ${std_flags}${cuda_flags}-fsyntax-only "}
   printf '%s\n' "$line" > "$work/unit_$i.sh"
 done < "$work/commands"
 

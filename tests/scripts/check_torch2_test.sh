@@ -5,7 +5,8 @@
 # unit that fails makes it exit 1 and shows the compiler's error; all
 # passing exits 0 with the count; WITH_CUDA=1 adds the CUDA switch and
 # headers; LIBSTDCXX=13 checks every unit with those C++ library headers;
-# a folder that is no build exits 2.
+# header paths with a space stay one argument; a folder that is no build
+# exits 2.
 #   check_torch2_test.sh <source_dir>
 set -euo pipefail
 SRC=${1:?usage: check_torch2_test.sh <source_dir>}
@@ -102,7 +103,25 @@ std="-nostdinc++ -isystem $T2/stdlib/usr/include/c++/13 -isystem $T2/stdlib/usr/
 grep -q "^2 of 2 translation units compile against LibTorch 2.6.0, libstdc++ 13 headers$" "$TMP/out4" ||
   { cat "$TMP/out4"; fail "LIBSTDCXX: summary"; }
 
-# 5. Not a build folder: exit 2 with the reason.
+# 5. Headers under a path with a space, CUDA and libstdc++ on: every such
+#    path reaches the compiler as one argument.
+T2S="$TMP/torch 2"
+cp -r "$T2" "$T2S"
+cat > "$TMP/bin/cxx" <<STUB
+#!/usr/bin/env bash
+printf '%s\n' "\$@" >> "$TMP/args"
+STUB
+: > "$TMP/args"
+write_commands good1.cc
+env PATH="$TMP/bin:$PATH" TORCH2_ROOT="$T2S" JOBS=1 WITH_CUDA=1 LIBSTDCXX=13 \
+  bash "$SRC/scripts/check_torch2.sh" "$TMP/build" > "$TMP/out6" 2>&1 ||
+  { cat "$TMP/out6"; fail "path with a space: non-zero exit"; }
+for dir in "$T2S$TORCH" "$T2S/usr/include" "$T2S/cuda-shim" "$T2S/cuda/usr/include" \
+           "$T2S/stdlib/usr/include/c++/13" "$T2S/stdlib/usr/include/x86_64-linux-gnu/c++/13"; do
+  grep -qxF -- "$dir" "$TMP/args" || { cat "$TMP/args"; fail "path with a space split: $dir"; }
+done
+
+# 6. Not a build folder: exit 2 with the reason.
 rc=0; env TORCH2_ROOT="$T2" bash "$SRC/scripts/check_torch2.sh" "$TMP/nowhere" 2> "$TMP/err5" || rc=$?
 [[ $rc -eq 2 ]] || fail "missing build folder: exit $rc, want 2"
 grep -q "not a Ninja build folder" "$TMP/err5" || { cat "$TMP/err5"; fail "no reason given"; }
