@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -142,6 +143,35 @@ TEST(SelectionStrategyTest, RejectsMismatchedTensorsAndRepeatedIds) {
   EXPECT_THAT(Make("random")->Select(pool, 1),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "pool id 1 appears more than once"));
+}
+
+TEST(SelectionStrategyTest, RejectsNonFiniteEmbeddingsAndProbabilities) {
+  // A diverged model's NaNs made k-center's argmax pick the same or a
+  // labelled row again; every strategy that reads the tensors refuses them.
+  PoolState pool = RandomPool(50);
+  pool.embeddings[20][3] = std::nan("");
+  for (const std::string spec :
+       {"kcenter", "typiclust", "typiclust_balanced", "probcover"}) {
+    EXPECT_THAT(Make(spec)->Select(pool, 5),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("embeddings contain NaN or infinite")))
+        << spec;
+  }
+  pool.embeddings[20][3] = std::numeric_limits<float>::infinity();
+  EXPECT_THAT(Make("kcenter")->Select(pool, 5),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("lower --lr")));
+  pool = RandomPool(50);
+  pool.probabilities[7][1] = std::nan("");
+  EXPECT_THAT(Make("margin")->Select(pool, 5),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("probabilities contain NaN or infinite")));
+  // All NaN, as a diverged model predicts: still refused, not 5 picks of
+  // row 0.
+  pool.probabilities.fill_(std::nan(""));
+  EXPECT_THAT(Make("margin")->Select(pool, 5),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("probabilities contain NaN or infinite")));
 }
 
 TEST(RandomStrategyTest, DistinctUnlabelledAndSeeded) {

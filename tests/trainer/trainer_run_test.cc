@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -17,6 +18,7 @@
 #include "common/idx_file.h"
 #include "common/status_matchers.h"
 #include "trainer/learn/dataset.h"
+#include "trainer/run/purchase_journal.h"
 #include "trainer/select/label_free_features.h"
 
 namespace trainer {
@@ -24,6 +26,7 @@ namespace {
 
 using ::common::IsOk;
 using ::common::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -51,6 +54,12 @@ class FakeOracle : public OracleClient {
     stop_on_query_ = n;
     stop_ = stop;
   }
+  // Refuses QueryLabels calls of more than n ids, as the real oracle's
+  // --max_batch does.
+  void set_max_batch(int64_t n) { max_batch_ = n; }
+  // Answers UNAVAILABLE, revealing nothing, to the n-th QueryLabels call
+  // (counting refused calls too).
+  void FailOnCall(int n) { fail_on_call_ = n; }
   int64_t spent() const { return static_cast<int64_t>(revealed_.size()); }
   int queries() const { return queries_; }
   // The ids of every QueryLabels call that was granted, in order.
@@ -74,6 +83,13 @@ class FakeOracle : public OracleClient {
                                          const std::string&,
                                          const std::string&, int) override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (++calls_ == fail_on_call_) {
+      return absl::UnavailableError("oracle unreachable");
+    }
+    if (max_batch_ > 0 && static_cast<int64_t>(ids.size()) > max_batch_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch of ", ids.size(), " ids exceeds max_batch ", max_batch_));
+    }
     std::set<int64_t> fresh;
     for (int64_t id : ids) {
       if (!revealed_.count(id)) fresh.insert(id);
@@ -154,6 +170,9 @@ class FakeOracle : public OracleClient {
   std::set<int64_t> revealed_;
   std::vector<std::vector<int64_t>> queried_;
   int queries_ = 0;
+  int calls_ = 0;
+  int fail_on_call_ = -1;
+  int64_t max_batch_ = 0;
   int evaluations_ = 0;
   int stop_on_query_ = -1;
   std::atomic<bool>* stop_ = nullptr;
@@ -688,6 +707,242 @@ TEST(RunTrainerTest, RejectsLabelFreeObjectiveForRoundsBeforeBuying) {
                        HasSubstr("unknown objective 'dreammatch'")));
 }
 
+// TinyStagedRun without pretraining or feature quality: the quickest run.
+TrainerOptions QuickRun(const std::string& dir) {
+  TrainerOptions options = TinyStagedRun(dir);
+  options.pretrain.method = "none";
+  options.feature_quality = false;
+  return options;
+}
+
+// Answers round r with ids[r], whatever it is asked.
+class FixedStrategy : public SelectionStrategy {
+ public:
+  explicit FixedStrategy(std::vector<std::vector<int64_t>> ids)
+      : ids_(std::move(ids)) {}
+  std::string name() const override { return "fixed"; }
+  absl::StatusOr<std::vector<int64_t>> Select(const PoolState& pool,
+                                              int64_t) override {
+    return ids_.at(pool.round);
+  }
+
+ private:
+  const std::vector<std::vector<int64_t>> ids_;
+};
+
+// The journal's lines that start with `kind` ("intent", "bought").
+int JournalLines(const TrainerOptions& options, const std::string& kind) {
+  std::istringstream lines(ReadFile(options.out_dir + "/purchases.log"));
+  int count = 0;
+  for (std::string line; std::getline(lines, line);) {
+    count += line.rfind(kind + " ", 0) == 0;
+  }
+  return count;
+}
+
+TEST(RunTrainerTest, RefusesAnInvalidSelectionBeforeJournalingIt) {
+  // A strategy's answer is checked before its intent is journaled: an
+  // invalid one (k-center's on NaN embeddings repeated ids) would otherwise
+  // be refused by the oracle on every resume.
+  const std::vector<int64_t> first = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const struct {
+    std::vector<std::vector<int64_t>> ids;
+    std::string why;
+  } cases[] = {
+      {{{0, 1, 2, 3, 4, 5, 6, 7, 8, 8}}, "returned id 8 more than once"},
+      {{{0, 1, 2, 3, 4, 5, 6, 7, 8, 300}},
+       "returned id 300 which is not in the pool"},
+      {{{0, 1, 2}}, "returned 3 ids, expected 10"},
+      {{first, {9, 10, 11, 12, 13, 14, 15, 16, 17, 18}},
+       "returned id 9 which is already labelled"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    TrainerOptions options =
+        QuickRun(TempDir(absl::StrCat("invalid_selection", n++)));
+    options.make_strategy = [&](const std::string&, const StrategyOptions&)
+        -> absl::StatusOr<std::unique_ptr<SelectionStrategy>> {
+      return std::make_unique<FixedStrategy>(c.ids);
+    };
+    const int round = static_cast<int>(c.ids.size()) - 1;
+    EXPECT_THAT(RunTrainer(options, &oracle, nullptr),
+                StatusIs(absl::StatusCode::kInternal,
+                         AllOf(HasSubstr(absl::StrCat(
+                                   "strategy fixed chose an invalid selection "
+                                   "for round ",
+                                   round)),
+                               HasSubstr(c.why))))
+        << c.why;
+    EXPECT_EQ(oracle.queries(), round) << c.why;
+    EXPECT_EQ(JournalLines(options, "intent"), round) << c.why;
+  }
+}
+
+// Writes `text` as the journal of the run options describe.
+void WriteJournal(const TrainerOptions& options, const std::string& text) {
+  std::filesystem::create_directories(options.out_dir);
+  std::ofstream(options.out_dir + "/purchases.log") << text;
+}
+
+TEST(RunTrainerTest, RefusesAPendingIntentThatDoesNotFitTheRunBeforeBuying) {
+  // An unfinished purchase replayed on --resume must fit this run's pool and
+  // schedule; one that does not is refused before the oracle is asked,
+  // instead of charging labels and failing after.
+  const struct {
+    std::string journal;
+    int64_t train_limit;
+    std::vector<int64_t> schedule;
+    std::string why;
+  } cases[] = {
+      {"intent 0 250,260,270,280,290,299\n", 200, {6, 14},
+       "returned id 250 which is not in the pool"},
+      {"intent 0 1,2,3,4,5,6\n", 300, {10, 10}, "returned 6 ids, expected 10"},
+      {"intent 0 1,2,3,4,5,5,6,7,8,9\n", 300, {10, 10},
+       "returned id 5 more than once"},
+      {"bought 0 0:1,1:1,2:1,3:1,4:1,5:1,6:1,7:1,8:1,9:1\n"
+       "intent 1 9,10,11,12,13,14,15,16,17,18\n",
+       300, {10, 10}, "returned id 9 which is already labelled"},
+      {"bought 0 0:1,1:1,2:1,3:1,4:1,5:1,6:1,7:1,8:1,9:1\n"
+       "intent 0 10,11,12,13,14,15,16,17,18,19\n",
+       300, {10, 10}, "round 0 is bought already"},
+      {"intent 2 1,2,3,4,5,6,7,8,9,10\n", 300, {10, 10},
+       "round 2, but this run has 2 rounds"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    FakeOracle oracle;
+    if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+    TrainerOptions options = QuickRun(TempDir(absl::StrCat("bad_intent", n++)));
+    options.train_limit = c.train_limit;
+    options.schedule = c.schedule;
+    options.resume = true;
+    WriteJournal(options, c.journal);
+    EXPECT_THAT(RunTrainer(options, &oracle, nullptr),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("does not match this run's flags"),
+                               HasSubstr(c.why))))
+        << c.why;
+    EXPECT_EQ(oracle.queries(), 0) << c.why;
+    EXPECT_EQ(oracle.spent(), 0) << c.why;
+  }
+}
+
+TEST(RunTrainerTest, ReplaysThePendingIntentOfAJournalWithoutHeader) {
+  // A journal written before it had a run header is accepted with a
+  // warning, and its unfinished purchase is bought with exactly its ids.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  TrainerOptions options = QuickRun(TempDir("old_journal"));
+  options.resume = true;
+  WriteJournal(options, "intent 0 5,7,11,13,17,19,23,29,31,37\n");
+  ::testing::internal::CaptureStderr();
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_THAT(log, HasSubstr("has no run header"));
+  ASSERT_EQ(oracle.queried().size(), 2u);
+  EXPECT_THAT(oracle.queried()[0],
+              ElementsAre(5, 7, 11, 13, 17, 19, 23, 29, 31, 37));
+  EXPECT_EQ(summary->labels_spent, 20);
+  EXPECT_EQ(JournalLines(options, "run"), 0);
+}
+
+TEST(RunTrainerTest, ResumeRefusesTheJournalOfAnotherRun) {
+  // The journal names the run it belongs to; a resume with another
+  // experiment, budget, schedule or pool is refused before the oracle is
+  // asked, naming the flag.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  TrainerOptions options = QuickRun(TempDir("other_run"));
+  std::atomic<bool> stop{false};
+  oracle.StopOnQuery(1, &stop);
+  ASSERT_THAT(RunTrainer(options, &oracle, &stop),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(JournalLines(options, "run"), 1);
+  options.resume = true;
+  std::vector<std::pair<TrainerOptions, std::string>> others;
+  others.emplace_back(options, "--experiment");
+  others.back().first.experiment = "other";
+  others.emplace_back(options, "--budget");
+  others.back().first.label_budget = 30;
+  others.back().first.schedule = {10, 20};
+  others.emplace_back(options, "--schedule");
+  others.back().first.schedule = {5, 15};
+  others.emplace_back(options, "--train_limit");
+  others.back().first.train_limit = 250;
+  for (const auto& [other, flag] : others) {
+    FakeOracle fresh;
+    EXPECT_THAT(RunTrainer(other, &fresh, nullptr),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr(flag)))
+        << flag;
+    EXPECT_EQ(fresh.queries(), 0) << flag;
+  }
+  std::atomic<bool> go{false};
+  auto summary = RunTrainer(options, &oracle, &go);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  EXPECT_EQ(JournalLines(options, "run"), 1);
+}
+
+TEST(RunTrainerTest, BuysARoundLargerThanOneQueryInChunks) {
+  // Rounds of 10 labels from an oracle that answers at most 4 ids a call:
+  // 4 + 4 + 2 ids per round, one journaled intent and purchase each, every
+  // label matched to its id.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  oracle.set_max_batch(4);
+  TrainerOptions options = QuickRun(TempDir("chunks"));
+  options.ids_per_query = 4;
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  std::vector<size_t> sizes;
+  std::vector<int64_t> queried;
+  for (const std::vector<int64_t>& ids : oracle.queried()) {
+    sizes.push_back(ids.size());
+    queried.insert(queried.end(), ids.begin(), ids.end());
+  }
+  EXPECT_THAT(sizes, ElementsAre(4, 4, 2, 4, 4, 2));
+  EXPECT_EQ(JournalLines(options, "intent"), 2);
+  EXPECT_EQ(JournalLines(options, "bought"), 2);
+  auto history =
+      ParsePurchaseJournal(ReadFile(options.out_dir + "/purchases.log"));
+  ASSERT_THAT(history, IsOk());
+  ASSERT_EQ(history->bought.size(), 20u);
+  for (size_t i = 0; i < history->bought.size(); ++i) {
+    EXPECT_EQ(history->bought[i].id, queried[i]);
+    EXPECT_EQ(history->bought[i].label, oracle.label(queried[i]));
+  }
+}
+
+TEST(RunTrainerTest, ResumeAfterAPartialPurchaseBuysNothingTwice) {
+  // The oracle fails the second of round 0's three calls, after the first
+  // was charged: the resume replays the whole intent, paying only for what
+  // was not revealed yet.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  oracle.set_max_batch(4);
+  oracle.FailOnCall(2);
+  TrainerOptions options = QuickRun(TempDir("partial"));
+  options.ids_per_query = 4;
+  EXPECT_THAT(RunTrainer(options, &oracle, nullptr),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(oracle.spent(), 4);
+  EXPECT_EQ(JournalLines(options, "bought"), 0);
+  options.resume = true;
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  ASSERT_EQ(oracle.queried().size(), 7u);
+  EXPECT_EQ(oracle.queried()[1], oracle.queried()[0]);  // bought again, free
+  // Round 0's intent, journaled again by the replay, then round 1's.
+  EXPECT_EQ(JournalLines(options, "intent"), 3);
+  EXPECT_EQ(JournalLines(options, "bought"), 2);
+}
+
 TEST(PlanRoundsTest, DefaultScheduleSplitsBudgetFortyThirtyThirty) {
   TrainerOptions options;
   options.label_budget = 100;
@@ -742,6 +997,44 @@ TEST(PlanRoundsTest, RoundStepsMustMatchRoundsAndTotal) {
   EXPECT_THAT(PlanRounds(options),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("sum to 11, not total_steps 10")));
+}
+
+TEST(PlanRoundsTest, EntriesLargerThanTheTotalAreRejectedNotWrapped) {
+  // Two entries of 2^63 - 1 and 102 wrap around to 100 in int64 arithmetic.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  TrainerOptions options;
+  options.label_budget = 30;
+  options.schedule = {10, 10, 10};
+  options.total_steps = 100;
+  options.round_steps = {kMax, kMax, 102};
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "round_steps entry 9223372036854775807 is more than "
+                       "total_steps 100"));
+  options.round_steps = {50, 50, 1};
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sum to 101, not total_steps 100")));
+  options.round_steps = {30, 30, 40};
+  options.label_budget = 100;
+  options.schedule = {kMax, kMax, 102};
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "schedule entry 9223372036854775807 is more than the "
+                       "label budget 100"));
+  // Entries within the total can still overflow together.
+  options.label_budget = kMax;
+  options.schedule = {kMax, kMax, 1};
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sums to more than the label budget")));
+  options.label_budget = 100;
+  options.schedule = {40, 30, 30};
+  options.total_steps = kMax;
+  options.round_steps = {kMax, kMax, 1};
+  EXPECT_THAT(PlanRounds(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sum to more than total_steps")));
 }
 
 TEST(PlanRoundsTest, DistillStepsMustNotBeNegative) {

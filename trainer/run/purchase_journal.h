@@ -7,9 +7,16 @@
 // again for ids it already revealed to the experiment, so a crash between the
 // oracle's commit and the journal's costs nothing.
 //
+// The journal also names the run it belongs to (RunIdentity), so that a
+// resume with another experiment, budget, schedule or pool is refused rather
+// than mixing two runs' labels.
+//
 // File format (text, one record per line):
+//   run 1 experiment=<name>;budget=<n>;schedule=<n>,<n>,...;pool=<n>
 //   intent <round> <id>,<id>,...
 //   bought <round> <id>:<label>,<id>:<label>,...
+// The `run` header (format 1) is the first line, written with the first
+// record. Journals written before it existed have none and still parse.
 #ifndef TRAINER_RUN_PURCHASE_JOURNAL_H_
 #define TRAINER_RUN_PURCHASE_JOURNAL_H_
 
@@ -32,9 +39,25 @@ struct LabelledSample {
   int32_t round = 0;
 };
 
+// What a journal's purchases depend on: a resume must match all of it.
+struct RunIdentity {
+  std::string experiment;         // --experiment
+  int64_t label_budget = 0;       // --budget
+  std::vector<int64_t> schedule;  // labels per round, as planned (--schedule)
+  int64_t pool_size = 0;          // pool images (--train_limit)
+};
+
+// OK if `run` equals `journal` (what a journal's header says); otherwise
+// FAILED_PRECONDITION naming the first flag that differs and both values.
+absl::Status MatchRunIdentity(const RunIdentity& journal,
+                              const RunIdentity& run);
+
 // What a journal file says: every completed purchase, and the last intent if
 // the run stopped before its purchase was recorded.
 struct PurchaseHistory {
+  // The header's run; absent in a journal without one (empty, or written
+  // before headers existed).
+  std::optional<RunIdentity> identity;
   std::vector<LabelledSample> bought;           // in purchase order
   std::map<int32_t, int64_t> bought_per_round;  // round -> count
   std::optional<std::pair<int32_t, std::vector<int64_t>>> pending_intent;
@@ -47,10 +70,14 @@ struct PurchaseHistory {
 class PurchaseJournal {
  public:
   // Opens (creating if absent) the journal at `path` and reads its history.
-  // Returns DATA_LOSS naming the line if a record is malformed; a torn last
-  // line (no trailing newline, e.g. after a crash mid-write) is ignored.
+  // If the journal is empty, `identity` becomes its header, written with the
+  // first record; an existing header is left as it is (compare it with
+  // MatchRunIdentity). Returns DATA_LOSS naming the line if a record is
+  // malformed; a torn last line (no trailing newline, e.g. after a crash
+  // mid-write) is ignored. INVALID_ARGUMENT if identity.experiment holds
+  // whitespace or ';' (the oracle accepts only [A-Za-z0-9_.-]).
   static absl::StatusOr<std::unique_ptr<PurchaseJournal>> Open(
-      const std::string& path);
+      const std::string& path, const RunIdentity& identity);
 
   ~PurchaseJournal();
   PurchaseJournal(const PurchaseJournal&) = delete;
@@ -66,12 +93,16 @@ class PurchaseJournal {
                               const std::vector<int32_t>& labels);
 
  private:
-  PurchaseJournal(std::string path, std::FILE* file, PurchaseHistory history);
+  PurchaseJournal(std::string path, std::FILE* file, PurchaseHistory history,
+                  std::optional<RunIdentity> pending_header);
+  // Appends `line`, preceded by the header if it is still to be written.
   absl::Status AppendLine(const std::string& line);
 
   std::string path_;
   std::FILE* file_;
   PurchaseHistory history_;
+  // The header an empty journal gets with its first record.
+  std::optional<RunIdentity> pending_header_;
 };
 
 // Parses journal text; exposed for tests.

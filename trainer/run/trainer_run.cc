@@ -21,6 +21,7 @@
 #include "trainer/learn/torch_status.h"
 #include "trainer/report/progress.h"
 #include "trainer/report/run_report.h"
+#include "trainer/rpc/selector_client.h"
 #include "trainer/run/purchase_journal.h"
 #include "trainer/run/time_fit.h"
 #include "trainer/select/feature_quality.h"
@@ -75,6 +76,13 @@ std::string JoinPath(const std::string& dir, const std::string& file) {
   return (std::filesystem::path(dir) / file).string();
 }
 
+// The number of pool images options.train_limit leaves.
+int64_t PoolSize(const TrainerOptions& options) {
+  return options.train_limit > 0 && options.train_limit < common::kTrainCount
+             ? options.train_limit
+             : common::kTrainCount;
+}
+
 // Everything one run holds while it goes.
 class Run {
  public:
@@ -119,6 +127,16 @@ class Run {
   // re-estimated as PredictEma does). Computed once, then cached.
   absl::StatusOr<torch::Tensor> InitialEmbedding();
   absl::Status MeasureFeatureQuality(const std::string& stage);
+  // ValidateSelection of `ids` as `count` new ids from the pool: distinct,
+  // in the pool and not bought yet.
+  absl::Status CheckSelection(int64_t count,
+                              const std::vector<int64_t>& ids) const;
+  // FAILED_PRECONDITION unless the journal's unfinished purchase, if any,
+  // is one this run could have made: a round not bought yet, of its
+  // scheduled size, with ids CheckSelection accepts.
+  absl::Status CheckPendingIntent() const;
+  // Journals the intent to buy `ids` in `round`, buys them in calls of at
+  // most ids_per_query ids and journals the labels.
   absl::Status Buy(int round, const std::vector<int64_t>& ids);
   absl::Status SelectAndBuy(int round, int64_t count);
   // Trains until the end of `round` (plan_.end_step[round], which a time
@@ -248,8 +266,13 @@ absl::Status Run::Prepare() {
         "cannot create --out_dir ", options_.out_dir, ": ", error.message()));
   }
   const std::string checkpoint = JoinPath(options_.out_dir, kCheckpointFile);
-  ASSIGN_OR_RETURN(journal_, PurchaseJournal::Open(
-                                 JoinPath(options_.out_dir, kJournalFile)));
+  const std::string journal_path = JoinPath(options_.out_dir, kJournalFile);
+  RunIdentity identity;
+  identity.experiment = options_.experiment;
+  identity.label_budget = options_.label_budget;
+  identity.schedule = plan_.labels;
+  identity.pool_size = PoolSize(options_);
+  ASSIGN_OR_RETURN(journal_, PurchaseJournal::Open(journal_path, identity));
   const PurchaseHistory& history = journal_->history();
   if (!options_.resume &&
       (!history.bought.empty() || history.pending_intent.has_value() ||
@@ -259,11 +282,27 @@ absl::Status Run::Prepare() {
         " already holds a run (purchases.log or checkpoint.pt); pass --resume "
         "to continue it or choose another --out_dir"));
   }
+  if (history.identity.has_value()) {
+    absl::Status same_run = MatchRunIdentity(*history.identity, identity);
+    if (!same_run.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(journal_path, ": ", same_run.message(),
+                       "; resume with that run's flags or choose another "
+                       "--out_dir"));
+    }
+  } else if (!history.bought.empty() || history.pending_intent.has_value()) {
+    Log(absl::StrCat(
+        "warning: ", journal_path,
+        " has no run header (an older trainer wrote it), so nothing checks "
+        "that it belongs to this run's --experiment, --budget, --schedule "
+        "and --train_limit"));
+  }
+  RETURN_IF_ERROR(CheckPendingIntent());
 
   // Everything that can be checked locally is checked before the oracle is
   // contacted (which may retry for minutes when it is unreachable).
-  ASSIGN_OR_RETURN(strategy_, MakeSelectionStrategy(options_.strategy,
-                                                    options_.strategy_options));
+  ASSIGN_OR_RETURN(strategy_, options_.make_strategy(
+                                  options_.strategy, options_.strategy_options));
   const std::vector<std::string> objectives = ObjectiveNames();
   if (std::find(objectives.begin(), objectives.end(),
                 options_.objective.name) == objectives.end()) {
@@ -468,20 +507,72 @@ absl::Status Run::RebuildLabelledTensors() {
   return absl::OkStatus();
 }
 
+absl::Status Run::CheckSelection(int64_t count,
+                                 const std::vector<int64_t>& ids) const {
+  SelectorQuery query;
+  query.count = count;
+  query.pool_ids.resize(PoolSize(options_));
+  std::iota(query.pool_ids.begin(), query.pool_ids.end(), 0);
+  for (const LabelledSample& sample : journal_->history().bought) {
+    query.labelled_ids.push_back(sample.id);
+  }
+  return ValidateSelection(query, ids);
+}
+
+absl::Status Run::CheckPendingIntent() const {
+  const PurchaseHistory& history = journal_->history();
+  if (!history.pending_intent.has_value()) return absl::OkStatus();
+  const auto& [round, ids] = *history.pending_intent;
+  const int num_rounds = static_cast<int>(plan_.labels.size());
+  absl::Status fits;
+  if (round < 0 || round >= num_rounds) {
+    fits = absl::FailedPreconditionError(absl::StrCat(
+        "it is for round ", round, ", but this run has ", num_rounds,
+        " rounds"));
+  } else if (history.RoundBought(round)) {
+    fits = absl::FailedPreconditionError(
+        absl::StrCat("round ", round, " is bought already"));
+  } else {
+    fits = CheckSelection(plan_.labels[round], ids);
+  }
+  if (fits.ok()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the unfinished purchase of round ", round, " in ",
+      JoinPath(options_.out_dir, kJournalFile),
+      " does not match this run's flags (", fits.message(),
+      "); nothing was bought: resume with the --budget, --schedule and "
+      "--train_limit of the run that wrote it, or choose another --out_dir"));
+}
+
 absl::Status Run::Buy(int round, const std::vector<int64_t>& ids) {
   RETURN_IF_ERROR(journal_->RecordIntent(round, ids));
-  ASSIGN_OR_RETURN(
-      LabelBatch batch,
-      oracle_->QueryLabels(options_.experiment, ids, options_.client_name,
-                           strategy_->name(), round));
-  if (batch.labels.size() != ids.size()) {
-    return absl::InternalError(absl::StrCat("oracle returned ",
-                                            batch.labels.size(), " labels for ",
-                                            ids.size(), " ids"));
+  // Ids the oracle revealed before are free, so a replay after a partial
+  // purchase pays only for the rest.
+  std::vector<int32_t> labels;
+  labels.reserve(ids.size());
+  int64_t newly_revealed = 0;
+  int64_t remaining = 0;
+  const size_t per_query = static_cast<size_t>(options_.ids_per_query);
+  for (size_t start = 0; start < ids.size(); start += per_query) {
+    const std::vector<int64_t> chunk(
+        ids.begin() + start,
+        ids.begin() + std::min(ids.size(), start + per_query));
+    ASSIGN_OR_RETURN(
+        LabelBatch batch,
+        oracle_->QueryLabels(options_.experiment, chunk, options_.client_name,
+                             strategy_->name(), round));
+    if (batch.labels.size() != chunk.size()) {
+      return absl::InternalError(absl::StrCat(
+          "oracle returned ", batch.labels.size(), " labels for ",
+          chunk.size(), " ids"));
+    }
+    labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
+    newly_revealed += batch.newly_revealed;
+    remaining = batch.remaining;
   }
-  RETURN_IF_ERROR(journal_->RecordPurchase(round, ids, batch.labels));
+  RETURN_IF_ERROR(journal_->RecordPurchase(round, ids, labels));
   Log(absl::StrCat("round ", round, ": bought ", ids.size(), " labels (",
-                   batch.newly_revealed, " new), ", batch.remaining,
+                   newly_revealed, " new), ", remaining,
                    " left of the budget"));
   return RebuildLabelledTensors();
 }
@@ -514,6 +605,12 @@ absl::Status Run::SelectAndBuy(int round, int64_t count) {
   }
   const absl::Time begin = absl::Now();
   ASSIGN_OR_RETURN(std::vector<int64_t> ids, strategy_->Select(pool, count));
+  absl::Status valid = CheckSelection(count, ids);
+  if (!valid.ok()) {
+    return absl::InternalError(absl::StrCat(
+        "strategy ", strategy_->name(), " chose an invalid selection for round ",
+        round, " (", valid.message(), "); nothing was journaled or bought"));
+  }
   std::string note = strategy_->last_note();
   Log(absl::StrCat("round ", round, ": ", strategy_->name(), " chose ",
                    ids.size(), " ids in ",
@@ -1125,7 +1222,16 @@ absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options) {
   for (int64_t n : plan.labels) {
     if (n <= 0)
       return absl::InvalidArgumentError("schedule entries must be positive");
-    sum += n;
+    if (n > options.label_budget) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("schedule entry ", n, " is more than the label budget ",
+                       options.label_budget));
+    }
+    if (__builtin_add_overflow(sum, n, &sum)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "schedule ", absl::StrJoin(plan.labels, ","),
+          " sums to more than the label budget ", options.label_budget));
+    }
   }
   if (sum != options.label_budget) {
     return absl::InvalidArgumentError(
@@ -1155,7 +1261,16 @@ absl::StatusOr<RoundPlan> PlanRounds(const TrainerOptions& options) {
           "every round must train at least one step (raise total_steps or "
           "lower early_round_fraction)");
     }
-    cumulative += n;
+    if (n > options.total_steps) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round_steps entry ", n, " is more than total_steps ",
+                       options.total_steps));
+    }
+    if (__builtin_add_overflow(cumulative, n, &cumulative)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round_steps ", absl::StrJoin(steps, ","),
+                       " sum to more than total_steps ", options.total_steps));
+    }
     plan.end_step.push_back(cumulative);
   }
   if (cumulative != options.total_steps) {
@@ -1171,6 +1286,10 @@ absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
                                       const std::atomic<bool>* stop) {
   if (options.log_every <= 0) {
     return absl::InvalidArgumentError("log_every must be positive");
+  }
+  if (options.ids_per_query <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ids_per_query must be positive, got ", options.ids_per_query));
   }
   try {
     Run run(options, oracle, stop);

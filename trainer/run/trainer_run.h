@@ -7,15 +7,16 @@
 // scored on the hidden test set through the oracle.
 //
 // The run reads only image files. Every label comes from OracleClient, every
-// purchase is journaled before and after the oracle call (purchase_journal.h)
-// and the model is checkpointed, so a run stopped at any moment resumes
-// without buying anything twice.
+// purchase is checked and journaled before and after the oracle calls
+// (purchase_journal.h) and the model is checkpointed, so a run stopped at any
+// moment resumes without buying anything twice.
 #ifndef TRAINER_RUN_TRAINER_RUN_H_
 #define TRAINER_RUN_TRAINER_RUN_H_
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@
 #include "trainer/select/selection_strategy.h"
 
 namespace trainer {
+
+// TrainerOptions::ids_per_query's default.
+inline constexpr int64_t kMaxIdsPerQuery = 1000;
 
 struct TrainerOptions {
   // Oracle experiment to create or join, and its secret token (may be empty).
@@ -49,6 +53,11 @@ struct TrainerOptions {
   // Selection strategy spec (see MakeSelectionStrategy).
   std::string strategy = "typiclust";
   StrategyOptions strategy_options;
+  // Makes the strategy from the two above (tests substitute a fake one).
+  // Whatever it selects is checked before it is journaled or bought.
+  std::function<absl::StatusOr<std::unique_ptr<SelectionStrategy>>(
+      const std::string& spec, const StrategyOptions& options)>
+      make_strategy = MakeSelectionStrategy;
   // Dimensions of the label-free (PCA) features used before any model is
   // trained.
   int label_free_dims = 64;
@@ -92,6 +101,10 @@ struct TrainerOptions {
   uint64_t seed = 0;
   // Who asks, recorded by the oracle with every query.
   std::string client_name = "trainer";
+  // Most ids one QueryLabels call asks for: a larger purchase is bought in
+  // calls of at most this many ids under its one journaled intent (the
+  // oracle refuses calls over its --max_batch, 10,000 by default).
+  int64_t ids_per_query = kMaxIdsPerQuery;
   ModelOptions model;
   // The engine's options; total_steps and seed are set from the above.
   LearnerOptions learner;
@@ -166,8 +179,13 @@ struct RunSummary {
 // Runs (or, with options.resume, continues) the run. `oracle` must outlive
 // the call. `stop`, if non-null, is polled between steps: once true the run
 // checkpoints and returns CANCELLED. Returns INVALID_ARGUMENT for
-// inconsistent options, FAILED_PRECONDITION if out_dir already holds a run
-// and resume is false, and the oracle's or LibTorch's errors otherwise.
+// inconsistent options; FAILED_PRECONDITION, before asking the oracle
+// anything, if out_dir already holds a run and resume is false, or resume is
+// true and out_dir's journal names another experiment, budget, schedule or
+// pool, or holds an unfinished purchase this run could not have made;
+// INTERNAL if the strategy selects ids that are repeated, outside the pool,
+// already bought or not as many as asked (nothing is journaled or bought);
+// and the oracle's or LibTorch's errors otherwise.
 absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
                                       OracleClient* oracle,
                                       const std::atomic<bool>* stop);
@@ -178,7 +196,8 @@ absl::StatusOr<RunSummary> RunTrainer(const TrainerOptions& options,
 absl::StatusOr<std::string> ResolveDevice(const std::string& spec);
 
 // The per-round purchase and step plan derived from options (exposed for
-// tests). Returns INVALID_ARGUMENT when they do not add up or distill_steps
+// tests). Returns INVALID_ARGUMENT naming the option when they do not add up
+// (an entry above its total, or sums beyond int64, included) or distill_steps
 // is negative.
 struct RoundPlan {
   std::vector<int64_t> labels;    // bought at the start of round r

@@ -69,6 +69,16 @@ std::string DescribeTensor(const torch::Tensor& t) {
                       absl::StrJoin(t.sizes(), ", "), "]");
 }
 
+// INVALID_ARGUMENT unless every value of `t` is finite: NaN or infinite
+// features come from a diverged model, and on them argmax/topk pick
+// repeated or labelled rows.
+absl::Status CheckFinite(const torch::Tensor& t, const std::string& what) {
+  if (t.isfinite().all().item<bool>()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " contain NaN or infinite values: the model has diverged; lower "
+            "--lr"));
+}
+
 absl::Status CheckEmbeddings(const PoolState& pool) {
   const torch::Tensor& e = pool.embeddings;
   if (!e.defined())
@@ -79,7 +89,7 @@ absl::Status CheckEmbeddings(const PoolState& pool) {
         "embeddings must be a floating point [", pool.pool_ids.size(),
         ", D >= 1] tensor, got ", DescribeTensor(e)));
   }
-  return absl::OkStatus();
+  return CheckFinite(e, "embeddings");
 }
 
 absl::Status CheckProbabilities(const PoolState& pool) {
@@ -90,7 +100,7 @@ absl::Status CheckProbabilities(const PoolState& pool) {
         "probabilities must be a floating point [", pool.pool_ids.size(),
         ", C >= 2] tensor, got ", DescribeTensor(p)));
   }
-  return absl::OkStatus();
+  return CheckFinite(p, "probabilities");
 }
 
 std::vector<int64_t> IdsAt(const PoolState& pool,

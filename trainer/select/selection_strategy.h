@@ -85,7 +85,8 @@ class SelectionStrategy {
 
   // Returns `count` distinct ids from pool.pool_ids, none in
   // pool.labelled_ids, in the order chosen. INVALID_ARGUMENT if count exceeds
-  // the unlabelled pool ids or the tensors do not match pool_ids;
+  // the unlabelled pool ids or the tensors do not match pool_ids or hold NaN
+  // or infinite values (a diverged model's);
   // RESOURCE_EXHAUSTED if the device ran out of memory; INTERNAL for other
   // torch errors. On CPU a deterministic function of (pool, count); on CUDA
   // float atomics in typiclust's k-means may break near-ties differently.
