@@ -105,19 +105,9 @@ absl::Status PgError(PGconn* conn, const PGresult* result,
                           ? PQresultErrorField(result, PG_DIAG_SQLSTATE)
                           : nullptr;
   if (PQstatus(conn) != CONNECTION_OK || state == nullptr) {
-    return absl::UnavailableError(full);
+    return PostgresErrorStatus("", full);
   }
-  absl::string_view code(state);
-  if (absl::StartsWith(code, "08") || absl::StartsWith(code, "40") ||
-      absl::StartsWith(code, "57") || code == "55P03") {
-    return absl::UnavailableError(full);
-  }
-  if (absl::StartsWith(code, "53")) return absl::ResourceExhaustedError(full);
-  if (absl::StartsWith(code, "42") || absl::StartsWith(code, "25")) {
-    return absl::FailedPreconditionError(full);
-  }
-  if (absl::StartsWith(code, "22")) return absl::InvalidArgumentError(full);
-  return absl::InternalError(full);
+  return PostgresErrorStatus(state, full);
 }
 
 // Runs `sql` with text `params`; the result of a statement that succeeded.
@@ -282,9 +272,14 @@ constexpr char kTablePrefix[] = "table:";
 absl::StatusOr<ImportedLabels> ReadLabelTable(PGconn* conn,
                                               const std::string& table) {
   ASSIGN_OR_RETURN(std::string quoted, QuoteTable(conn, table));
-  ASSIGN_OR_RETURN(PgResult result,
-                   Run(conn, absl::StrCat("SELECT id, label FROM ", quoted,
-                                          " ORDER BY id")));
+  absl::StatusOr<PgResult> read = Run(
+      conn, absl::StrCat("SELECT id, label FROM ", quoted, " ORDER BY id"));
+  if (absl::IsInternal(read.status())) {
+    // At start: a missing table or missing columns are the operator's to fix.
+    return absl::FailedPreconditionError(
+        absl::StrCat("labels table ", table, ": ", read.status().message()));
+  }
+  ASSIGN_OR_RETURN(PgResult result, std::move(read));
   ImportedLabels imported;
   const int rows = PQntuples(result.get());
   imported.labels.reserve(rows);
@@ -365,6 +360,20 @@ absl::StatusOr<PGconn*> Connect(const std::string& conninfo, bool read_only) {
 }
 
 }  // namespace
+
+absl::Status PostgresErrorStatus(absl::string_view sqlstate,
+                                 absl::string_view message) {
+  if (sqlstate.empty() || absl::StartsWith(sqlstate, "08") ||
+      absl::StartsWith(sqlstate, "40") || absl::StartsWith(sqlstate, "53") ||
+      absl::StartsWith(sqlstate, "57") || sqlstate == "55P03" ||
+      sqlstate == "25006") {
+    return absl::UnavailableError(message);
+  }
+  if (sqlstate == "XX001" || sqlstate == "XX002") {
+    return absl::DataLossError(message);
+  }
+  return absl::InternalError(message);
+}
 
 // A group's write transaction, open on the write connection.
 class PostgresLabelStore::Transaction final : public LedgerTransaction {

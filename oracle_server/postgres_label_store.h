@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "oracle_server/label_store.h"
@@ -61,9 +62,7 @@ struct PostgresStoreOptions {
 // Thread-safe. Writes are group-committed by a StoreLedger on one
 // connection; reads (experiments, usage, audit, revealed) go to the database
 // on a second connection, so they see what every process committed.
-// Storage errors: UNAVAILABLE for a lost connection, serialization failures
-// and server shutdown; RESOURCE_EXHAUSTED for a full disk; INTERNAL for
-// others.
+// Storage errors as PostgresErrorStatus says.
 class PostgresLabelStore final : public LedgerLabelStore, private LedgerBackend {
  public:
   // Connects, creates the schema if missing (serialised with other processes
@@ -138,6 +137,18 @@ class PostgresLabelStore final : public LedgerLabelStore, private LedgerBackend 
   std::vector<uint8_t> train_labels_;
   std::vector<uint8_t> test_labels_;
 };
+
+// The status for a failed statement with SQLSTATE `sqlstate` ("" when the
+// connection is lost or the server sent none) and `message`, as the
+// LabelStore contract wants store failures: UNAVAILABLE for conditions that
+// may pass and are worth a retry (no state, classes 08 connection, 40
+// serialization or deadlock, 53 insufficient resources such as a full disk
+// or no memory, 57 shutdown or cancel, 55P03 lock not available, 25006 a
+// read-only transaction as on a standby), DATA_LOSS for XX001 and XX002
+// (corrupt data or index), INTERNAL otherwise. Never RESOURCE_EXHAUSTED,
+// which callers take as "over budget".
+absl::Status PostgresErrorStatus(absl::string_view sqlstate,
+                                 absl::string_view message);
 
 }  // namespace oracle_server
 

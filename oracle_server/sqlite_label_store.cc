@@ -75,30 +75,12 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_experiment ON audit (experiment, seq);
 )sql";
 
-// Maps a SQLite result code to the most specific canonical code.
+// SqliteErrorStatus of `rc`, with the connection's message when there is
+// one.
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
-  std::string message = absl::StrCat(
-      what, ": ", db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_IOERR:
-    case SQLITE_PROTOCOL:
-      return absl::UnavailableError(message);
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return absl::DataLossError(message);
-    case SQLITE_FULL:
-      return absl::ResourceExhaustedError(message);
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-      return absl::FailedPreconditionError(message);
-    case SQLITE_CANTOPEN:
-      return absl::NotFoundError(message);
-    default:
-      return absl::InternalError(message);
-  }
+  return SqliteErrorStatus(
+      rc, absl::StrCat(what, ": ",
+                       db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
 // A prepared statement, finalized on destruction.
@@ -259,6 +241,25 @@ absl::StatusOr<AuditRecord> ReadAudit(const Statement& stmt) {
 
 }  // namespace
 
+absl::Status SqliteErrorStatus(int rc, absl::string_view message) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_PROTOCOL:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+      return absl::UnavailableError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<SqliteLabelStore>> SqliteLabelStore::Open(
     const StoreOptions& options) {
   int flags = SQLITE_OPEN_NOMUTEX;
@@ -270,6 +271,11 @@ absl::StatusOr<std::unique_ptr<SqliteLabelStore>> SqliteLabelStore::Open(
     absl::Status status = SqliteError(
         db, rc, absl::StrCat("cannot open database ", options.db_path));
     sqlite3_close(db);
+    // At start a database that cannot be opened is missing (or its folder
+    // is), not a passing condition.
+    if ((rc & 0xff) == SQLITE_CANTOPEN) {
+      return absl::NotFoundError(status.message());
+    }
     return status;
   }
   if (options.max_group_size <= 0) {

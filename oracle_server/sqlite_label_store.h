@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "oracle_server/label_store.h"
@@ -71,9 +72,10 @@ class SqliteLabelStore final : public LedgerLabelStore, private LedgerBackend {
   // FAILED_PRECONDITION from reading the IDX files (wrong magic, wrong
   // count, a label outside [0, 10)), FAILED_PRECONDITION if the database
   // holds labels whose content hash differs from the files', NOT_FOUND for a
-  // missing database opened read-only. A database of an older schema (version
-  // 1: audit rows without role and peer) is migrated in place when opened for
-  // writing and read as it is when opened read-only.
+  // database file that cannot be opened (missing when opened read-only, or
+  // its folder missing), else as SqliteErrorStatus. A database of an older
+  // schema (version 1: audit rows without role and peer) is migrated in
+  // place when opened for writing and read as it is when opened read-only.
   static absl::StatusOr<std::unique_ptr<SqliteLabelStore>> Open(
       const StoreOptions& options);
 
@@ -169,6 +171,15 @@ class SqliteLabelStore final : public LedgerLabelStore, private LedgerBackend {
   std::vector<uint8_t> train_labels_;
   std::vector<uint8_t> test_labels_;
 };
+
+// The status for SQLite result code `rc` (primary or extended) with
+// `message`, as the LabelStore contract wants store failures: UNAVAILABLE
+// for conditions that may pass and are worth a retry (busy or locked
+// database, I/O error, disk full, out of memory, a database that became
+// read-only or cannot be opened), DATA_LOSS for a corrupt file or one that
+// is not a database, INTERNAL otherwise. Never RESOURCE_EXHAUSTED, which
+// callers take as "over budget".
+absl::Status SqliteErrorStatus(int rc, absl::string_view message);
 
 }  // namespace oracle_server
 

@@ -977,6 +977,57 @@ TEST(SqliteLabelStoreTest, MigratesSchemaVersion1InPlace) {
   sqlite3_close(raw);
 }
 
+// Store failures are UNAVAILABLE (worth a retry), DATA_LOSS or INTERNAL, and
+// never RESOURCE_EXHAUSTED, which the trainer takes as "over budget".
+TEST(StoreErrorStatusTest, SqliteCodesMapToTheContract) {
+  for (int rc : {SQLITE_FULL, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_CANTOPEN,
+                 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_PROTOCOL,
+                 SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED,
+                 SQLITE_CANTOPEN_NOTEMPDIR}) {
+    EXPECT_THAT(SqliteErrorStatus(rc, "COMMIT: database or disk is full"),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         "COMMIT: database or disk is full"))
+        << "rc " << rc;
+  }
+  for (int rc : {SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_CORRUPT_INDEX}) {
+    EXPECT_THAT(SqliteErrorStatus(rc, "m"),
+                StatusIs(absl::StatusCode::kDataLoss, "m"))
+        << "rc " << rc;
+  }
+  for (int rc : {SQLITE_ERROR, SQLITE_INTERNAL, SQLITE_PERM, SQLITE_AUTH,
+                 SQLITE_CONSTRAINT, SQLITE_MISUSE, SQLITE_RANGE}) {
+    EXPECT_THAT(SqliteErrorStatus(rc, "m"),
+                StatusIs(absl::StatusCode::kInternal, "m"))
+        << "rc " << rc;
+  }
+}
+
+TEST(StoreErrorStatusTest, PostgresStatesMapToTheContract) {
+  // Lost connection, serialization failure, deadlock, disk full, out of
+  // memory, too many connections, admin shutdown, lock not available,
+  // read-only transaction.
+  for (const char* state : {"", "08006", "40001", "40P01", "53100", "53200",
+                            "53300", "57P01", "55P03", "25006"}) {
+    EXPECT_THAT(PostgresErrorStatus(state, "postgres: COMMIT: disk full"),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         "postgres: COMMIT: disk full"))
+        << "state \"" << state << "\"";
+  }
+  for (const char* state : {"XX001", "XX002"}) {
+    EXPECT_THAT(PostgresErrorStatus(state, "m"),
+                StatusIs(absl::StatusCode::kDataLoss, "m"))
+        << "state " << state;
+  }
+  // Undefined table, insufficient privilege, invalid text, failed
+  // transaction, unique violation, internal error.
+  for (const char* state :
+       {"42P01", "42501", "22P02", "25P02", "23505", "XX000"}) {
+    EXPECT_THAT(PostgresErrorStatus(state, "m"),
+                StatusIs(absl::StatusCode::kInternal, "m"))
+        << "state " << state;
+  }
+}
+
 TEST(LabelStoreTest, OutcomeNamesRoundTrip) {
   for (Outcome outcome :
        {Outcome::kGranted, Outcome::kDeniedBudget, Outcome::kDeniedInvalid,
@@ -1237,6 +1288,11 @@ TEST(PostgresLabelStoreTest, LabelsFromTables) {
   options.test_labels_table = "";
   EXPECT_THAT(PostgresLabelStore::Open(options),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  options.labels_table = "no_such_table";
+  options.test_labels_table = "test_labels";
+  EXPECT_THAT(PostgresLabelStore::Open(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("labels table no_such_table: ")));
 }
 
 }  // namespace
