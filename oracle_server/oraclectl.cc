@@ -80,7 +80,7 @@ const std::vector<std::string>& CsvHeader() {
       "client",   "strategy",         "round",
       "kind",     "ids_asked",        "ids_revealed",
       "outcome",  "detail",           "prev_hash",
-      "hash"};
+      "hash",     "role",             "peer"};
   return *header;
 }
 
@@ -92,7 +92,8 @@ void PrintCsvRow(const AuditRecord& row, std::ostream& out) {
               CsvField(row.kind), absl::StrJoin(row.ids_asked, " "),
               absl::StrJoin(row.ids_revealed, " "),
               std::string(OutcomeName(row.outcome)), CsvField(row.detail),
-              row.prev_hash, row.hash},
+              row.prev_hash, row.hash, CsvField(row.role),
+              CsvField(row.peer)},
              ",")
       << "\n";
 }
@@ -109,7 +110,9 @@ void PrintJsonRow(const AuditRecord& row, std::ostream& out) {
       << ",\"outcome\":" << common::JsonQuote(OutcomeName(row.outcome))
       << ",\"detail\":" << common::JsonQuote(row.detail)
       << ",\"prev_hash\":" << common::JsonQuote(row.prev_hash)
-      << ",\"hash\":" << common::JsonQuote(row.hash) << "}\n";
+      << ",\"hash\":" << common::JsonQuote(row.hash)
+      << ",\"role\":" << common::JsonQuote(row.role)
+      << ",\"peer\":" << common::JsonQuote(row.peer) << "}\n";
 }
 
 }  // namespace

@@ -31,7 +31,8 @@ absl::Status PrintSummary(LabelStore& store, std::ostream& out);
 // `oraclectl log`: every audit row (only `experiment`'s unless empty) in
 // sequence order. The table shows id counts; csv (RFC 4180, with a header)
 // and jsonl (one object per row) hold every field, ids space-separated in csv
-// and as arrays in jsonl. NOT_FOUND for an unknown experiment.
+// and as arrays in jsonl; role and peer come last (the last two csv
+// columns). NOT_FOUND for an unknown experiment.
 absl::Status PrintLog(LabelStore& store, absl::string_view experiment,
                       LogFormat format, std::ostream& out);
 

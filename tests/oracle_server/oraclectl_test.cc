@@ -41,9 +41,9 @@ std::vector<std::string> Lines(const std::string& text) {
 }
 
 // Writes a database with two experiments: "alpha" (budget 3) with a granted
-// query {1, 2}, a query {3, 4} denied over budget and one evaluation, and
-// "beta" (budget 5, token) with nothing. Then reopens it read-only, as
-// oraclectl does.
+// query {1, 2} from peer "ipv4:10.0.0.7", a query {3, 4} denied over budget
+// and one evaluation (all in role "open"), and "beta" (budget 5, token) with
+// nothing. Then reopens it read-only, as oraclectl does.
 class OraclectlTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,7 +52,9 @@ class OraclectlTest : public ::testing::Test {
       auto store = SqliteLabelStore::Open(testdata::SyntheticStoreOptions(
           dir_.path(), kTrainCount, kTestCount, db_path_));
       ASSERT_THAT(store, IsOk());
-      auto oracle = LabelOracle::Create(OracleOptions(), *std::move(store));
+      OracleOptions options;
+      options.evaluate_min_predictions_per_class = 0;  // no withheld note
+      auto oracle = LabelOracle::Create(options, *std::move(store));
       ASSERT_THAT(oracle, IsOk());
       oracle::v1::CreateExperimentRequest create;
       create.set_name("alpha");
@@ -70,7 +72,8 @@ class OraclectlTest : public ::testing::Test {
       query.set_round(1);
       query.add_ids(1);
       query.add_ids(2);
-      ASSERT_THAT((*oracle)->QueryLabels(query, ""), IsOk());
+      ASSERT_THAT((*oracle)->QueryLabels(query, Caller("", "ipv4:10.0.0.7")),
+                  IsOk());
       query.set_round(2);
       query.set_ids(0, 3);
       query.set_ids(1, 4);
@@ -136,13 +139,14 @@ TEST_F(OraclectlTest, LogAsCsv) {
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0],
             "sequence,time_unix_micros,experiment,client,strategy,round,kind,"
-            "ids_asked,ids_revealed,outcome,detail,prev_hash,hash");
+            "ids_asked,ids_revealed,outcome,detail,prev_hash,hash,role,peer");
   EXPECT_THAT(lines[1], MatchesRegex("1,[0-9]+,alpha,trainer,kcenter,1,query,"
-                                     "1 2,1 2,GRANTED,,0{64},[0-9a-f]{64}"));
+                                     "1 2,1 2,GRANTED,,0{64},[0-9a-f]{64},"
+                                     "open,ipv4:10.0.0.7"));
   EXPECT_THAT(lines[2],
               MatchesRegex("2,[0-9]+,alpha,trainer,kcenter,2,query,3 4,,"
                            "DENIED_BUDGET,requested 2 new labels but only 1 "
-                           "remain,[0-9a-f]{64},[0-9a-f]{64}"));
+                           "remain,[0-9a-f]{64},[0-9a-f]{64},open,"));
   EXPECT_THAT(lines[3],
               HasSubstr(",EVALUATED,\"accuracy=1.000000 correct=50/50 "
                         "note=a, \"\"quoted\"\"\","));
@@ -161,7 +165,11 @@ TEST_F(OraclectlTest, LogAsJsonLines) {
                         "\"outcome\":\"GRANTED\",\"detail\":\"\",\"prev_hash\":"
                         "\"0000000000000000000000000000000000000000000000000000"
                         "000000000000\",\"hash\":\""));
+  EXPECT_THAT(lines[0],
+              MatchesRegex(".*,\"hash\":\"[0-9a-f]{64}\",\"role\":\"open\","
+                           "\"peer\":\"ipv4:10.0.0.7\"\\}"));
   EXPECT_THAT(lines[1], HasSubstr("\"ids_asked\":[3,4],\"ids_revealed\":[]"));
+  EXPECT_THAT(lines[1], HasSubstr(",\"role\":\"open\",\"peer\":\"\"}"));
   EXPECT_THAT(lines[2],
               HasSubstr("\"detail\":\"accuracy=1.000000 correct=50/50 note=a, "
                         "\\\"quoted\\\"\""));
