@@ -59,6 +59,9 @@ oracle_server::OracleOptions OptionsFrom(uint8_t config) {
   options.max_evaluations_per_client = (config & 8) ? 2 : 0;
   options.max_evaluations_total = (config & 16) ? 3 : 0;
   options.max_batch = kMaxBatches[config >> 5];
+  // Per-class results withheld unless every class is predicted at least
+  // once (of the few test images), or always returned.
+  options.evaluate_min_predictions_per_class = (config & 8) ? 1 : 0;
   return options;
 }
 
@@ -143,10 +146,16 @@ void Call(oracle_server::LabelOracle& oracle, uint8_t rpc,
       if (!result.ok()) return;
       int64_t total = 0;
       for (int64_t count : result->confusion()) total += count;
+      // Per-class results come whole or not at all (withheld).
+      const bool withheld = result->confusion_size() == 0 &&
+                            result->per_class_accuracy_size() == 0;
+      const bool whole =
+          result->confusion_size() ==
+              result->num_classes() * result->num_classes() &&
+          result->per_class_accuracy_size() == result->num_classes() &&
+          total == kTestCount;
       if (result->accuracy() < 0 || result->accuracy() > 1 ||
-          result->confusion_size() !=
-              result->num_classes() * result->num_classes() ||
-          total != kTestCount || result->evaluations_left() < 0) {
+          !(withheld || whole) || result->evaluations_left() < 0) {
         fuzz::Fail("Evaluate: inconsistent response");
       }
       return;

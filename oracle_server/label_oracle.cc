@@ -146,10 +146,13 @@ absl::StatusOr<std::unique_ptr<LabelOracle>> LabelOracle::Create(
                      options.eval_cap, ") must be positive"));
   }
   if (options.max_evaluations_per_client < 0 ||
-      options.max_evaluations_total < 0) {
+      options.max_evaluations_total < 0 ||
+      options.evaluate_min_predictions_per_class < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_evaluations_per_client (", options.max_evaluations_per_client,
-        ") and max_evaluations_total (", options.max_evaluations_total,
+        "), max_evaluations_total (", options.max_evaluations_total,
+        ") and evaluate_min_predictions_per_class (",
+        options.evaluate_min_predictions_per_class,
         ") must not be negative"));
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> train_labels,
@@ -197,7 +200,8 @@ void LabelOracle::DenyAsync(absl::Status denial, AuditRecord row,
                             absl::AnyInvocable<void(absl::Status) &&> done) {
   row.outcome = Outcome::kDeniedInvalid;
   row.detail = absl::StrCat(absl::StatusCodeToString(denial.code()), ": ",
-                            denial.message());
+                            denial.message(), row.detail.empty() ? "" : "; ",
+                            row.detail);
   store_->AppendAuditAsync(
       row, [denial = std::move(denial),
             done = std::move(done)](absl::StatusOr<int64_t> appended) mutable {
@@ -295,7 +299,6 @@ void LabelOracle::QueryLabelsAsync(
   }
   RevealRequest reveal;
   reveal.experiment = experiment->name;
-  reveal.ids.assign(request.ids().begin(), request.ids().end());
   reveal.client = request.client();
   reveal.strategy = request.strategy();
   reveal.round = request.round();
@@ -315,7 +318,13 @@ void LabelOracle::QueryLabelsAsync(
     row.strategy = std::move(reveal.strategy);
     row.round = reveal.round;
     row.kind = kKindQuery;
-    row.ids_asked = std::move(reveal.ids);
+    const int64_t asked = request.ids_size();
+    const int64_t kept = std::min(asked, kMaxDeniedIdsKept);
+    row.ids_asked.assign(request.ids().begin(), request.ids().begin() + kept);
+    if (kept < asked) {
+      row.detail = absl::StrCat("ids_asked truncated: ", asked,
+                                " ids, first ", kept, " kept");
+    }
     row.role = std::move(reveal.role);
     row.peer = std::move(reveal.peer);
     DenyAsync(std::move(invalid), std::move(row),
@@ -325,6 +334,7 @@ void LabelOracle::QueryLabelsAsync(
     return;
   }
 
+  reveal.ids.assign(request.ids().begin(), request.ids().end());
   store_->RevealAsync(reveal, [done = std::move(done)](
                                   absl::StatusOr<RevealResult> result) mutable {
     if (!result.ok()) {
@@ -426,6 +436,20 @@ void LabelOracle::EvaluateAsync(const oracle::v1::EvaluateRequest& request,
   }
   const double accuracy =
       test_count() > 0 ? static_cast<double>(correct) / test_count() : 0.0;
+  // Per-class results only when every class is predicted often: a class
+  // predicted for a single image would reveal that image's label.
+  int rarest = 0;
+  std::vector<int64_t> predicted_count(kClasses, 0);
+  for (int predicted = 0; predicted < kClasses; ++predicted) {
+    for (int truth = 0; truth < kClasses; ++truth) {
+      predicted_count[predicted] += confusion[truth * kClasses + predicted];
+    }
+    if (predicted_count[predicted] < predicted_count[rarest]) {
+      rarest = predicted;
+    }
+  }
+  const int64_t min_predictions = options_.evaluate_min_predictions_per_class;
+  const bool per_class = predicted_count[rarest] >= min_predictions;
 
   EvaluationRequest evaluation;
   evaluation.experiment = experiment->name;
@@ -437,6 +461,12 @@ void LabelOracle::EvaluateAsync(const oracle::v1::EvaluateRequest& request,
   evaluation.max_per_peer = options_.max_evaluations_per_client;
   evaluation.detail = absl::StrFormat("accuracy=%.6f correct=%d/%d", accuracy,
                                       correct, test_count());
+  if (!per_class) {
+    absl::StrAppend(&evaluation.detail,
+                    " (per-class results withheld: class ", rarest,
+                    " predicted for ", predicted_count[rarest], " < ",
+                    min_predictions, " test images)");
+  }
   if (!request.note().empty()) {
     absl::StrAppend(&evaluation.detail, " note=", request.note());
   }
@@ -445,17 +475,19 @@ void LabelOracle::EvaluateAsync(const oracle::v1::EvaluateRequest& request,
   oracle::v1::EvaluateResponse response;
   response.set_accuracy(accuracy);
   response.set_num_classes(kClasses);
-  for (int truth = 0; truth < kClasses; ++truth) {
-    int64_t total = 0;
-    for (int predicted = 0; predicted < kClasses; ++predicted) {
-      total += confusion[truth * kClasses + predicted];
+  if (per_class) {
+    for (int truth = 0; truth < kClasses; ++truth) {
+      int64_t total = 0;
+      for (int predicted = 0; predicted < kClasses; ++predicted) {
+        total += confusion[truth * kClasses + predicted];
+      }
+      response.add_per_class_accuracy(
+          total > 0
+              ? static_cast<double>(confusion[truth * kClasses + truth]) / total
+              : 0.0);
     }
-    response.add_per_class_accuracy(
-        total > 0
-            ? static_cast<double>(confusion[truth * kClasses + truth]) / total
-            : 0.0);
+    response.mutable_confusion()->Add(confusion.begin(), confusion.end());
   }
-  response.mutable_confusion()->Add(confusion.begin(), confusion.end());
 
   store_->RecordEvaluationAsync(
       evaluation, [name = experiment->name, response = std::move(response),

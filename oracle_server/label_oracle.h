@@ -34,7 +34,16 @@ struct OracleOptions {
   // (Caller::peer) and in total. 0: no cap.
   int64_t max_evaluations_per_client = 0;
   int64_t max_evaluations_total = 0;
+  // Evaluate returns per-class accuracy and the confusion matrix only when
+  // every class is predicted for at least this many test images; otherwise
+  // only the accuracy (see EvaluateResponse in proto/oracle.proto). 0: always
+  // returns them (tests, trusted setups).
+  int64_t evaluate_min_predictions_per_class = 100;
 };
+
+// Most ids a denied QueryLabels row keeps of those asked, so that a refused
+// or oversized request cannot grow the audit log without bound.
+inline constexpr int64_t kMaxDeniedIdsKept = 100;
 
 // Who makes a call, as the transport saw it.
 struct Caller {
@@ -72,7 +81,9 @@ absl::string_view RoleName(Role role);
 // different settings), RESOURCE_EXHAUSTED (budget or an evaluation cap), or
 // the store's error (e.g. UNAVAILABLE), in which case nothing was revealed.
 // Every QueryLabels and Evaluate call about an existing experiment appends
-// exactly one audit row, which records the caller's role and peer.
+// exactly one audit row, which records the caller's role and peer. A denied
+// QueryLabels row (invalid or refused) keeps at most the first
+// kMaxDeniedIdsKept ids asked; its detail then gives the count.
 // Thread-safe: budget checks and reveals are atomic in the store.
 //
 // QueryLabels and Evaluate also come in an asynchronous form for servers that
@@ -90,8 +101,8 @@ class LabelOracle {
   using EvaluateDone =
       absl::AnyInvocable<void(absl::StatusOr<oracle::v1::EvaluateResponse>) &&>;
 
-  // Loads the labels held by `store` (which it owns). INVALID_ARGUMENT if an
-  // option is not positive.
+  // Loads the labels held by `store` (which it owns). INVALID_ARGUMENT if a
+  // budget, batch or cap option is not positive or a limit is negative.
   static absl::StatusOr<std::unique_ptr<LabelOracle>> Create(
       const OracleOptions& options, std::unique_ptr<LabelStore> store);
 
@@ -142,8 +153,10 @@ class LabelOracle {
   LabelOracle(const OracleOptions& options, std::unique_ptr<LabelStore> store,
               int64_t train_count, std::vector<uint8_t> test_labels);
 
-  // Appends `row` as a DENIED_INVALID row for `denial` and calls `done` with
-  // `denial`, or with the store's error if the row could not be written.
+  // Appends `row` as a DENIED_INVALID row for `denial` (its detail is the
+  // denial, followed by "; " and `row.detail` when that is not empty) and
+  // calls `done` with `denial`, or with the store's error if the row could
+  // not be written.
   void DenyAsync(absl::Status denial, AuditRecord row,
                  absl::AnyInvocable<void(absl::Status) &&> done);
 

@@ -75,6 +75,10 @@ ABSL_FLAG(int64_t, max_evaluations_per_client, 0,
           "0: no cap");
 ABSL_FLAG(int64_t, max_evaluations_total, 0,
           "evaluations allowed across all experiments and clients; 0: no cap");
+ABSL_FLAG(int64_t, evaluate_min_predictions_per_class, 100,
+          "Evaluate returns per-class accuracy and the confusion matrix only "
+          "when every class is predicted for at least this many test images "
+          "(otherwise only the accuracy); 0: always (trusted setups)");
 ABSL_FLAG(std::string, tls_cert, "",
           "server certificate chain (PEM); with --tls_key serves TLS instead "
           "of plaintext");
@@ -122,6 +126,8 @@ absl::Status Run(const sigset_t& shutdown_signals) {
       absl::GetFlag(FLAGS_max_evaluations_per_client);
   oracle_options.max_evaluations_total =
       absl::GetFlag(FLAGS_max_evaluations_total);
+  oracle_options.evaluate_min_predictions_per_class =
+      absl::GetFlag(FLAGS_evaluate_min_predictions_per_class);
   if (!absl::GetFlag(FLAGS_admin_token_file).empty()) {
     ASSIGN_OR_RETURN(
         oracle_options.admin_token,
@@ -159,6 +165,8 @@ absl::Status Run(const sigset_t& shutdown_signals) {
             << " max_evaluations_per_client="
             << oracle_options.max_evaluations_per_client
             << " max_evaluations_total=" << oracle_options.max_evaluations_total
+            << " evaluate_min_predictions_per_class="
+            << oracle_options.evaluate_min_predictions_per_class
             << (oracle_options.admin_token.empty()
                     ? " roles=open (no --admin_token_file: any client may "
                       "create experiments)"

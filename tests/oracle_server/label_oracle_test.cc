@@ -94,6 +94,10 @@ std::vector<int32_t> PerfectPredictions() {
   return predictions;
 }
 
+std::vector<int64_t> IdsAsked(const oracle::v1::AuditRow& row) {
+  return std::vector<int64_t>(row.ids_asked().begin(), row.ids_asked().end());
+}
+
 std::vector<int32_t> LabelsOf(const std::vector<int64_t>& ids) {
   std::vector<int32_t> labels;
   for (int64_t id : ids) labels.push_back(TrainLabel(id));
@@ -308,6 +312,61 @@ TEST(LabelOracleTest, InvalidQueriesAreDeniedAndAudited) {
   EXPECT_THAT(rows->rows(4).ids_asked(), ElementsAre(5, 7, 6, 7));
 }
 
+// A denied query's row keeps at most the first 100 ids asked, whether the
+// batch was invalid or the caller was refused, and the chain still verifies.
+TEST(LabelOracleTest, DeniedQueriesKeepOnlyTheFirstIdsAsked) {
+  TestDir dir;
+  OracleOptions options;
+  options.max_batch = 200;
+  auto oracle = MakeOracle(dir, options);
+  ASSERT_NE(oracle, nullptr);
+  ASSERT_THAT(oracle->CreateExperiment(Create("e", 100), ""), IsOk());
+  ASSERT_THAT(oracle->CreateExperiment(Create("secret", 100, "t"), ""),
+              IsOk());
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 250; ++i) ids.push_back(i);
+  const std::vector<int64_t> first_100(ids.begin(), ids.begin() + 100);
+
+  EXPECT_THAT(oracle->QueryLabels(Query("e", ids), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "batch of 250 ids exceeds max_batch 200"));
+  EXPECT_THAT(oracle->QueryLabels(Query("e", {3, 3}), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  const std::vector<int64_t> within_batch(ids.begin(), ids.begin() + 150);
+  EXPECT_THAT(oracle->QueryLabels(Query("secret", within_batch), ""),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  oracle::v1::ListQueriesRequest list;
+  list.set_experiment("e");
+  auto rows = oracle->ListQueries(list, "");
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->rows_size(), 2);
+  EXPECT_EQ(rows->rows(0).outcome(), oracle::v1::DENIED_INVALID);
+  EXPECT_EQ(IdsAsked(rows->rows(0)), first_100);
+  EXPECT_EQ(rows->rows(0).detail(),
+            "INVALID_ARGUMENT: batch of 250 ids exceeds max_batch 200; "
+            "ids_asked truncated: 250 ids, first 100 kept");
+  EXPECT_THAT(rows->rows(1).ids_asked(), ElementsAre(3, 3));
+  EXPECT_EQ(rows->rows(1).detail(),
+            "INVALID_ARGUMENT: id 3 appears twice (at index 0 and 1)");
+
+  list.set_experiment("secret");
+  rows = oracle->ListQueries(list, "t");
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->rows_size(), 1);
+  EXPECT_EQ(rows->rows(0).outcome(), oracle::v1::DENIED_INVALID);
+  EXPECT_EQ(IdsAsked(rows->rows(0)), first_100);
+  EXPECT_THAT(rows->rows(0).detail(),
+              AllOf(HasSubstr("UNAUTHENTICATED: "),
+                    HasSubstr("; ids_asked truncated: 150 ids, first 100 "
+                              "kept")));
+
+  auto verification = VerifyAuditLog(oracle->store());
+  ASSERT_THAT(verification, IsOk());
+  EXPECT_TRUE(verification->ok) << verification->reason;
+  EXPECT_EQ(verification->rows_verified, 3);
+}
+
 TEST(LabelOracleTest, LargeBatchesNameTheFirstBadIndex) {
   TestDir dir;
   auto oracle = MakeOracle(dir);
@@ -367,6 +426,7 @@ TEST(LabelOracleTest, AsyncFormsAnswerLikeTheSyncOnes) {
   TestDir dir;
   OracleOptions options;
   options.eval_cap = 1;
+  options.evaluate_min_predictions_per_class = 5;  // 5 images per class
   // SqliteLabelStore completes writes on its committer thread.
   auto oracle = MakeOracle(dir, options);
   ASSERT_NE(oracle, nullptr);
@@ -504,6 +564,7 @@ TEST(LabelOracleTest, EvaluateScoresAgainstTestLabels) {
   TestDir dir;
   OracleOptions options;
   options.eval_cap = 2;
+  options.evaluate_min_predictions_per_class = 0;
   auto oracle = MakeOracle(dir, options);
   ASSERT_NE(oracle, nullptr);
   ASSERT_THAT(oracle->CreateExperiment(Create("e", 10), ""), IsOk());
@@ -553,6 +614,105 @@ TEST(LabelOracleTest, EvaluateScoresAgainstTestLabels) {
   EXPECT_EQ(rows->rows(1).detail(),
             "accuracy=0.100000 correct=5/50 note=round 1");
   EXPECT_EQ(rows->rows(2).outcome(), oracle::v1::DENIED_EVALUATION_CAP);
+}
+
+// Predicting class k for one image i_k and 0 elsewhere would read label i_k
+// off column k of the confusion matrix: with a class predicted for fewer than
+// evaluate_min_predictions_per_class (default 100) images, only the accuracy
+// comes back, and the audit row says why.
+TEST(LabelOracleTest, EvaluateWithholdsPerClassResultsOfRarePredictions) {
+  TestDir dir;
+  auto oracle = MakeOracle(dir);
+  ASSERT_NE(oracle, nullptr);
+  ASSERT_THAT(oracle->CreateExperiment(Create("e", 10), ""), IsOk());
+
+  std::vector<int32_t> probe(kTestCount, 0);
+  for (int k = 1; k < 10; ++k) probe[k - 1] = k;
+  auto evaluation = oracle->Evaluate(Evaluation("e", probe), "");
+  ASSERT_THAT(evaluation, IsOk());
+  // Right only for images 10, 20, 30 and 40 (class 0, predicted 0).
+  EXPECT_DOUBLE_EQ(evaluation->accuracy(), 0.08);
+  EXPECT_EQ(evaluation->num_classes(), 10);
+  EXPECT_THAT(evaluation->per_class_accuracy(), ElementsAre());
+  EXPECT_THAT(evaluation->confusion(), ElementsAre());
+  EXPECT_EQ(evaluation->evaluations_left(), 99);
+
+  oracle::v1::ListQueriesRequest list;
+  auto rows = oracle->ListQueries(list, "");
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->rows_size(), 1);
+  EXPECT_EQ(rows->rows(0).outcome(), oracle::v1::EVALUATED);
+  EXPECT_EQ(rows->rows(0).detail(),
+            "accuracy=0.080000 correct=4/50 (per-class results withheld: "
+            "class 1 predicted for 1 < 100 test images) note=round 1");
+}
+
+// Every class predicted for at least evaluate_min_predictions_per_class images:
+// the full per-class detail; one class short: only the accuracy.
+TEST(LabelOracleTest, EvaluateReturnsPerClassResultsOfASpreadOfPredictions) {
+  TestDir dir;
+  OracleOptions options;
+  options.evaluate_min_predictions_per_class = 5;
+  auto oracle = MakeOracle(dir, options);
+  ASSERT_NE(oracle, nullptr);
+  ASSERT_THAT(oracle->CreateExperiment(Create("e", 10), ""), IsOk());
+
+  // Each class predicted for exactly 5 of the 50 images: right for images
+  // 0-9, 20-29 and 40-49, the next class for images 10-19 and 30-39.
+  std::vector<int32_t> spread = PerfectPredictions();
+  for (int64_t i = 0; i < kTestCount; ++i) {
+    if (i % 20 >= 10) spread[i] = (spread[i] + 1) % 10;
+  }
+  auto full = oracle->Evaluate(Evaluation("e", spread), "");
+  ASSERT_THAT(full, IsOk());
+  EXPECT_THAT(full->per_class_accuracy(), SizeIs(10));
+  ASSERT_THAT(full->confusion(), SizeIs(100));
+  int64_t total = 0;
+  for (int64_t count : full->confusion()) total += count;
+  EXPECT_EQ(total, kTestCount);
+
+  spread[0] = 2;  // class 0 now predicted for 4 images, class 2 for 6
+  auto withheld = oracle->Evaluate(Evaluation("e", spread), "");
+  ASSERT_THAT(withheld, IsOk());
+  EXPECT_THAT(withheld->per_class_accuracy(), ElementsAre());
+  EXPECT_THAT(withheld->confusion(), ElementsAre());
+
+  oracle::v1::ListQueriesRequest list;
+  auto rows = oracle->ListQueries(list, "");
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->rows_size(), 2);
+  EXPECT_EQ(rows->rows(0).detail(),
+            "accuracy=0.600000 correct=30/50 note=round 1");
+  EXPECT_EQ(rows->rows(1).detail(),
+            "accuracy=0.580000 correct=29/50 (per-class results withheld: "
+            "class 0 predicted for 4 < 5 test images) note=round 1");
+}
+
+// evaluate_min_predictions_per_class 0 returns per-class results whatever
+// the predictions; a negative value is refused.
+TEST(LabelOracleTest, EvaluateMinPredictionsPerClassZeroDisablesTheRule) {
+  TestDir dir;
+  OracleOptions options;
+  options.evaluate_min_predictions_per_class = 0;
+  auto oracle = MakeOracle(dir, options);
+  ASSERT_NE(oracle, nullptr);
+  ASSERT_THAT(oracle->CreateExperiment(Create("e", 10), ""), IsOk());
+
+  std::vector<int32_t> probe(kTestCount, 0);
+  for (int k = 1; k < 10; ++k) probe[k - 1] = k;
+  auto evaluation = oracle->Evaluate(Evaluation("e", probe), "");
+  ASSERT_THAT(evaluation, IsOk());
+  EXPECT_THAT(evaluation->per_class_accuracy(), SizeIs(10));
+  ASSERT_THAT(evaluation->confusion(), SizeIs(100));
+  EXPECT_EQ(evaluation->confusion(0 * 10 + 1), 1);  // image 0 is class 0
+
+  options.evaluate_min_predictions_per_class = -1;
+  auto store = SqliteLabelStore::Open(
+      testdata::SyntheticStoreOptions(dir.path(), kTrainCount, kTestCount));
+  ASSERT_THAT(store, IsOk());
+  EXPECT_THAT(LabelOracle::Create(options, *std::move(store)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("evaluate_min_predictions_per_class (-1)")));
 }
 
 // Server-wide caps count EVALUATED rows of every experiment, per peer and in

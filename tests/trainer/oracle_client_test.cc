@@ -99,12 +99,25 @@ class FakeOracle final : public pb::LabelOracle::Service {
       std::lock_guard<std::mutex> lock(mu_);
       response->set_num_classes(claimed_classes_);
     }
-    for (int t = 0; t < 10; ++t) response->add_per_class_accuracy(t / 10.0);
-    for (int t = 0; t < 10; ++t) {
-      for (int p = 0; p < 10; ++p) response->add_confusion(100 * t + p);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!withhold_per_class_) {
+      for (int t = 0; t < 10; ++t) response->add_per_class_accuracy(t / 10.0);
+    }
+    if (!withhold_confusion_) {
+      for (int t = 0; t < 10; ++t) {
+        for (int p = 0; p < 10; ++p) response->add_confusion(100 * t + p);
+      }
     }
     response->set_evaluations_left(19);
     return grpc::Status::OK;
+  }
+
+  // Evaluate then leaves out per-class accuracy, the confusion matrix or
+  // both (as the oracle does when it withholds them).
+  void set_withheld(bool per_class, bool confusion) {
+    std::lock_guard<std::mutex> lock(mu_);
+    withhold_per_class_ = per_class;
+    withhold_confusion_ = confusion;
   }
 
   // Evaluate then claims this many classes but still sends 10 x 10 counts.
@@ -133,6 +146,8 @@ class FakeOracle final : public pb::LabelOracle::Service {
   int calls_ = 0;
   std::vector<std::string> tokens_;
   int claimed_classes_ = 10;
+  bool withhold_per_class_ = false;
+  bool withhold_confusion_ = false;
 };
 
 // Owns the fake server; clients talk to it in process with a fake clock.
@@ -290,6 +305,26 @@ TEST_F(OracleClientTest, EvaluateRejectsAMalformedReply) {
                        "oracle at fake-oracle:1 returned an evaluation with 9 "
                        "classes, 10 per-class accuracies and 100 confusion "
                        "cells"));
+}
+
+TEST_F(OracleClientTest, EvaluateAcceptsPerClassResultsWithheldTogether) {
+  oracle_.set_withheld(true, true);
+  absl::StatusOr<Evaluation> evaluation =
+      Client()->Evaluate("exp", {3, 3, 1, 3}, "test", "");
+  ASSERT_THAT(evaluation, IsOk());
+  EXPECT_DOUBLE_EQ(evaluation->accuracy, 0.75);
+  EXPECT_EQ(evaluation->num_classes, 10);
+  EXPECT_TRUE(evaluation->per_class_accuracy.empty());
+  EXPECT_TRUE(evaluation->confusion.empty());
+
+  oracle_.set_withheld(false, true);
+  EXPECT_THAT(Client()->Evaluate("exp", {3}, "test", ""),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("10 per-class accuracies and 0 confusion")));
+  oracle_.set_withheld(true, false);
+  EXPECT_THAT(Client()->Evaluate("exp", {3}, "test", ""),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("0 per-class accuracies and 100 confusion")));
 }
 
 TEST(OracleClientFactoryTest, RejectsEmptyTarget) {

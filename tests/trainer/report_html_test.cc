@@ -237,6 +237,20 @@ TEST(RenderReportHtmlTest, ShowsFeatureQualityTable) {
   EXPECT_THAT(*html, Not(HasSubstr("id=\"pretraining\"")));
 }
 
+TEST(RenderReportHtmlTest, SaysWhenTheOracleWithheldPerClassResults) {
+  FinalReport report = SampleReport();
+  report.per_class_accuracy.clear();
+  report.confusion.clear();
+  absl::StatusOr<std::string> html = RenderReportHtml(report);
+  ASSERT_THAT(html, IsOk());
+  EXPECT_EQ(CountOccurrences(*html, "The oracle withheld per-class accuracy"),
+            2);
+  EXPECT_EQ(CountOccurrences(*html, "<td class=\"cell\""), 0);
+  // The queried-labels chart stays; the accuracy chart goes.
+  EXPECT_THAT(*html, HasSubstr("<title>Bag: 1</title>"));
+  EXPECT_THAT(*html, Not(HasSubstr("<title>Coat: 70.0%</title>")));
+}
+
 TEST(RenderReportHtmlTest, RejectsInconsistentReport) {
   FinalReport report = SampleReport();
   report.queried[1].pixels.resize(10);

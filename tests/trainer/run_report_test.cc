@@ -431,6 +431,27 @@ TEST(ValidateFinalReportTest, NamesTheInconsistentField) {
                        HasSubstr("class_names is empty")));
 }
 
+TEST(ValidateFinalReportTest, AcceptsPerClassResultsWithheldTogether) {
+  FinalReport report = TwoClassReport();
+  report.per_class_accuracy.clear();
+  report.confusion.clear();
+  EXPECT_THAT(ValidateFinalReport(report), IsOk());
+  EXPECT_THAT(RenderReportJson(report),
+              HasSubstr(R"("per_class_accuracy":[],"confusion":[],)"));
+
+  // Only one of the two withheld is inconsistent.
+  report = TwoClassReport();
+  report.per_class_accuracy.clear();
+  EXPECT_THAT(ValidateFinalReport(report),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("per_class_accuracy has 0 entries")));
+  report = TwoClassReport();
+  report.confusion.clear();
+  EXPECT_THAT(ValidateFinalReport(report),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("confusion has 0 rows")));
+}
+
 TEST(FinalReportTest, DefaultsToFashionMnistClassNames) {
   EXPECT_THAT(FinalReport().class_names,
               ElementsAre("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

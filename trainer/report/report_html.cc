@@ -553,7 +553,19 @@ std::string CellStyle(double share, bool diagonal) {
                          text);
 }
 
+// What the report shows when the oracle withheld the per-class results.
+constexpr char kWithheld[] =
+    "The oracle withheld per-class accuracy and the confusion matrix for "
+    "this evaluation: some class was predicted for fewer test images than "
+    "its <code>--evaluate_min_predictions_per_class</code> (so that no "
+    "test label can be read off them).";
+
 std::string Confusion(const FinalReport& report) {
+  if (report.confusion.empty()) {
+    return absl::StrCat(
+        "<section id=\"confusion\"><h2>Confusion matrix</h2><p class=\"note\">",
+        kWithheld, "</p></section>");
+  }
   const size_t n = report.class_names.size();
   std::string out = absl::StrCat(
       "<section id=\"confusion\"><h2>Confusion matrix</h2>"
@@ -604,12 +616,16 @@ std::string PerClass(const FinalReport& report) {
   for (size_t i = 0; i < n; ++i) {
     count_fraction.push_back(static_cast<double>(counts[i]) / max_count);
     count_text.push_back(FormatCount(counts[i]));
-    accuracy_text.push_back(Percent(report.per_class_accuracy[i]));
+    if (!report.per_class_accuracy.empty()) {
+      accuracy_text.push_back(Percent(report.per_class_accuracy[i]));
+    }
   }
   return absl::StrCat(
       "<section id=\"per-class\"><h2>Per class</h2><div class=\"charts\">",
-      BarChart("Test accuracy per class", "", report.class_names,
-               report.per_class_accuracy, accuracy_text),
+      report.per_class_accuracy.empty()
+          ? absl::StrCat("<p class=\"note\">", kWithheld, "</p>")
+          : BarChart("Test accuracy per class", "", report.class_names,
+                     report.per_class_accuracy, accuracy_text),
       BarChart("Queried labels per class", "queried", report.class_names,
                count_fraction, count_text),
       "</div></section>");

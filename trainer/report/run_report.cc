@@ -219,17 +219,19 @@ absl::Status ValidateFinalReport(const FinalReport& report) {
   if (num_classes == 0) {
     return absl::InvalidArgumentError("report: class_names is empty");
   }
-  if (report.per_class_accuracy.size() != num_classes) {
+  const bool withheld =
+      report.per_class_accuracy.empty() && report.confusion.empty();
+  if (!withheld && report.per_class_accuracy.size() != num_classes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "report: per_class_accuracy has ", report.per_class_accuracy.size(),
         " entries, expected ", num_classes));
   }
-  if (report.confusion.size() != num_classes) {
+  if (!withheld && report.confusion.size() != num_classes) {
     return absl::InvalidArgumentError(
         absl::StrCat("report: confusion has ", report.confusion.size(),
                      " rows, expected ", num_classes));
   }
-  for (size_t row = 0; row < num_classes; ++row) {
+  for (size_t row = 0; row < report.confusion.size(); ++row) {
     if (report.confusion[row].size() != num_classes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "report: confusion row ", row, " has ", report.confusion[row].size(),

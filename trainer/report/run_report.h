@@ -133,10 +133,11 @@ struct FinalReport {
   int64_t label_budget = 0;
   // Final test-set accuracy in [0, 1].
   double accuracy = 0;
-  // One entry per class, in [0, 1].
+  // One entry per class, in [0, 1]; empty, as `confusion`, when the oracle
+  // withheld both (a class predicted for too few test images).
   std::vector<double> per_class_accuracy;
   // confusion[true_label][predicted_label] = number of test samples;
-  // class_names.size() x class_names.size().
+  // class_names.size() x class_names.size(), or empty (withheld).
   std::vector<std::vector<int64_t>> confusion;
   // Display names indexed by label; the number of classes is its size.
   std::vector<std::string> class_names = FashionMnistClassNames();
@@ -157,7 +158,7 @@ struct FinalReport {
 };
 
 // Returns OK if `report` is self-consistent: per_class_accuracy and
-// confusion sized to class_names, labels in range, every queried image
+// confusion sized to class_names or both empty (withheld), labels in range, every queried image
 // kImageSide x kImageSide, feature_quality accuracies in [0, 1]. Otherwise
 // INVALID_ARGUMENT naming the field.
 absl::Status ValidateFinalReport(const FinalReport& report);

@@ -105,8 +105,12 @@ class GrpcOracleClient final : public OracleClient {
         Call(&pb::LabelOracle::StubInterface::Evaluate, request, &response);
     if (!status.ok()) return status;
     const int64_t c = response.num_classes();
-    if (c <= 0 || response.per_class_accuracy_size() != c ||
-        response.confusion_size() != c * c) {
+    // Per-class results come whole, or not at all when the oracle withheld
+    // them.
+    const bool withheld = response.per_class_accuracy_size() == 0 &&
+                          response.confusion_size() == 0;
+    if (c <= 0 || (!withheld && (response.per_class_accuracy_size() != c ||
+                                 response.confusion_size() != c * c))) {
       return absl::InternalError(absl::StrCat(
           "oracle at ", options_.target, " returned an evaluation with ", c,
           " classes, ", response.per_class_accuracy_size(),

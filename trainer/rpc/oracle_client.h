@@ -47,7 +47,10 @@ struct BudgetInfo {
 // Score of one set of test predictions.
 struct Evaluation {
   double accuracy = 0.0;                   // fraction correct, in [0, 1]
-  std::vector<double> per_class_accuracy;  // index = true class
+  // Index = true class. This and `confusion` are both empty when the oracle
+  // withheld them (a class was predicted for fewer test images than its
+  // --evaluate_min_predictions_per_class), else both full.
+  std::vector<double> per_class_accuracy;
   int num_classes = 0;                     // C
   // C x C counts, row-major, row = true class, column = predicted class.
   std::vector<int64_t> confusion;

@@ -1041,10 +1041,12 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
   report.accuracy = evaluation.accuracy;
   report.per_class_accuracy = evaluation.per_class_accuracy;
   const int classes = evaluation.num_classes;
-  report.confusion.assign(classes, std::vector<int64_t>(classes, 0));
-  for (int t = 0; t < classes; ++t) {
-    for (int p = 0; p < classes; ++p) {
-      report.confusion[t][p] = evaluation.confusion[t * classes + p];
+  if (!evaluation.confusion.empty()) {  // empty: withheld by the oracle
+    report.confusion.assign(classes, std::vector<int64_t>(classes, 0));
+    for (int t = 0; t < classes; ++t) {
+      for (int p = 0; p < classes; ++p) {
+        report.confusion[t][p] = evaluation.confusion[t * classes + p];
+      }
     }
   }
   report.wall_time_s = absl::ToDoubleSeconds(options_.clock() - start_);
