@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
 
   trainer::TrainerOptions options;
   options.strategy = absl::GetFlag(FLAGS_strategy);
+  options.strategy_options.stop_requested = [] { return g_stop.load(); };
   options.label_budget = absl::GetFlag(FLAGS_budget);
   options.seed = absl::GetFlag(FLAGS_seed);
   options.experiment = absl::GetFlag(FLAGS_experiment);
@@ -371,6 +372,7 @@ int main(int argc, char** argv) {
   client_options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   client_options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   client_options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  client_options.stop_requested = [] { return g_stop.load(); };
   auto oracle = trainer::MakeGrpcOracleClient(client_options);
   if (!oracle.ok()) {
     std::cerr << "trainer: " << oracle.status() << "\n";

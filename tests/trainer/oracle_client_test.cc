@@ -6,6 +6,7 @@
 #include <grpcpp/server_context.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -373,19 +374,23 @@ TEST(OracleClientFactoryTest, TalksToAServerOverTcpWithToken) {
   server->Shutdown();
 }
 
-TEST(OracleClientFactoryTest, UnreachableOracleEndsUnavailable) {
-  // Nothing listens on a port that a server just gave back.
+// A port on 127.0.0.1 that a server just gave back, so nothing listens on it;
+// 0 if no server could start.
+int PortNothingListensOn() {
   int port = 0;
-  {
-    FakeOracle oracle;
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(&oracle);
-    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-    ASSERT_NE(port, 0);
-    server->Shutdown();
-  }
+  FakeOracle oracle;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&oracle);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server != nullptr) server->Shutdown();
+  return port;
+}
+
+TEST(OracleClientFactoryTest, UnreachableOracleEndsUnavailable) {
+  const int port = PortNothingListensOn();
+  ASSERT_NE(port, 0);
   OracleClientOptions options;
   options.target = "127.0.0.1:" + std::to_string(port);
   options.retry.initial_backoff = absl::Milliseconds(10);
@@ -397,6 +402,29 @@ TEST(OracleClientFactoryTest, UnreachableOracleEndsUnavailable) {
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("oracle at " + options.target +
                                  " unreachable after ")));
+}
+
+TEST(OracleClientFactoryTest, StopRequestedEndsTheRetriesCancelled) {
+  const int port = PortNothingListensOn();
+  ASSERT_NE(port, 0);
+  std::atomic<int> polls{0};
+  OracleClientOptions options;
+  options.target = "127.0.0.1:" + std::to_string(port);
+  options.retry.initial_backoff = absl::Seconds(1);
+  options.retry.max_total_wait = absl::Seconds(2);  // ends a hang, if any
+  // A stop arrives during the first wait: polled after the failed attempt,
+  // then before each slice of the wait.
+  options.stop_requested = [&polls] { return ++polls >= 3; };
+  absl::StatusOr<std::unique_ptr<OracleClient>> client =
+      MakeGrpcOracleClient(options);
+  ASSERT_THAT(client, IsOk());
+  const absl::Time start = absl::Now();
+  EXPECT_THAT((*client)->GetBudget("exp"),
+              StatusIs(absl::StatusCode::kCancelled,
+                       HasSubstr("stopped while waiting for the oracle at " +
+                                 options.target + " after 1 attempt: ")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(polls.load(), 3);
 }
 
 }  // namespace

@@ -130,5 +130,68 @@ TEST(RetryTest, ZeroInitialBackoffDisablesRetries) {
   EXPECT_EQ(script.calls, 1);
 }
 
+TEST(RetryTest, StopDuringBackoffEndsCancelledWithoutFurtherAttempts) {
+  FakeEnv fake;
+  Script script{std::vector<absl::Status>(100, absl::UnavailableError("down"))};
+  RetryEnv env = fake.env();
+  // A signal arrives 1.5 s in: during the 2 s wait after the second attempt.
+  env.stop_requested = [&fake] {
+    return fake.now >= absl::UnixEpoch() + absl::Milliseconds(1500);
+  };
+  EXPECT_THAT(
+      CallWithRetry(RetryPolicy(), env, "oracle", "h:1", std::ref(script)),
+      StatusIs(absl::StatusCode::kCancelled,
+               "stopped while waiting for the oracle at h:1 after 2 attempts: "
+               "down"));
+  EXPECT_EQ(script.calls, 2);
+  // Slept in slices: 1 s in ten, then 0.5 s of the 2 s wait.
+  EXPECT_EQ(fake.sleeps.size(), 15u);
+  for (absl::Duration d : fake.sleeps) EXPECT_EQ(d, kStopPollInterval);
+  EXPECT_EQ(fake.now, absl::UnixEpoch() + absl::Milliseconds(1500));
+}
+
+TEST(RetryTest, StopRequestedBeforeAFailureSkipsTheWait) {
+  FakeEnv fake;
+  Script script{{absl::DeadlineExceededError("slow")}};
+  RetryEnv env = fake.env();
+  env.stop_requested = [] { return true; };
+  EXPECT_THAT(
+      CallWithRetry(RetryPolicy(), env, "selector", "h:2", std::ref(script)),
+      StatusIs(absl::StatusCode::kCancelled,
+               "stopped while waiting for the selector at h:2 after 1 "
+               "attempt: slow"));
+  EXPECT_EQ(script.calls, 1);
+  EXPECT_THAT(fake.sleeps, IsEmpty());
+  EXPECT_THAT(fake.lines, IsEmpty());
+}
+
+TEST(RetryTest, StopRequestedDoesNotHinderASuccessfulAttempt) {
+  FakeEnv fake;
+  Script script{{}};
+  RetryEnv env = fake.env();
+  env.stop_requested = [] { return true; };
+  EXPECT_THAT(
+      CallWithRetry(RetryPolicy(), env, "oracle", "h:1", std::ref(script)),
+      IsOk());
+  EXPECT_EQ(script.calls, 1);
+}
+
+TEST(RetryTest, UnstoppedSlicedWaitsAddUpToTheBackoff) {
+  FakeEnv fake;
+  Script script{{absl::UnavailableError("refused")}};
+  RetryEnv env = fake.env();
+  env.stop_requested = [] { return false; };
+  RetryPolicy policy;
+  policy.initial_backoff = absl::Milliseconds(250);
+  EXPECT_THAT(CallWithRetry(policy, env, "oracle", "h:1", std::ref(script)),
+              IsOk());
+  EXPECT_EQ(script.calls, 2);
+  EXPECT_THAT(fake.sleeps,
+              ElementsAre(absl::Milliseconds(100), absl::Milliseconds(100),
+                          absl::Milliseconds(50)));
+  EXPECT_THAT(fake.lines, ElementsAre("oracle unreachable at h:1, retrying in "
+                                      "250ms (attempt 1): refused"));
+}
+
 }  // namespace
 }  // namespace trainer

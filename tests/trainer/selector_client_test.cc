@@ -6,6 +6,7 @@
 #include <grpcpp/server_context.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,7 @@ namespace {
 using ::common::IsOk;
 using ::common::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 namespace pb = ::selector::v1;
@@ -260,6 +262,39 @@ TEST(SelectorClientFactoryTest, RejectsNonPositiveLimits) {
                        "selector max_message_bytes must be positive, got 0"));
   options.max_message_bytes = 1 << 20;
   EXPECT_THAT(MakeGrpcSelectorClient(options), IsOk());
+}
+
+TEST(SelectorClientFactoryTest, StopRequestedEndsTheRetriesCancelled) {
+  // Nothing listens on a port that a server just gave back.
+  int port = 0;
+  {
+    FakeSelector selector;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(&selector);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    server->Shutdown();
+  }
+  std::atomic<int> polls{0};
+  SelectorClientOptions options;
+  options.target = "127.0.0.1:" + std::to_string(port);
+  options.retry.initial_backoff = absl::Seconds(1);
+  options.retry.max_total_wait = absl::Seconds(2);  // ends a hang, if any
+  // A stop arrives during the first wait: polled after the failed attempt,
+  // then before each slice of the wait.
+  options.stop_requested = [&polls] { return ++polls >= 3; };
+  absl::StatusOr<std::unique_ptr<SelectorClient>> client =
+      MakeGrpcSelectorClient(options);
+  ASSERT_THAT(client, IsOk());
+  const absl::Time start = absl::Now();
+  EXPECT_THAT((*client)->Select(SmallQuery()),
+              StatusIs(absl::StatusCode::kCancelled,
+                       HasSubstr("stopped while waiting for the selector at " +
+                                 options.target + " after 1 attempt: ")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(polls.load(), 3);
 }
 
 }  // namespace

@@ -57,9 +57,13 @@ class FakeOracle : public OracleClient {
   // Refuses QueryLabels calls of more than n ids, as the real oracle's
   // --max_batch does.
   void set_max_batch(int64_t n) { max_batch_ = n; }
-  // Answers UNAVAILABLE, revealing nothing, to the n-th QueryLabels call
+  // Answers `failure`, revealing nothing, to the n-th QueryLabels call
   // (counting refused calls too).
-  void FailOnCall(int n) { fail_on_call_ = n; }
+  void FailOnCall(int n, absl::Status failure =
+                             absl::UnavailableError("oracle unreachable")) {
+    fail_on_call_ = n;
+    failure_ = std::move(failure);
+  }
   int64_t spent() const { return static_cast<int64_t>(revealed_.size()); }
   int queries() const { return queries_; }
   // The ids of every QueryLabels call that was granted, in order.
@@ -83,9 +87,7 @@ class FakeOracle : public OracleClient {
                                          const std::string&,
                                          const std::string&, int) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (++calls_ == fail_on_call_) {
-      return absl::UnavailableError("oracle unreachable");
-    }
+    if (++calls_ == fail_on_call_) return failure_;
     if (max_batch_ > 0 && static_cast<int64_t>(ids.size()) > max_batch_) {
       return absl::InvalidArgumentError(absl::StrCat(
           "batch of ", ids.size(), " ids exceeds max_batch ", max_batch_));
@@ -172,6 +174,7 @@ class FakeOracle : public OracleClient {
   int queries_ = 0;
   int calls_ = 0;
   int fail_on_call_ = -1;
+  absl::Status failure_;
   int64_t max_batch_ = 0;
   int evaluations_ = 0;
   int stop_on_query_ = -1;
@@ -939,6 +942,37 @@ TEST(RunTrainerTest, ResumeAfterAPartialPurchaseBuysNothingTwice) {
   ASSERT_EQ(oracle.queried().size(), 7u);
   EXPECT_EQ(oracle.queried()[1], oracle.queried()[0]);  // bought again, free
   // Round 0's intent, journaled again by the replay, then round 1's.
+  EXPECT_EQ(JournalLines(options, "intent"), 3);
+  EXPECT_EQ(JournalLines(options, "bought"), 2);
+}
+
+TEST(RunTrainerTest, StopWhileRetryingAPurchaseLeavesItsIntentForResume) {
+  // A signal arrives after the first of round 0's three calls; the client,
+  // waiting to retry the second, answers CANCELLED. The intent stays
+  // journaled and the resume replays it, paying only for the rest.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  oracle.set_max_batch(4);
+  std::atomic<bool> stop{false};
+  oracle.StopOnQuery(1, &stop);
+  oracle.FailOnCall(
+      2, absl::CancelledError("stopped while waiting for the oracle at h:1 "
+                              "after 2 attempts: down"));
+  TrainerOptions options = QuickRun(TempDir("stop-retry"));
+  options.ids_per_query = 4;
+  EXPECT_THAT(RunTrainer(options, &oracle, &stop),
+              StatusIs(absl::StatusCode::kCancelled,
+                       HasSubstr("stopped while waiting for the oracle")));
+  EXPECT_EQ(oracle.spent(), 4);
+  EXPECT_EQ(JournalLines(options, "intent"), 1);
+  EXPECT_EQ(JournalLines(options, "bought"), 0);
+  options.resume = true;
+  std::atomic<bool> go{false};
+  auto summary = RunTrainer(options, &oracle, &go);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->labels_spent, 20);
+  ASSERT_EQ(oracle.queried().size(), 7u);
+  EXPECT_EQ(oracle.queried()[1], oracle.queried()[0]);  // bought again, free
   EXPECT_EQ(JournalLines(options, "intent"), 3);
   EXPECT_EQ(JournalLines(options, "bought"), 2);
 }

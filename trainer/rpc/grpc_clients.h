@@ -46,12 +46,14 @@ struct ClientChannelOptions {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(
     absl::string_view server, const ClientChannelOptions& options);
 
-// options.target is used only in messages; calls go over `channel`.
+// options.target is used only in messages and options.stop_requested not at
+// all; calls go over `channel` and wait on `env`.
 std::unique_ptr<OracleClient> NewGrpcOracleClient(
     std::shared_ptr<grpc::ChannelInterface> channel,
     const OracleClientOptions& options, RetryEnv env);
 
-// options.target is used only in messages; calls go over `channel`.
+// options.target is used only in messages and options.stop_requested not at
+// all; calls go over `channel` and wait on `env`.
 std::unique_ptr<SelectorClient> NewGrpcSelectorClient(
     std::shared_ptr<grpc::ChannelInterface> channel,
     const SelectorClientOptions& options, RetryEnv env);

@@ -171,7 +171,9 @@ absl::StatusOr<std::unique_ptr<OracleClient>> MakeGrpcOracleClient(
       MakeClientChannel(
           "oracle", {options.target, options.call_deadline,
                      options.max_message_bytes, options.retry, options.tls}));
-  return NewGrpcOracleClient(std::move(channel), options, RetryEnv::Real());
+  RetryEnv env = RetryEnv::Real();
+  env.stop_requested = options.stop_requested;
+  return NewGrpcOracleClient(std::move(channel), options, std::move(env));
 }
 
 }  // namespace trainer

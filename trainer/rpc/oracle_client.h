@@ -5,6 +5,7 @@
 #define TRAINER_RPC_ORACLE_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,8 +61,8 @@ struct Evaluation {
 // The label oracle as the trainer sees it. Error codes are the oracle's own
 // (RESOURCE_EXHAUSTED when over budget or past the evaluation cap,
 // INVALID_ARGUMENT, UNAUTHENTICATED, ...), or UNAVAILABLE / DEADLINE_EXCEEDED
-// once an implementation that retries has given up. Implementations are
-// thread-safe.
+// once an implementation that retries has given up, or CANCELLED when it was
+// asked to stop retrying. Implementations are thread-safe.
 class OracleClient {
  public:
   virtual ~OracleClient() = default;
@@ -103,6 +104,10 @@ struct OracleClientOptions {
   // Evaluate included (a retried Evaluate may count twice against the cap if
   // the first attempt reached the oracle).
   RetryPolicy retry;
+  // Polled after each failed attempt and while waiting to retry: once true, a
+  // retrying call returns CANCELLED instead of trying again (see
+  // CallWithRetry). Empty: never. Must be thread-safe and outlive the client.
+  std::function<bool()> stop_requested;
   // Largest message sent or received.
   int max_message_bytes = 64 << 20;
   // TLS files (CA, and client certificate for mutual TLS); empty: plaintext.

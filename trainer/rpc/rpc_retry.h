@@ -25,8 +25,9 @@ struct RetryPolicy {
   absl::Duration max_total_wait = absl::Minutes(5);
 };
 
-// Clock, sleeper and progress log of CallWithRetry. Tests substitute a fake
-// clock that advances when "sleeping", so no test really waits.
+// Clock, sleeper, progress log and stop request of CallWithRetry. Tests
+// substitute a fake clock that advances when "sleeping", so no test really
+// waits.
 struct RetryEnv {
   // Current time.
   std::function<absl::Time()> now;
@@ -34,10 +35,16 @@ struct RetryEnv {
   std::function<void(absl::Duration)> sleep;
   // Writes one progress line (without a trailing newline).
   std::function<void(const std::string&)> log;
+  // True once the caller wants no further attempts (a signal arrived, say);
+  // polled at least every kStopPollInterval while waiting. Empty: never.
+  std::function<bool()> stop_requested;
 
-  // absl::Now, absl::SleepFor, and one line per call on stderr.
+  // absl::Now, absl::SleepFor, one line per call on stderr, no stop.
   static RetryEnv Real();
 };
+
+// The longest slice a wait is slept in when RetryEnv::stop_requested is set.
+inline constexpr absl::Duration kStopPollInterval = absl::Milliseconds(100);
 
 // True for the codes a repeat may cure: UNAVAILABLE and DEADLINE_EXCEEDED.
 // Everything else (RESOURCE_EXHAUSTED, INVALID_ARGUMENT, UNAUTHENTICATED, ...)
@@ -51,7 +58,11 @@ bool IsRetryable(absl::StatusCode code);
 // where k counts the attempts made so far. Returns OK, the first
 // non-retryable status unchanged, or, once policy.max_total_wait is used up,
 // the last status's code with a message naming the target and the number of
-// attempts. `attempt` must be safe to repeat.
+// attempts. If env.stop_requested() is true after a retryable failure or
+// during a wait, returns CANCELLED at once, without a further attempt:
+//   "stopped while waiting for the <service> at <target> after <k>
+//   attempt(s): <msg>".
+// An attempt in flight is not interrupted. `attempt` must be safe to repeat.
 absl::Status CallWithRetry(const RetryPolicy& policy, const RetryEnv& env,
                            absl::string_view service, absl::string_view target,
                            const std::function<absl::Status()>& attempt);

@@ -171,7 +171,9 @@ absl::StatusOr<std::unique_ptr<SelectorClient>> MakeGrpcSelectorClient(
       MakeClientChannel(
           "selector", {options.target, options.call_deadline,
                        options.max_message_bytes, options.retry, options.tls}));
-  return NewGrpcSelectorClient(std::move(channel), options, RetryEnv::Real());
+  RetryEnv env = RetryEnv::Real();
+  env.stop_requested = options.stop_requested;
+  return NewGrpcSelectorClient(std::move(channel), options, std::move(env));
 }
 
 }  // namespace trainer

@@ -5,6 +5,7 @@
 #define TRAINER_RPC_SELECTOR_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,10 @@ struct SelectorClientOptions {
   // request, so repeating it is safe). A call that ran into call_deadline has
   // used up the default max_total_wait already, so is not repeated.
   RetryPolicy retry;
+  // Polled after each failed attempt and while waiting to retry: once true, a
+  // retrying call returns CANCELLED instead of trying again (see
+  // CallWithRetry). Empty: never. Must be thread-safe and outlive the client.
+  std::function<bool()> stop_requested;
   // Largest message sent or received (60000 x 256 floats is 60 MB).
   int max_message_bytes = 256 << 20;
   // TLS files (CA, and client certificate for mutual TLS); empty: plaintext.

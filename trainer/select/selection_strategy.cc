@@ -1019,6 +1019,7 @@ absl::StatusOr<std::unique_ptr<SelectionStrategy>> MakeSelectionStrategy(
     SelectorClientOptions client_options;
     client_options.target = spec.substr(sizeof(kGrpcScheme) - 1);
     client_options.call_deadline = options.selector_deadline;
+    client_options.stop_requested = options.stop_requested;
     if (client_options.target.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "selection strategy \"", spec,

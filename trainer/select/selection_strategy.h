@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,10 @@ struct StrategyOptions {
   int64_t max_block_elements = int64_t{1} << 24;
   // grpc://: deadline of one Select call on the remote selector.
   absl::Duration selector_deadline = absl::Minutes(10);
+  // grpc://: polled while retrying an unreachable selector; once true the
+  // call ends CANCELLED (SelectorClientOptions::stop_requested). Empty:
+  // never.
+  std::function<bool()> stop_requested;
 };
 
 // A way of choosing the ids to label next. Not thread-safe.
