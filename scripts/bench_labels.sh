@@ -33,7 +33,8 @@
 #              (default "random:fixmatch:none typiclust:freematch:simclr");
 #              each FLAG goes to that variant's trainers, e.g.
 #              "typiclust:freematch:simclr:--restart_rounds:--lambda_f=0.01"
-#   PARALLEL   trainers at once (default 1; on a GPU several share it)
+#   PARALLEL   trainers at once, a positive integer (default 1; on a GPU
+#              several share it)
 #   TRAINER_FLAGS  flags added to every run (after the defaults: they win)
 #   STEPS, PRETRAIN_STEPS  training / pretraining steps per run (defaults:
 #              16000 / 4000 with CUDA, 60 / 20 on the CPU, where the model,
@@ -97,6 +98,8 @@ SEEDS=${SEEDS:-"0 1 2"}
 VARIANTS=${VARIANTS:-"random:fixmatch:none typiclust:freematch:simclr"}
 PARALLEL=${PARALLEL:-1}
 RETRY=${RETRY:-1}
+[[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || die "PARALLEL '$PARALLEL' is not a positive integer"
+[[ $RETRY == [01] ]] || die "RETRY '$RETRY' is not 0 or 1"
 BUILD_DIR=${BUILD_DIR:-build}
 BENCH_OUT=${BENCH_OUT:-runs/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT" || exit 1

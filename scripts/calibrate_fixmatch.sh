@@ -134,32 +134,40 @@ if [[ -z $DATA ]]; then
   [[ $CUDA == 1 && -d .gpu/data ]] && DATA=$(cd .gpu/data && pwd)
 fi
 declare -A STARTED=()
-while kill -0 "$BENCH_PID" 2>/dev/null; do
-  for seed in $SEEDS; do
-    [[ -n "${STARTED[$seed]:-}" ]] && continue
-    log=$(ids_bought "$seed") || continue
-    STARTED[$seed]=1
-    awk '$1 == "intent" { gsub(",", "\n", $3); print $3 }' "$log" > "$CAL_OUT/ids-s$seed.txt"
-    stamp "seed $seed: $(wc -l < "$CAL_OUT/ids-s$seed.txt") ids bought by the C++ run; starting the reference"
-    for item in "${REF_ITEMS[@]}"; do
-      name=${item%%=*} flags=${item#*=}
-      read -ra rflags <<<"${flags//,/ } $REF_FLAGS"
-      seconds=()
-      if [[ -n "${SWEEP_SECONDS:-}" ]]; then
-        left=$(( SWEEP_SECONDS - ($(date +%s) - T0) - 45 ))
-        seconds=(--seconds $(( left > 30 ? left : 30 )))
-      fi
-      mkdir -p "$CAL_OUT/ref-$name-s$seed"
-      cmd=("$REF_PYTHON" "$REF" --data "$DATA" --ids "$CAL_OUT/ids-s$seed.txt"
-           --seed "$seed" --steps "$STEPS" "${seconds[@]}" "${rflags[@]}"
-           --out "$CAL_OUT/ref-$name-s$seed/evals.jsonl")
-      printf '%q ' "${cmd[@]}" > "$CAL_OUT/ref-$name-s$seed/command.txt"
-      "${cmd[@]}" > "$CAL_OUT/ref-$name-s$seed/ref.log" 2>&1 &
-      REF_PID[$!]=ref-$name-s$seed
-    done
+# start_references SEED: once SEED's first C++ run has bought its labels,
+# starts the REF_VARIANTS runs on those ids (once per seed); else does
+# nothing.
+start_references() {
+  local seed=$1 log item name flags left
+  local -a rflags seconds cmd
+  [[ -n "${STARTED[$seed]:-}" ]] && return
+  log=$(ids_bought "$seed") || return
+  STARTED[$seed]=1
+  awk '$1 == "intent" { gsub(",", "\n", $3); print $3 }' "$log" > "$CAL_OUT/ids-s$seed.txt"
+  stamp "seed $seed: $(wc -l < "$CAL_OUT/ids-s$seed.txt") ids bought by the C++ run; starting the reference"
+  for item in "${REF_ITEMS[@]}"; do
+    name=${item%%=*} flags=${item#*=}
+    read -ra rflags <<<"${flags//,/ } $REF_FLAGS"
+    seconds=()
+    if [[ -n "${SWEEP_SECONDS:-}" ]]; then
+      left=$(( SWEEP_SECONDS - ($(date +%s) - T0) - 45 ))
+      seconds=(--seconds $(( left > 30 ? left : 30 )))
+    fi
+    mkdir -p "$CAL_OUT/ref-$name-s$seed"
+    cmd=("$REF_PYTHON" "$REF" --data "$DATA" --ids "$CAL_OUT/ids-s$seed.txt"
+         --seed "$seed" --steps "$STEPS" "${seconds[@]}" "${rflags[@]}"
+         --out "$CAL_OUT/ref-$name-s$seed/evals.jsonl")
+    printf '%q ' "${cmd[@]}" > "$CAL_OUT/ref-$name-s$seed/command.txt"
+    "${cmd[@]}" > "$CAL_OUT/ref-$name-s$seed/ref.log" 2>&1 &
+    REF_PID[$!]=ref-$name-s$seed
   done
+}
+while kill -0 "$BENCH_PID" 2>/dev/null; do
+  for seed in $SEEDS; do start_references "$seed"; done
   sleep 1
 done
+# bench_labels.sh may have bought and ended within the last poll.
+for seed in $SEEDS; do start_references "$seed"; done
 wait "$BENCH_PID"
 BENCH_RC=$?
 BENCH_PID=""

@@ -3,7 +3,9 @@
 # budgets x two seeds x two variants (one with SimCLR pretraining and
 # FlexMatch), two trainers at once.
 #   bench_labels_test.sh <source_dir> <build_dir>
-# Checks: the sweep exits 0; SWEEP_SECONDS reaches the trainers shared (a
+# First, cheaply: a PARALLEL that is not a positive integer or a RETRY other
+# than 0 or 1 is refused with a message naming it, before BENCH_OUT exists.
+# Then: the sweep exits 0; SWEEP_SECONDS reaches the trainers shared (a
 # pretraining run gets all the time left, the next a third); table.csv has
 # the 4 (budget, variant) rows with a numeric accuracy mean and standard
 # deviation over 2 seeds; every run's labels spent, as `oraclectl summary`
@@ -26,6 +28,16 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 OUT=$TMP/sweep
+
+for bad in PARALLEL=0 PARALLEL=x PARALLEL=-1 RETRY=yes; do
+  if env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$TMP/bad" DRY_RUN=1 "$bad" \
+      bash "$SRC/scripts/bench_labels.sh" > "$TMP/bad.log" 2>&1; then
+    cat "$TMP/bad.log"; fail "bench_labels.sh accepted $bad"
+  fi
+  grep -q "error: ${bad%%=*} '${bad#*=}' is not " "$TMP/bad.log" ||
+    { cat "$TMP/bad.log"; fail "no clear error for $bad"; }
+  [[ ! -e $TMP/bad ]] || fail "$bad created BENCH_OUT"
+done
 
 env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$OUT" BUDGETS="10 20" SEEDS="0 1" \
   VARIANTS="random:fixmatch:none typiclust:flexmatch:simclr" PARALLEL=2 SCHEDULE=100% \

@@ -9,6 +9,8 @@
 # ids file equals the first run's purchases); each reference variant got its
 # flags, the shared steps and a --seconds deadline; the table has one row per
 # C++ and reference variant; OUT holds the table, the log and the tarball.
+# First, cheaply, with a stand-in for bench_labels.sh that buys and exits
+# within one of the script's 1 s polls: the references still start.
 set -euo pipefail
 SRC=${1:?usage: calibrate_fixmatch_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: calibrate_fixmatch_test.sh <source_dir> <build_dir>}
@@ -29,6 +31,31 @@ json.dump(vars(a), open(a.out + ".args.json", "w"))
 with open(a.out, "w") as f:
   f.write(json.dumps(dict(final=True, labels=len(ids), step=a.steps, t=1.0, acc=0.5)) + "\n")
 PY
+
+# A source tree whose bench_labels.sh only writes the purchases and reports
+# of seed 1's one C++ run, 0.3 s in, and exits.
+FAKE=$TMP/fake-src
+mkdir -p "$FAKE/scripts"
+cp "$SRC/scripts/calibrate_fixmatch.sh" "$SRC/scripts/build_lib.sh" "$FAKE/scripts/"
+cat > "$FAKE/scripts/bench_labels.sh" <<'SH'
+#!/usr/bin/env bash
+set -eu
+sleep 0.3
+d=$BENCH_OUT/b$BUDGETS-random-fixmatch-none-s$SEEDS
+mkdir -p "$d"
+printf 'intent 0 3,1,4\nbought 0 3:0,1:1,4:2\n' > "$d/purchases.log"
+echo '{"accuracy": 0.5, "steps": 6, "steps_per_s": 1.0}' > "$d/report.json"
+SH
+chmod +x "$FAKE/scripts/bench_labels.sh"
+env SKIP_BUILD=1 BUILD_DIR="$BUILD" OUT="$TMP/quick-out" CAL_OUT="$TMP/quick" \
+  REF="$TMP/ref.py" REF_PYTHON=/usr/bin/python3 SEEDS=1 BUDGET=3 STEPS=6 \
+  CPP_VARIANTS="defaults=" REF_VARIANTS="as-is= cpp-recipe=--pad,reflect" \
+  bash "$FAKE/scripts/calibrate_fixmatch.sh" > "$TMP/quick.log" 2>&1 ||
+  { cat "$TMP/quick.log"; fail "a sweep that ends within a poll left out the references"; }
+for name in as-is cpp-recipe; do
+  [[ -s $TMP/quick/ref-$name-s1/evals.jsonl ]] || { cat "$TMP/quick.log"; fail "reference $name did not run"; }
+done
+[[ $(tr '\n' , < "$TMP/quick/ids-s1.txt") == 3,1,4, ]] || fail "quick ids file wrong"
 
 env SKIP_BUILD=1 BUILD_DIR="$BUILD" OUT="$TMP/out" CAL_OUT="$TMP/work" \
   REF="$TMP/ref.py" REF_PYTHON=/usr/bin/python3 SEEDS=1 BUDGET=12 STEPS=6 SWEEP_SECONDS=300 \
