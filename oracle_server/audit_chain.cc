@@ -80,7 +80,39 @@ std::string AuditRowHash(absl::string_view prev_hash, const AuditRecord& row) {
   return common::Sha256Hex(absl::StrCat(prev_hash, CanonicalAuditRow(row)));
 }
 
+std::string FormatAuditHead(const AuditHead& head) {
+  return absl::StrCat(head.sequence, " ", head.hash);
+}
+
+absl::StatusOr<AuditHead> ParseAuditHead(absl::string_view text) {
+  const std::vector<absl::string_view> parts =
+      absl::StrSplit(text, absl::ByAnyChar(": "));
+  AuditHead head;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &head.sequence) ||
+      head.sequence < 0 || parts[1].size() != 64 ||
+      parts[1].find_first_not_of("0123456789abcdef") !=
+          absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", text,
+        "\" is not an audit head SEQ:HASH (a row number and 64 lower-case "
+        "hex digits, as `oraclectl head` prints them)"));
+  }
+  head.hash = std::string(parts[1]);
+  if (head.sequence == 0 && head.hash != kGenesisHash) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("audit head \"", text,
+                     "\": row 0 (the empty log) has hash ", kGenesisHash));
+  }
+  return head;
+}
+
 absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store) {
+  return VerifyAuditLog(store, VerifyOptions());
+}
+
+absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store,
+                                                 const VerifyOptions& options) {
+  const std::optional<AuditHead>& saved = options.expected_head;
   ASSIGN_OR_RETURN(std::vector<ExperimentRecord> experiments,
                    store.ListExperiments());
   std::map<std::string, const ExperimentRecord*> by_name;
@@ -122,6 +154,15 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store) {
                                 hash, ")"),
                    rows);
       }
+      if (saved.has_value() && row.sequence == saved->sequence &&
+          row.hash != saved->hash) {
+        return Bad(row.sequence,
+                   absl::StrCat("hash ", row.hash, " is not the saved head's (",
+                                saved->hash,
+                                "); the log was rewritten after that head was "
+                                "saved"),
+                   rows);
+      }
       if (row.outcome != Outcome::kGranted && !row.ids_revealed.empty()) {
         return Bad(row.sequence,
                    absl::StrCat("a ", OutcomeName(row.outcome), " row reveals ",
@@ -154,6 +195,17 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store) {
                        rows);
           }
         }
+        // The row returned a label for every id it asked: each must have been
+        // paid for, by this row or an earlier one of the same experiment.
+        for (int64_t id : row.ids_asked) {
+          if (revealed_by_row.count(std::make_pair(row.experiment, id)) == 0) {
+            return Bad(row.sequence,
+                       absl::StrCat("returns id ", id, " to \"", row.experiment,
+                                    "\" but no row up to it revealed (paid "
+                                    "for) that id"),
+                       rows);
+          }
+        }
         int64_t& experiment_spent = spent[row.experiment];
         experiment_spent += static_cast<int64_t>(row.ids_revealed.size());
         if (experiment_spent > experiment->second->label_budget) {
@@ -169,6 +221,15 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store) {
       prev_hash = row.hash;
       ++rows;
     }
+  }
+
+  if (saved.has_value() && rows < saved->sequence) {
+    return Bad(
+        rows + 1,
+        absl::StrCat("the log ends at row ", rows,
+                     " but the saved head is row ", saved->sequence, " (",
+                     saved->hash, "); rows were removed from the end"),
+        rows);
   }
 
   ASSIGN_OR_RETURN(auto head, store.GetAuditHead());
@@ -216,6 +277,8 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store) {
 
   AuditVerification result;
   result.rows_verified = rows;
+  result.head.sequence = rows;
+  result.head.hash = prev_hash;
   return result;
 }
 

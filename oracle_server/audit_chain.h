@@ -4,6 +4,7 @@
 #define ORACLE_SERVER_AUDIT_CHAIN_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,23 @@ absl::StatusOr<std::vector<int64_t>> ParseAuditIds(absl::string_view text,
 // Lower-case hex SHA256(prev_hash + CanonicalAuditRow(row)).
 std::string AuditRowHash(absl::string_view prev_hash, const AuditRecord& row);
 
+// A point in the audit log: row `sequence` and its hash. Saved outside the
+// database (e.g. after each run), it lets verification notice rows cut off the
+// end of the log, which the database alone cannot show: its own record of the
+// head can be moved back along with them.
+struct AuditHead {
+  int64_t sequence = 0;  // 0: the empty log
+  std::string hash;      // that row's hash; kGenesisHash for sequence 0
+};
+
+// "SEQ HASH", the line `oraclectl head` prints.
+std::string FormatAuditHead(const AuditHead& head);
+
+// Parses "SEQ:HASH" or "SEQ HASH" (as FormatAuditHead writes it): SEQ >= 0,
+// HASH 64 lower-case hex digits (kGenesisHash when SEQ is 0). INVALID_ARGUMENT
+// for anything else.
+absl::StatusOr<AuditHead> ParseAuditHead(absl::string_view text);
+
 // The result of checking an audit log. A log that fails verification is a
 // finding, not an error: VerifyAuditLog returns it with ok == false.
 struct AuditVerification {
@@ -44,16 +62,32 @@ struct AuditVerification {
   int64_t rows_verified = 0;  // rows read and checked
   int64_t bad_sequence = 0;   // sequence of the first bad row (0 if ok)
   std::string reason;         // why that row is bad (empty if ok)
+  AuditHead head;             // the log's last row (if ok)
+};
+
+struct VerifyOptions {
+  // A head saved earlier: the log must hold row expected_head->sequence with
+  // exactly that hash (rows after it are fine: the log grew since). Unset:
+  // rows removed from the end go unnoticed if the store's head was moved
+  // back with them.
+  std::optional<AuditHead> expected_head;
 };
 
 // Recomputes the chain of every audit row in `store` (sequences 1, 2, ...
 // without gaps, each prev_hash equal to the previous row's hash, each hash
-// recomputed, the last row equal to the store's recorded head) and checks
-// that every revealed label is backed by the GRANTED row that lists it in
-// ids_revealed, that no GRANTED row reveals an id already revealed to that
-// experiment, that only GRANTED rows reveal ids, that revealed ids were
-// asked, and that no experiment was revealed more than its budget. Returns a
-// non-OK status only when the store cannot be read.
+// recomputed, the last row equal to the store's recorded head, and the saved
+// head of `options` present) and checks that every revealed label is backed
+// by the GRANTED row that lists it in ids_revealed, that no GRANTED row
+// reveals an id already revealed to that experiment, that only GRANTED rows
+// reveal ids, that revealed ids were asked, that every id a GRANTED row asked
+// (and so returned) was revealed to that experiment by that row or an earlier
+// one, and that no experiment was revealed more than its budget (as the
+// experiments table holds it now). Returns a non-OK status only when the
+// store cannot be read.
+absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store,
+                                                 const VerifyOptions& options);
+
+// VerifyAuditLog without a saved head.
 absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store);
 
 // VerifyAuditLog on the database at `db_path`, opened read-only.

@@ -192,15 +192,39 @@ absl::Status PrintLog(LabelStore& store, absl::string_view experiment,
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> PrintVerification(LabelStore& store, std::ostream& out) {
-  ASSIGN_OR_RETURN(AuditVerification verification, VerifyAuditLog(store));
+absl::StatusOr<bool> PrintVerification(LabelStore& store,
+                                       const VerifyOptions& options,
+                                       std::ostream& out) {
+  ASSIGN_OR_RETURN(AuditVerification verification,
+                   VerifyAuditLog(store, options));
   if (verification.ok) {
-    out << "OK: " << verification.rows_verified << " rows verified\n";
+    out << "OK: " << verification.rows_verified << " rows verified";
+    if (options.expected_head.has_value()) {
+      out << "; saved head row " << options.expected_head->sequence
+          << " matches";
+    }
+    out << "\n";
     return true;
   }
   out << "FAIL at row " << verification.bad_sequence << ": "
       << verification.reason << "\n";
   return false;
+}
+
+absl::StatusOr<bool> PrintVerification(LabelStore& store, std::ostream& out) {
+  return PrintVerification(store, VerifyOptions(), out);
+}
+
+absl::Status PrintHead(LabelStore& store, std::ostream& out) {
+  ASSIGN_OR_RETURN(AuditVerification verification, VerifyAuditLog(store));
+  if (!verification.ok) {
+    return absl::DataLossError(absl::StrCat(
+        "the audit log does not verify, so it has no head to save: FAIL at "
+        "row ",
+        verification.bad_sequence, ": ", verification.reason));
+  }
+  out << FormatAuditHead(verification.head) << "\n";
+  return absl::OkStatus();
 }
 
 absl::Status RunCreate(oracle::v1::LabelOracle::StubInterface& stub,

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "oracle_server/audit_chain.h"
 #include "oracle_server/label_store.h"
 #include "proto/oracle.grpc.pb.h"
 
@@ -36,10 +37,23 @@ absl::Status PrintSummary(LabelStore& store, std::ostream& out);
 absl::Status PrintLog(LabelStore& store, absl::string_view experiment,
                       LogFormat format, std::ostream& out);
 
-// `oraclectl verify`: prints "OK: N rows verified" and returns true, or
-// "FAIL at row SEQ: reason" and returns false. A non-OK status means the
-// store could not be read.
+// `oraclectl verify`: VerifyAuditLog with `options`; prints "OK: N rows
+// verified" (followed by "; saved head row S matches" when options holds an
+// expected head) and returns true, or "FAIL at row SEQ: reason" and returns
+// false. A non-OK status means the store could not be read.
+absl::StatusOr<bool> PrintVerification(LabelStore& store,
+                                       const VerifyOptions& options,
+                                       std::ostream& out);
+
+// PrintVerification without a saved head.
 absl::StatusOr<bool> PrintVerification(LabelStore& store, std::ostream& out);
+
+// `oraclectl head`: verifies the log and prints its last row as one line
+// "SEQ HASH" (FormatAuditHead), for the operator to keep outside the database
+// and pass back as `verify --expect_head`. DATA_LOSS naming the first bad row,
+// with nothing printed, when the log does not verify; other errors mean the
+// store could not be read.
+absl::Status PrintHead(LabelStore& store, std::ostream& out);
 
 struct QueryCommand {
   // Experiment to create or join.

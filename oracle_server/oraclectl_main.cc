@@ -2,7 +2,8 @@
 //
 //   oraclectl summary --store=sqlite:PATH|postgres:CONNINFO
 //   oraclectl log --store=... [--experiment=X] [--format=table|csv|jsonl]
-//   oraclectl verify --store=...
+//   oraclectl verify --store=... [--expect_head=SEQ:HASH]
+//   oraclectl head --store=...
 // (--db=PATH is the same as --store=sqlite:PATH)
 //   oraclectl create --server=HOST:PORT --admin_token_file=PATH
 //                    --experiment=X --budget=N [--token_file=PATH]
@@ -10,12 +11,17 @@
 //                   [--budget=N] [--client=NAME]
 //                   [--tls_ca=PEM [--tls_cert=PEM --tls_key=PEM]] ID...
 //
-// summary, log and verify open the database read-only. create is the
-// operator's: it creates an experiment with a new random token, written to
-// --token_file (mode 0600; an existing file's token is reused, so creating
-// again is idempotent) or else printed alone on stdout, and hands that token
-// to the experiment's trainer. Exit status: 0 on success, 1 when verification
-// fails or a command fails, 2 for bad usage.
+// summary, log, verify and head open the database read-only. head verifies
+// the log and prints its last row as "SEQ HASH"; kept outside the database
+// and passed back as verify --expect_head, it makes verify fail unless the log
+// still holds that row with that hash (rows cut off the end are otherwise
+// not noticed).
+//
+// create is the operator's: it creates an experiment with a new random token,
+// written to --token_file (mode 0600; an existing file's token is reused, so
+// creating again is idempotent) or else printed alone on stdout, and hands
+// that token to the experiment's trainer. Exit status: 0 on success, 1 when
+// verification fails or a command fails, 2 for bad usage.
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
@@ -35,11 +41,14 @@
 #include "oracle_server/token_file.h"
 
 ABSL_FLAG(std::string, db, "oracle.db",
-          "SQLite database (summary, log, verify); the same as "
+          "SQLite database (summary, log, verify, head); the same as "
           "--store=sqlite:PATH");
 ABSL_FLAG(std::string, store, "",
-          "sqlite:PATH or postgres:CONNINFO (summary, log, verify); empty: "
-          "sqlite:<--db>");
+          "sqlite:PATH or postgres:CONNINFO (summary, log, verify, head); "
+          "empty: sqlite:<--db>");
+ABSL_FLAG(std::string, expect_head, "",
+          "verify: a head saved earlier from `oraclectl head` (SEQ:HASH or "
+          "\"SEQ HASH\"); fail unless the log holds row SEQ with that hash");
 ABSL_FLAG(std::string, experiment, "", "experiment (log: filter; query)");
 ABSL_FLAG(std::string, format, "table", "log format: table, csv or jsonl");
 ABSL_FLAG(std::string, server, "localhost:50051", "oracle address (query)");
@@ -103,7 +112,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oraclectl summary --store=sqlite:PATH|postgres:CONNINFO (or --db=PATH)\n"
       "  oraclectl log --store=... [--experiment=X] [--format=table|csv|jsonl]\n"
-      "  oraclectl verify --store=...\n"
+      "  oraclectl verify --store=... [--expect_head=SEQ:HASH]\n"
+      "  oraclectl head --store=...\n"
       "  oraclectl create --server=HOST:PORT --admin_token_file=PATH "
       "--experiment=X --budget=N [--token_file=PATH]\n"
       "  oraclectl query --server=HOST:PORT --experiment=X [--token=T] "
@@ -114,8 +124,17 @@ int main(int argc, char** argv) {
   const std::string command = args[1];
   const std::vector<std::string> operands(args.begin() + 2, args.end());
 
-  if (command == "summary" || command == "log" || command == "verify") {
+  if (command == "summary" || command == "log" || command == "verify" ||
+      command == "head") {
     if (!operands.empty()) return Usage("unexpected argument " + operands[0]);
+    oracle_server::VerifyOptions verify;
+    if (!absl::GetFlag(FLAGS_expect_head).empty()) {
+      if (command != "verify") return Usage("--expect_head is for verify");
+      auto head =
+          oracle_server::ParseAuditHead(absl::GetFlag(FLAGS_expect_head));
+      if (!head.ok()) return Usage(std::string(head.status().message()));
+      verify.expected_head = *std::move(head);
+    }
     auto store = OpenReadOnly();
     if (!store.ok()) return Fail(store.status());
     if (command == "summary") {
@@ -129,7 +148,12 @@ int main(int argc, char** argv) {
           **store, absl::GetFlag(FLAGS_experiment), *format, std::cout);
       return status.ok() ? 0 : Fail(status);
     }
-    auto verified = oracle_server::PrintVerification(**store, std::cout);
+    if (command == "head") {
+      absl::Status status = oracle_server::PrintHead(**store, std::cout);
+      return status.ok() ? 0 : Fail(status);
+    }
+    auto verified =
+        oracle_server::PrintVerification(**store, verify, std::cout);
     if (!verified.ok()) return Fail(verified.status());
     return *verified ? 0 : kExitFailure;
   }

@@ -141,6 +141,47 @@ class AuditChainFileTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
+  // Rewrites row `sequence`'s id lists and re-hashes it and every later row
+  // (and the recorded head), as a careful forger would: the chain then holds,
+  // so only the cross-checks can catch the forgery.
+  void ForgeAndRehash(int64_t sequence, const std::string& ids_asked,
+                      const std::string& ids_revealed) {
+    std::vector<AuditRecord> rows;
+    {
+      StoreOptions options;
+      options.db_path = db_path_;
+      options.read_only = true;
+      auto store = SqliteLabelStore::Open(options);
+      ASSERT_THAT(store, IsOk());
+      auto listed = (*store)->ListAudit("", 0, 100);
+      ASSERT_THAT(listed, IsOk());
+      rows = *std::move(listed);
+    }
+    ASSERT_GE(rows.size(), static_cast<size_t>(sequence));
+    auto asked = ParseAuditIds(ids_asked, sequence);
+    auto revealed = ParseAuditIds(ids_revealed, sequence);
+    ASSERT_THAT(asked, IsOk());
+    ASSERT_THAT(revealed, IsOk());
+    rows[sequence - 1].ids_asked = *asked;
+    rows[sequence - 1].ids_revealed = *revealed;
+    std::string prev = kGenesisHash;
+    for (AuditRecord& row : rows) {
+      row.prev_hash = prev;
+      row.hash = AuditRowHash(prev, row);
+      prev = row.hash;
+    }
+    Tamper("UPDATE audit SET ids_asked = '" + ids_asked +
+           "', ids_revealed = '" + ids_revealed +
+           "' WHERE seq = " + std::to_string(sequence));
+    for (const AuditRecord& row : rows) {
+      if (row.sequence < sequence) continue;
+      Tamper("UPDATE audit SET prev_hash = '" + row.prev_hash + "', hash = '" +
+             row.hash + "' WHERE seq = " + std::to_string(row.sequence));
+    }
+    Tamper("UPDATE metadata SET value = '" + prev +
+           "' WHERE key = 'audit_head_hash'");
+  }
+
   AuditVerification Verify() {
     auto verification = VerifyAuditLogFile(db_path_);
     EXPECT_THAT(verification, IsOk());
@@ -223,45 +264,88 @@ TEST_F(AuditChainFileTest, GrantWithoutRevealedRowFails) {
               HasSubstr("revealed table does not record it"));
 }
 
-// Rewrites row 2 and re-hashes it and every later row (and the head), as a
-// careful forger would; the chain then holds, so the other checks must catch
-// the forgery.
 TEST_F(AuditChainFileTest, RehashedForgeryIsCaughtByCrossChecks) {
-  StoreOptions options;
-  options.db_path = db_path_;
-  options.read_only = true;
-  std::vector<AuditRecord> rows;
-  {
-    auto store = SqliteLabelStore::Open(options);
-    ASSERT_THAT(store, IsOk());
-    auto listed = (*store)->ListAudit("", 0, 100);
-    ASSERT_THAT(listed, IsOk());
-    rows = *listed;
-  }
-  ASSERT_EQ(rows.size(), 6u);
   // Claim row 2 revealed id 1 again instead of 3.
-  rows[1].ids_revealed = {1};
-  rows[1].ids_asked = {1};
-  std::string prev = kGenesisHash;
-  for (AuditRecord& row : rows) {
-    row.prev_hash = prev;
-    row.hash = AuditRowHash(prev, row);
-    prev = row.hash;
-  }
-  Tamper("UPDATE audit SET ids_asked = '1', ids_revealed = '1' WHERE seq = 2");
-  for (const AuditRecord& row : rows) {
-    if (row.sequence < 2) continue;
-    Tamper("UPDATE audit SET prev_hash = '" + row.prev_hash + "', hash = '" +
-           row.hash + "' WHERE seq = " + std::to_string(row.sequence));
-  }
-  Tamper("UPDATE metadata SET value = '" + prev +
-         "' WHERE key = 'audit_head_hash'");
+  ForgeAndRehash(2, "1", "1");
   AuditVerification verification = Verify();
   EXPECT_FALSE(verification.ok);
   EXPECT_EQ(verification.bad_sequence, 2);
   EXPECT_THAT(verification.reason,
               HasSubstr("reveals id 1 to \"a\" again (already revealed by "
                         "row 1)"));
+}
+
+// A GRANTED row returns the label of every id it asked for, so each must be
+// paid for by that row or an earlier one of the same experiment.
+TEST_F(AuditChainFileTest, GrantedIdsThatWereNeverPaidForFail) {
+  ForgeAndRehash(1, "1,2,3,4,5,6,7,8,9", "1,2");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 1);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("returns id 3 to \"a\" but no row up to it "
+                        "revealed (paid for) that id"));
+  EXPECT_EQ(verification.rows_verified, 0);
+}
+
+TEST_F(AuditChainFileTest, IdsPaidForByAnotherExperimentAreNotFree) {
+  // Row 6 reveals {1} to "b"; id 2 was revealed only to "a".
+  ForgeAndRehash(6, "1,2", "1");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 6);
+  EXPECT_THAT(verification.reason, HasSubstr("returns id 2 to \"b\""));
+}
+
+TEST_F(AuditChainFileTest, GrantedRowOfRepeatsOnlyVerifies) {
+  {
+    auto store = SqliteLabelStore::Open(
+        SyntheticStoreOptions(dir_.path(), 100, 20, db_path_));
+    ASSERT_THAT(store, IsOk());
+    // All repeats: granted at no cost though the budget is spent.
+    RevealRequest request;
+    request.experiment = "a";
+    request.ids = {3, 1, 2, 1};
+    auto result = (*store)->Reveal(request);
+    ASSERT_THAT(result, IsOk());
+    ASSERT_TRUE(result->granted);
+    EXPECT_TRUE(result->newly_revealed.empty());
+  }
+  AuditVerification verification = Verify();
+  EXPECT_TRUE(verification.ok) << verification.reason;
+  EXPECT_EQ(verification.rows_verified, 7);
+}
+
+TEST(AuditHeadTest, FormatsAndParses) {
+  const std::string hash(64, 'a');
+  const AuditHead head{12, hash};
+  EXPECT_EQ(FormatAuditHead(head), "12 " + hash);
+  for (const std::string& text : {"12 " + hash, "12:" + hash}) {
+    auto parsed = ParseAuditHead(text);
+    ASSERT_THAT(parsed, IsOk()) << text;
+    EXPECT_EQ(parsed->sequence, 12);
+    EXPECT_EQ(parsed->hash, hash);
+  }
+  EXPECT_THAT(ParseAuditHead(std::string("0:") + kGenesisHash), IsOk());
+}
+
+TEST(AuditHeadTest, RejectsWhatIsNotAHead) {
+  const std::string hash(64, 'a');
+  const std::vector<std::string> not_heads = {"",
+                                              hash,
+                                              "12",
+                                              "12:" + hash.substr(1),
+                                              "-1:" + hash,
+                                              "x:" + hash,
+                                              "12:" + std::string(64, 'A'),
+                                              "12:" + hash + ":1",
+                                              "12::" + hash,
+                                              "0:" + hash};
+  for (const std::string& text : not_heads) {
+    EXPECT_THAT(ParseAuditHead(text),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << text;
+  }
 }
 
 TEST(AuditChainMissingFileTest, MissingDatabaseIsNotFound) {

@@ -97,6 +97,32 @@ class OraclectlTest : public ::testing::Test {
     store_ = *std::move(store);
   }
 
+  // Closes store_, runs `sql` on the database file as someone tampering with
+  // it, and reopens store_ read-only.
+  void Tamper(const std::string& sql) {
+    store_.reset();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sql;
+    sqlite3_close(db);
+    StoreOptions read_only;
+    read_only.db_path = db_path_;
+    read_only.read_only = true;
+    auto store = SqliteLabelStore::Open(read_only);
+    ASSERT_THAT(store, IsOk());
+    store_ = *std::move(store);
+  }
+
+  // The hash of audit row `sequence`.
+  std::string RowHash(int64_t sequence) {
+    auto rows = store_->ListAudit("", sequence - 1, 1);
+    EXPECT_THAT(rows, IsOk());
+    if (!rows.ok() || rows->empty()) return "";
+    return rows->front().hash;
+  }
+
   TestDir dir_;
   std::string db_path_;
   std::unique_ptr<SqliteLabelStore> store_;
@@ -205,6 +231,71 @@ TEST_F(OraclectlTest, VerifyReportsOkOrTheFirstBadRow) {
   EXPECT_THAT(PrintVerification(**store, fail), IsOkAndHolds(false));
   EXPECT_THAT(fail.str(), StartsWith("FAIL at row 2: hash "));
   EXPECT_THAT(fail.str(), HasSubstr("does not match the row's content"));
+}
+
+TEST_F(OraclectlTest, HeadIsTheLastRowAndVerifyChecksASavedOne) {
+  std::ostringstream head;
+  ASSERT_THAT(PrintHead(*store_, head), IsOk());
+  EXPECT_EQ(head.str(), absl::StrCat("3 ", RowHash(3), "\n"));
+
+  std::string line = head.str();
+  line.pop_back();
+  VerifyOptions options;
+  ASSERT_THAT(ParseAuditHead(line), IsOk());
+  options.expected_head = *ParseAuditHead(line);
+  std::ostringstream out;
+  EXPECT_THAT(PrintVerification(*store_, options, out), IsOkAndHolds(true));
+  EXPECT_EQ(out.str(), "OK: 3 rows verified; saved head row 3 matches\n");
+
+  // A head saved before the last row: the log grew since, which is fine.
+  options.expected_head = AuditHead{2, RowHash(2)};
+  std::ostringstream grown;
+  EXPECT_THAT(PrintVerification(*store_, options, grown), IsOkAndHolds(true));
+  EXPECT_EQ(grown.str(), "OK: 3 rows verified; saved head row 2 matches\n");
+}
+
+// The store's own head lives in the same database: cut the last row and move
+// that head back, and only a head saved elsewhere shows the cut.
+TEST_F(OraclectlTest, SavedHeadCatchesRowsCutOffTheEnd) {
+  VerifyOptions options;
+  options.expected_head = AuditHead{3, RowHash(3)};
+  const std::string row2_hash = RowHash(2);
+  Tamper("DELETE FROM audit WHERE seq = 3");
+  Tamper("UPDATE metadata SET value = '2' WHERE key = 'audit_head_seq'");
+  Tamper("UPDATE metadata SET value = '" + row2_hash +
+         "' WHERE key = 'audit_head_hash'");
+
+  std::ostringstream unanchored;
+  EXPECT_THAT(PrintVerification(*store_, unanchored), IsOkAndHolds(true));
+  EXPECT_EQ(unanchored.str(), "OK: 2 rows verified\n");
+
+  std::ostringstream anchored;
+  EXPECT_THAT(PrintVerification(*store_, options, anchored),
+              IsOkAndHolds(false));
+  EXPECT_EQ(anchored.str(),
+            absl::StrCat("FAIL at row 3: the log ends at row 2 but the saved "
+                         "head is row 3 (",
+                         options.expected_head->hash,
+                         "); rows were removed from the end\n"));
+}
+
+TEST_F(OraclectlTest, SavedHeadCatchesARowWithAnotherHash) {
+  VerifyOptions options;
+  options.expected_head = AuditHead{2, RowHash(3)};
+  std::ostringstream out;
+  EXPECT_THAT(PrintVerification(*store_, options, out), IsOkAndHolds(false));
+  EXPECT_THAT(out.str(), StartsWith(absl::StrCat(
+                             "FAIL at row 2: hash ", RowHash(2),
+                             " is not the saved head's (", RowHash(3), ")")));
+}
+
+TEST_F(OraclectlTest, HeadOfALogThatDoesNotVerifyIsDataLoss) {
+  Tamper("UPDATE audit SET round = 7 WHERE seq = 2");
+  std::ostringstream out;
+  EXPECT_THAT(
+      PrintHead(*store_, out),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("FAIL at row 2: hash ")));
+  EXPECT_EQ(out.str(), "");
 }
 
 TEST(OraclectlFormatTest, ParsesLogFormats) {
