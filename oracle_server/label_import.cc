@@ -25,6 +25,19 @@ absl::Status CheckLabelValues(const std::string& source,
   return absl::OkStatus();
 }
 
+absl::Status CheckLabelsMatchRecord(const std::string& source, Split split,
+                                    const DatasetSplitInfo& recorded,
+                                    const std::vector<uint8_t>& labels) {
+  const std::string sha256 = LabelContentSha256(labels);
+  if (sha256 == recorded.content_sha256) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      source, ": the ", SplitName(split), " labels changed since they were ",
+      "imported from ", recorded.source_path, " (", recorded.count,
+      " labels, sha256 ", recorded.content_sha256, "); they now are ",
+      labels.size(), " labels with sha256 ", sha256,
+      "; restore the original labels or use a new database"));
+}
+
 absl::StatusOr<ImportedLabels> ReadLabelFile(const std::string& path,
                                              int64_t count) {
   ImportedLabels imported;

@@ -27,6 +27,14 @@ std::string LabelContentSha256(const std::vector<uint8_t>& labels);
 absl::Status CheckLabelValues(const std::string& source,
                               const std::vector<uint8_t>& labels);
 
+// Checks the `split` labels a store loaded at open from `source` (e.g.
+// "database oracle.db" or "labels table data.train") against `recorded`, what
+// the database recorded when they were first imported. FAILED_PRECONDITION
+// naming `source`, the split and both content hashes when they differ.
+absl::Status CheckLabelsMatchRecord(const std::string& source, Split split,
+                                    const DatasetSplitInfo& recorded,
+                                    const std::vector<uint8_t>& labels);
+
 // Reads the gzipped or plain IDX label file at `path`, which must hold
 // exactly `count` labels. NOT_FOUND / DATA_LOSS / INVALID_ARGUMENT /
 // FAILED_PRECONDITION from the IDX reader (missing file, truncation, wrong

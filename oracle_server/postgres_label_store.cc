@@ -522,24 +522,32 @@ absl::Status PostgresLabelStore::Initialize() {
           " has no label oracle schema of version ", kSchemaVersion));
     }
   }
-  // The labels as the database describes them.
+  // The labels as the database describes them, checked against the hash
+  // recorded at import whatever their source.
   for (Split split : {Split::kTrain, Split::kTest}) {
-    ASSIGN_OR_RETURN(
-        PgResult source,
-        Run(write_conn_, "SELECT source_path FROM datasets WHERE split = $1",
-            {std::string(SplitName(split))}));
+    ASSIGN_OR_RETURN(PgResult source,
+                     Run(write_conn_,
+                         "SELECT source_path, content_sha256, count FROM "
+                         "datasets WHERE split = $1",
+                         {std::string(SplitName(split))}));
     if (PQntuples(source.get()) != 1) {
       return absl::FailedPreconditionError(
           absl::StrCat("database ", PQdb(write_conn_), " has no ",
                        SplitName(split), " labels"));
     }
+    DatasetSplitInfo recorded;
+    recorded.source_path = Text(source.get(), 0, 0);
+    recorded.content_sha256 = Text(source.get(), 0, 1);
+    ASSIGN_OR_RETURN(recorded.count, Int(source.get(), 0, 2));
     std::vector<uint8_t>& labels =
         split == Split::kTrain ? train_labels_ : test_labels_;
-    absl::string_view path = PQgetvalue(source.get(), 0, 0);
-    if (absl::ConsumePrefix(&path, kTablePrefix)) {
+    absl::string_view table = recorded.source_path;
+    if (absl::ConsumePrefix(&table, kTablePrefix)) {
       ASSIGN_OR_RETURN(ImportedLabels imported,
-                       ReadLabelTable(write_conn_, std::string(path)));
+                       ReadLabelTable(write_conn_, std::string(table)));
       labels = std::move(imported.labels);
+      RETURN_IF_ERROR(CheckLabelsMatchRecord(
+          absl::StrCat("labels table ", table), split, recorded, labels));
       continue;
     }
     ASSIGN_OR_RETURN(
@@ -559,6 +567,8 @@ absl::Status PostgresLabelStore::Initialize() {
       }
       labels.push_back(static_cast<uint8_t>(label));
     }
+    RETURN_IF_ERROR(CheckLabelsMatchRecord(
+        absl::StrCat("database ", PQdb(write_conn_)), split, recorded, labels));
   }
   LedgerOptions ledger_options;
   ledger_options.train_count = static_cast<int64_t>(train_labels_.size());

@@ -45,7 +45,8 @@ struct PostgresStoreOptions {
   // "schema.table") with columns id (0, 1, ... without gaps) and label
   // (0..9). Both or neither. The labels stay in these tables; the store
   // records their content hash at the first open and refuses to open when
-  // it changed.
+  // it changed (at every open, also one without these options, which reads
+  // the recorded tables).
   std::string labels_table;
   std::string test_labels_table;
   // Open without writing: no import, every write fails with
@@ -69,8 +70,11 @@ class PostgresLabelStore final : public LedgerLabelStore, private LedgerBackend 
   // by an advisory lock), imports or checks the labels and loads the ledger.
   // UNAVAILABLE if the server cannot be reached; FAILED_PRECONDITION for a
   // database that holds other labels or is not an oracle database (read
-  // only); the IDX reader's errors as for SqliteLabelStore; INVALID_ARGUMENT
-  // for a labels table with gaps or bad labels.
+  // only), or whose labels (in `labels` or the recorded labels tables, with
+  // or without the table options, read-only too) no longer have the content
+  // hash recorded at import; the IDX reader's errors as for
+  // SqliteLabelStore; INVALID_ARGUMENT for a labels table with gaps or bad
+  // labels.
   static absl::StatusOr<std::unique_ptr<PostgresLabelStore>> Open(
       const PostgresStoreOptions& options);
 

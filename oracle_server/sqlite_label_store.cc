@@ -465,6 +465,20 @@ absl::Status SqliteLabelStore::ImportOrCheckLocked(
 
 absl::StatusOr<std::vector<uint8_t>> SqliteLabelStore::ReadLabelsLocked(
     Split split) {
+  ASSIGN_OR_RETURN(Statement dataset,
+                   Statement::Prepare(db_,
+                                      "SELECT source_path, content_sha256, "
+                                      "count FROM datasets WHERE split = ?"));
+  dataset.Bind(1, SplitName(split));
+  ASSIGN_OR_RETURN(bool has_dataset, dataset.Step());
+  if (!has_dataset) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", options_.db_path, " has no ", SplitName(split), " labels"));
+  }
+  DatasetSplitInfo recorded;
+  recorded.source_path = dataset.Text(0);
+  recorded.content_sha256 = dataset.Text(1);
+  recorded.count = dataset.Int(2);
   ASSIGN_OR_RETURN(
       Statement select,
       Statement::Prepare(
@@ -481,6 +495,8 @@ absl::StatusOr<std::vector<uint8_t>> SqliteLabelStore::ReadLabelsLocked(
     }
     labels.push_back(static_cast<uint8_t>(select.Int(1)));
   }
+  RETURN_IF_ERROR(CheckLabelsMatchRecord(
+      absl::StrCat("database ", options_.db_path), split, recorded, labels));
   return labels;
 }
 
@@ -723,11 +739,12 @@ absl::StatusOr<ExperimentRecord> SqliteLabelStore::CreateExperiment(
     inserted = true;
     return absl::OkStatus();
   }));
-  if (inserted) {
-    ledger_->AddExperiment(stored);
-  } else {
-    ASSIGN_OR_RETURN(LedgerSnapshot snapshot, LoadSnapshotLocked());
-    ledger_->Reset(snapshot);
+  ledger_->AddExperiment(stored);
+  if (!inserted) {
+    // Another connection created it, perhaps more: reload everything at the
+    // next write. Not Reset here: db_mu_ does not keep out a group that has
+    // committed but is not yet in the ledger.
+    ledger_->ReloadAtNextWrite();
   }
   if (created != nullptr) *created = inserted;
   return stored;

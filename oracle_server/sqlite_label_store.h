@@ -71,9 +71,10 @@ class SqliteLabelStore final : public LedgerLabelStore, private LedgerBackend {
   // against them. Returns NOT_FOUND / DATA_LOSS / INVALID_ARGUMENT /
   // FAILED_PRECONDITION from reading the IDX files (wrong magic, wrong
   // count, a label outside [0, 10)), FAILED_PRECONDITION if the database
-  // holds labels whose content hash differs from the files', NOT_FOUND for a
-  // database file that cannot be opened (missing when opened read-only, or
-  // its folder missing), else as SqliteErrorStatus. A database of an older
+  // holds labels whose content hash differs from the files' or (whether or
+  // not files are given, read-only too) from the hash it recorded at import,
+  // NOT_FOUND for a database file that cannot be opened (missing when opened
+  // read-only, or its folder missing), else as SqliteErrorStatus. A database of an older
   // schema (version 1: audit rows without role and peer) is migrated in
   // place when opened for writing and read as it is when opened read-only.
   static absl::StatusOr<std::unique_ptr<SqliteLabelStore>> Open(
@@ -118,6 +119,8 @@ class SqliteLabelStore final : public LedgerLabelStore, private LedgerBackend {
                                    const std::vector<uint8_t>& labels)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // The labels of `split` as stored, indexed by sample id.
+  // FAILED_PRECONDITION if the database records no such labels, or if their
+  // content hash is not the one recorded when they were imported.
   absl::StatusOr<std::vector<uint8_t>> ReadLabelsLocked(Split split)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // Runs `body` in a BEGIN IMMEDIATE transaction; commits if it and

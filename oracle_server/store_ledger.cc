@@ -185,11 +185,20 @@ void StoreLedger::ResetLocked(const LedgerSnapshot& snapshot) {
   evaluations_by_peer_ = std::move(evaluations_by_peer);
   evaluations_total_ = evaluations_total;
   stamp_ = snapshot.stamp;
+  reload_requested_ = false;
+}
+
+void StoreLedger::ReloadAtNextWrite() {
+  absl::MutexLock lock(&mu_);
+  reload_requested_ = true;
 }
 
 void StoreLedger::AddExperiment(const ExperimentRecord& experiment) {
   absl::MutexLock lock(&mu_);
-  ExperimentState& state = experiments_[experiment.name];
+  // A known experiment's state may be in the plan of a group in flight.
+  auto [it, added] = experiments_.try_emplace(experiment.name);
+  if (!added) return;
+  ExperimentState& state = it->second;
   state.record = experiment;
   state.spent = 0;
   state.revealed.assign(BitsetWords(options_.train_count), 0);
@@ -363,10 +372,11 @@ absl::Status StoreLedger::CommitGroup(const std::vector<Write*>& group) {
         bool stale = false;
         {
           absl::MutexLock lock(&mu_);
-          stale = stamp != stamp_;
+          stale = stamp != stamp_ || reload_requested_;
         }
         // Another connection wrote, or an earlier commit failed in a way
-        // that left its outcome unknown: start again from what is committed.
+        // that left its outcome unknown, or the store asked for a reload:
+        // start again from what is committed.
         if (stale) {
           ASSIGN_OR_RETURN(LedgerSnapshot snapshot, txn.LoadSnapshot());
           absl::MutexLock lock(&mu_);

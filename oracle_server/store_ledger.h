@@ -135,11 +135,19 @@ class StoreLedger {
   StoreLedger(const StoreLedger&) = delete;
   StoreLedger& operator=(const StoreLedger&) = delete;
 
-  // Replaces the state with `snapshot`. No write may be in flight (callers
-  // hold whatever lock their backend's write transactions hold).
+  // Replaces the state with `snapshot`. No write may be in flight: not even
+  // one whose transaction has committed but that the ledger has not yet
+  // taken in, which a backend's write lock does not cover; so only for the
+  // initial state. To reload later, use ReloadAtNextWrite.
   void Reset(const LedgerSnapshot& snapshot);
 
-  // Adds a newly inserted experiment (nothing revealed, no audit rows).
+  // Makes the next group reload the state from its own transaction's
+  // snapshot before deciding, as when another connection wrote. Safe at any
+  // time, also while a group is being committed.
+  void ReloadAtNextWrite();
+
+  // Adds a newly inserted experiment (nothing revealed, no audit rows); one
+  // the ledger knows already is left as it is. Safe at any time.
   void AddExperiment(const ExperimentRecord& experiment);
 
   // For a backend with an experiments version: adds `experiment`, inserted
@@ -218,6 +226,8 @@ class StoreLedger {
   std::map<std::string, int64_t> evaluations_by_peer_ ABSL_GUARDED_BY(mu_);
   int64_t evaluations_total_ ABSL_GUARDED_BY(mu_) = 0;
   LedgerStamp stamp_ ABSL_GUARDED_BY(mu_);
+  // Set by ReloadAtNextWrite, cleared by every reload.
+  bool reload_requested_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread committer_;  // last: started once everything else exists
 };

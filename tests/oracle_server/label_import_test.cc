@@ -49,5 +49,33 @@ TEST(LabelImportTest, RejectsWrongCountsAndValues) {
                        HasSubstr("table t: label 10 of sample 2")));
 }
 
+TEST(LabelImportTest, ChecksLoadedLabelsAgainstTheRecordedHash) {
+  const std::vector<uint8_t> labels = testdata::TrainLabels(30);
+  DatasetSplitInfo recorded;
+  recorded.source_path = "table:data.train";
+  recorded.content_sha256 = LabelContentSha256(labels);
+  recorded.count = 30;
+  EXPECT_THAT(CheckLabelsMatchRecord("labels table data.train", Split::kTrain,
+                                     recorded, labels),
+              IsOk());
+  std::vector<uint8_t> changed = labels;
+  changed[0] = (changed[0] + 1) % 10;
+  EXPECT_THAT(
+      CheckLabelsMatchRecord("labels table data.train", Split::kTrain,
+                             recorded, changed),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               ::testing::AllOf(
+                   HasSubstr("labels table data.train: the train labels "
+                             "changed since they were imported from "
+                             "table:data.train"),
+                   HasSubstr(recorded.content_sha256),
+                   HasSubstr(LabelContentSha256(changed)))));
+  changed.pop_back();
+  EXPECT_THAT(CheckLabelsMatchRecord("database oracle.db", Split::kTest,
+                                     recorded, changed),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("now are 29 labels")));
+}
+
 }  // namespace
 }  // namespace oracle_server

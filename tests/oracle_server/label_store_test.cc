@@ -139,6 +139,31 @@ class LabelStoreContractTest : public testing::TestWithParam<StoreKind> {
     return std::unique_ptr<LabelStore>(std::move(*store));
   }
 
+  // Runs `sql` directly on the database `db_path` names (a file path; for
+  // PostgreSQL, one this test opened before), beside any open store.
+  absl::Status ExecuteSql(const std::string& db_path, const std::string& sql) {
+    if (GetParam() == StoreKind::kPostgres) {
+      auto known = databases_.find(db_path);
+      if (known == databases_.end()) {
+        return absl::NotFoundError(absl::StrCat("no database ", db_path));
+      }
+      return testdata::PostgresTestCluster::Execute(known->second, sql);
+    }
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open(db_path.c_str(), &db);
+    char* error = nullptr;
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    }
+    absl::Status status =
+        rc == SQLITE_OK ? absl::OkStatus()
+                        : absl::InternalError(absl::StrCat(
+                              sql, ": ", error != nullptr ? error : "open"));
+    sqlite3_free(error);
+    sqlite3_close(db);
+    return status;
+  }
+
   testdata::PostgresTestCluster* cluster_ = nullptr;
   std::map<std::string, std::string> databases_;
 };
@@ -248,6 +273,43 @@ TEST_P(LabelStoreContractTest, RefusesExistingDatabaseWithDifferentLabels) {
                      HasSubstr(other.train_labels_path),
                      HasSubstr("train labels"), HasSubstr(Sha256Of(changed)))));
   // The original files still open it.
+  EXPECT_THAT(Open(options), IsOk());
+}
+
+// The labels a store serves are hashed at every open and compared with the
+// hash recorded at import, whether or not label files are given to check.
+TEST_P(LabelStoreContractTest, RefusesLabelsChangedInTheDatabase) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  ASSERT_THAT(Open(options), IsOk());
+  std::vector<uint8_t> changed = TrainLabels(100);
+  changed[0] = (changed[0] + 1) % 10;
+  ASSERT_THAT(ExecuteSql(options.db_path,
+                         absl::StrCat("UPDATE labels SET label = ", changed[0],
+                                      " WHERE split = 'train' AND id = 0")),
+              IsOk());
+  const auto refused = StatusIs(
+      absl::StatusCode::kFailedPrecondition,
+      AllOf(HasSubstr("train labels"), HasSubstr(Sha256Of(changed)),
+            HasSubstr(Sha256Of(TrainLabels(100))),
+            HasSubstr(options.train_labels_path)));
+  // The label files still match what was recorded; the database does not.
+  EXPECT_THAT(Open(options), refused);
+  StoreOptions without_files = options;
+  without_files.train_labels_path = "";
+  without_files.test_labels_path = "";
+  EXPECT_THAT(Open(without_files), refused);
+  StoreOptions read_only = without_files;
+  read_only.read_only = true;
+  EXPECT_THAT(Open(read_only), refused);
+  // Restored, it opens again.
+  ASSERT_THAT(ExecuteSql(options.db_path,
+                         absl::StrCat("UPDATE labels SET label = ",
+                                      TrainLabel(0),
+                                      " WHERE split = 'train' AND id = 0")),
+              IsOk());
+  EXPECT_THAT(Open(without_files), IsOk());
   EXPECT_THAT(Open(options), IsOk());
 }
 
@@ -740,6 +802,44 @@ TEST_P(LabelStoreContractTest, ReloadsStateWrittenByAnotherConnection) {
   auto verification = VerifyAuditLog(**first);
   ASSERT_THAT(verification, IsOk());
   EXPECT_TRUE(verification->ok) << verification->reason;
+}
+
+// CreateExperiment of a name another connection created returns that
+// experiment, and this store then serves it and, from its next write on,
+// everything that connection did.
+TEST_P(LabelStoreContractTest, CreateFindsExperimentsAnotherConnectionCreated) {
+  TestDir dir;
+  StoreOptions options =
+      SyntheticStoreOptions(dir.path(), 100, 20, dir.path() + "/oracle.db");
+  auto first = Open(options);
+  ASSERT_THAT(first, IsOk());
+  {
+    auto second = Open(options);
+    ASSERT_THAT(second, IsOk());
+    ASSERT_THAT((*second)->CreateExperiment(Experiment("x", 3), nullptr),
+                IsOk());
+    ASSERT_THAT((*second)->CreateExperiment(Experiment("y", 4), nullptr),
+                IsOk());
+    ASSERT_THAT((*second)->Reveal(Reveal("x", {1, 2})), IsOk());
+  }
+  bool created = true;
+  auto x = (*first)->CreateExperiment(Experiment("x", 99), &created);
+  ASSERT_THAT(x, IsOk());
+  EXPECT_FALSE(created);
+  EXPECT_EQ(x->label_budget, 3);
+  EXPECT_THAT((*first)->GetExperiment("x"), IsOk());
+  auto denied = (*first)->Reveal(Reveal("x", {3, 4}));
+  ASSERT_THAT(denied, IsOk());
+  EXPECT_FALSE(denied->granted);
+  EXPECT_EQ(denied->remaining, 1);
+  auto usage = (*first)->GetUsage("x");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 2);
+  EXPECT_EQ(usage->requests_granted, 1);
+  EXPECT_EQ(usage->requests_denied, 1);
+  auto y = (*first)->GetExperiment("y");
+  ASSERT_THAT(y, IsOk());
+  EXPECT_EQ(y->label_budget, 4);
 }
 
 // Found by fuzz/audit_chain_fuzzer: a database whose recorded audit head
@@ -1270,6 +1370,26 @@ TEST(PostgresLabelStoreTest, LabelsFromTables) {
     EXPECT_THAT((*store)->LoadLabels(Split::kTrain),
                 IsOkAndHolds(TrainLabels(50)));
   }
+  // Restarts without the table flags read the recorded tables, with or
+  // without IDX files of the same labels to check against.
+  PostgresStoreOptions without_flags;
+  without_flags.conninfo = *conninfo;
+  without_flags.train_labels_path = "";
+  without_flags.test_labels_path = "";
+  EXPECT_THAT(PostgresLabelStore::Open(without_flags), IsOk());
+  TestDir dir;
+  const StoreOptions files = SyntheticStoreOptions(dir.path(), 50, 10);
+  PostgresStoreOptions same_files = without_flags;
+  same_files.train_labels_path = files.train_labels_path;
+  same_files.test_labels_path = files.test_labels_path;
+  same_files.train_count = 50;
+  same_files.test_count = 10;
+  {
+    auto store = PostgresLabelStore::Open(same_files);
+    ASSERT_THAT(store, IsOk());
+    EXPECT_THAT((*store)->LoadLabels(Split::kTrain),
+                IsOkAndHolds(TrainLabels(50)));
+  }
   ASSERT_THAT(testdata::PostgresTestCluster::Execute(
                   *conninfo, absl::StrCat("UPDATE data.train SET label = ",
                                           (TrainLabel(7) + 1) % 10,
@@ -1278,6 +1398,16 @@ TEST(PostgresLabelStoreTest, LabelsFromTables) {
   EXPECT_THAT(PostgresLabelStore::Open(options),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("table:data.train")));
+  // Without the flags too: the tables are hashed whatever names them.
+  std::vector<uint8_t> changed = TrainLabels(50);
+  changed[7] = (TrainLabel(7) + 1) % 10;
+  const auto refused = StatusIs(
+      absl::StatusCode::kFailedPrecondition,
+      AllOf(HasSubstr("labels table data.train"),
+            HasSubstr(Sha256Of(TrainLabels(50))), HasSubstr(Sha256Of(changed))));
+  EXPECT_THAT(PostgresLabelStore::Open(without_flags), refused);
+  EXPECT_THAT(PostgresLabelStore::Open(same_files), refused);
+  EXPECT_THAT(PostgresLabelStore::Open(read_only), refused);
   ASSERT_THAT(testdata::PostgresTestCluster::Execute(
                   *conninfo, "DELETE FROM test_labels WHERE id = 3"),
               IsOk());

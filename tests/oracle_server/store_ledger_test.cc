@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,7 +43,15 @@ class FakeBackend : public LedgerBackend, private LedgerTransaction {
       snapshot_.stamp.head_hash = pending_->rows.back().hash;
     }
     pending_.reset();
+    if (status.ok() && after_commit_) std::exchange(after_commit_, nullptr)();
     return status;
+  }
+
+  // Runs `hook` once, after the next commit that succeeds and before the
+  // ledger takes the group in: where a store's other threads can act once
+  // the backend's write lock is released.
+  void AfterNextCommit(std::function<void()> hook) {
+    after_commit_ = std::move(hook);
   }
 
   LedgerSnapshot& snapshot() { return snapshot_; }
@@ -74,6 +83,7 @@ class FakeBackend : public LedgerBackend, private LedgerTransaction {
   std::optional<GroupWrite> pending_;
   std::vector<GroupWrite> writes_;
   absl::Status fail_commit_;
+  std::function<void()> after_commit_;
   std::atomic<int> transactions_{0};
   int loads_ = 0;
   std::atomic<bool> block_next_{false};
@@ -401,6 +411,54 @@ TEST(StoreLedgerTest, DestructionCompletesQueuedWrites) {
     revealed += static_cast<int64_t>(write.revealed.size());
   }
   EXPECT_EQ(revealed, 10);
+}
+
+// SqliteLabelStore::CreateExperiment, finding an experiment that another
+// connection created, updates the ledger holding only the store's write
+// lock; that can land after a group's transaction committed and before the
+// ledger takes the group in. It used to Reset there, freeing the
+// experiment states the group's plan points at and counting the group twice
+// (once in the snapshot, once when taken in). ReloadAtNextWrite and
+// AddExperiment are safe there; the reload waits for the next group.
+TEST(StoreLedgerTest, ReloadAskedForWhileAGroupIsInFlightComesWithTheNext) {
+  FakeBackend backend;
+  backend.snapshot().experiments = {Experiment(1, "a", 5)};
+  StoreLedger ledger(Options(), &backend);
+  ledger.Reset(backend.snapshot());
+  backend.AfterNextCommit([&] {
+    // What the database holds now: the group, and experiments "b" and "c"
+    // that another connection created (no audit rows, so the same stamp).
+    LedgerSnapshot& committed = backend.snapshot();
+    committed.experiments = {Experiment(1, "a", 5), Experiment(2, "b", 5),
+                             Experiment(3, "c", 5)};
+    committed.revealed = {{1, 1}};
+    committed.audit_counts = {{"a", kKindQuery, "GRANTED", "", 1}};
+    ledger.AddExperiment(Experiment(2, "b", 5));
+    ledger.AddExperiment(Experiment(1, "a", 99));  // known: left as it is
+    ledger.ReloadAtNextWrite();
+  });
+  ASSERT_THAT(ledger.Reveal(Reveal("a", {1})), IsOk());
+  auto usage = ledger.Usage("a");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 1);
+  EXPECT_EQ(usage->requests_granted, 1);
+  EXPECT_EQ(ledger.FindExperiment("a")->label_budget, 5);
+  EXPECT_TRUE(ledger.FindExperiment("b").has_value());
+  EXPECT_EQ(backend.loads(), 0);
+
+  // The next group reloads, although the stamp did not move.
+  auto b = ledger.Reveal(Reveal("b", {7}));
+  ASSERT_THAT(b, IsOk());
+  EXPECT_TRUE(b->granted);
+  EXPECT_EQ(backend.loads(), 1);
+  EXPECT_TRUE(ledger.FindExperiment("c").has_value());
+  usage = ledger.Usage("a");
+  ASSERT_THAT(usage, IsOk());
+  EXPECT_EQ(usage->spent, 1);
+  EXPECT_EQ(usage->requests_granted, 1);
+  // Once.
+  ASSERT_THAT(ledger.Reveal(Reveal("a", {2})), IsOk());
+  EXPECT_EQ(backend.loads(), 1);
 }
 
 }  // namespace
