@@ -546,6 +546,31 @@ TEST(LearnerTest, SaveLoadRoundTrip) {
                        (*b)->ema_model()->parameters()));
 }
 
+TEST(LearnerTest, SaveLoadKeepsAFittedSchedule) {
+  // A schedule squeezed by FitScheduleEnd (a run fitted to a time limit)
+  // comes back from the checkpoint: the rate goes on where it was.
+  ToyData data = MakeToyData();
+  auto a = MakeFixMatchLearner(ToyLearner(11));
+  auto b = MakeFixMatchLearner(ToyLearner(11));
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_THAT((*a)->Step(data.step_data()), IsOk());
+  }
+  (*a)->FitScheduleEnd(8);
+  ASSERT_THAT((*a)->Step(data.step_data()), IsOk());
+  const std::string path = testing::TempDir() + "/learner_fitted.pt";
+  ASSERT_THAT((*a)->Save(path), IsOk());
+  ASSERT_NE((*b)->next_lr(), (*a)->next_lr());
+  ASSERT_THAT((*b)->Load(path), IsOk());
+  EXPECT_EQ((*b)->schedule_end(), 8);
+  for (int64_t step = 4; step <= 8; ++step) {
+    (*a)->set_step(step);
+    (*b)->set_step(step);
+    EXPECT_DOUBLE_EQ((*b)->next_lr(), (*a)->next_lr()) << "step " << step;
+  }
+}
+
 TEST(LearnerTest, SaveLoadErrors) {
   auto learner = MakeFixMatchLearner(ToyLearner(1));
   ASSERT_THAT(learner, IsOk());

@@ -3,16 +3,20 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/idx_file.h"
@@ -30,6 +34,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 constexpr char kDataDir[] = "/usr/share/datasets/fashion-mnist";
 
@@ -415,6 +420,34 @@ TEST(RunTrainerTest, StopCheckpointsAndResumeBuysNothingTwice) {
   EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
 }
 
+TEST(RunTrainerTest, ResumeIgnoresRoundEndsOfAnotherCheckpoint) {
+  // round_ends.txt written for another step than checkpoint.pt's (a stop
+  // between the two files) is ignored: the planned ends 4,8 stand, so the
+  // run stopped at step 4 goes on with round 1 (the file's ends 6,8 would
+  // put it back in round 0).
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  TrainerOptions options = TinyStagedRun(TempDir("resume_foreign_ends"));
+  options.pretrain.method = "none";
+  options.feature_quality = false;
+  std::atomic<bool> stop{false};
+  oracle.StopOnQuery(2, &stop);
+  ASSERT_THAT(RunTrainer(options, &oracle, &stop),
+              StatusIs(absl::StatusCode::kCancelled));
+  const std::string round_ends = options.out_dir + "/round_ends.txt";
+  ASSERT_EQ(ReadFile(round_ends), "step 4\nplanned 4,8\nends 4,8\n");
+  std::ofstream(round_ends) << "step 3\nplanned 4,8\nends 6,8\n";
+
+  options.resume = true;
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->steps, 8);
+  const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
+  EXPECT_THAT(rounds, Not(HasSubstr("\n0,20,")));
+  EXPECT_THAT(rounds, HasSubstr("\n1,20,"));
+  EXPECT_EQ(ReadFile(round_ends), "step 8\nplanned 4,8\nends 4,8\n");
+}
+
 // The ids typiclust picks in `round` for `count` labels on `embeddings` of
 // the pool, with `labelled` already bought (their labels from `oracle`).
 std::vector<int64_t> TypiclustPicks(const TrainerOptions& options,
@@ -693,6 +726,74 @@ TEST(RunTrainerTest, FitsTheDistillationIntoTheTimeLeft) {
   EXPECT_GT(distilled, rounds / 3);
   EXPECT_LT(distilled, rounds * 3);
   EXPECT_LT(summary->steps, 1000);
+}
+
+// The (step, lr) of every line of out_dir's metrics.jsonl, in order.
+std::vector<std::pair<int64_t, double>> StepRates(const std::string& out_dir) {
+  std::vector<std::pair<int64_t, double>> rates;
+  std::istringstream metrics(ReadFile(out_dir + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(metrics, line)) {
+    const size_t step = line.find("\"step\":");
+    const size_t lr = line.find("\"lr\":");
+    if (step == std::string::npos || lr == std::string::npos) continue;
+    rates.emplace_back(std::stoll(line.substr(step + 7)),
+                       std::stod(line.substr(lr + 5)));
+  }
+  return rates;
+}
+
+TEST(RunTrainerTest, ResumeKeepsTheRoundEndsFittedToTheTimeLimit) {
+  // A run fitted to its time limit ends round 0 hundreds of steps before
+  // the planned 150,000. Stopped early in round 1 (after its purchase) and
+  // resumed, it must continue round 1 where it stopped, on the learning
+  // rate it had, not train and record round 0 again (with round 1's
+  // labels) up to its planned end.
+  FakeOracle oracle;
+  if (!oracle.loaded()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  TrainerOptions options = TimeLimitedRun(TempDir("time_fit_resume"));
+  std::atomic<bool> stop{false};
+  const std::function<absl::Time()> fitted_clock = options.clock;
+  int reads_in_round_1 = 0;
+  options.clock = [&] {
+    if (oracle.queries() == 2 && ++reads_in_round_1 == 40) stop.store(true);
+    return fitted_clock();
+  };
+  EXPECT_THAT(RunTrainer(options, &oracle, &stop),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("--resume")));
+  ASSERT_EQ(oracle.queries(), 2);
+  const std::string stopped_rounds = ReadFile(options.out_dir + "/rounds.csv");
+  ASSERT_THAT(stopped_rounds, HasSubstr("\n0,10,"));
+  ASSERT_THAT(stopped_rounds, Not(HasSubstr("\n1,")));
+  const std::vector<std::pair<int64_t, double>> stopped =
+      StepRates(options.out_dir);
+  ASSERT_FALSE(stopped.empty());
+  const int evaluations = oracle.evaluations();
+
+  options.resume = true;
+  options.clock = fitted_clock;
+  auto summary = RunTrainer(options, &oracle, nullptr);
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(oracle.queries(), 2);
+  EXPECT_EQ(summary->labels_spent, 20);
+  // Only round 1 ends (and is evaluated) in the resumed run.
+  EXPECT_EQ(oracle.evaluations(), evaluations + 1);
+  // A header and one row per round, round 0's as the stopped run wrote it.
+  const std::string rounds = ReadFile(options.out_dir + "/rounds.csv");
+  ASSERT_EQ(rounds.rfind(stopped_rounds, 0), 0u) << rounds;
+  EXPECT_THAT(rounds.substr(stopped_rounds.size()), StartsWith("1,20,"));
+  EXPECT_EQ(std::count(rounds.begin(), rounds.end(), '\n'), 3) << rounds;
+  // Training went on from the stopped step at the rate it had reached
+  // (an unfitted schedule would be back near its peak of 0.03).
+  const std::vector<std::pair<int64_t, double>> all =
+      StepRates(options.out_dir);
+  ASSERT_GT(all.size(), stopped.size());
+  const auto& [last_step, last_lr] = stopped.back();
+  const auto& [next_step, next_lr] = all[stopped.size()];
+  EXPECT_EQ(next_step, last_step + 1);
+  EXPECT_LE(next_lr, last_lr);
+  EXPECT_GT(next_lr, 0.95 * last_lr);
+  EXPECT_LT(last_lr, 0.029);
 }
 
 TEST(RunTrainerTest, RejectsLabelFreeObjectiveForRoundsBeforeBuying) {

@@ -17,6 +17,8 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -728,6 +730,10 @@ absl::Status Learner::Save(const std::string& path) const {
     archive.write("optimizer", optimizer_archive);
     archive.write("objective_state", objective_archive);
     archive.write("step", at::scalar_tensor(step_, at::kLong));
+    archive.write("schedule_steps",
+                  at::tensor({schedule_anchor_, schedule_end_}, at::kLong));
+    archive.write("schedule_anchor_progress",
+                  at::scalar_tensor(schedule_anchor_progress_, at::kDouble));
     at::Tensor generator_state;
     {
       at::Generator generator = generator_;
@@ -794,6 +800,8 @@ absl::Status Learner::Load(const std::string& path) {
                    BuildNetworks(model_options_, options_, *objective_,
                                  device_, channels_last_));
   int64_t step = 0;
+  // (anchor, anchor progress, end), when the checkpoint has them.
+  std::optional<std::tuple<int64_t, double, int64_t>> schedule;
   at::Tensor generator_state;
   try {
     c10::IValue objective;
@@ -820,6 +828,14 @@ absl::Status Learner::Load(const std::string& path) {
     at::Tensor step_tensor;
     archive.read("step", step_tensor);
     step = step_tensor.item<int64_t>();
+    at::Tensor schedule_steps, schedule_progress;
+    if (archive.try_read("schedule_steps", schedule_steps) &&
+        archive.try_read("schedule_anchor_progress", schedule_progress)) {
+      schedule_steps = schedule_steps.to(at::kCPU);
+      schedule.emplace(schedule_steps[0].item<int64_t>(),
+                       schedule_progress.item<double>(),
+                       schedule_steps[1].item<int64_t>());
+    }
     archive.read("generator_state", generator_state);
     generator_state = generator_state.to(at::kCPU);
     if (channels_last_) {
@@ -835,6 +851,10 @@ absl::Status Learner::Load(const std::string& path) {
   graph_.reset();
   networks_ = std::move(networks);
   step_ = step;
+  if (schedule.has_value()) {
+    std::tie(schedule_anchor_, schedule_anchor_progress_, schedule_end_) =
+        *schedule;
+  }
   return absl::OkStatus();
 }
 

@@ -128,8 +128,9 @@ class Learner {
   // the model's again (UpdateEma copies buffers). Errors as for Predict.
   absl::Status RecalibrateBatchNorm(const torch::Tensor& images, bool use_ema);
 
-  // Writes model, EMA, optimizer state, step counter, generator state and
-  // the objective's state to `path` (one torch archive).
+  // Writes model, EMA, optimizer state, step counter, learning-rate
+  // schedule, generator state and the objective's state to `path` (one
+  // torch archive).
   // Returns NOT_FOUND if the directory does not exist and INTERNAL if
   // writing fails.
   absl::Status Save(const std::string& path) const;
@@ -138,7 +139,8 @@ class Learner {
   // does not exist; FAILED_PRECONDITION if it was written for other
   // ModelOptions, another objective, or by an older trainer version;
   // DATA_LOSS if it cannot be read. The learner is unchanged on error. The
-  // schedule set by SetSchedule is not saved: callers set it again.
+  // schedule (SetSchedule, FitScheduleEnd) is restored too; a checkpoint
+  // written before Save kept it leaves the learner's schedule as it was.
   absl::Status Load(const std::string& path);
 
   // Initial weights from an earlier stage: copies the trained model's

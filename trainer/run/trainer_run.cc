@@ -7,13 +7,18 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <optional>
+#include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/atomic_file.h"
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 #include "trainer/learn/dataset.h"
@@ -34,6 +39,10 @@ constexpr char kJournalFile[] = "purchases.log";
 constexpr char kCheckpointFile[] = "checkpoint.pt";
 // The distillation stage's student (checkpoint.pt keeps the teacher).
 constexpr char kStudentCheckpointFile[] = "student.pt";
+// The round ends when checkpoint.pt was written, which a time fit moves:
+// three lines "step S" (checkpoint.pt's step), "planned E0,E1,..."
+// (PlanRounds's ends) and "ends E0,E1,..." (the run's).
+constexpr char kRoundEndsFile[] = "round_ends.txt";
 
 // The report's "pretraining" entry: the method, its steps and views' crop,
 // and BYOL's target decay; "none" without pretraining.
@@ -74,6 +83,17 @@ absl::StatusOr<torch::Device> ChooseDevice(const std::string& spec) {
 
 std::string JoinPath(const std::string& dir, const std::string& file) {
   return (std::filesystem::path(dir) / file).string();
+}
+
+// The comma-separated steps in `text`; nullopt unless each is an integer.
+std::optional<std::vector<int64_t>> ParseSteps(absl::string_view text) {
+  std::vector<int64_t> steps;
+  for (absl::string_view entry : absl::StrSplit(text, ',')) {
+    int64_t step = 0;
+    if (!absl::SimpleAtoi(entry, &step)) return std::nullopt;
+    steps.push_back(step);
+  }
+  return steps;
 }
 
 // The number of pool images options.train_limit leaves.
@@ -160,7 +180,17 @@ class Run {
   // (Evaluate also adds the result to the step curve).
   absl::StatusOr<Evaluation> ScoreTest(const torch::Tensor& probs,
                                        const std::string& note);
+  // Saves the learner to checkpoint.pt (student.pt while distilling) and,
+  // outside distillation, the round ends to round_ends.txt, each file
+  // atomically.
   absl::Status Checkpoint();
+  // After checkpoint.pt is loaded: takes the round ends from
+  // round_ends.txt if it was written with that checkpoint for this run's
+  // plan (then plan_restored_), so that RoundOfStep finds the round the
+  // step was in even after a time fit moved the ends; otherwise (a
+  // checkpoint from an older trainer, other --total_steps or --round_steps)
+  // keeps PlanRounds's ends and says so.
+  void RestoreRoundEnds();
   absl::Status RebuildLabelledTensors();
   absl::StatusOr<RunSummary> Finish(const Evaluation& evaluation);
   void RestoreRounds();
@@ -175,6 +205,9 @@ class Run {
   const absl::Time start_;
 
   RoundPlan plan_;
+  // Whether plan_.end_step and the learner's schedule were restored with
+  // the checkpoint (RestoreRoundEnds).
+  bool plan_restored_ = false;
   torch::Device device_{torch::kCPU};
   torch::Tensor train_images_;  // [N, 1, 28, 28] in [0, 1], on device_
   torch::Tensor test_images_;
@@ -207,10 +240,11 @@ class Run {
   double last_mask_rate_ = 0;
   double last_loss_ = 0;
   bool time_limit_logged_ = false;
-  // Fitting the steps to max_train_seconds (fit_to_time), the plan's end
-  // before any fit, and the longest stretch between two rounds' training
-  // (selection, purchase, evaluations) seen so far.
+  // Fitting the steps to max_train_seconds (fit_to_time), the plan's round
+  // ends and end before any fit, and the longest stretch between two
+  // rounds' training (selection, purchase, evaluations) seen so far.
   std::optional<TimeFit> time_fit_;
+  std::vector<int64_t> planned_ends_;
   int64_t planned_end_step_ = 0;
   double round_gap_s_ = 0;
   // The distillation stage: whether it is training, its end step, the
@@ -248,6 +282,7 @@ ProgressState Run::Progress() const {
 
 absl::Status Run::Prepare() {
   ASSIGN_OR_RETURN(plan_, PlanRounds(options_));
+  planned_ends_ = plan_.end_step;
   planned_end_step_ = plan_.end_step.back();
   if (options_.max_train_seconds > 0 && options_.fit_to_time) {
     TimeFitOptions fit;
@@ -358,7 +393,9 @@ absl::Status Run::Prepare() {
   RETURN_IF_ERROR(Pretrain());
   if (options_.resume && std::filesystem::exists(checkpoint)) {
     RETURN_IF_ERROR(trainer_->Load(checkpoint));
-    ScheduleRound(RoundOfStep(trainer_->step()));
+    RestoreRoundEnds();
+    // A restored plan comes with the schedule the checkpoint saved.
+    if (!plan_restored_) ScheduleRound(RoundOfStep(trainer_->step()));
     Log(absl::StrCat("resumed from ", checkpoint, " at step ", trainer_->step(),
                      " with ", history.bought.size(), " labels bought"));
   } else if (!initial_weights_.empty()) {
@@ -758,7 +795,48 @@ absl::Status Run::Checkpoint() {
     return absl::DataLossError(absl::StrCat("cannot rename ", temp, " to ",
                                             path, ": ", error.message()));
   }
-  return absl::OkStatus();
+  if (distilling_) return absl::OkStatus();
+  return common::WriteFileAtomically(
+      JoinPath(options_.out_dir, kRoundEndsFile),
+      absl::StrCat("step ", trainer_->step(), "\nplanned ",
+                   absl::StrJoin(planned_ends_, ","), "\nends ",
+                   absl::StrJoin(plan_.end_step, ","), "\n"));
+}
+
+void Run::RestoreRoundEnds() {
+  const std::string path = JoinPath(options_.out_dir, kRoundEndsFile);
+  std::ifstream in(path);
+  if (!in) return;
+  std::stringstream text;
+  text << in.rdbuf();
+  std::optional<std::vector<int64_t>> step, planned, ends;
+  for (absl::string_view line : absl::StrSplit(text.str(), '\n')) {
+    const std::pair<absl::string_view, absl::string_view> field =
+        absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    if (field.first == "step") step = ParseSteps(field.second);
+    if (field.first == "planned") planned = ParseSteps(field.second);
+    if (field.first == "ends") ends = ParseSteps(field.second);
+  }
+  bool valid = step == std::vector<int64_t>{trainer_->step()} &&
+               planned == planned_ends_ && ends.has_value() &&
+               ends->size() == planned_ends_.size() && ends->front() > 0;
+  for (size_t r = 1; valid && r < ends->size(); ++r) {
+    valid = (*ends)[r] > (*ends)[r - 1];
+  }
+  if (!valid) {
+    Log(absl::StrCat("warning: ignoring ", path,
+                     " (written with another checkpoint, --total_steps or "
+                     "--round_steps); the rounds end at the planned steps ",
+                     absl::StrJoin(plan_.end_step, ",")));
+    return;
+  }
+  plan_.end_step = *std::move(ends);
+  plan_restored_ = true;
+  if (plan_.end_step != planned_ends_) {
+    Log(absl::StrCat("round ends ", absl::StrJoin(plan_.end_step, ","),
+                     " (planned ", absl::StrJoin(planned_ends_, ","),
+                     ") restored from ", path));
+  }
 }
 
 void Run::FitToTime(int round) {
@@ -913,7 +991,8 @@ absl::StatusOr<RunSummary> Run::Go() {
       Log(absl::StrCat("round ", round, ": restarting from ",
                        InitialWeightsName(), " for ",
                        plan_.end_step[round] - round_start, " steps"));
-    } else {
+    } else if (!plan_restored_ || trainer_->step() == round_start) {
+      // (A round resumed part way keeps the schedule its checkpoint saved.)
       ScheduleRound(round);
     }
     const bool trained_before = trainer_->step() >= plan_.end_step[round];

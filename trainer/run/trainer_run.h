@@ -90,7 +90,9 @@ struct TrainerOptions {
   // limit is then a target rather than a cut-off: each round trains at
   // least one step, and a round's first steps run before its rate is known,
   // so training can end a few seconds late. The steps taken depend on the
-  // machine's speed. A resumed run plans and times itself afresh.
+  // machine's speed. A resumed run keeps the round ends and learning-rate
+  // schedule its checkpoint was fitted to (so no round trains twice) and
+  // times the rest afresh, the limit counting from the resume.
   bool fit_to_time = true;
   // The clock the time limit, the time fit and the report's wall time read
   // (tests substitute a fake one).
