@@ -82,15 +82,17 @@ def mean_or_none(values):
 def per_class_means(members):
   """(class names, accuracy % per class, labels bought per class), each a
   mean over the runs in `members` whose reports name the classes; None when
-  none does. Labels come from the report's `queried` list."""
-  reports = [m["report"] for m in members
-             if m["report"].get("class_names") and
-             m["report"].get("per_class_accuracy")]
+  none does. Labels come from the report's `queried` list. The accuracies
+  are None when no report has them (the oracle withholds them when a class
+  was predicted for too few test images), else means over those that do."""
+  reports = [m["report"] for m in members if m["report"].get("class_names")]
   if not reports:
     return None
   names = reports[0]["class_names"]
+  scored = [r for r in reports if r.get("per_class_accuracy")]
   accuracy = [statistics.mean(100.0 * r["per_class_accuracy"][c]
-                              for r in reports) for c in range(len(names))]
+                              for r in scored) if scored else None
+              for c in range(len(names))]
   bought = []
   for r in reports:
     counts = [0] * len(names)
@@ -307,15 +309,16 @@ def per_class_table(sweep, rows):
       for name, acc, labels in zip(*row["per_class"]):
         writer.writerow([row["budget"], row["strategy"], row["objective"],
                          row["pretrain"], row["extra"], row["seeds"], name,
-                         "%.2f" % acc, "%.2f" % labels])
+                         "" if acc is None else "%.2f" % acc, "%.2f" % labels])
   lines = ["Per class, mean over the counted seeds: test accuracy % / labels "
-           "bought.", "",
+           "bought (accuracy \"-\" where the oracle withheld it: some class "
+           "predicted for too few test images).", "",
            "| budget | variant | " + " | ".join(names) + " |",
            "| --- | --- |" + " ---: |" * len(names)]
   for row in rows:
     variant = ":".join([row["strategy"], row["objective"], row["pretrain"]] +
                        row["extra"].split())  # VARIANTS' spelling
-    cells = ["%.1f / %.1f" % (acc, labels)
+    cells = ["%s / %.1f" % (fmt(acc, 1), labels)
              for acc, labels in zip(row["per_class"][1], row["per_class"][2])]
     lines.append("| %s | %s | %s |" % (row["budget"], variant,
                                         " | ".join(cells)))

@@ -126,7 +126,10 @@ for key in set((p["budget"], p["strategy"], p["pretrain"]) for p in per_class):
   check(len(group) == 10, "10 classes for %s" % (key,))
   bought = sum(float(p["labels_mean"]) for p in group)
   check(abs(bought - int(key[0])) < 1e-6, "labels per class add up to %s: %s" % (key, bought))
-  check(all(0 <= float(p["accuracy_mean_pct"]) <= 100 for p in group), group)
+  # Empty where the oracle withheld per-class results (these tiny models
+  # predict few classes), else a percentage.
+  check(all(p["accuracy_mean_pct"] == "" or 0 <= float(p["accuracy_mean_pct"]) <= 100
+            for p in group), group)
 print("table and runs OK")
 PY
 # Which runs share a pretrained checkpoint (dry run): those of one seed

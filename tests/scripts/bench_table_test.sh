@@ -8,7 +8,8 @@
 # rate of the run that pretrained) and on the fitted run with its steps, the
 # failed start, exit status 3 for a seed without a result, and the per-class
 # accuracy and labels bought (table.md and per_class.csv), means over the
-# seeds with a result.
+# seeds with a result (accuracy over those the oracle did not withhold it
+# from, "-" when it withheld every one).
 set -euo pipefail
 SRC=${1:?usage: bench_table_test.sh <source_dir>}
 TMP=$(mktemp -d)
@@ -64,4 +65,20 @@ grep -qx '| 10 | random:fixmatch:none | 70.0 / 1.5 | 80.0 / 1.5 |' "$S/table.md"
   { cat "$S/table.md"; fail "per-class row (seed 2 failed: not counted)"; }
 grep -q '^10,random,fixmatch,none,,2,Coat,70.00,1.50' "$S/per_class.csv" ||
   { cat "$S/per_class.csv"; fail "per_class.csv"; }
+
+# Per-class accuracy withheld by the oracle (empty lists) in seed 1: the
+# accuracies are seed 0's, the labels bought still both seeds'; withheld in
+# both: "-" and an empty CSV cell.
+report b10-random-fixmatch-none-s1 0.80 500 true '[]' \
+  '[{"id": 4, "label": 0}, {"id": 7, "label": 1}, {"id": 2, "label": 1}]'
+"$PY" "$SRC/scripts/bench_table.py" "$S" > "$TMP/out" 2>&1 || true
+grep -qx '| 10 | random:fixmatch:none | 60.0 / 1.5 | 80.0 / 1.5 |' "$S/table.md" ||
+  { cat "$S/table.md"; fail "per-class row with one seed withheld"; }
+report b10-random-fixmatch-none-s0 0.70 2000 false '[]' \
+  '[{"id": 4, "label": 0}, {"id": 9, "label": 0}, {"id": 2, "label": 1}]'
+"$PY" "$SRC/scripts/bench_table.py" "$S" > "$TMP/out" 2>&1 || true
+grep -qx '| 10 | random:fixmatch:none | - / 1.5 | - / 1.5 |' "$S/table.md" ||
+  { cat "$S/table.md"; fail "per-class row with every seed withheld"; }
+grep -q '^10,random,fixmatch,none,,2,Coat,,1.50' "$S/per_class.csv" ||
+  { cat "$S/per_class.csv"; fail "per_class.csv with every seed withheld"; }
 echo "PASS"
