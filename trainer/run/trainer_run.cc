@@ -358,9 +358,9 @@ absl::Status Run::Prepare() {
   ASSIGN_OR_RETURN(train_images_, LoadImages(JoinPath(options_.data_dir,
                                                       common::kTrainImagesFile),
                                              common::kTrainCount, device_));
-  if (options_.train_limit > 0 && options_.train_limit < common::kTrainCount) {
+  if (PoolSize(options_) < common::kTrainCount) {
     train_images_ =
-        train_images_.narrow(0, 0, options_.train_limit).contiguous();
+        train_images_.narrow(0, 0, PoolSize(options_)).contiguous();
   }
   ASSIGN_OR_RETURN(test_images_, LoadImages(JoinPath(options_.data_dir,
                                                      common::kTestImagesFile),
