@@ -2,7 +2,9 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -35,7 +37,158 @@ AuditVerification Bad(int64_t sequence, std::string reason,
   return result;
 }
 
+// The keys of LedgerTerms, in the order DetailWithTerms writes them.
+struct TermKey {
+  absl::string_view name;
+  int64_t LedgerTerms::*field;
+};
+constexpr TermKey kTermKeys[] = {
+    {"budget", &LedgerTerms::budget},
+    {"spent", &LedgerTerms::spent},
+    {"evaluations", &LedgerTerms::evaluations},
+    {"evaluation_cap", &LedgerTerms::evaluation_cap},
+    {"total", &LedgerTerms::total},
+    {"total_cap", &LedgerTerms::total_cap},
+    {"peer_evaluations", &LedgerTerms::peer_evaluations},
+    {"peer_cap", &LedgerTerms::peer_cap},
+};
+
+// Counts over the log from row 1 up to and including the row being checked.
+struct LogCounts {
+  std::map<std::string, int64_t> spent;      // by experiment
+  std::map<std::string, int64_t> evaluated;  // EVALUATED rows by experiment
+  std::map<std::string, int64_t> evaluated_by_peer;
+  int64_t evaluated_total = 0;
+};
+
+int64_t CountOf(const std::map<std::string, int64_t>& counts,
+                const std::string& key) {
+  auto it = counts.find(key);
+  return it == counts.end() ? 0 : it->second;
+}
+
+// Why the terms at the start of `row`'s detail disagree with the log counted
+// up to it or with `experiment` as the table holds it (nullptr: unknown);
+// empty if they agree, or if the row has no terms or is not a row the store
+// decides.
+std::string TermsMismatch(const AuditRecord& row,
+                          const ExperimentRecord* experiment,
+                          const LogCounts& counts) {
+  const bool query = row.kind == kKindQuery &&
+                     (row.outcome == Outcome::kGranted ||
+                      row.outcome == Outcome::kDeniedBudget);
+  const bool evaluation = row.kind == kKindEvaluate &&
+                          (row.outcome == Outcome::kEvaluated ||
+                           row.outcome == Outcome::kDeniedEvaluationCap);
+  if (!query && !evaluation) return "";
+  const std::optional<LedgerTerms> terms = ParseDetailTerms(row.detail);
+  if (!terms.has_value()) return "";
+  const std::string& name = row.experiment;
+  if (experiment == nullptr) {
+    return absl::StrCat("records the terms of unknown experiment \"", name,
+                        "\"");
+  }
+  if (query) {
+    if (terms->budget < 0 || terms->spent < 0) {
+      return "a query row's terms lack budget or spent";
+    }
+    if (terms->budget != experiment->label_budget) {
+      return absl::StrCat("was decided under a budget of ", terms->budget,
+                          " but the experiments table now gives \"", name,
+                          "\" ", experiment->label_budget,
+                          " (the table was changed)");
+    }
+    const int64_t spent = CountOf(counts.spent, name);
+    if (terms->spent != spent) {
+      return absl::StrCat("records ", terms->spent, " labels spent by \"",
+                          name, "\" but the log up to it reveals ", spent);
+    }
+    return "";
+  }
+  if (terms->evaluations < 0 || terms->evaluation_cap < 0 ||
+      (terms->total < 0) != (terms->total_cap < 0) ||
+      (terms->peer_evaluations < 0) != (terms->peer_cap < 0)) {
+    return "an evaluation row's terms are incomplete";
+  }
+  if (terms->evaluation_cap != experiment->evaluation_cap) {
+    return absl::StrCat("was decided under an evaluation cap of ",
+                        terms->evaluation_cap,
+                        " but the experiments table now gives \"", name, "\" ",
+                        experiment->evaluation_cap, " (the table was changed)");
+  }
+  const int64_t evaluated = CountOf(counts.evaluated, name);
+  if (terms->evaluations != evaluated) {
+    return absl::StrCat("records ", terms->evaluations,
+                        " evaluations of \"", name,
+                        "\" but the log up to it holds ", evaluated);
+  }
+  if (terms->total >= 0 && terms->total != counts.evaluated_total) {
+    return absl::StrCat("records ", terms->total,
+                        " evaluations in all but the log up to it holds ",
+                        counts.evaluated_total);
+  }
+  const int64_t by_peer = CountOf(counts.evaluated_by_peer, row.peer);
+  if (terms->peer_evaluations >= 0 && terms->peer_evaluations != by_peer) {
+    return absl::StrCat("records ", terms->peer_evaluations,
+                        " evaluations by peer \"", row.peer,
+                        "\" but the log up to it holds ", by_peer);
+  }
+  const bool over =
+      terms->evaluations > terms->evaluation_cap ||
+      (terms->total_cap >= 0 && terms->total > terms->total_cap) ||
+      (terms->peer_cap >= 0 && terms->peer_evaluations > terms->peer_cap);
+  if (row.outcome == Outcome::kEvaluated && over) {
+    return absl::StrCat("an evaluation beyond a cap it records (\"",
+                        row.detail.substr(0, row.detail.find("; ")), "\")");
+  }
+  const bool reached =
+      terms->evaluations >= terms->evaluation_cap ||
+      (terms->total_cap >= 0 && terms->total >= terms->total_cap) ||
+      (terms->peer_cap >= 0 && terms->peer_evaluations >= terms->peer_cap);
+  if (row.outcome == Outcome::kDeniedEvaluationCap && !reached) {
+    return absl::StrCat("denied an evaluation though no cap it records was "
+                        "reached (\"",
+                        row.detail.substr(0, row.detail.find("; ")), "\")");
+  }
+  return "";
+}
+
 }  // namespace
+
+std::string DetailWithTerms(const LedgerTerms& terms, absl::string_view rest) {
+  std::string out;
+  for (const TermKey& key : kTermKeys) {
+    const int64_t value = terms.*key.field;
+    if (value < 0) continue;
+    absl::StrAppend(&out, out.empty() ? "" : " ", key.name, "=", value);
+  }
+  if (!rest.empty()) absl::StrAppend(&out, out.empty() ? "" : "; ", rest);
+  return out;
+}
+
+std::optional<LedgerTerms> ParseDetailTerms(absl::string_view detail) {
+  const absl::string_view head = detail.substr(0, detail.find("; "));
+  if (head.empty()) return std::nullopt;
+  LedgerTerms terms;
+  for (absl::string_view pair : absl::StrSplit(head, ' ')) {
+    const size_t equals = pair.find('=');
+    if (equals == absl::string_view::npos) return std::nullopt;
+    const absl::string_view name = pair.substr(0, equals);
+    const absl::string_view value = pair.substr(equals + 1);
+    const TermKey* key = nullptr;
+    for (const TermKey& candidate : kTermKeys) {
+      if (candidate.name == name) key = &candidate;
+    }
+    int64_t number = 0;
+    if (key == nullptr || terms.*key->field >= 0 || value.empty() ||
+        value.find_first_not_of("0123456789") != absl::string_view::npos ||
+        !absl::SimpleAtoi(value, &number)) {
+      return std::nullopt;
+    }
+    terms.*key->field = number;
+  }
+  return terms;
+}
 
 std::string FormatAuditIds(const std::vector<int64_t>& ids) {
   return absl::StrJoin(ids, ",");
@@ -124,7 +277,7 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store,
 
   // (experiment name, sample id) -> the GRANTED row that revealed it.
   std::map<std::pair<std::string, int64_t>, int64_t> revealed_by_row;
-  std::map<std::string, int64_t> spent;
+  LogCounts counts;
   int64_t rows = 0;
   std::string prev_hash = kGenesisHash;
   while (true) {
@@ -206,7 +359,7 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store,
                        rows);
           }
         }
-        int64_t& experiment_spent = spent[row.experiment];
+        int64_t& experiment_spent = counts.spent[row.experiment];
         experiment_spent += static_cast<int64_t>(row.ids_revealed.size());
         if (experiment_spent > experiment->second->label_budget) {
           return Bad(row.sequence,
@@ -218,6 +371,16 @@ absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store,
                      rows);
         }
       }
+      if (row.kind == kKindEvaluate && row.outcome == Outcome::kEvaluated) {
+        ++counts.evaluated[row.experiment];
+        ++counts.evaluated_by_peer[row.peer];
+        ++counts.evaluated_total;
+      }
+      auto experiment = by_name.find(row.experiment);
+      const std::string mismatch = TermsMismatch(
+          row, experiment == by_name.end() ? nullptr : experiment->second,
+          counts);
+      if (!mismatch.empty()) return Bad(row.sequence, mismatch, rows);
       prev_hash = row.hash;
       ++rows;
     }

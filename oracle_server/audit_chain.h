@@ -38,6 +38,36 @@ absl::StatusOr<std::vector<int64_t>> ParseAuditIds(absl::string_view text,
 // Lower-case hex SHA256(prev_hash + CanonicalAuditRow(row)).
 std::string AuditRowHash(absl::string_view prev_hash, const AuditRecord& row);
 
+// What the store knew when it decided a query or evaluation, written at the
+// start of that row's detail so that the hash chain covers it: the budget
+// and caps the decision was made under, and the counts after it. Rows the
+// store decided before terms existed, and rows it did not decide (invalid
+// requests), have none. A field below zero is not written.
+struct LedgerTerms {
+  // Query rows (GRANTED, DENIED_BUDGET).
+  int64_t budget = -1;  // the experiment's label budget
+  int64_t spent = -1;   // distinct labels revealed to it, this row included
+  // Evaluation rows (EVALUATED, DENIED_EVALUATION_CAP).
+  int64_t evaluations = -1;     // its EVALUATED rows, this row included
+  int64_t evaluation_cap = -1;  // the experiment's cap
+  // Server-wide caps, written only where the server set them: EVALUATED rows
+  // in the whole log, and those with this row's peer, this row included.
+  int64_t total = -1;
+  int64_t total_cap = -1;
+  int64_t peer_evaluations = -1;
+  int64_t peer_cap = -1;
+};
+
+// `terms` as space-separated key=value pairs ("budget=100 spent=40"), then
+// "; " and `rest` when `rest` is not empty.
+std::string DetailWithTerms(const LedgerTerms& terms, absl::string_view rest);
+
+// The terms at the start of `detail` (its text up to the first "; "), or
+// nullopt if that text is not a list of known keys with non-negative
+// integer values, each at most once: a row without terms. Text after the
+// first "; " (a caller's note, for one) never counts as terms.
+std::optional<LedgerTerms> ParseDetailTerms(absl::string_view detail);
+
 // A point in the audit log: row `sequence` and its hash. Saved outside the
 // database (e.g. after each run), it lets verification notice rows cut off the
 // end of the log, which the database alone cannot show: its own record of the
@@ -82,7 +112,11 @@ struct VerifyOptions {
 // reveal ids, that revealed ids were asked, that every id a GRANTED row asked
 // (and so returned) was revealed to that experiment by that row or an earlier
 // one, and that no experiment was revealed more than its budget (as the
-// experiments table holds it now). Returns a non-OK status only when the
+// experiments table holds it now). Rows with LedgerTerms must agree with the
+// log and the experiments table: the budget and evaluation cap equal the
+// table's, spent and evaluation counts equal those counted from row 1, no
+// EVALUATED row exceeds a cap it records, and a DENIED_EVALUATION_CAP row
+// records a cap that was reached. Returns a non-OK status only when the
 // store cannot be read.
 absl::StatusOr<AuditVerification> VerifyAuditLog(LabelStore& store,
                                                  const VerifyOptions& options);

@@ -20,6 +20,15 @@ bool IsEvaluation(absl::string_view kind, absl::string_view outcome_name) {
          outcome_name == OutcomeName(Outcome::kEvaluated);
 }
 
+// The terms a query row is decided under: the budget, and the labels spent
+// after the row.
+LedgerTerms QueryTerms(int64_t budget, int64_t spent) {
+  LedgerTerms terms;
+  terms.budget = budget;
+  terms.spent = spent;
+  return terms;
+}
+
 // Bitsets of sample ids, 64 per word.
 size_t BitsetWords(int64_t count) {
   return (static_cast<size_t>(count) + 63) / 64;
@@ -467,27 +476,40 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
       result.evaluation_cap = experiment.record.evaluation_cap;
       result.evaluations = evaluations;
       if (evaluations >= experiment.record.evaluation_cap) {
-        row.detail = absl::StrCat("evaluation cap of ",
-                                  experiment.record.evaluation_cap, " reached");
+        result.denial = absl::StrCat("evaluation cap of ",
+                                     experiment.record.evaluation_cap,
+                                     " reached");
       } else if (request.max_total > 0 &&
                  total_evaluations >= request.max_total) {
-        row.detail = absl::StrCat("server-wide evaluation cap of ",
-                                  request.max_total, " reached");
+        result.denial = absl::StrCat("server-wide evaluation cap of ",
+                                     request.max_total, " reached");
       } else if (request.max_per_peer > 0 &&
                  peer_evaluations >= request.max_per_peer) {
-        row.detail = absl::StrCat("evaluation cap of ", request.max_per_peer,
-                                  " per client identity reached for \"",
-                                  request.peer, "\"");
+        result.denial = absl::StrCat("evaluation cap of ", request.max_per_peer,
+                                     " per client identity reached for \"",
+                                     request.peer, "\"");
       } else {
-        row.outcome = Outcome::kEvaluated;
-        row.detail = request.detail;
         result.allowed = true;
         result.evaluations = evaluations + 1;
       }
-      if (!result.allowed) {
-        row.outcome = Outcome::kDeniedEvaluationCap;
-        result.denial = row.detail;
+      row.outcome = result.allowed ? Outcome::kEvaluated
+                                   : Outcome::kDeniedEvaluationCap;
+      // The caps and counts this decision was made under go into the
+      // chained detail, ahead of the summary or the denial.
+      const int64_t counted = result.allowed ? 1 : 0;
+      LedgerTerms terms;
+      terms.evaluations = result.evaluations;
+      terms.evaluation_cap = experiment.record.evaluation_cap;
+      if (request.max_total > 0) {
+        terms.total = total_evaluations + counted;
+        terms.total_cap = request.max_total;
       }
+      if (request.max_per_peer > 0) {
+        terms.peer_evaluations = peer_evaluations + counted;
+        terms.peer_cap = request.max_per_peer;
+      }
+      row.detail = DetailWithTerms(
+          terms, result.allowed ? request.detail : result.denial);
       counters.Count(row.kind, OutcomeName(row.outcome), 1);
       plan->CountEvaluation(row);
       result.audit_sequence = row.sequence;
@@ -525,11 +547,13 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
     if (result.requested_new > remaining) {
       for (int64_t id : new_ids) ClearBit(experiment.pending, id);
       row.outcome = Outcome::kDeniedBudget;
-      row.detail = absl::StrCat("requested ", new_ids.size(),
-                                " new labels but only ", remaining, " remain");
       result.granted = false;
       result.spent = spent;
       result.remaining = remaining;
+      row.detail = DetailWithTerms(
+          QueryTerms(experiment.record.label_budget, result.spent),
+          absl::StrCat("requested ", new_ids.size(), " new labels but only ",
+                       remaining, " remain"));
     } else {
       row.outcome = Outcome::kGranted;
       for (int64_t id : new_ids) {
@@ -543,6 +567,8 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
       result.remaining = remaining - result.requested_new;
       row.ids_revealed = new_ids;
       result.newly_revealed = std::move(new_ids);
+      row.detail = DetailWithTerms(
+          QueryTerms(experiment.record.label_budget, result.spent), "");
     }
     counters.Count(row.kind, OutcomeName(row.outcome), 1);
   }

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +89,68 @@ TEST(AuditChainTest, HashIsSha256OfPrevHashAndRow) {
   EXPECT_NE(AuditRowHash(kGenesisHash, row), AuditRowHash(kGenesisHash, other));
 }
 
+TEST(AuditChainTest, DetailTermsRoundTrip) {
+  LedgerTerms query;
+  query.budget = 100;
+  query.spent = 40;
+  EXPECT_EQ(DetailWithTerms(query, ""), "budget=100 spent=40");
+  const std::string denied =
+      DetailWithTerms(query, "requested 70 new labels but only 60 remain");
+  EXPECT_EQ(denied,
+            "budget=100 spent=40; requested 70 new labels but only 60 remain");
+  std::optional<LedgerTerms> parsed = ParseDetailTerms(denied);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->budget, 100);
+  EXPECT_EQ(parsed->spent, 40);
+  EXPECT_EQ(parsed->evaluations, -1);
+  EXPECT_EQ(parsed->evaluation_cap, -1);
+
+  LedgerTerms evaluation;
+  evaluation.evaluations = 3;
+  evaluation.evaluation_cap = 10;
+  evaluation.total = 7;
+  evaluation.total_cap = 50;
+  evaluation.peer_evaluations = 2;
+  evaluation.peer_cap = 5;
+  const std::string evaluated = DetailWithTerms(evaluation, "accuracy=0.5");
+  EXPECT_EQ(evaluated,
+            "evaluations=3 evaluation_cap=10 total=7 total_cap=50 "
+            "peer_evaluations=2 peer_cap=5; accuracy=0.5");
+  parsed = ParseDetailTerms(evaluated);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->budget, -1);
+  EXPECT_EQ(parsed->evaluations, 3);
+  EXPECT_EQ(parsed->evaluation_cap, 10);
+  EXPECT_EQ(parsed->total, 7);
+  EXPECT_EQ(parsed->total_cap, 50);
+  EXPECT_EQ(parsed->peer_evaluations, 2);
+  EXPECT_EQ(parsed->peer_cap, 5);
+}
+
+TEST(AuditChainTest, DetailsWithoutTermsParseAsNone) {
+  // The details rows had before terms existed, and malformed terms.
+  for (const char* detail :
+       {"", "accuracy=0.500000 correct=1/2",
+        "requested 1 new labels but only 0 remain",
+        "evaluation cap of 3 reached", "INVALID_ARGUMENT: id 3 appears twice",
+        "budget=", "budget=+5", "budget=-1", "budget=5 budget=6",
+        "budget=5  spent=1", "budget=5 colour=2", "budget=5;spent=1",
+        "budget=99999999999999999999", "; budget=5"}) {
+    EXPECT_FALSE(ParseDetailTerms(detail).has_value()) << detail;
+  }
+}
+
+TEST(AuditChainTest, OnlyTheTextBeforeTheFirstSeparatorIsTerms) {
+  // A caller's note comes after "; " and cannot add or change terms.
+  std::optional<LedgerTerms> parsed = ParseDetailTerms(
+      "evaluations=1 evaluation_cap=2; accuracy=0.5 note=x; budget=9 "
+      "evaluations=0");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->evaluations, 1);
+  EXPECT_EQ(parsed->evaluation_cap, 2);
+  EXPECT_EQ(parsed->budget, -1);
+}
+
 // A database with six audit rows: 1 granted {1,2}, 2 granted {3} (2 repeats),
 // 3 denied over budget, 4 an evaluation, 5 a denied invalid request, 6 a
 // granted reveal to a second experiment.
@@ -141,11 +206,13 @@ class AuditChainFileTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
-  // Rewrites row `sequence`'s id lists and re-hashes it and every later row
-  // (and the recorded head), as a careful forger would: the chain then holds,
-  // so only the cross-checks can catch the forgery.
-  void ForgeAndRehash(int64_t sequence, const std::string& ids_asked,
-                      const std::string& ids_revealed) {
+  // Rewrites the log as a careful forger would: `edit` changes the rows as
+  // read, each statement of `sql` makes the same change to the file, and
+  // every row is re-hashed (and the recorded head), so the chain holds and
+  // only the cross-checks can catch the forgery.
+  void ForgeAndRehash(
+      const std::function<void(std::vector<AuditRecord>&)>& edit,
+      const std::vector<std::string>& sql) {
     std::vector<AuditRecord> rows;
     {
       StoreOptions options;
@@ -157,29 +224,54 @@ class AuditChainFileTest : public ::testing::Test {
       ASSERT_THAT(listed, IsOk());
       rows = *std::move(listed);
     }
-    ASSERT_GE(rows.size(), static_cast<size_t>(sequence));
-    auto asked = ParseAuditIds(ids_asked, sequence);
-    auto revealed = ParseAuditIds(ids_revealed, sequence);
-    ASSERT_THAT(asked, IsOk());
-    ASSERT_THAT(revealed, IsOk());
-    rows[sequence - 1].ids_asked = *asked;
-    rows[sequence - 1].ids_revealed = *revealed;
+    edit(rows);
     std::string prev = kGenesisHash;
     for (AuditRecord& row : rows) {
       row.prev_hash = prev;
       row.hash = AuditRowHash(prev, row);
       prev = row.hash;
     }
-    Tamper("UPDATE audit SET ids_asked = '" + ids_asked +
-           "', ids_revealed = '" + ids_revealed +
-           "' WHERE seq = " + std::to_string(sequence));
+    for (const std::string& statement : sql) Tamper(statement);
     for (const AuditRecord& row : rows) {
-      if (row.sequence < sequence) continue;
       Tamper("UPDATE audit SET prev_hash = '" + row.prev_hash + "', hash = '" +
              row.hash + "' WHERE seq = " + std::to_string(row.sequence));
     }
     Tamper("UPDATE metadata SET value = '" + prev +
            "' WHERE key = 'audit_head_hash'");
+  }
+
+  // Forges row `sequence`'s id lists.
+  void ForgeIdsAndRehash(int64_t sequence, const std::string& ids_asked,
+                         const std::string& ids_revealed) {
+    auto asked = ParseAuditIds(ids_asked, sequence);
+    auto revealed = ParseAuditIds(ids_revealed, sequence);
+    ASSERT_THAT(asked, IsOk());
+    ASSERT_THAT(revealed, IsOk());
+    ForgeAndRehash(
+        [&](std::vector<AuditRecord>& rows) {
+          ASSERT_GE(rows.size(), static_cast<size_t>(sequence));
+          rows[sequence - 1].ids_asked = *asked;
+          rows[sequence - 1].ids_revealed = *revealed;
+        },
+        {"UPDATE audit SET ids_asked = '" + ids_asked + "', ids_revealed = '" +
+         ids_revealed + "' WHERE seq = " + std::to_string(sequence)});
+  }
+
+  // Forges the details of rows: sequence -> detail (without single quotes).
+  void ForgeDetailsAndRehash(const std::map<int64_t, std::string>& details) {
+    std::vector<std::string> sql;
+    for (const auto& [sequence, detail] : details) {
+      sql.push_back("UPDATE audit SET detail = '" + detail +
+                    "' WHERE seq = " + std::to_string(sequence));
+    }
+    ForgeAndRehash(
+        [&](std::vector<AuditRecord>& rows) {
+          for (const auto& [sequence, detail] : details) {
+            ASSERT_GE(rows.size(), static_cast<size_t>(sequence));
+            rows[sequence - 1].detail = detail;
+          }
+        },
+        sql);
   }
 
   AuditVerification Verify() {
@@ -266,7 +358,7 @@ TEST_F(AuditChainFileTest, GrantWithoutRevealedRowFails) {
 
 TEST_F(AuditChainFileTest, RehashedForgeryIsCaughtByCrossChecks) {
   // Claim row 2 revealed id 1 again instead of 3.
-  ForgeAndRehash(2, "1", "1");
+  ForgeIdsAndRehash(2, "1", "1");
   AuditVerification verification = Verify();
   EXPECT_FALSE(verification.ok);
   EXPECT_EQ(verification.bad_sequence, 2);
@@ -278,7 +370,7 @@ TEST_F(AuditChainFileTest, RehashedForgeryIsCaughtByCrossChecks) {
 // A GRANTED row returns the label of every id it asked for, so each must be
 // paid for by that row or an earlier one of the same experiment.
 TEST_F(AuditChainFileTest, GrantedIdsThatWereNeverPaidForFail) {
-  ForgeAndRehash(1, "1,2,3,4,5,6,7,8,9", "1,2");
+  ForgeIdsAndRehash(1, "1,2,3,4,5,6,7,8,9", "1,2");
   AuditVerification verification = Verify();
   EXPECT_FALSE(verification.ok);
   EXPECT_EQ(verification.bad_sequence, 1);
@@ -290,7 +382,7 @@ TEST_F(AuditChainFileTest, GrantedIdsThatWereNeverPaidForFail) {
 
 TEST_F(AuditChainFileTest, IdsPaidForByAnotherExperimentAreNotFree) {
   // Row 6 reveals {1} to "b"; id 2 was revealed only to "a".
-  ForgeAndRehash(6, "1,2", "1");
+  ForgeIdsAndRehash(6, "1,2", "1");
   AuditVerification verification = Verify();
   EXPECT_FALSE(verification.ok);
   EXPECT_EQ(verification.bad_sequence, 6);
@@ -314,6 +406,100 @@ TEST_F(AuditChainFileTest, GrantedRowOfRepeatsOnlyVerifies) {
   AuditVerification verification = Verify();
   EXPECT_TRUE(verification.ok) << verification.reason;
   EXPECT_EQ(verification.rows_verified, 7);
+}
+
+TEST_F(AuditChainFileTest, RowsRecordTheTermsTheyWereDecidedUnder) {
+  StoreOptions options;
+  options.db_path = db_path_;
+  options.read_only = true;
+  auto store = SqliteLabelStore::Open(options);
+  ASSERT_THAT(store, IsOk());
+  auto rows = (*store)->ListAudit("", 0, 100);
+  ASSERT_THAT(rows, IsOk());
+  ASSERT_EQ(rows->size(), 6u);
+  EXPECT_EQ((*rows)[0].detail, "budget=3 spent=2");
+  EXPECT_EQ((*rows)[1].detail, "budget=3 spent=3");
+  EXPECT_EQ((*rows)[2].detail,
+            "budget=3 spent=3; requested 1 new labels but only 0 remain");
+  EXPECT_EQ((*rows)[3].detail, "evaluations=1 evaluation_cap=2; "
+                               "accuracy=0.250000");
+  EXPECT_EQ((*rows)[4].detail,
+            "INVALID_ARGUMENT: id -1 at index 0 is not in [0, 100)");
+  EXPECT_EQ((*rows)[5].detail, "budget=3 spent=1");
+}
+
+// The budget lives in the experiments table, outside the chain; the rows
+// decided under it record it, so raising it afterwards shows.
+TEST_F(AuditChainFileTest, BudgetRaisedInTheTableFails) {
+  Tamper("UPDATE experiments SET label_budget = 10 WHERE name = 'a'");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 1);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("was decided under a budget of 3 but the experiments "
+                        "table now gives \"a\" 10"));
+}
+
+TEST_F(AuditChainFileTest, EvaluationCapRaisedInTheTableFails) {
+  Tamper("UPDATE experiments SET evaluation_cap = 9 WHERE name = 'a'");
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 4);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("was decided under an evaluation cap of 2 but the "
+                        "experiments table now gives \"a\" 9"));
+}
+
+TEST_F(AuditChainFileTest, ForgedSpentCountFails) {
+  ForgeDetailsAndRehash(
+      {{3, "budget=3 spent=2; requested 1 new labels but only 1 remain"}});
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 3);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("records 2 labels spent by \"a\" but the log up to "
+                        "it reveals 3"));
+}
+
+TEST_F(AuditChainFileTest, EvaluationBeyondTheCapItRecordsFails) {
+  // Table and row agree on a cap of 0, yet the row evaluated.
+  Tamper("UPDATE experiments SET evaluation_cap = 0 WHERE name = 'a'");
+  ForgeDetailsAndRehash({{4, "evaluations=1 evaluation_cap=0; accuracy=0.25"}});
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 4);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("an evaluation beyond a cap it records"));
+}
+
+TEST_F(AuditChainFileTest, DenialWithoutAReachedCapFails) {
+  const std::string detail =
+      "evaluations=0 evaluation_cap=2; evaluation cap of 2 reached";
+  ForgeAndRehash(
+      [&](std::vector<AuditRecord>& rows) {
+        rows[3].outcome = Outcome::kDeniedEvaluationCap;
+        rows[3].detail = detail;
+      },
+      {"UPDATE audit SET outcome = 'DENIED_EVALUATION_CAP', detail = '" +
+       detail + "' WHERE seq = 4"});
+  AuditVerification verification = Verify();
+  EXPECT_FALSE(verification.ok);
+  EXPECT_EQ(verification.bad_sequence, 4);
+  EXPECT_THAT(verification.reason,
+              HasSubstr("denied an evaluation though no cap it records was "
+                        "reached"));
+}
+
+// Logs written before rows recorded their terms still verify.
+TEST_F(AuditChainFileTest, RowsWithoutTermsVerify) {
+  ForgeDetailsAndRehash({{1, ""},
+                         {2, ""},
+                         {3, "requested 1 new labels but only 0 remain"},
+                         {4, "accuracy=0.250000"},
+                         {6, ""}});
+  AuditVerification verification = Verify();
+  EXPECT_TRUE(verification.ok) << verification.reason;
+  EXPECT_EQ(verification.rows_verified, 6);
 }
 
 TEST(AuditHeadTest, FormatsAndParses) {

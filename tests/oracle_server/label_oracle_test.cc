@@ -609,9 +609,12 @@ TEST(LabelOracleTest, EvaluateScoresAgainstTestLabels) {
   ASSERT_EQ(rows->rows_size(), 3);
   EXPECT_EQ(rows->rows(0).kind(), "evaluate");
   EXPECT_EQ(rows->rows(0).outcome(), oracle::v1::EVALUATED);
+  // The cap and the count it was decided under come first.
   EXPECT_EQ(rows->rows(0).detail(),
+            "evaluations=1 evaluation_cap=2; "
             "accuracy=1.000000 correct=50/50 note=round 1");
   EXPECT_EQ(rows->rows(1).detail(),
+            "evaluations=2 evaluation_cap=2; "
             "accuracy=0.100000 correct=5/50 note=round 1");
   EXPECT_EQ(rows->rows(2).outcome(), oracle::v1::DENIED_EVALUATION_CAP);
 }
@@ -643,6 +646,7 @@ TEST(LabelOracleTest, EvaluateWithholdsPerClassResultsOfRarePredictions) {
   ASSERT_EQ(rows->rows_size(), 1);
   EXPECT_EQ(rows->rows(0).outcome(), oracle::v1::EVALUATED);
   EXPECT_EQ(rows->rows(0).detail(),
+            "evaluations=1 evaluation_cap=100; "
             "accuracy=0.080000 correct=4/50 (per-class results withheld: "
             "class 1 predicted for 1 < 100 test images) note=round 1");
 }
@@ -682,8 +686,10 @@ TEST(LabelOracleTest, EvaluateReturnsPerClassResultsOfASpreadOfPredictions) {
   ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->rows_size(), 2);
   EXPECT_EQ(rows->rows(0).detail(),
+            "evaluations=1 evaluation_cap=100; "
             "accuracy=0.600000 correct=30/50 note=round 1");
   EXPECT_EQ(rows->rows(1).detail(),
+            "evaluations=2 evaluation_cap=100; "
             "accuracy=0.580000 correct=29/50 (per-class results withheld: "
             "class 0 predicted for 4 < 5 test images) note=round 1");
 }

@@ -473,7 +473,9 @@ TEST_P(LabelStoreContractTest, RevealChargesNewIdsAndDeniesOverBudget) {
   ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->size(), 3u);
   EXPECT_EQ((*rows)[2].outcome, Outcome::kDeniedBudget);
-  EXPECT_EQ((*rows)[2].detail, "requested 1 new labels but only 0 remain");
+  EXPECT_EQ((*rows)[0].detail, "budget=3 spent=2");
+  EXPECT_EQ((*rows)[2].detail,
+            "budget=3 spent=3; requested 1 new labels but only 0 remain");
   EXPECT_THAT((*rows)[2].ids_asked, ElementsAre(10, 40));
   EXPECT_THAT((*rows)[2].ids_revealed, IsEmpty());
 
@@ -515,9 +517,10 @@ TEST_P(LabelStoreContractTest, RecordEvaluationEnforcesTheCap) {
   ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->size(), 4u);
   EXPECT_EQ((*rows)[0].kind, kKindEvaluate);
-  EXPECT_EQ((*rows)[0].detail, "accuracy=0.5");
+  EXPECT_EQ((*rows)[0].detail, "evaluations=1 evaluation_cap=3; accuracy=0.5");
   EXPECT_EQ((*rows)[3].outcome, Outcome::kDeniedEvaluationCap);
-  EXPECT_EQ((*rows)[3].detail, "evaluation cap of 3 reached");
+  EXPECT_EQ((*rows)[3].detail,
+            "evaluations=3 evaluation_cap=3; evaluation cap of 3 reached");
   auto usage = (*store)->GetUsage("e");
   ASSERT_THAT(usage, IsOk());
   EXPECT_EQ(usage->evaluations, 3);
@@ -690,7 +693,8 @@ TEST_P(LabelStoreContractTest, GroupCommitDecidesEachCallInOrder) {
   ASSERT_EQ(rows->size(), 4u);
   EXPECT_EQ((*rows)[1].outcome, Outcome::kGranted);
   EXPECT_EQ((*rows)[2].outcome, Outcome::kDeniedBudget);
-  EXPECT_EQ((*rows)[2].detail, "requested 2 new labels but only 1 remain");
+  EXPECT_EQ((*rows)[2].detail,
+            "budget=5 spent=4; requested 2 new labels but only 1 remain");
   EXPECT_THAT((*rows)[3].ids_revealed, ElementsAre(5));
   auto verification = VerifyAuditLog(store);
   ASSERT_THAT(verification, IsOk());
@@ -1060,6 +1064,20 @@ TEST(SqliteLabelStoreTest, MigratesSchemaVersion1InPlace) {
     ASSERT_THAT(evaluated, IsOk());
     EXPECT_FALSE(evaluated->allowed);
     EXPECT_EQ(evaluated->denial, "server-wide evaluation cap of 2 reached");
+    // The new rows record the terms they were decided under, the server-wide
+    // cap included, and verify against the old rows' counts.
+    rows = (*store)->ListAudit("", 0, 10);
+    ASSERT_THAT(rows, IsOk());
+    ASSERT_EQ(rows->size(), 5u);
+    EXPECT_EQ((*rows)[2].detail, "budget=10 spent=3");
+    EXPECT_EQ((*rows)[3].detail,
+              "evaluations=2 evaluation_cap=5 total=2 total_cap=2");
+    EXPECT_EQ((*rows)[4].detail,
+              "evaluations=2 evaluation_cap=5 total=2 total_cap=2; "
+              "server-wide evaluation cap of 2 reached");
+    verification = VerifyAuditLog(**store);
+    ASSERT_THAT(verification, IsOk());
+    EXPECT_TRUE(verification->ok) << verification->reason;
   }
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);

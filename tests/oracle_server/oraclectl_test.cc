@@ -151,7 +151,8 @@ TEST_F(OraclectlTest, LogAsTable) {
                                      "+detail"));
   EXPECT_THAT(lines[1],
               MatchesRegex("  1  [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z  alpha "
-                           "+trainer  kcenter +1  query +GRANTED +2 +2"));
+                           "+trainer  kcenter +1  query +GRANTED +2 +2  "
+                           "budget=3 spent=2"));
   EXPECT_THAT(lines[2], HasSubstr("DENIED_BUDGET"));
   EXPECT_THAT(lines[2], HasSubstr("requested 2 new labels but only 1 remain"));
   EXPECT_THAT(lines[3], HasSubstr("evaluate"));
@@ -167,15 +168,18 @@ TEST_F(OraclectlTest, LogAsCsv) {
             "sequence,time_unix_micros,experiment,client,strategy,round,kind,"
             "ids_asked,ids_revealed,outcome,detail,prev_hash,hash,role,peer");
   EXPECT_THAT(lines[1], MatchesRegex("1,[0-9]+,alpha,trainer,kcenter,1,query,"
-                                     "1 2,1 2,GRANTED,,0{64},[0-9a-f]{64},"
+                                     "1 2,1 2,GRANTED,budget=3 spent=2,0{64},"
+                                     "[0-9a-f]{64},"
                                      "open,ipv4:10.0.0.7"));
   EXPECT_THAT(lines[2],
               MatchesRegex("2,[0-9]+,alpha,trainer,kcenter,2,query,3 4,,"
-                           "DENIED_BUDGET,requested 2 new labels but only 1 "
-                           "remain,[0-9a-f]{64},[0-9a-f]{64},open,"));
+                           "DENIED_BUDGET,budget=3 spent=2; requested 2 new "
+                           "labels but only 1 remain,[0-9a-f]{64},"
+                           "[0-9a-f]{64},open,"));
   EXPECT_THAT(lines[3],
-              HasSubstr(",EVALUATED,\"accuracy=1.000000 correct=50/50 "
-                        "note=a, \"\"quoted\"\"\","));
+              MatchesRegex(".*,EVALUATED,\"evaluations=1 evaluation_cap=[0-9]+; "
+                           "accuracy=1\\.000000 correct=50/50 note=a, "
+                           "\"\"quoted\"\"\",.*"));
 }
 
 TEST_F(OraclectlTest, LogAsJsonLines) {
@@ -188,7 +192,8 @@ TEST_F(OraclectlTest, LogAsJsonLines) {
               HasSubstr(",\"experiment\":\"alpha\",\"client\":\"trainer\","
                         "\"strategy\":\"kcenter\",\"round\":1,\"kind\":"
                         "\"query\",\"ids_asked\":[1,2],\"ids_revealed\":[1,2],"
-                        "\"outcome\":\"GRANTED\",\"detail\":\"\",\"prev_hash\":"
+                        "\"outcome\":\"GRANTED\",\"detail\":\"budget=3 spent=2\","
+                        "\"prev_hash\":"
                         "\"0000000000000000000000000000000000000000000000000000"
                         "000000000000\",\"hash\":\""));
   EXPECT_THAT(lines[0],
@@ -197,8 +202,9 @@ TEST_F(OraclectlTest, LogAsJsonLines) {
   EXPECT_THAT(lines[1], HasSubstr("\"ids_asked\":[3,4],\"ids_revealed\":[]"));
   EXPECT_THAT(lines[1], HasSubstr(",\"role\":\"open\",\"peer\":\"\"}"));
   EXPECT_THAT(lines[2],
-              HasSubstr("\"detail\":\"accuracy=1.000000 correct=50/50 note=a, "
-                        "\\\"quoted\\\"\""));
+              MatchesRegex(".*\"detail\":\"evaluations=1 evaluation_cap=[0-9]+; "
+                           "accuracy=1\\.000000 correct=50/50 note=a, "
+                           "\\\\\"quoted\\\\\"\".*"));
 }
 
 TEST_F(OraclectlTest, LogFiltersByExperiment) {
