@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "trainer/learn/augment.h"
 #include "trainer/rpc/oracle_client.h"
 #include "trainer/run/trainer_run.h"
 
@@ -163,6 +164,16 @@ ABSL_FLAG(double, pretrain_lr, 0.06, "pretraining peak learning rate");
 ABSL_FLAG(double, pretrain_crop_scale, 0.2,
           "smallest area fraction a SimCLR or BYOL view's random resized crop "
           "keeps (0 < s <= 1)");
+ABSL_FLAG(std::string, pretrain_colour, "pixel_ops",
+          "how a SimCLR or BYOL view's pixels are distorted after the crop: "
+          "pixel_ops (two of identity, autocontrast, equalize, solarize, "
+          "posterize, contrast, brightness, sharpness) | jitter (SimCLR's "
+          "colour jitter on grayscale: brightness and contrast with "
+          "probability 0.8)");
+ABSL_FLAG(double, pretrain_jitter_strength, 0.4,
+          "jitter: brightness and contrast factors are drawn from "
+          "[1 - s, 1 + s] (SimCLR's 0.8 x its strength; 0.4 is its CIFAR-10 "
+          "setting), s in [0, 1]");
 ABSL_FLAG(std::string, pretrain_cache, "runs/pretrain-cache",
           "folder of pretrained checkpoints, reused across runs with the "
           "same pool, model, settings and seed");
@@ -351,6 +362,25 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_pretrain_target_decay);
   options.pretrain.objective.byol.augment.crop.scale_min =
       absl::GetFlag(FLAGS_pretrain_crop_scale);
+  {
+    auto colour =
+        trainer::ParseContrastiveColour(absl::GetFlag(FLAGS_pretrain_colour));
+    const double strength = absl::GetFlag(FLAGS_pretrain_jitter_strength);
+    if (!colour.ok() || !(strength >= 0 && strength <= 1)) {
+      std::cerr << "trainer: "
+                << (colour.ok() ? "--pretrain_jitter_strength must be in "
+                                  "[0, 1]"
+                                : colour.status().ToString())
+                << "\n";
+      return 2;
+    }
+    for (trainer::ContrastiveAugmentOptions* augment :
+         {&options.pretrain.objective.simclr.augment,
+          &options.pretrain.objective.byol.augment}) {
+      augment->colour = *colour;
+      augment->jitter_strength = strength;
+    }
+  }
   options.pretrain.learner.cosine_span = 0.5;  // decays to zero
   options.pretrain.learner.mixed_precision = absl::GetFlag(FLAGS_bf16);
   options.pretrain.learner.cuda_graph = absl::GetFlag(FLAGS_cuda_graph);

@@ -16,6 +16,7 @@ namespace {
 
 using ::common::IsOk;
 using ::common::StatusIs;
+using ::testing::HasSubstr;
 
 at::Generator Gen(uint64_t seed) {
   auto gen = MakeGenerator(at::kCPU, seed);
@@ -516,6 +517,56 @@ TEST(ContrastiveAugmentTest, DefaultsUsePixelOpsOnlyWithoutCutout) {
   at::Tensor out = ContrastiveAugment(blank, gen);
   at::Tensor spread = out.flatten(1).amax(1) - out.flatten(1).amin(1);
   EXPECT_LT(spread.max().item<float>(), 1e-6f);
+}
+
+TEST(ContrastiveAugmentTest, ParsesColourNames) {
+  auto pixel_ops = ParseContrastiveColour("pixel_ops");
+  auto jitter = ParseContrastiveColour("jitter");
+  ASSERT_THAT(pixel_ops, IsOk());
+  ASSERT_THAT(jitter, IsOk());
+  EXPECT_EQ(*pixel_ops, ContrastiveColour::kPixelOps);
+  EXPECT_EQ(*jitter, ContrastiveColour::kJitter);
+  EXPECT_THAT(ParseContrastiveColour("colour"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("use pixel_ops or jitter")));
+  EXPECT_EQ(ContrastiveColourName(ContrastiveColour::kJitter), "jitter");
+  EXPECT_EQ(ContrastiveColourName(ContrastiveColour::kPixelOps), "pixel_ops");
+}
+
+TEST(ContrastiveAugmentTest, JitterScalesBrightnessAndContrastWithinStrength) {
+  ContrastiveAugmentOptions options;
+  options.crop = FixedCrop(1.0, 1.0);
+  options.flip_probability = 0.0;
+  options.colour = ContrastiveColour::kJitter;
+  at::Tensor x = 0.25 + 0.5 * at::rand({256, 1, 28, 28}, Gen(1));
+  at::Generator gen = Gen(2);
+
+  // Probability 0 or strength 0: the view is the image.
+  options.jitter_probability = 0.0;
+  EXPECT_TRUE(at::allclose(ContrastiveAugment(x, gen, options), x, 1e-5, 1e-5));
+  options.jitter_probability = 1.0;
+  options.jitter_strength = 0.0;
+  EXPECT_TRUE(at::allclose(ContrastiveAugment(x, gen, options), x, 1e-5, 1e-5));
+
+  // A uniform image keeps its contrast; brightness scales it by [0.6, 1.4].
+  options.jitter_strength = 0.4;
+  at::Tensor uniform = at::full({256, 1, 28, 28}, 0.5);
+  at::Tensor out = ContrastiveAugment(uniform, gen, options);
+  at::Tensor flat = out.flatten(1);
+  EXPECT_LT((flat.amax(1) - flat.amin(1)).max().item<float>(), 1e-6f);
+  EXPECT_GE(flat.min().item<float>(), 0.3f - 1e-6f);
+  EXPECT_LE(flat.max().item<float>(), 0.7f + 1e-6f);
+  EXPECT_GT(flat.mean(1).std().item<float>(), 0.05f);  // factors vary
+
+  // With probability 0.8 about a fifth of the views are left as they were.
+  options.jitter_probability = 0.8;
+  at::Tensor views = ContrastiveAugment(x, gen, options);
+  const double unchanged =
+      ((views - x).flatten(1).abs().amax(1) < 1e-6).to(at::kFloat).mean()
+          .item<float>();
+  EXPECT_NEAR(unchanged, 0.2, 0.08);
+  EXPECT_GE(views.min().item<float>(), 0.0f);
+  EXPECT_LE(views.max().item<float>(), 1.0f);
 }
 
 TEST(AugmentCudaTest, DeterministicInRangeAndOpsMatchCpu) {

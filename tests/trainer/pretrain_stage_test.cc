@@ -121,6 +121,13 @@ TEST(PretrainStageTest, KeyChangesWithPoolModelSettingsAndSeed) {
   longer.steps = 41;
   EXPECT_NE(*base, *PretrainCacheKey(pool, TinyModel(), longer, 1));
   EXPECT_NE(*base, *PretrainCacheKey(pool, TinyModel(), options, 2));
+  PretrainOptions jittered = options;
+  jittered.objective.simclr.augment.colour = ContrastiveColour::kJitter;
+  auto jitter_key = PretrainCacheKey(pool, TinyModel(), jittered, 1);
+  ASSERT_THAT(jitter_key, IsOk());
+  EXPECT_NE(*base, *jitter_key);
+  jittered.objective.simclr.augment.jitter_strength = 0.8;
+  EXPECT_NE(*jitter_key, *PretrainCacheKey(pool, TinyModel(), jittered, 1));
 }
 
 TEST(PretrainStageTest, ChangedSettingDoesNotReuse) {

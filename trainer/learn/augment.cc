@@ -421,6 +421,48 @@ StrongAugmentOptions ContrastivePixelOptions() {
   return options;
 }
 
+absl::StatusOr<ContrastiveColour> ParseContrastiveColour(
+    absl::string_view name) {
+  if (name == "pixel_ops") return ContrastiveColour::kPixelOps;
+  if (name == "jitter") return ContrastiveColour::kJitter;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown contrastive colour distortion '", name,
+                   "'; use pixel_ops or jitter"));
+}
+
+std::string ContrastiveColourName(ContrastiveColour colour) {
+  return colour == ContrastiveColour::kJitter ? "jitter" : "pixel_ops";
+}
+
+namespace {
+
+// ContrastiveColour::kJitter on `x` ([N, C, H, W] in [0, 1]).
+Tensor ColourJitter(const Tensor& x, at::Generator& gen, double probability,
+                    double strength) {
+  TORCH_CHECK(probability >= 0 && probability <= 1 && strength >= 0 &&
+                  strength <= 1,
+              "colour jitter needs probability and strength in [0, 1]");
+  const int64_t n = x.size(0);
+  Tensor u = at::rand({n, 4}, gen, x.options());
+  auto per_image = [n](const Tensor& column) {
+    return column.view({n, 1, 1, 1});
+  };
+  Tensor apply = per_image(u.select(1, 0) < probability);
+  Tensor b = per_image(1 + (2 * u.select(1, 1) - 1) * strength);
+  Tensor c = per_image(1 + (2 * u.select(1, 2) - 1) * strength);
+  Tensor brightness_first = per_image(u.select(1, 3) < 0.5);
+  auto brightness = [&](const Tensor& t) { return (t * b).clamp(0, 1); };
+  auto contrast = [&](const Tensor& t) {
+    Tensor mean = t.mean({1, 2, 3}, /*keepdim=*/true);
+    return ((t - mean) * c + mean).clamp(0, 1);
+  };
+  Tensor jittered = at::where(brightness_first, contrast(brightness(x)),
+                              brightness(contrast(x)));
+  return at::where(apply, jittered, x);
+}
+
+}  // namespace
+
 at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
                               const ContrastiveAugmentOptions& options) {
   CheckImages(images);
@@ -432,6 +474,11 @@ at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
   Tensor theta =
       CropTheta(u, images.size(2), images.size(3), options.crop, flip);
   Tensor cropped = ResampleBoxes(images.contiguous(), theta).clamp(0, 1);
+  if (options.colour == ContrastiveColour::kJitter) {
+    return ColourJitter(cropped, gen, options.jitter_probability,
+                        options.jitter_strength)
+        .contiguous();
+  }
   return StrongAugment(cropped, gen, options.strong);
 }
 

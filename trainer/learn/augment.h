@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace trainer {
 
@@ -167,18 +168,39 @@ at::Tensor RandomResizedCrop(const at::Tensor& images, at::Generator& gen,
 // geometry) and no Cutout.
 StrongAugmentOptions ContrastivePixelOptions();
 
+// How a contrastive view's pixels are distorted after crop and flip.
+enum class ContrastiveColour {
+  // StrongAugment with ContrastiveAugmentOptions::strong (the default).
+  kPixelOps,
+  // SimCLR's colour jitter as it acts on grayscale images (saturation and
+  // hue do nothing there): with jitter_probability, brightness (x * b) and
+  // contrast ((x - mean) * c + mean, mean over the image) with b and c drawn
+  // uniformly from [1 - jitter_strength, 1 + jitter_strength], in random
+  // order, each result clamped to [0, 1]; otherwise unchanged.
+  kJitter,
+};
+
+// "pixel_ops" or "jitter".
+absl::StatusOr<ContrastiveColour> ParseContrastiveColour(
+    absl::string_view name);
+std::string ContrastiveColourName(ContrastiveColour colour);
+
 struct ContrastiveAugmentOptions {
   // The random resized crop.
   RandomResizedCropOptions crop;
   // Chance of a horizontal flip, per image (applied with the crop).
   double flip_probability = 0.5;
-  // Pixel ops after crop and flip, applied by StrongAugment.
+  ContrastiveColour colour = ContrastiveColour::kPixelOps;
+  // kPixelOps: the ops, applied by StrongAugment.
   StrongAugmentOptions strong = ContrastivePixelOptions();
+  // kJitter: SimCLR's p = 0.8, and 0.8 * s for its CIFAR-10 strength s = 0.5.
+  double jitter_probability = 0.8;
+  double jitter_strength = 0.4;
 };
 
 // One contrastive view of each of `images` ([N, C, H, W] float32 in
 // [0, 1]): random resized crop and horizontal flip in a single bilinear
-// grid_sample, then StrongAugment with options.strong. Call twice (the
+// grid_sample, then the colour distortion of options.colour. Call twice (the
 // generator advances) for SimCLR's two views. Returns a contiguous tensor
 // of the same shape with values in [0, 1]. Throws c10::Error for options
 // outside their ranges.

@@ -39,7 +39,13 @@ std::string Describe(const ModelOptions& m, const PretrainOptions& o,
   return absl::StrCat(
       model, method, ";crop:", a->crop.scale_min, ",", a->crop.scale_max, ",",
       a->crop.ratio_min, ",", a->crop.ratio_max, ",flip:", a->flip_probability,
-      ",ops:", a->strong.num_ops, ";learner:", l.lr, ",", l.cosine_span, ",",
+      ",ops:", a->strong.num_ops,
+      // Only when not the default, so earlier keys stay valid.
+      a->colour == ContrastiveColour::kPixelOps
+          ? std::string()
+          : absl::StrCat(",colour:", ContrastiveColourName(a->colour), ",",
+                         a->jitter_probability, ",", a->jitter_strength),
+      ";learner:", l.lr, ",", l.cosine_span, ",",
       l.momentum, ",", l.nesterov, ",", l.weight_decay, ",", l.mixed_precision,
       ";seed:", seed);
 }
