@@ -89,7 +89,8 @@ ABSL_FLAG(double, alignment_momentum, 0.999,
           "--distribution_alignment");
 ABSL_FLAG(double, lr, 0.03, "peak learning rate");
 ABSL_FLAG(double, weight_decay, 5e-4,
-          "weight decay (not on batch-norm and biases)");
+          "weight decay of the rounds and distillation (not on batch-norm "
+          "and biases); pretraining keeps its own 5e-4");
 ABSL_FLAG(double, ema, 0.999, "EMA decay of the evaluation weights");
 ABSL_FLAG(std::string, weak_forward, "joint",
           "where the weak views' pseudo-labels come from: joint (one forward "
@@ -117,8 +118,9 @@ ABSL_FLAG(double, threshold_momentum, 0.999,
           "threshold's (softmatch: the weights' and uniform alignment's) "
           "state (its time constant is about 1 / (1 - momentum) steps)");
 ABSL_FLAG(double, n_sigma, 2.0,
-          "softmatch: standard deviations below the mean confidence where "
-          "an image's weight has fallen to exp(-1/2)");
+          "softmatch: an image's weight has fallen to exp(-1/2) at "
+          "sigma / n_sigma below the mean confidence (sigma: its standard "
+          "deviation); larger is harsher");
 ABSL_FLAG(bool, uniform_alignment, true,
           "softmatch: weigh by the confidence after alignment to a uniform "
           "class prior (the pseudo-labels stay unaligned)");

@@ -39,7 +39,8 @@ struct FreeMatchThresholdOptions {
 //   tau        0-d  global threshold, EMA of the batch's mean max probability
 //   p_model    [C]  EMA of the batch's mean probability vector
 //   label_hist [C]  EMA of the batch's normalised histogram of argmax
-// all initialised to 1/C as in the paper (USB initialises them to 1).
+// all initialised to 1/C as in the paper and in USB (its older versions
+// used 1).
 // Per step the reference updates first, then masks with the updated state:
 // Step() does both in that order.
 class FreeMatchThresholds {
@@ -101,8 +102,9 @@ struct SoftMatchWeightOptions {
   int64_t num_classes = 10;
   // EMA momentum of the Gaussian's mean and variance, in [0, 1).
   double momentum = 0.999;
-  // How many standard deviations below the mean the weight falls to
-  // exp(-1/2) (USB's n_sigma), > 0.
+  // USB's n_sigma, > 0: the weight falls to exp(-1/2) at sigma / n_sigma
+  // below the mean confidence (sigma its standard deviation), so a larger
+  // n_sigma weighs less confident images down harder.
   double n_sigma = 2.0;
 };
 

@@ -27,7 +27,8 @@ struct SoftMatchOptions {
   // EMA momentum of the Gaussian's state and of the uniform alignment's
   // running class distribution (USB's ema_p), in [0, 1).
   double ema_momentum = 0.999;
-  // Standard deviations below the mean where the weight is exp(-1/2) (> 0).
+  // USB's n_sigma (> 0): the weight is exp(-1/2) at sigma / n_sigma below
+  // the mean confidence.
   double n_sigma = 2.0;
   // Read the weights' confidence after aligning to a uniform class prior
   // (USB's dist_align with dist_uniform); off: the pseudo-labels' own.
