@@ -74,9 +74,9 @@ int64_t CountOf(const std::map<std::string, int64_t>& counts,
 std::string TermsMismatch(const AuditRecord& row,
                           const ExperimentRecord* experiment,
                           const LogCounts& counts) {
-  const bool query = row.kind == kKindQuery &&
-                     (row.outcome == Outcome::kGranted ||
-                      row.outcome == Outcome::kDeniedBudget);
+  const bool query =
+      row.kind == kKindQuery && (row.outcome == Outcome::kGranted ||
+                                 row.outcome == Outcome::kDeniedBudget);
   const bool evaluation = row.kind == kKindEvaluate &&
                           (row.outcome == Outcome::kEvaluated ||
                            row.outcome == Outcome::kDeniedEvaluationCap);
@@ -100,8 +100,8 @@ std::string TermsMismatch(const AuditRecord& row,
     }
     const int64_t spent = CountOf(counts.spent, name);
     if (terms->spent != spent) {
-      return absl::StrCat("records ", terms->spent, " labels spent by \"",
-                          name, "\" but the log up to it reveals ", spent);
+      return absl::StrCat("records ", terms->spent, " labels spent by \"", name,
+                          "\" but the log up to it reveals ", spent);
     }
     return "";
   }
@@ -118,9 +118,8 @@ std::string TermsMismatch(const AuditRecord& row,
   }
   const int64_t evaluated = CountOf(counts.evaluated, name);
   if (terms->evaluations != evaluated) {
-    return absl::StrCat("records ", terms->evaluations,
-                        " evaluations of \"", name,
-                        "\" but the log up to it holds ", evaluated);
+    return absl::StrCat("records ", terms->evaluations, " evaluations of \"",
+                        name, "\" but the log up to it holds ", evaluated);
   }
   if (terms->total >= 0 && terms->total != counts.evaluated_total) {
     return absl::StrCat("records ", terms->total,
@@ -146,9 +145,9 @@ std::string TermsMismatch(const AuditRecord& row,
       (terms->total_cap >= 0 && terms->total >= terms->total_cap) ||
       (terms->peer_cap >= 0 && terms->peer_evaluations >= terms->peer_cap);
   if (row.outcome == Outcome::kDeniedEvaluationCap && !reached) {
-    return absl::StrCat("denied an evaluation though no cap it records was "
-                        "reached (\"",
-                        row.detail.substr(0, row.detail.find("; ")), "\")");
+    return absl::StrCat(
+        "denied an evaluation though no cap it records was reached (\"",
+        row.detail.substr(0, row.detail.find("; ")), "\")");
   }
   return "";
 }

@@ -476,9 +476,8 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
       result.evaluation_cap = experiment.record.evaluation_cap;
       result.evaluations = evaluations;
       if (evaluations >= experiment.record.evaluation_cap) {
-        result.denial = absl::StrCat("evaluation cap of ",
-                                     experiment.record.evaluation_cap,
-                                     " reached");
+        result.denial = absl::StrCat(
+            "evaluation cap of ", experiment.record.evaluation_cap, " reached");
       } else if (request.max_total > 0 &&
                  total_evaluations >= request.max_total) {
         result.denial = absl::StrCat("server-wide evaluation cap of ",
@@ -492,8 +491,8 @@ void StoreLedger::PlanGroupLocked(const std::vector<Write*>& group,
         result.allowed = true;
         result.evaluations = evaluations + 1;
       }
-      row.outcome = result.allowed ? Outcome::kEvaluated
-                                   : Outcome::kDeniedEvaluationCap;
+      row.outcome =
+          result.allowed ? Outcome::kEvaluated : Outcome::kDeniedEvaluationCap;
       // The caps and counts this decision was made under go into the
       // chained detail, ahead of the summary or the denial.
       const int64_t counted = result.allowed ? 1 : 0;

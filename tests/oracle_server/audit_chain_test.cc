@@ -274,6 +274,15 @@ class AuditChainFileTest : public ::testing::Test {
         sql);
   }
 
+  // Verifies the file and expects it to fail first at row `sequence`, for a
+  // reason that contains `reason`.
+  void ExpectFailsAt(int64_t sequence, const std::string& reason) {
+    AuditVerification verification = Verify();
+    EXPECT_FALSE(verification.ok);
+    EXPECT_EQ(verification.bad_sequence, sequence);
+    EXPECT_THAT(verification.reason, HasSubstr(reason));
+  }
+
   AuditVerification Verify() {
     auto verification = VerifyAuditLogFile(db_path_);
     EXPECT_THAT(verification, IsOk());
@@ -339,32 +348,22 @@ TEST_F(AuditChainFileTest, RevealedLabelWithoutGrantFails) {
   Tamper(
       "INSERT INTO revealed (experiment_id, sample_id, audit_seq) "
       "SELECT id, 50, 2 FROM experiments WHERE name = 'a'");
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 2);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("id 50 is recorded as revealed to \"a\" by row 2 but "
-                        "no GRANTED row lists it"));
+  ExpectFailsAt(2,
+                "id 50 is recorded as revealed to \"a\" by row 2 but "
+                "no GRANTED row lists it");
 }
 
 TEST_F(AuditChainFileTest, GrantWithoutRevealedRowFails) {
   Tamper("DELETE FROM revealed WHERE sample_id = 3");
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 2);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("revealed table does not record it"));
+  ExpectFailsAt(2, "revealed table does not record it");
 }
 
 TEST_F(AuditChainFileTest, RehashedForgeryIsCaughtByCrossChecks) {
   // Claim row 2 revealed id 1 again instead of 3.
   ForgeIdsAndRehash(2, "1", "1");
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 2);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("reveals id 1 to \"a\" again (already revealed by "
-                        "row 1)"));
+  ExpectFailsAt(2,
+                "reveals id 1 to \"a\" again (already revealed by "
+                "row 1)");
 }
 
 // A GRANTED row returns the label of every id it asked for, so each must be
@@ -421,8 +420,9 @@ TEST_F(AuditChainFileTest, RowsRecordTheTermsTheyWereDecidedUnder) {
   EXPECT_EQ((*rows)[1].detail, "budget=3 spent=3");
   EXPECT_EQ((*rows)[2].detail,
             "budget=3 spent=3; requested 1 new labels but only 0 remain");
-  EXPECT_EQ((*rows)[3].detail, "evaluations=1 evaluation_cap=2; "
-                               "accuracy=0.250000");
+  EXPECT_EQ((*rows)[3].detail,
+            "evaluations=1 evaluation_cap=2; "
+            "accuracy=0.250000");
   EXPECT_EQ((*rows)[4].detail,
             "INVALID_ARGUMENT: id -1 at index 0 is not in [0, 100)");
   EXPECT_EQ((*rows)[5].detail, "budget=3 spent=1");
@@ -432,44 +432,31 @@ TEST_F(AuditChainFileTest, RowsRecordTheTermsTheyWereDecidedUnder) {
 // decided under it record it, so raising it afterwards shows.
 TEST_F(AuditChainFileTest, BudgetRaisedInTheTableFails) {
   Tamper("UPDATE experiments SET label_budget = 10 WHERE name = 'a'");
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 1);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("was decided under a budget of 3 but the experiments "
-                        "table now gives \"a\" 10"));
+  ExpectFailsAt(1,
+                "was decided under a budget of 3 but the experiments "
+                "table now gives \"a\" 10");
 }
 
 TEST_F(AuditChainFileTest, EvaluationCapRaisedInTheTableFails) {
   Tamper("UPDATE experiments SET evaluation_cap = 9 WHERE name = 'a'");
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 4);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("was decided under an evaluation cap of 2 but the "
-                        "experiments table now gives \"a\" 9"));
+  ExpectFailsAt(4,
+                "was decided under an evaluation cap of 2 but the "
+                "experiments table now gives \"a\" 9");
 }
 
 TEST_F(AuditChainFileTest, ForgedSpentCountFails) {
   ForgeDetailsAndRehash(
       {{3, "budget=3 spent=2; requested 1 new labels but only 1 remain"}});
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 3);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("records 2 labels spent by \"a\" but the log up to "
-                        "it reveals 3"));
+  ExpectFailsAt(3,
+                "records 2 labels spent by \"a\" but the log up to "
+                "it reveals 3");
 }
 
 TEST_F(AuditChainFileTest, EvaluationBeyondTheCapItRecordsFails) {
   // Table and row agree on a cap of 0, yet the row evaluated.
   Tamper("UPDATE experiments SET evaluation_cap = 0 WHERE name = 'a'");
   ForgeDetailsAndRehash({{4, "evaluations=1 evaluation_cap=0; accuracy=0.25"}});
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 4);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("an evaluation beyond a cap it records"));
+  ExpectFailsAt(4, "an evaluation beyond a cap it records");
 }
 
 TEST_F(AuditChainFileTest, DenialWithoutAReachedCapFails) {
@@ -482,12 +469,9 @@ TEST_F(AuditChainFileTest, DenialWithoutAReachedCapFails) {
       },
       {"UPDATE audit SET outcome = 'DENIED_EVALUATION_CAP', detail = '" +
        detail + "' WHERE seq = 4"});
-  AuditVerification verification = Verify();
-  EXPECT_FALSE(verification.ok);
-  EXPECT_EQ(verification.bad_sequence, 4);
-  EXPECT_THAT(verification.reason,
-              HasSubstr("denied an evaluation though no cap it records was "
-                        "reached"));
+  ExpectFailsAt(4,
+                "denied an evaluation though no cap it records was "
+                "reached");
 }
 
 // Logs written before rows recorded their terms still verify.

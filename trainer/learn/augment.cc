@@ -439,9 +439,9 @@ namespace {
 // ContrastiveColour::kJitter on `x` ([N, C, H, W] in [0, 1]).
 Tensor ColourJitter(const Tensor& x, at::Generator& gen, double probability,
                     double strength) {
-  TORCH_CHECK(probability >= 0 && probability <= 1 && strength >= 0 &&
-                  strength <= 1,
-              "colour jitter needs probability and strength in [0, 1]");
+  TORCH_CHECK(
+      probability >= 0 && probability <= 1 && strength >= 0 && strength <= 1,
+      "colour jitter needs probability and strength in [0, 1]");
   const int64_t n = x.size(0);
   Tensor u = at::rand({n, 4}, gen, x.options());
   auto per_image = [n](const Tensor& column) {

@@ -45,9 +45,8 @@ std::string Describe(const ModelOptions& m, const PretrainOptions& o,
           ? std::string()
           : absl::StrCat(",colour:", ContrastiveColourName(a->colour), ",",
                          a->jitter_probability, ",", a->jitter_strength),
-      ";learner:", l.lr, ",", l.cosine_span, ",",
-      l.momentum, ",", l.nesterov, ",", l.weight_decay, ",", l.mixed_precision,
-      ";seed:", seed);
+      ";learner:", l.lr, ",", l.cosine_span, ",", l.momentum, ",", l.nesterov,
+      ",", l.weight_decay, ",", l.mixed_precision, ";seed:", seed);
 }
 
 }  // namespace
