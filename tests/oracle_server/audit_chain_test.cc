@@ -206,6 +206,19 @@ class AuditChainFileTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
+  // The audit rows as the file holds them, read through a read-only store.
+  std::vector<AuditRecord> ReadRows() {
+    StoreOptions options;
+    options.db_path = db_path_;
+    options.read_only = true;
+    auto store = SqliteLabelStore::Open(options);
+    EXPECT_THAT(store, IsOk());
+    if (!store.ok()) return {};
+    auto rows = (*store)->ListAudit("", 0, 100);
+    EXPECT_THAT(rows, IsOk());
+    return rows.ok() ? *std::move(rows) : std::vector<AuditRecord>();
+  }
+
   // Rewrites the log as a careful forger would: `edit` changes the rows as
   // read, each statement of `sql` makes the same change to the file, and
   // every row is re-hashed (and the recorded head), so the chain holds and
@@ -213,17 +226,7 @@ class AuditChainFileTest : public ::testing::Test {
   void ForgeAndRehash(
       const std::function<void(std::vector<AuditRecord>&)>& edit,
       const std::vector<std::string>& sql) {
-    std::vector<AuditRecord> rows;
-    {
-      StoreOptions options;
-      options.db_path = db_path_;
-      options.read_only = true;
-      auto store = SqliteLabelStore::Open(options);
-      ASSERT_THAT(store, IsOk());
-      auto listed = (*store)->ListAudit("", 0, 100);
-      ASSERT_THAT(listed, IsOk());
-      rows = *std::move(listed);
-    }
+    std::vector<AuditRecord> rows = ReadRows();
     edit(rows);
     std::string prev = kGenesisHash;
     for (AuditRecord& row : rows) {
@@ -408,24 +411,17 @@ TEST_F(AuditChainFileTest, GrantedRowOfRepeatsOnlyVerifies) {
 }
 
 TEST_F(AuditChainFileTest, RowsRecordTheTermsTheyWereDecidedUnder) {
-  StoreOptions options;
-  options.db_path = db_path_;
-  options.read_only = true;
-  auto store = SqliteLabelStore::Open(options);
-  ASSERT_THAT(store, IsOk());
-  auto rows = (*store)->ListAudit("", 0, 100);
-  ASSERT_THAT(rows, IsOk());
-  ASSERT_EQ(rows->size(), 6u);
-  EXPECT_EQ((*rows)[0].detail, "budget=3 spent=2");
-  EXPECT_EQ((*rows)[1].detail, "budget=3 spent=3");
-  EXPECT_EQ((*rows)[2].detail,
+  const std::vector<AuditRecord> rows = ReadRows();
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows[0].detail, "budget=3 spent=2");
+  EXPECT_EQ(rows[1].detail, "budget=3 spent=3");
+  EXPECT_EQ(rows[2].detail,
             "budget=3 spent=3; requested 1 new labels but only 0 remain");
-  EXPECT_EQ((*rows)[3].detail,
-            "evaluations=1 evaluation_cap=2; "
-            "accuracy=0.250000");
-  EXPECT_EQ((*rows)[4].detail,
+  EXPECT_EQ(rows[3].detail,
+            "evaluations=1 evaluation_cap=2; accuracy=0.250000");
+  EXPECT_EQ(rows[4].detail,
             "INVALID_ARGUMENT: id -1 at index 0 is not in [0, 100)");
-  EXPECT_EQ((*rows)[5].detail, "budget=3 spent=1");
+  EXPECT_EQ(rows[5].detail, "budget=3 spent=1");
 }
 
 // The budget lives in the experiments table, outside the chain; the rows
