@@ -367,20 +367,16 @@ int main(int argc, char** argv) {
   {
     auto colour =
         trainer::ParseContrastiveColour(absl::GetFlag(FLAGS_pretrain_colour));
-    const double strength = absl::GetFlag(FLAGS_pretrain_jitter_strength);
-    if (!colour.ok() || !(strength >= 0 && strength <= 1)) {
-      std::cerr << "trainer: "
-                << (colour.ok() ? "--pretrain_jitter_strength must be in "
-                                  "[0, 1]"
-                                : colour.status().ToString())
-                << "\n";
+    if (!colour.ok()) {
+      std::cerr << "trainer: --pretrain_colour: " << colour.status() << "\n";
       return 2;
     }
+    // The objectives check the strength's range when they are made.
     for (trainer::ContrastiveAugmentOptions* augment :
          {&options.pretrain.objective.simclr.augment,
           &options.pretrain.objective.byol.augment}) {
       augment->colour = *colour;
-      augment->jitter_strength = strength;
+      augment->jitter_strength = absl::GetFlag(FLAGS_pretrain_jitter_strength);
     }
   }
   options.pretrain.learner.cosine_span = 0.5;  // decays to zero

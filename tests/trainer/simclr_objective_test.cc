@@ -21,6 +21,7 @@ namespace {
 using ::common::IsOk;
 using ::common::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 constexpr int kWidth = 8;
 
@@ -113,6 +114,26 @@ TEST(SimClrObjectiveTest, CreateValidatesTheCrop) {
   inverted.augment.crop.ratio_max = 1.0;
   EXPECT_THAT(SimClrObjective::Create(inverted, 32, at::kCPU, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SimClrObjectiveTest, CreateValidatesTheColourJitter) {
+  SimClrOptions jitter = ToySimClr();
+  jitter.augment.colour = ContrastiveColour::kJitter;
+  jitter.augment.jitter_strength = 1.0;
+  EXPECT_THAT(SimClrObjective::Create(jitter, 32, at::kCPU, 0), IsOk());
+  for (double bad : {-0.1, 1.5}) {
+    SimClrOptions strength = jitter;
+    strength.augment.jitter_strength = bad;
+    EXPECT_THAT(SimClrObjective::Create(strength, 32, at::kCPU, 0),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("simclr colour jitter")))
+        << bad;
+    SimClrOptions probability = jitter;
+    probability.augment.jitter_probability = bad;
+    EXPECT_THAT(SimClrObjective::Create(probability, 32, at::kCPU, 0),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
 }
 
 TEST(SimClrObjectiveTest, NameLabelsMetricsAndHead) {

@@ -436,12 +436,15 @@ std::string ContrastiveColourName(ContrastiveColour colour) {
 
 namespace {
 
+bool JitterInRange(double probability, double strength) {
+  return probability >= 0 && probability <= 1 && strength >= 0 && strength <= 1;
+}
+
 // ContrastiveColour::kJitter on `x` ([N, C, H, W] in [0, 1]).
 Tensor ColourJitter(const Tensor& x, at::Generator& gen, double probability,
                     double strength) {
-  TORCH_CHECK(
-      probability >= 0 && probability <= 1 && strength >= 0 && strength <= 1,
-      "colour jitter needs probability and strength in [0, 1]");
+  TORCH_CHECK(JitterInRange(probability, strength),
+              "colour jitter needs probability and strength in [0, 1]");
   const int64_t n = x.size(0);
   Tensor u = at::rand({n, 4}, gen, x.options());
   auto per_image = [n](const Tensor& column) {
@@ -495,6 +498,18 @@ absl::Status ValidateCrop(const RandomResizedCropOptions& crop,
       "ratio_max, got scale [",
       crop.scale_min, ", ", crop.scale_max, "], ratio [", crop.ratio_min, ", ",
       crop.ratio_max, "]"));
+}
+
+absl::Status ValidateContrastiveAugment(
+    const ContrastiveAugmentOptions& options, const std::string& owner) {
+  absl::Status crop = ValidateCrop(options.crop, owner);
+  if (!crop.ok()) return crop;
+  if (!JitterInRange(options.jitter_probability, options.jitter_strength)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        owner, " colour jitter needs probability and strength in [0, 1], got ",
+        options.jitter_probability, " and ", options.jitter_strength));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace trainer

@@ -207,6 +207,11 @@ struct ContrastiveAugmentOptions {
 at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
                               const ContrastiveAugmentOptions& options = {});
 
+// ValidateCrop of options.crop, and jitter_probability and jitter_strength
+// in [0, 1]; INVALID_ARGUMENT naming `owner` otherwise.
+absl::Status ValidateContrastiveAugment(
+    const ContrastiveAugmentOptions& options, const std::string& owner);
+
 }  // namespace trainer
 
 #endif  // TRAINER_LEARN_AUGMENT_H_

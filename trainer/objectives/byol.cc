@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<ByolObjective>> ByolObjective::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "byol target decay must be in [0, 1), got ", options.target_decay));
   }
-  RETURN_IF_ERROR(ValidateCrop(options.augment.crop, "byol"));
+  RETURN_IF_ERROR(ValidateContrastiveAugment(options.augment, "byol"));
   if (embedding_dim <= 0 || options.hidden_dim <= 0 ||
       options.projection_dim <= 0) {
     return absl::InvalidArgumentError(

@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
   if (!(options.temperature > 0.0)) {
     return absl::InvalidArgumentError("simclr temperature must be positive");
   }
-  RETURN_IF_ERROR(ValidateCrop(options.augment.crop, "simclr"));
+  RETURN_IF_ERROR(ValidateContrastiveAugment(options.augment, "simclr"));
   if (embedding_dim <= 0 || options.projection_dim <= 0 ||
       options.projection_hidden_dim < 0) {
     return absl::InvalidArgumentError(
