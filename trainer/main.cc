@@ -140,6 +140,10 @@ ABSL_FLAG(int64_t, contrast_memory, 0,
 ABSL_FLAG(double, smoothing_alpha, 0.9,
           "with --contrast_memory: weight of an image's own pseudo-label "
           "distribution against its neighbours' in the memory");
+ABSL_FLAG(bool, contrast_two_strong, false,
+          "with --lambda_c: contrast two strong views of each unlabelled "
+          "image (CoMatch's reference) instead of the strong with the weak "
+          "view; mu * batch more images per step");
 ABSL_FLAG(bool, pseudo_head, false,
           "Debiased Self-Training's decoupled pseudo head: the pseudo-labels "
           "train a separate MLP head on the strong views' embeddings instead "
@@ -324,6 +328,7 @@ int main(int argc, char** argv) {
   batch.contrast.graph_threshold = absl::GetFlag(FLAGS_contrast_threshold);
   batch.contrast.memory_size = absl::GetFlag(FLAGS_contrast_memory);
   batch.contrast.smoothing_alpha = absl::GetFlag(FLAGS_smoothing_alpha);
+  batch.contrast.two_strong_views = absl::GetFlag(FLAGS_contrast_two_strong);
   batch.teacher_weight = absl::GetFlag(FLAGS_teacher_weight);
   batch.pseudo_head = absl::GetFlag(FLAGS_pseudo_head);
   batch.soft_targets = absl::GetFlag(FLAGS_soft_targets);

@@ -139,9 +139,13 @@ TEST(GraphContrastTest, CreateValidatesOptions) {
   bad.smoothing_alpha = -0.1;
   EXPECT_THAT(GraphContrast::Create(bad, 16, 3, at::kCPU, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  // The memory needs the term on.
+  // The memory and two strong views need the term on.
   GraphContrastOptions off;
   off.memory_size = 8;
+  EXPECT_THAT(ValidateGraphContrastOptions(off),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  off = GraphContrastOptions();
+  off.two_strong_views = true;
   EXPECT_THAT(ValidateGraphContrastOptions(off),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
@@ -231,6 +235,54 @@ TEST(GraphContrastTest, MemoryProjectsLabelledImagesAndSmooths) {
       (*contrast)->SmoothPseudoLabels(projections, probs, targets);
   EXPECT_FALSE(at::allclose(smoothed, probs));
   EXPECT_TRUE(at::allclose(smoothed.sum(1), at::ones({6})));
+}
+
+TEST(GraphContrastTest, TwoStrongViewsContrastTheStrongViews) {
+  // With the head on running statistics every row's projection is its own,
+  // so the two-view term's slices can be checked against a one-view term
+  // with the same head weights (same seed) fed the second strong views in
+  // place of the weak ones.
+  GraphContrastOptions options;
+  options.weight = 1.0;
+  options.projection_dim = 8;
+  options.memory_size = 20;
+  options.two_strong_views = true;
+  GraphContrastOptions one_view = options;
+  one_view.two_strong_views = false;
+  auto two = GraphContrast::Create(options, 16, 3, at::kCPU, 7);
+  auto one = GraphContrast::Create(one_view, 16, 3, at::kCPU, 7);
+  ASSERT_THAT(two, IsOk());
+  ASSERT_THAT(one, IsOk());
+  (*two)->head()->eval();
+  (*one)->head()->eval();
+  at::Tensor weak = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor strong = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor second = at::randn({6, 16}).requires_grad_(true);
+  at::Tensor labelled = at::randn({2, 16});
+  EXPECT_THROW((*two)->Project(weak, strong, labelled), c10::Error);
+  EXPECT_THROW((*two)->Project(weak, strong, labelled, at::randn({5, 16})),
+               c10::Error);
+  ContrastProjections projections =
+      (*two)->Project(weak, strong, labelled, second);
+  ContrastProjections reference = (*one)->Project(second, strong, labelled);
+  ASSERT_TRUE(projections.strong_second.defined());
+  EXPECT_TRUE(at::allclose(projections.strong_second, reference.weak));
+  EXPECT_TRUE(at::allclose(projections.strong, reference.strong));
+  EXPECT_TRUE(at::allclose(projections.labelled, reference.labelled));
+  // The one-view term ignores a second strong view.
+  EXPECT_FALSE(
+      (*one)->Project(weak, strong, labelled, second).strong_second.defined());
+
+  at::Tensor probs = at::softmax(at::randn({6, 3}), 1);
+  GraphContrastLoss loss = (*two)->Loss(projections, probs);
+  EXPECT_NEAR(loss.loss.item<double>(),
+              (*one)->Loss(reference, probs).loss.item<double>(), 1e-5);
+  loss.loss.backward();
+  EXPECT_GT(second.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_GT(strong.grad().abs().sum().item<double>(), 0.0);
+  // The weak views are projected (for the memory) but not contrasted.
+  EXPECT_FALSE(weak.grad().defined() &&
+               weak.grad().abs().sum().item<double>() > 0.0);
 }
 
 }  // namespace

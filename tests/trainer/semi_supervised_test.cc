@@ -212,6 +212,91 @@ TEST(SemiSupervisedForwardTest, PseudoLabelViewsAverageFreshWeakViews) {
   }
 }
 
+TEST(SemiSupervisedForwardTest, TwoStrongViewsAddASecondStrongEmbedding) {
+  // The contrast's two_strong_views adds a second strong view of every
+  // unlabelled image to the forward: its embeddings come back, with
+  // gradients, in every forward mode; without the contrast's weight the
+  // option changes nothing.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  options.contrast.two_strong_views = true;
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    const std::string name = WeakViewForwardName(forward);
+    options.weak_forward = forward;
+    options.contrast.weight = 0.0;
+    ToyContext off_toy = MakeToyContext();
+    SemiSupervisedLogits off =
+        SemiSupervisedForward(off_toy.context(), ToyStepData(), options);
+    EXPECT_FALSE(off.embedding_u_strong_second.defined()) << name;
+
+    options.contrast.weight = 1.0;
+    ToyContext toy = MakeToyContext();
+    SemiSupervisedLogits logits =
+        SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    ASSERT_TRUE(logits.embedding_u_strong_second.defined()) << name;
+    EXPECT_EQ(logits.embedding_u_strong_second.sizes(),
+              logits.embedding_u_strong.sizes());
+    EXPECT_EQ(logits.embedding_u_strong.size(0), 12);
+    EXPECT_TRUE(logits.embedding_u_strong_second.requires_grad()) << name;
+    EXPECT_EQ(logits.logits_x.sizes(), (at::IntArrayRef{4, 3}));
+    EXPECT_EQ(logits.logits_u_weak.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_EQ(logits.logits_u_strong.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_FALSE(at::allclose(logits.embedding_u_strong,
+                              logits.embedding_u_strong_second))
+        << name;
+  }
+}
+
+TEST(SemiSupervisedForwardTest, TwoStrongViewsKeepTheRowsApart) {
+  // Where each slice comes from, with labelled strong views in the batch
+  // too: the labelled images are black and the strong views only flip and
+  // shift (no ops, no cutout), so on running statistics every labelled row,
+  // weak or strong, has the black image's logits and no unlabelled row has.
+  StepData data = ToyStepData();
+  data.labelled_images = at::zeros_like(data.labelled_images);
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  options.strong_labelled = true;
+  options.strong.num_ops = 0;
+  options.strong.cutout_max_fraction = 0.0;
+  options.contrast.weight = 1.0;
+  options.contrast.two_strong_views = true;
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate}) {
+    const std::string name = WeakViewForwardName(forward);
+    options.weak_forward = forward;
+    torch::manual_seed(3);
+    ToyContext toy = MakeToyContext();
+    toy.model->eval();
+    SemiSupervisedLogits logits =
+        SemiSupervisedForward(toy.context(), data, options);
+    ModelOutput black;
+    {
+      torch::NoGradGuard no_grad;
+      black = toy.model->forward(at::zeros({1, 1, 28, 28}));
+    }
+    auto is_black = [&](const at::Tensor& rows, const at::Tensor& reference) {
+      return at::allclose(rows, reference.expand_as(rows), 1e-4, 1e-5);
+    };
+    EXPECT_TRUE(is_black(logits.logits_x, black.logits)) << name;
+    EXPECT_TRUE(is_black(logits.logits_x_strong, black.logits)) << name;
+    EXPECT_TRUE(is_black(logits.embedding_x, black.embedding)) << name;
+    for (int64_t row = 0; row < 12; ++row) {
+      EXPECT_FALSE(is_black(logits.logits_u_strong[row], black.logits[0]))
+          << name << " row " << row;
+      EXPECT_FALSE(
+          is_black(logits.embedding_u_strong_second[row], black.embedding[0]))
+          << name << " row " << row;
+      EXPECT_FALSE(is_black(logits.logits_u_weak[row], black.logits[0]))
+          << name << " row " << row;
+    }
+  }
+}
+
 TEST(SemiSupervisedForwardTest, PseudoLabelViewsAreOneToEight) {
   SemiSupervisedOptions options;
   options.batch_size = 4;
@@ -270,6 +355,13 @@ TEST(PseudoLabellingTest, ValidatesTheContrastAndItsMemory) {
   options.contrast.smoothing_alpha = 1.5;
   EXPECT_THAT(PseudoLabelling::Create(options, 3, at::kCPU, 16, 0),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  // Two strong views are the contrast's: not without it.
+  SemiSupervisedOptions views = SmallBatch();
+  views.contrast.two_strong_views = true;
+  EXPECT_THAT(PseudoLabelling::Create(views, 3, at::kCPU, 16, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  views.contrast.weight = 1.0;
+  EXPECT_THAT(PseudoLabelling::Create(views, 3, at::kCPU, 16, 0), IsOk());
 }
 
 TEST(SemiSupervisedForwardTest, ValidatesTheStrongAugmentation) {

@@ -51,6 +51,10 @@ absl::Status ValidateGraphContrastOptions(const GraphContrastOptions& o) {
   if (!(o.smoothing_alpha >= 0.0 && o.smoothing_alpha <= 1.0)) {
     return absl::InvalidArgumentError("smoothing alpha must be in [0, 1]");
   }
+  if (o.two_strong_views && o.weight == 0.0) {
+    return absl::InvalidArgumentError(
+        "two strong views are for the graph contrast; it is off (weight 0)");
+  }
   return absl::OkStatus();
 }
 
@@ -124,14 +128,22 @@ absl::StatusOr<std::unique_ptr<GraphContrast>> GraphContrast::Create(
   }
 }
 
-ContrastProjections GraphContrast::Project(const Tensor& embedding_weak,
-                                           const Tensor& embedding_strong,
-                                           const Tensor& embedding_labelled) {
+ContrastProjections GraphContrast::Project(
+    const Tensor& embedding_weak, const Tensor& embedding_strong,
+    const Tensor& embedding_labelled, const Tensor& embedding_strong_second) {
   TORCH_CHECK(embedding_weak.sizes() == embedding_strong.sizes(),
               "weak and strong embeddings differ in shape: ",
               embedding_weak.sizes(), " vs ", embedding_strong.sizes());
   const int64_t u = embedding_weak.size(0);
   std::vector<Tensor> inputs = {embedding_weak, embedding_strong};
+  if (options_.two_strong_views) {
+    TORCH_CHECK(embedding_strong_second.defined() &&
+                    embedding_strong_second.sizes() == embedding_strong.sizes(),
+                "two strong views need the second strong embeddings, shaped ",
+                embedding_strong.sizes());
+    inputs.push_back(embedding_strong_second);
+  }
+  const int64_t labelled_offset = static_cast<int64_t>(inputs.size()) * u;
   if (memory_ != nullptr) {
     TORCH_CHECK(embedding_labelled.defined() && embedding_labelled.dim() == 2,
                 "the pseudo-label memory needs the labelled embeddings");
@@ -141,9 +153,13 @@ ContrastProjections GraphContrast::Project(const Tensor& embedding_weak,
   ContrastProjections out;
   out.weak = projections.narrow(0, 0, u);
   out.strong = projections.narrow(0, u, u);
+  if (options_.two_strong_views) {
+    out.strong_second = projections.narrow(0, 2 * u, u);
+  }
   if (memory_ != nullptr) {
     out.labelled =
-        projections.narrow(0, 2 * u, embedding_labelled.size(0)).detach();
+        projections.narrow(0, labelled_offset, embedding_labelled.size(0))
+            .detach();
   }
   return out;
 }
@@ -169,7 +185,9 @@ Tensor GraphContrast::SmoothPseudoLabels(const ContrastProjections& projections,
 
 GraphContrastLoss GraphContrast::Loss(const ContrastProjections& projections,
                                       const Tensor& probs) {
-  return ComputeGraphContrastLoss(projections.strong, projections.weak, probs,
+  const Tensor& others =
+      options_.two_strong_views ? projections.strong_second : projections.weak;
+  return ComputeGraphContrastLoss(projections.strong, others, probs,
                                   options_.temperature,
                                   options_.graph_threshold);
 }

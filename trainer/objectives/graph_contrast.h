@@ -14,11 +14,13 @@
 // objective then thresholds and trains on the smoothed distributions, and
 // the graph is built from them.
 //
-// Differences from CoMatch's reference: the two views are the weak and the
-// strong view the step already computes (CoMatch draws a second strong
-// view), so the term costs no extra forward pass. With a no-grad weak
-// forward (weak_forward separate or ema) only the strong views' projections
-// receive gradients.
+// By default the two views are the weak and the strong view the step
+// already computes, so the term costs no extra forward pass; with a no-grad
+// weak forward (weak_forward separate or ema) only the strong views'
+// projections then receive gradients. With two_strong_views the step draws
+// a second strong view of each unlabelled image and the term contrasts the
+// two strong views, as CoMatch's reference does; the weak views still give
+// the pseudo-labels and fill the memory.
 #ifndef TRAINER_OBJECTIVES_GRAPH_CONTRAST_H_
 #define TRAINER_OBJECTIVES_GRAPH_CONTRAST_H_
 
@@ -54,11 +56,16 @@ struct GraphContrastOptions {
   // Weight of an image's own distribution in the smoothed one (CoMatch:
   // 0.9); the temperature above is the similarities' to the memory.
   double smoothing_alpha = 0.9;
+  // Contrast two strong views of each image (CoMatch's reference) instead
+  // of the strong view with the weak one. Costs mu * batch_size more images
+  // in the step's forward and backward pass.
+  bool two_strong_views = false;
 };
 
 // INVALID_ARGUMENT unless weight >= 0, temperature > 0, graph_threshold is
 // in [0, 1], projection_dim > 0, memory_size >= 0 (and 0 while the weight is
-// 0: the memory needs the head) and smoothing_alpha is in [0, 1].
+// 0: the memory needs the head), smoothing_alpha is in [0, 1] and
+// two_strong_views is off while the weight is 0.
 absl::Status ValidateGraphContrastOptions(const GraphContrastOptions& o);
 
 // The loss terms; 0-d float32 on the inputs' device.
@@ -86,9 +93,10 @@ GraphContrastLoss ComputeGraphContrastLoss(const torch::Tensor& anchors,
 
 // One step's pass through the projection head.
 struct ContrastProjections {
-  torch::Tensor weak;      // [U, P] the weak views'
-  torch::Tensor strong;    // [U, P] the strong views'
-  torch::Tensor labelled;  // [B, P] detached; defined only with a memory
+  torch::Tensor weak;           // [U, P] the weak views'
+  torch::Tensor strong;         // [U, P] the strong views'
+  torch::Tensor strong_second;  // [U, P] defined only with two_strong_views
+  torch::Tensor labelled;       // [B, P] detached; defined only with a memory
 };
 
 // The term with its projection head and, when asked for, its memory. Not
@@ -103,13 +111,17 @@ class GraphContrast {
       const GraphContrastOptions& options, int64_t embedding_dim,
       int64_t num_classes, torch::Device device, uint64_t seed);
 
-  // Projects the weak and strong views' embeddings ([U, E] each) and, with
-  // a memory, the labelled images' ([B, E]; ignored without one) in one
-  // pass through the head, so its batch norm sees them together. Throws
-  // c10::Error.
-  ContrastProjections Project(const torch::Tensor& embedding_weak,
-                              const torch::Tensor& embedding_strong,
-                              const torch::Tensor& embedding_labelled);
+  // Projects the weak and strong views' embeddings ([U, E] each), with
+  // two_strong_views the second strong views' (`embedding_strong_second`,
+  // [U, E]; ignored otherwise) and, with a memory, the labelled images'
+  // ([B, E]; ignored without one) in one pass through the head, so its
+  // batch norm sees them together. Throws c10::Error, also when
+  // two_strong_views is on and the second strong embeddings are missing.
+  ContrastProjections Project(
+      const torch::Tensor& embedding_weak,
+      const torch::Tensor& embedding_strong,
+      const torch::Tensor& embedding_labelled,
+      const torch::Tensor& embedding_strong_second = {});
 
   // With a memory: the weak views' pseudo-label distributions `probs`
   // [U, C] smoothed over the memory (PseudoLabelMemory::Smooth), after which
@@ -121,8 +133,8 @@ class GraphContrast {
                                    const torch::Tensor& targets_labelled);
 
   // The loss of the step's projections against the graph of `probs` [U, C]:
-  // the strong views are the anchors, the weak views the others. Throws
-  // c10::Error.
+  // the strong views are the anchors, the weak views (with two_strong_views
+  // the second strong views) the others. Throws c10::Error.
   GraphContrastLoss Loss(const ContrastProjections& projections,
                          const torch::Tensor& probs);
 

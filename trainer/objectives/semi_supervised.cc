@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -90,15 +91,20 @@ SemiSupervisedLogits SemiSupervisedForward(
   // With strong labelled views the strong rows are [labelled, unlabelled]:
   // ls = b of them come before the unlabelled strong views.
   const int64_t ls = options.strong_labelled ? b : 0;
+  // With two strong views us = 2 ub unlabelled strong rows: the first view's
+  // then the second's.
+  const bool second_strong =
+      options.contrast.two_strong_views && options.contrast.weight > 0.0;
+  const int64_t us = second_strong ? 2 * ub : ub;
   // One gather for the labelled batch, the weak unlabelled views and the
   // flip-and-shift base of the strong views (of the labelled images too with
   // strong_labelled; independent draws each).
-  Tensor weak =
-      WeakAugment(options.strong_labelled
-                      ? at::cat({labelled, unlabelled, labelled, unlabelled})
-                      : at::cat({labelled, unlabelled, unlabelled}),
-                  context.generator, options.weak);
-  Tensor strong = StrongAugment(weak.narrow(0, b + ub, ls + ub),
+  std::vector<Tensor> bases = {labelled, unlabelled};
+  if (options.strong_labelled) bases.push_back(labelled);
+  bases.push_back(unlabelled);
+  if (second_strong) bases.push_back(unlabelled);
+  Tensor weak = WeakAugment(at::cat(bases), context.generator, options.weak);
+  Tensor strong = StrongAugment(weak.narrow(0, b + ub, ls + us),
                                 context.generator, options.strong);
   weak = weak.narrow(0, 0, b + ub);
   const bool joint = options.weak_forward == WeakViewForward::kJoint;
@@ -115,16 +121,20 @@ SemiSupervisedLogits SemiSupervisedForward(
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
   if (options.strong_labelled) {
-    out.logits_x_strong = logits.narrow(0, logits.size(0) - ub - ls, ls);
+    out.logits_x_strong = logits.narrow(0, logits.size(0) - us - ls, ls);
   }
   out.unlabelled_index = unlabelled_index;
   if (data.teacher_probs.defined()) {
     out.teacher_probs = data.teacher_probs.index_select(0, unlabelled_index);
   }
-  out.logits_u_strong = logits.narrow(0, logits.size(0) - ub, ub);
+  out.logits_u_strong = logits.narrow(0, logits.size(0) - us, ub);
   out.embedding_x = output.embedding.narrow(0, 0, b);
   out.embedding_u_strong =
-      output.embedding.narrow(0, output.embedding.size(0) - ub, ub);
+      output.embedding.narrow(0, output.embedding.size(0) - us, ub);
+  if (second_strong) {
+    out.embedding_u_strong_second =
+        output.embedding.narrow(0, output.embedding.size(0) - ub, ub);
+  }
   if (joint) {
     out.logits_u_weak = logits.narrow(0, b, ub).detach();
     out.embedding_u_weak = output.embedding.narrow(0, b, ub);
@@ -227,7 +237,8 @@ PseudoLabels PseudoLabelling::Label(const SemiSupervisedLogits& logits) {
   }
   if (contrast_ != nullptr) {
     out.projections = contrast_->Project(
-        logits.embedding_u_weak, logits.embedding_u_strong, logits.embedding_x);
+        logits.embedding_u_weak, logits.embedding_u_strong, logits.embedding_x,
+        logits.embedding_u_strong_second);
     out.probs = contrast_->SmoothPseudoLabels(out.projections, out.probs,
                                               logits.targets_x);
   }

@@ -133,6 +133,9 @@ struct SemiSupervisedLogits {
   torch::Tensor embedding_x;
   torch::Tensor embedding_u_weak;
   torch::Tensor embedding_u_strong;
+  // The second strong views' embeddings [U, E] when the contrast is on with
+  // two_strong_views; undefined otherwise.
+  torch::Tensor embedding_u_strong_second;
 };
 
 // Samples batch_size labelled and mu * batch_size unlabelled images with the
@@ -142,8 +145,12 @@ struct SemiSupervisedLogits {
 // kSeparate / kEma one over the labelled and strong images and a no-grad one
 // of the model / EMA model over the weak views. With pseudo_label_views > 1
 // logits_u_weak is the log of the mean softmax over that many weak views
-// (the first is the one above). With strong_labelled off and one pseudo-label
-// view the draws are those of earlier versions. Throws c10::Error.
+// (the first is the one above). With the contrast's two_strong_views (and
+// its weight > 0) a second strong view of each unlabelled image, drawn from
+// its own weak base, goes through the same forward and gives
+// embedding_u_strong_second. With strong_labelled off, one pseudo-label
+// view and one strong view the draws are those of earlier versions. Throws
+// c10::Error.
 SemiSupervisedLogits SemiSupervisedForward(
     const StepContext& context, const StepData& data,
     const SemiSupervisedOptions& options);

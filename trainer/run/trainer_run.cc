@@ -1212,7 +1212,10 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                               : absl::StrCat(", memory ",
                                              batch.contrast.memory_size,
                                              ", smoothing alpha ",
-                                             batch.contrast.smoothing_alpha))},
+                                             batch.contrast.smoothing_alpha),
+                          batch.contrast.two_strong_views
+                              ? ", views: two strong"
+                              : ", views: strong and weak")},
       {"pseudo head (DST)", batch.pseudo_head ? "yes" : "no"},
       {"pseudo-label targets",
        batch.soft_targets ? "soft (the distribution)" : "hard (argmax)"},
