@@ -142,7 +142,7 @@ ABSL_FLAG(double, smoothing_alpha, 0.9,
           "distribution against its neighbours' in the memory");
 ABSL_FLAG(bool, contrast_two_strong, false,
           "with --lambda_c: contrast two strong views of each unlabelled "
-          "image (CoMatch's reference) instead of the strong with the weak "
+          "image (USB's CoMatch) instead of the strong with the weak "
           "view; mu * batch more images per step");
 ABSL_FLAG(bool, pseudo_head, false,
           "Debiased Self-Training's decoupled pseudo head: the pseudo-labels "

@@ -280,7 +280,8 @@ TEST(GraphContrastTest, TwoStrongViewsContrastTheStrongViews) {
   loss.loss.backward();
   EXPECT_GT(second.grad().abs().sum().item<double>(), 0.0);
   EXPECT_GT(strong.grad().abs().sum().item<double>(), 0.0);
-  // The weak views are projected (for the memory) but not contrasted.
+  // The weak views are projected (for the memory) but not contrasted: on
+  // running statistics no gradient reaches them.
   EXPECT_FALSE(weak.grad().defined() &&
                weak.grad().abs().sum().item<double>() > 0.0);
 }

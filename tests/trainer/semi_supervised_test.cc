@@ -252,21 +252,30 @@ TEST(SemiSupervisedForwardTest, TwoStrongViewsAddASecondStrongEmbedding) {
 
 TEST(SemiSupervisedForwardTest, TwoStrongViewsKeepTheRowsApart) {
   // Where each slice comes from, with labelled strong views in the batch
-  // too: the labelled images are black and the strong views only flip and
-  // shift (no ops, no cutout), so on running statistics every labelled row,
-  // weak or strong, has the black image's logits and no unlabelled row has.
+  // too. Every image is one flat grey (the labelled ones black, each
+  // unlabelled one its own level) and the views only flip and shift with
+  // reflected borders (no ops, no cutout), so every view of an image is the
+  // image itself: on running statistics each row must carry exactly the
+  // logits of the image its index names, from the model that forwards it.
   StepData data = ToyStepData();
   data.labelled_images = at::zeros_like(data.labelled_images);
+  const int64_t pool = data.unlabelled_images.size(0);
+  data.unlabelled_images = (at::arange(1, pool + 1, at::kFloat) / (pool + 1))
+                               .view({pool, 1, 1, 1})
+                               .expand_as(data.unlabelled_images)
+                               .contiguous();
   SemiSupervisedOptions options;
   options.batch_size = 4;
   options.mu = 3;
   options.strong_labelled = true;
+  options.weak.fill = WeakFill::kReflect;
   options.strong.num_ops = 0;
   options.strong.cutout_max_fraction = 0.0;
   options.contrast.weight = 1.0;
   options.contrast.two_strong_views = true;
   for (WeakViewForward forward :
-       {WeakViewForward::kJoint, WeakViewForward::kSeparate}) {
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
     const std::string name = WeakViewForwardName(forward);
     options.weak_forward = forward;
     torch::manual_seed(3);
@@ -275,26 +284,72 @@ TEST(SemiSupervisedForwardTest, TwoStrongViewsKeepTheRowsApart) {
     SemiSupervisedLogits logits =
         SemiSupervisedForward(toy.context(), data, options);
     ModelOutput black;
+    ModelOutput unlabelled;
+    ModelOutput unlabelled_teacher;
     {
       torch::NoGradGuard no_grad;
-      black = toy.model->forward(at::zeros({1, 1, 28, 28}));
+      black = toy.model->forward(at::zeros({4, 1, 28, 28}));
+      at::Tensor images =
+          data.unlabelled_images.index_select(0, logits.unlabelled_index);
+      unlabelled = toy.model->forward(images);
+      unlabelled_teacher = forward == WeakViewForward::kEma
+                               ? toy.ema->forward(images)
+                               : unlabelled;
     }
-    auto is_black = [&](const at::Tensor& rows, const at::Tensor& reference) {
-      return at::allclose(rows, reference.expand_as(rows), 1e-4, 1e-5);
+    auto same = [](const at::Tensor& a, const at::Tensor& b) {
+      return a.sizes() == b.sizes() && at::allclose(a, b, 1e-4, 1e-5);
     };
-    EXPECT_TRUE(is_black(logits.logits_x, black.logits)) << name;
-    EXPECT_TRUE(is_black(logits.logits_x_strong, black.logits)) << name;
-    EXPECT_TRUE(is_black(logits.embedding_x, black.embedding)) << name;
-    for (int64_t row = 0; row < 12; ++row) {
-      EXPECT_FALSE(is_black(logits.logits_u_strong[row], black.logits[0]))
-          << name << " row " << row;
-      EXPECT_FALSE(
-          is_black(logits.embedding_u_strong_second[row], black.embedding[0]))
-          << name << " row " << row;
-      EXPECT_FALSE(is_black(logits.logits_u_weak[row], black.logits[0]))
-          << name << " row " << row;
-    }
+    // Rows differ from one another and from the black image, so a slice
+    // taken from the wrong rows fails the checks below.
+    EXPECT_FALSE(same(unlabelled.logits,
+                      unlabelled.logits[0].expand_as(unlabelled.logits)))
+        << name;
+    EXPECT_FALSE(
+        same(unlabelled.logits, black.logits[0].expand_as(unlabelled.logits)))
+        << name;
+    EXPECT_TRUE(same(logits.logits_x, black.logits)) << name;
+    EXPECT_TRUE(same(logits.logits_x_strong, black.logits)) << name;
+    EXPECT_TRUE(same(logits.embedding_x, black.embedding)) << name;
+    EXPECT_TRUE(same(logits.logits_u_weak, unlabelled_teacher.logits)) << name;
+    EXPECT_TRUE(same(logits.embedding_u_weak, unlabelled_teacher.embedding))
+        << name;
+    EXPECT_TRUE(same(logits.logits_u_strong, unlabelled.logits)) << name;
+    EXPECT_TRUE(same(logits.embedding_u_strong, unlabelled.embedding)) << name;
+    EXPECT_TRUE(same(logits.embedding_u_strong_second, unlabelled.embedding))
+        << name;
   }
+}
+
+TEST(SemiSupervisedForwardTest, TwoStrongViewsSliceAlikeInBothForwards) {
+  // As StrongLabelledViewsSliceAlikeInBothForwards, on random images (so
+  // the views differ) with both strong views: the joint forward, which
+  // slices weak and strong rows out of one batch, must agree with the
+  // separate one, whose weak views have a forward of their own.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  options.strong_labelled = true;
+  options.contrast.weight = 1.0;
+  options.contrast.two_strong_views = true;
+  auto run = [&](WeakViewForward forward) {
+    torch::manual_seed(3);
+    ToyContext toy = MakeToyContext();
+    toy.model->eval();
+    options.weak_forward = forward;
+    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  };
+  SemiSupervisedLogits joint = run(WeakViewForward::kJoint);
+  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate);
+  EXPECT_TRUE(at::allclose(joint.logits_x_strong, separate.logits_x_strong,
+                           1e-4, 1e-5));
+  EXPECT_TRUE(
+      at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
+                           1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(joint.embedding_u_strong_second,
+                           separate.embedding_u_strong_second, 1e-4, 1e-5));
+  EXPECT_FALSE(
+      at::allclose(joint.logits_u_weak, joint.logits_u_strong, 1e-4, 1e-5));
 }
 
 TEST(SemiSupervisedForwardTest, PseudoLabelViewsAreOneToEight) {
@@ -494,6 +549,49 @@ TEST(PseudoLabellingTest, MemorySmoothsFromTheSecondStepOn) {
   EXPECT_THAT((*labelling)->MetricNames({}),
               ElementsAre("loss_c", "contrast_neighbours"));
   ASSERT_EQ((*labelling)->TrainedModules().size(), 1u);
+}
+
+TEST(PseudoLabellingTest, TwoStrongViewsContrastTheSecondViewNotTheWeak) {
+  // With two strong views the term's others are the second strong views'
+  // projections, while the memory still takes the weak views' (and the
+  // labelled images').
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options = SmallBatch();
+  options.contrast.weight = 0.5;
+  options.contrast.memory_size = 30;
+  options.contrast.two_strong_views = true;
+  auto labelling = PseudoLabelling::Create(options, 3, at::kCPU,
+                                           toy.model->embedding_dim(), 1);
+  ASSERT_THAT(labelling, IsOk());
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  PseudoLabels labels = (*labelling)->Label(logits);
+  const ContrastProjections& projections = labels.projections;
+  ASSERT_TRUE(projections.strong_second.defined());
+  EXPECT_EQ(projections.strong_second.sizes(), projections.strong.sizes());
+  const PseudoLabelMemory* memory = (*labelling)->contrast()->memory();
+  ASSERT_NE(memory, nullptr);
+  EXPECT_EQ(memory->valid().sum().item<int64_t>(), 12);
+  at::Tensor weak = projections.weak.detach();
+  EXPECT_TRUE(at::allclose(memory->keys().narrow(0, 0, 8),
+                           weak / weak.norm(2, {1}, true), 1e-4, 1e-5));
+
+  ObjectiveLoss loss{at::zeros({}), {}};
+  (*labelling)->AddTerms(labels, loss);
+  ASSERT_EQ(loss.scalars.size(), 2u);
+  const double with_second =
+      ComputeGraphContrastLoss(projections.strong, projections.strong_second,
+                               labels.probs, options.contrast.temperature,
+                               options.contrast.graph_threshold)
+          .loss.item<double>();
+  const double with_weak =
+      ComputeGraphContrastLoss(projections.strong, projections.weak,
+                               labels.probs, options.contrast.temperature,
+                               options.contrast.graph_threshold)
+          .loss.item<double>();
+  EXPECT_NEAR(loss.scalars[0].item<double>(), with_second, 1e-5);
+  EXPECT_GT(std::abs(with_second - with_weak), 1e-4);
+  EXPECT_NEAR(loss.total.item<double>(), 0.5 * with_second, 1e-5);
 }
 
 TEST(PseudoLabelCrossEntropyTest,

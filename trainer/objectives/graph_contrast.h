@@ -18,9 +18,13 @@
 // already computes, so the term costs no extra forward pass; with a no-grad
 // weak forward (weak_forward separate or ema) only the strong views'
 // projections then receive gradients. With two_strong_views the step draws
-// a second strong view of each unlabelled image and the term contrasts the
-// two strong views, as CoMatch's reference does; the weak views still give
-// the pseudo-labels and fill the memory.
+// a second strong view of each unlabelled image (a second RandAugment draw,
+// as USB's CoMatch; CoMatch's own CIFAR code makes it SimCLR-style: crop and
+// colour jitter) and the term contrasts the two strong views; the weak views
+// still give the pseudo-labels and fill the memory. They still go through
+// the head with the others, so in a joint forward its batch norm passes
+// some of the term's gradient to them (the reference's head has no batch
+// norm and detaches them).
 #ifndef TRAINER_OBJECTIVES_GRAPH_CONTRAST_H_
 #define TRAINER_OBJECTIVES_GRAPH_CONTRAST_H_
 
@@ -56,7 +60,7 @@ struct GraphContrastOptions {
   // Weight of an image's own distribution in the smoothed one (CoMatch:
   // 0.9); the temperature above is the similarities' to the memory.
   double smoothing_alpha = 0.9;
-  // Contrast two strong views of each image (CoMatch's reference) instead
+  // Contrast two strong views of each image (USB's CoMatch) instead
   // of the strong view with the weak one. Costs mu * batch_size more images
   // in the step's forward and backward pass.
   bool two_strong_views = false;
