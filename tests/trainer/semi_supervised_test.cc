@@ -126,28 +126,44 @@ TEST(SemiSupervisedForwardTest, StrongLabelledViewsJoinTheSupervisedLoss) {
 
 TEST(SemiSupervisedForwardTest, StrongLabelledViewsSliceAlikeInBothForwards) {
   // As SeparateForwardSeesTheSameViews, with the labelled strong views in
-  // the batch: on running statistics the joint and the separate forward
-  // must give every row the same logits.
+  // the batch, and then also the contrast's second strong views: on running
+  // statistics the joint forward, which slices weak and strong rows out of
+  // one batch, and the separate one, whose weak views have a forward of
+  // their own, must give every row the same logits.
   SemiSupervisedOptions options;
   options.batch_size = 4;
   options.mu = 3;
   options.strong_labelled = true;
-  auto run = [&](WeakViewForward forward) {
-    torch::manual_seed(3);
-    ToyContext toy = MakeToyContext();
-    toy.model->eval();
-    options.weak_forward = forward;
-    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
-  };
-  SemiSupervisedLogits joint = run(WeakViewForward::kJoint);
-  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate);
-  EXPECT_TRUE(at::allclose(joint.logits_x, separate.logits_x, 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(joint.logits_x_strong, separate.logits_x_strong,
-                           1e-4, 1e-5));
-  EXPECT_TRUE(
-      at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
-                           1e-4, 1e-5));
+  options.contrast.weight = 1.0;
+  for (bool two_strong : {false, true}) {
+    options.contrast.two_strong_views = two_strong;
+    auto run = [&](WeakViewForward forward) {
+      torch::manual_seed(3);
+      ToyContext toy = MakeToyContext();
+      toy.model->eval();
+      options.weak_forward = forward;
+      return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    };
+    SemiSupervisedLogits joint = run(WeakViewForward::kJoint);
+    SemiSupervisedLogits separate = run(WeakViewForward::kSeparate);
+    auto alike = [](const at::Tensor& a, const at::Tensor& b) {
+      return at::allclose(a, b, 1e-4, 1e-5);
+    };
+    EXPECT_TRUE(alike(joint.logits_x, separate.logits_x)) << two_strong;
+    EXPECT_TRUE(alike(joint.logits_x_strong, separate.logits_x_strong))
+        << two_strong;
+    EXPECT_TRUE(alike(joint.logits_u_weak, separate.logits_u_weak))
+        << two_strong;
+    EXPECT_TRUE(alike(joint.logits_u_strong, separate.logits_u_strong))
+        << two_strong;
+    EXPECT_FALSE(alike(joint.logits_u_weak, joint.logits_u_strong))
+        << two_strong;
+    EXPECT_EQ(joint.embedding_u_strong_second.defined(), two_strong);
+    if (two_strong) {
+      EXPECT_TRUE(alike(joint.embedding_u_strong_second,
+                        separate.embedding_u_strong_second));
+    }
+  }
 }
 
 TEST(SemiSupervisedForwardTest, PseudoLabelViewsAverageFreshWeakViews) {
@@ -318,38 +334,6 @@ TEST(SemiSupervisedForwardTest, TwoStrongViewsKeepTheRowsApart) {
     EXPECT_TRUE(same(logits.embedding_u_strong_second, unlabelled.embedding))
         << name;
   }
-}
-
-TEST(SemiSupervisedForwardTest, TwoStrongViewsSliceAlikeInBothForwards) {
-  // As StrongLabelledViewsSliceAlikeInBothForwards, on random images (so
-  // the views differ) with both strong views: the joint forward, which
-  // slices weak and strong rows out of one batch, must agree with the
-  // separate one, whose weak views have a forward of their own.
-  SemiSupervisedOptions options;
-  options.batch_size = 4;
-  options.mu = 3;
-  options.strong_labelled = true;
-  options.contrast.weight = 1.0;
-  options.contrast.two_strong_views = true;
-  auto run = [&](WeakViewForward forward) {
-    torch::manual_seed(3);
-    ToyContext toy = MakeToyContext();
-    toy.model->eval();
-    options.weak_forward = forward;
-    return SemiSupervisedForward(toy.context(), ToyStepData(), options);
-  };
-  SemiSupervisedLogits joint = run(WeakViewForward::kJoint);
-  SemiSupervisedLogits separate = run(WeakViewForward::kSeparate);
-  EXPECT_TRUE(at::allclose(joint.logits_x_strong, separate.logits_x_strong,
-                           1e-4, 1e-5));
-  EXPECT_TRUE(
-      at::allclose(joint.logits_u_weak, separate.logits_u_weak, 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(joint.logits_u_strong, separate.logits_u_strong,
-                           1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(joint.embedding_u_strong_second,
-                           separate.embedding_u_strong_second, 1e-4, 1e-5));
-  EXPECT_FALSE(
-      at::allclose(joint.logits_u_weak, joint.logits_u_strong, 1e-4, 1e-5));
 }
 
 TEST(SemiSupervisedForwardTest, PseudoLabelViewsAreOneToEight) {
