@@ -17,7 +17,10 @@ Writes SWEEP_DIR/runs.csv (one line per trainer start), SWEEP_DIR/table.csv
 and SWEEP_DIR/table.md (one row per budget and variant: accuracy over seeds,
 labels spent as the oracle counts them, feature quality, time, speed; below
 it, per class: test accuracy and labels bought, each a mean over the counted
-seeds, also in SWEEP_DIR/per_class.csv).
+seeds, also in SWEEP_DIR/per_class.csv; then, for every budget with more
+than one variant, each later variant paired against the budget's first, seed
+by seed: the mean difference in accuracy and its standard error, also in
+SWEEP_DIR/paired.csv).
 For a (budget, variant, seed) started more than once (a retry), the last
 start that exited 0 with a report counts. Exit status 3 when some
 (budget, variant, seed) has no result or no run was started, 0 otherwise. Standard library only.
@@ -202,6 +205,8 @@ def main(argv):
         "device": ",".join(devices) or "-",
         "failed_seeds": " ".join(m["seed"] for m in members if not m["ok"]),
         "per_class": per_class_means(good),
+        "accuracy_by_seed": {m["seed"]: 100.0 * m["report"]["accuracy"]
+                             for m in good},
     })
 
   numeric = {"accuracy_mean_pct": 2, "accuracy_std_pct": 2,
@@ -286,12 +291,78 @@ def main(argv):
   lines.append("`oraclectl verify`: " + verify.replace("\n", "; "))
   lines.append("")
   lines += per_class_table(sweep, rows)
+  lines += paired_table(sweep, rows)
   if not runs:
     lines.append("No run was started.")
   with open(os.path.join(sweep, "table.md"), "w") as f:
     f.write("\n".join(lines))
   sys.stdout.write("\n".join(lines))
   return 3 if missing or not runs else 0
+
+
+def variant_name(row):
+  """The row's variant as VARIANTS spells it (strategy:objective:pretrain,
+  then the extra flags)."""
+  return ":".join([row["strategy"], row["objective"], row["pretrain"]] +
+                  row["extra"].split())
+
+
+def paired_table(sweep, rows):
+  """Writes SWEEP_DIR/paired.csv and returns table.md's paired lines: for
+  every budget with more than one variant, each later variant against the
+  budget's first (the sweep's order), on the seeds both have a result. The
+  runs of one seed share its pretrained checkpoint and random draws (and the
+  first labels bought, where the variants do not change how), so much of the
+  spread between seeds cancels in the difference; its standard error is the
+  differences' standard deviation over the square root of their number
+  (none for one seed). No lines, and no paired.csv (an earlier one is
+  removed), when no budget has two variants."""
+  pairs = []
+  for budget in sorted({r["budget"] for r in rows}, key=int):
+    same = [r for r in rows if r["budget"] == budget]
+    base = same[0]
+    for row in same[1:]:
+      seeds = sorted(set(base["accuracy_by_seed"]) &
+                     set(row["accuracy_by_seed"]), key=int)
+      diffs = [row["accuracy_by_seed"][s] - base["accuracy_by_seed"][s]
+               for s in seeds]
+      pairs.append({
+          "budget": budget, "variant": variant_name(row),
+          "against": variant_name(base), "seeds": len(seeds),
+          "mean": statistics.mean(diffs) if diffs else None,
+          "se": (statistics.stdev(diffs) / len(diffs) ** 0.5
+                 if len(diffs) > 1 else None),
+          "per_seed": " ".join("s%s=%+.2f" % (s, d)
+                               for s, d in zip(seeds, diffs))})
+  csv_path = os.path.join(sweep, "paired.csv")
+  if not pairs:
+    if os.path.exists(csv_path):
+      os.remove(csv_path)
+    return []
+  with open(csv_path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["budget", "variant", "against", "seeds",
+                     "difference_mean_pct", "standard_error_pct",
+                     "difference_per_seed_pct"])
+    for p in pairs:
+      writer.writerow([p["budget"], p["variant"], p["against"], p["seeds"],
+                       "" if p["mean"] is None else "%.2f" % p["mean"],
+                       "" if p["se"] is None else "%.2f" % p["se"],
+                       p["per_seed"]])
+  lines = ["Paired against the first variant of each budget, on the seeds "
+           "both have a result: test accuracy difference in points, mean and "
+           "standard error over those seeds (a difference within about two "
+           "standard errors of 0 is a tie).", "",
+           "| budget | variant | against | seeds | difference | standard "
+           "error | per seed |",
+           "| --- | --- | --- | ---: | ---: | ---: | --- |"]
+  for p in pairs:
+    mean = "-" if p["mean"] is None else "%+.2f" % p["mean"]
+    lines.append("| %s | %s | %s | %d | %s | %s | %s |" % (
+        p["budget"], p["variant"], p["against"], p["seeds"], mean,
+        fmt(p["se"]), p["per_seed"] or "-"))
+  lines.append("")
+  return lines
 
 
 def per_class_table(sweep, rows):
@@ -316,8 +387,7 @@ def per_class_table(sweep, rows):
            "| budget | variant | " + " | ".join(names) + " |",
            "| --- | --- |" + " ---: |" * len(names)]
   for row in rows:
-    variant = ":".join([row["strategy"], row["objective"], row["pretrain"]] +
-                       row["extra"].split())  # VARIANTS' spelling
+    variant = variant_name(row)
     cells = ["%s / %.1f" % (fmt(acc, 1), labels)
              for acc, labels in zip(row["per_class"][1], row["per_class"][2])]
     lines.append("| %s | %s | %s |" % (row["budget"], variant,

@@ -9,7 +9,9 @@
 # failed start, exit status 3 for a seed without a result, and the per-class
 # accuracy and labels bought (table.md and per_class.csv), means over the
 # seeds with a result (accuracy over those the oracle did not withhold it
-# from, "-" when it withheld every one).
+# from, "-" when it withheld every one); the paired differences against
+# each budget's first variant (seeds both have, standard error, one seed,
+# none for a budget with one variant or a sweep with one variant).
 set -euo pipefail
 SRC=${1:?usage: bench_table_test.sh <source_dir>}
 TMP=$(mktemp -d)
@@ -81,4 +83,39 @@ grep -qx '| 10 | random:fixmatch:none | - / 1.5 | - / 1.5 |' "$S/table.md" ||
   { cat "$S/table.md"; fail "per-class row with every seed withheld"; }
 grep -q '^10,random,fixmatch,none,,2,Coat,,1.50' "$S/per_class.csv" ||
   { cat "$S/per_class.csv"; fail "per_class.csv with every seed withheld"; }
+# One variant per budget: nothing to pair (an earlier paired.csv goes).
+echo stale > "$S/paired.csv"
+"$PY" "$SRC/scripts/bench_table.py" "$S" > "$TMP/out" 2>&1 || true
+[[ ! -e $S/paired.csv ]] && ! grep -q '^Paired' "$S/table.md" ||
+  fail "a paired table for a sweep with one variant"
+
+# Paired differences: budget 10 has a first variant (seeds 0-2), a second
+# (seed 2 failed: paired on seeds 0 and 1) and a third (seed 1 only: no
+# standard error); budget 20 has one variant and no pair.
+S=$TMP/paired
+mkdir -p "$S"
+printf 'run\tbudget\tseed\tstrategy\tobjective\tpretrain\textra\texperiment\n' > "$S/runs.tsv"
+start() {  # start RUN BUDGET SEED STRATEGY EXTRA
+  printf '%s\t%s\t%s\t%s\tfixmatch\tnone\t%s\tbench-%s\n' "$1" "$2" "$3" "$4" "$5" "$1" >> "$S/runs.tsv"
+}
+for run in base-s0:10:0:typiclust::0.80 base-s1:10:1:typiclust::0.70 base-s2:10:2:typiclust::0.75 \
+           two-s0:10:0:typiclust:--lambda_c=1:0.83 two-s1:10:1:typiclust:--lambda_c=1:0.72 \
+           three-s1:10:1:random::0.60 other-s0:20:0:typiclust::0.90; do
+  IFS=: read -r name budget seed strategy extra acc <<< "$run"
+  start "$name" "$budget" "$seed" "$strategy" "$extra"
+  report "$name" "$acc" 500 false '[0.5, 0.5]' '[]'
+done
+start two-s2 10 2 typiclust --lambda_c=1
+mkdir -p "$S/two-s2" && echo 1 > "$S/two-s2/rc"
+: > "$S/summary.txt"
+"$PY" "$SRC/scripts/bench_table.py" "$S" > "$TMP/out" 2>&1 || true
+grep -qx '| 10 | typiclust:fixmatch:none:--lambda_c=1 | typiclust:fixmatch:none | 2 | +2.50 | 0.50 | s0=+3.00 s1=+2.00 |' "$S/table.md" ||
+  { cat "$S/table.md"; fail "paired row on the two seeds both have"; }
+grep -qx '| 10 | random:fixmatch:none | typiclust:fixmatch:none | 1 | -10.00 | - | s1=-10.00 |' "$S/table.md" ||
+  { cat "$S/table.md"; fail "paired row on one seed"; }
+grep -q '^| 20 | .* | .* | [0-9]* | ' <(sed -n '/^Paired/,$p' "$S/table.md") &&
+  { cat "$S/table.md"; fail "budget 20 has one variant: nothing to pair"; }
+tr -d '\r' < "$S/paired.csv" |
+  grep -qx '10,typiclust:fixmatch:none:--lambda_c=1,typiclust:fixmatch:none,2,2.50,0.50,s0=+3.00 s1=+2.00' ||
+  { cat "$S/paired.csv"; fail "paired.csv"; }
 echo "PASS"
