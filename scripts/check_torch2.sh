@@ -107,18 +107,23 @@ trap 'rm -rf "$work"' EXIT
 units="LibTorch translation units"
 only=" -isystem $SYSTEM_TORCH_API "
 [[ -z $std_flags ]] || { units="translation units"; only=" -c "; }  # all but generated code
+# The precompiled torch header's own command (-x c++-header) is no unit.
 ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " | grep -v '\.pb\.cc$' |
-  grep -F -- "$only" | sort -u > "$work/commands" || true
+  grep -vF -- " -x c++-header " | grep -F -- "$only" | sort -u > "$work/commands" || true
 count=$(wc -l < "$work/commands")
 (( count > 0 )) || die "no $units in $BUILD_DIR's commands"
 
-# Replays each command: newer headers first, no object, no dependency file.
+# Replays each command: newer headers first, no object, no dependency file,
+# and without the build's precompiled torch header (-include .../cmake_pch.hxx,
+# trainer/CMakeLists.txt): GCC would take its 1.13 declarations without
+# checking include paths, and a unit must compile on its own includes.
 new_api=$TORCH2_ROOT$SYSTEM_TORCH_API
 i=0
 while IFS= read -r line; do
   i=$((i + 1))
   line=${line//"-isystem $SYSTEM_TORCH_API "/"-isystem $(q "$new_api") -isystem $(q "$TORCH2_ROOT/usr/include") "}
-  line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e 's/ -o [^ ]+ -c / @FLAGS@ /' <<< "$line")
+  line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e 's/ -o [^ ]+ -c / @FLAGS@ /' \
+                -e 's/ -Winvalid-pch//' -e 's/ -include [^ ]*cmake_pch\.hxx//' <<< "$line")
   line=${line//" @FLAGS@ "/" ${std_flags}${cuda_flags}-fsyntax-only "}
   printf '%s\n' "$line" > "$work/unit_$i.sh"
 done < "$work/commands"

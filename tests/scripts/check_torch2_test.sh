@@ -3,7 +3,8 @@
 # out by hand (no download): only the LibTorch units are replayed, with the
 # newer headers searched first and -fsyntax-only instead of an object; a
 # unit that fails makes it exit 1 and shows the compiler's error; all
-# passing exits 0 with the count; WITH_CUDA=1 adds the CUDA switch and
+# passing exits 0 with the count; the build's precompiled torch header is
+# left out; WITH_CUDA=1 adds the CUDA switch and
 # headers; LIBSTDCXX=13 checks every unit with those C++ library headers;
 # header paths with a space stay one argument; a folder that is no build
 # exits 2.
@@ -77,6 +78,20 @@ rc=0; run_check > "$TMP/out2" 2> "$TMP/err2" || rc=$?
 grep -q "FAILED: /src/bad.cc" "$TMP/err2" || { cat "$TMP/err2"; fail "failing unit not named"; }
 grep -q "error: 'guts' is not a member of 'c10'" "$TMP/err2" || { cat "$TMP/err2"; fail "error not shown"; }
 grep -q "^1 of 2 LibTorch translation units" "$TMP/out2" || { cat "$TMP/out2"; fail "wrong count"; }
+
+# 2b. A build with the precompiled torch header: the units are replayed
+#     without it (its declarations are torch 1.13's), and the header's own
+#     command is no unit.
+PCH=/build/trainer/CMakeFiles/torch_pch.dir/cmake_pch.hxx
+write_commands good1.cc
+sed -i "s| -O3 -std=gnu++17 | -O3 -std=gnu++17 -Winvalid-pch -include $PCH |" "$TMP/commands"
+echo "$TMP/bin/cxx -isystem $TORCH -O3 -std=gnu++17 -Winvalid-pch -x c++-header -include $PCH -o $PCH.gch -c $PCH.cxx" \
+  >> "$TMP/commands"
+grep -qF -- "-include $PCH -MD" "$TMP/commands" || fail "test setup: no unit with the header"
+run_check > "$TMP/out2b" 2> "$TMP/err2b" || { cat "$TMP/out2b" "$TMP/err2b"; fail "pch: non-zero exit"; }
+[[ $(wc -l < "$TMP/calls") -eq 1 ]] || { cat "$TMP/calls"; fail "pch: expected only good1.cc replayed"; }
+grep -q "cmake_pch\|invalid-pch" "$TMP/calls" && { cat "$TMP/calls"; fail "pch: replayed with the header"; }
+grep -q "^1 of 1 LibTorch translation units" "$TMP/out2b" || { cat "$TMP/out2b"; fail "pch: wrong count"; }
 
 # 3. WITH_CUDA=1 with CUDA headers laid before: the CUDA-only code is switched
 #    on, its headers and the stand-in generated header are searched.
