@@ -294,9 +294,12 @@ def main(argv):
   lines += paired_table(sweep, rows)
   if not runs:
     lines.append("No run was started.")
+  # One newline at the end, so that what the caller prints next starts a
+  # line of its own.
+  text = "\n".join(lines).rstrip("\n") + "\n"
   with open(os.path.join(sweep, "table.md"), "w") as f:
-    f.write("\n".join(lines))
-  sys.stdout.write("\n".join(lines))
+    f.write(text)
+  sys.stdout.write(text)
   return 3 if missing or not runs else 0
 
 

@@ -118,4 +118,20 @@ grep -q '^| 20 | .* | .* | [0-9]* | ' <(sed -n '/^Paired/,$p' "$S/table.md") &&
 tr -d '\r' < "$S/paired.csv" |
   grep -qx '10,typiclust:fixmatch:none:--lambda_c=1,typiclust:fixmatch:none,2,2.50,0.50,s0=+3.00 s1=+2.00' ||
   { cat "$S/paired.csv"; fail "paired.csv"; }
+
+# A sweep whose every run was skipped at the deadline: exit 3, the note, and
+# table.md ends with a newline (the sweep log prints the next line after it).
+S=$TMP/skipped
+mkdir -p "$S"
+printf 'run\tbudget\tseed\tstrategy\tobjective\tpretrain\textra\texperiment\n' > "$S/runs.tsv"
+echo b10-random-fixmatch-none-s0 > "$S/skipped.txt"   # never started: not in runs.tsv
+: > "$S/summary.txt"
+rc=0
+"$PY" "$SRC/scripts/bench_table.py" "$S" > "$TMP/out" 2>&1 || rc=$?
+[[ $rc == 3 ]] || { cat "$TMP/out"; fail "exit status $rc, not 3 (no run was started)"; }
+grep -qx 'No run was started.' "$S/table.md" || { cat "$S/table.md"; fail "no-run note"; }
+[[ $(tail -c 1 "$S/table.md" | od -An -c | tr -d ' ') == '\n' ]] ||
+  { od -c "$S/table.md" | tail -3; fail "table.md does not end with a newline"; }
+[[ $(tail -c 1 "$TMP/out" | od -An -c | tr -d ' ') == '\n' ]] ||
+  fail "the printed table does not end with a newline"
 echo "PASS"
