@@ -27,7 +27,8 @@
 # Needs root and unshare(1); exits 2 without them. Exits with COMMAND's
 # status. REHEARSE_DIR (default a fresh /tmp/rehearse-XXXX) holds the copy
 # (tree/), OUT (out/) and the stand-in (python/); given again, it reuses the
-# tree's ignored files (the build) and empties OUT.
+# tree's ignored files (the build) and empties OUT, but files deleted from
+# the working tree since stay in the copy (start a fresh folder then).
 set -euo pipefail
 
 if [[ "${1:-}" == --inside ]]; then
@@ -74,8 +75,11 @@ dir=${REHEARSE_DIR:-$(mktemp -d /tmp/rehearse-XXXX)}
 rm -rf "$dir/out"
 mkdir -p "$dir/tree" "$dir/out" "$dir/empty" "$dir/python/torch/lib"
 # The device's copy: tracked and untracked-but-not-ignored files, and .gpu.
+# (--ignore-failed-read: a tracked file deleted from the working tree is
+# not copied, as on the device; tar warns about it.)
 (cd "$ROOT_DIR" && git ls-files -co --exclude-standard -z |
-   tar --null -T - -cf - && tar -cf - .gpu) | tar -xf - -C "$dir/tree" -i
+   tar --null --ignore-failed-read -T - -cf - && tar -cf - .gpu) |
+  tar -xf - -C "$dir/tree" -i
 printf '%s\n' "$COMMAND" > "$dir/command"
 cat > "$dir/python/torch/__init__.py" <<PY
 # Stand-in for the device machine's Python torch (scripts/rehearse_device.sh).

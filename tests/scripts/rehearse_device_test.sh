@@ -32,6 +32,9 @@ git -C "$R" init -q && git -C "$R" add . &&
   git -C "$R" -c user.name=t -c user.email=t@t commit -qm init
 echo untracked > "$R/untracked.txt"
 echo ignored > "$R/ignored.txt"
+echo deleted > "$R/deleted.txt"
+git -C "$R" add deleted.txt && git -C "$R" -c user.name=t -c user.email=t@t commit -qm deleted
+rm "$R/deleted.txt"   # tracked, deleted from the working tree: not copied
 
 # The command writes what it sees to OUT/seen; the checks read it after.
 CHECK='
@@ -44,6 +47,7 @@ seen=$(
   echo "opt=$(ls /opt | wc -l)"
   echo "opt_writable=$(mkdir -p /opt/deps && touch /opt/deps/x && echo yes)"
   echo "out_empty=$([[ -d $OUT && -z $(ls -A "$OUT") ]] && echo yes)"
+  echo "deleted=$([[ -e deleted.txt ]] && echo copied || echo absent)"
   echo "tracked=$(cat tracked.txt 2>/dev/null) untracked=$(cat untracked.txt 2>/dev/null) ignored=$(cat ignored.txt 2>/dev/null) bundle=$(cat .gpu/deps.tar.xz 2>/dev/null)"
   echo "torch=$(PY -c "import torch;print(torch.utils.cmake_prefix_path, torch.cuda.is_available())")"
 )
@@ -64,6 +68,7 @@ expect 'datasets=0'
 expect 'opt=0'
 expect 'opt_writable=yes'
 expect 'out_empty=yes'
+expect 'deleted=absent'
 expect 'tracked=tracked untracked=untracked ignored= bundle=stand-in'
 expect 'torch=/usr/lib/x86_64-linux-gnu/cmake False'
 
