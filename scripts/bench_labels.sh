@@ -35,6 +35,9 @@
 #              "typiclust:freematch:simclr:--restart_rounds:--lambda_f=0.01"
 #   PARALLEL   trainers at once, a positive integer (default 1; on a GPU
 #              several share it)
+#   OMP_NUM_THREADS  threads each trainer gives LibTorch's CPU work (default:
+#              the CPUs (nproc) divided among the PARALLEL trainers, at least
+#              1, so that they do not oversubscribe the cores)
 #   TRAINER_FLAGS  flags added to every run (after the defaults: they win)
 #   STEPS, PRETRAIN_STEPS  training / pretraining steps per run (defaults:
 #              16000 / 4000 with CUDA, 60 / 20 on the CPU, where the model,
@@ -99,6 +102,11 @@ VARIANTS=${VARIANTS:-"random:fixmatch:none typiclust:freematch:simclr"}
 PARALLEL=${PARALLEL:-1}
 RETRY=${RETRY:-1}
 [[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || die "PARALLEL '$PARALLEL' is not a positive integer"
+if [[ -z ${OMP_NUM_THREADS:-} ]]; then
+  OMP_NUM_THREADS=$(( $(nproc) / PARALLEL ))
+  (( OMP_NUM_THREADS > 0 )) || OMP_NUM_THREADS=1
+  export OMP_NUM_THREADS
+fi
 [[ $RETRY == [01] ]] || die "RETRY '$RETRY' is not 0 or 1"
 BUILD_DIR=${BUILD_DIR:-build}
 BENCH_OUT=${BENCH_OUT:-runs/bench-$(date +%Y%m%d-%H%M%S)}
@@ -180,7 +188,7 @@ schedule_for() {
 }
 read -ra USER_FLAGS <<<"${TRAINER_FLAGS:-}"
 read -ra FIRST_FLAGS <<<"${FIRST_EXTRA:-}"
-stamp "device $DEVICE ($GPU_NAME); budgets [$BUDGETS] seeds [$SEEDS] parallel $PARALLEL"
+stamp "device $DEVICE ($GPU_NAME); budgets [$BUDGETS] seeds [$SEEDS] parallel $PARALLEL, $OMP_NUM_THREADS CPU threads each"
 stamp "flags of every run: ${DEFAULT_FLAGS[*]} ${USER_FLAGS[*]}"
 
 # The plan. Per run: budget, seed, strategy, objective, pretrain, extra flags.

@@ -14,7 +14,11 @@
 #    missing), or, where gRPC is not installed but the GPU dependency bundle
 #    is there (.gpu/deps.tar.xz from scripts/make_gpu_bundle.sh, or already
 #    unpacked in /opt/deps), scripts/gpu_env.sh (no apt there).
-# Build type: CMAKE_BUILD_TYPE (default Release).
+# Build type: CMAKE_BUILD_TYPE when set; else a new folder gets the
+# project's default (RelWithDebInfo, CMakeLists.txt) and an existing one
+# keeps its own. scripts/test.sh does the same on the same folder, so the
+# README's two commands never switch each other's flags (a switch
+# recompiles everything: about 10 minutes on 2 cores).
 # Exports what the binaries need at run time (LD_LIBRARY_PATH, DATA_DIR from
 # the bundle) into the calling shell. Returns non-zero on failure.
 
@@ -75,9 +79,11 @@ fewlabels_build() {
   # compiler's messages on stdout, so without this they would be lost).
   mkdir -p "$build_dir" || return 1
   local log=$build_dir/build.log
+  local build_type=()
+  [[ -n ${CMAKE_BUILD_TYPE:-} ]] && build_type=(-DCMAKE_BUILD_TYPE="$CMAKE_BUILD_TYPE")
   echo "== building into $build_dir (log: $log)"
   if ! { cmake -S "$_build_lib_root" -B "$build_dir" -G "$generator" \
-           -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" "${FEWLABELS_CMAKE_ARGS[@]}" &&
+           "${build_type[@]}" "${FEWLABELS_CMAKE_ARGS[@]}" &&
          cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}"; } >"$log" 2>&1; then
     {
       echo "== build failed; its first errors, then the end of $log:"

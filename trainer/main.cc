@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "trainer/learn/augment.h"
+#include "trainer/learn/cpu_threads.h"
 #include "trainer/rpc/oracle_client.h"
 #include "trainer/run/trainer_run.h"
 
@@ -69,6 +70,9 @@ ABSL_FLAG(bool, fit_to_time, true,
           "round trains and the schedule ends in time, instead of cutting "
           "training off at the limit");
 ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda[:N]");
+ABSL_FLAG(int, cpu_threads, 0,
+          "threads for LibTorch's CPU work; 0: OMP_NUM_THREADS if set, else "
+          "every CPU this process may run on (affinity and cgroup quota)");
 ABSL_FLAG(uint64_t, seed, 0,
           "seed of initialisation, batches, augmentation, selection");
 ABSL_FLAG(std::string, client, "trainer", "client name recorded by the oracle");
@@ -253,6 +257,15 @@ int main(int argc, char** argv) {
     std::cout << *device << "\n";
     return 0;
   }
+  absl::StatusOr<trainer::CpuThreads> threads =
+      trainer::SetCpuThreads(absl::GetFlag(FLAGS_cpu_threads));
+  if (!threads.ok()) {
+    std::cerr << "trainer: " << threads.status() << "\n";
+    return 2;
+  }
+  std::cerr << "trainer: " << threads->threads << " CPU thread"
+            << (threads->threads == 1 ? "" : "s") << " (" << threads->source
+            << ")\n";
 
   trainer::TrainerOptions options;
   options.strategy = absl::GetFlag(FLAGS_strategy);

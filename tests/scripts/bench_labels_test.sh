@@ -39,7 +39,10 @@ for bad in PARALLEL=0 PARALLEL=x PARALLEL=-1 RETRY=yes; do
   [[ ! -e $TMP/bad ]] || fail "$bad created BENCH_OUT"
 done
 
-env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$OUT" BUDGETS="10 20" SEEDS="0 1" \
+# Without OMP_NUM_THREADS (scripts/test.sh sets it for ctest), the sweep
+# divides the CPUs among its PARALLEL trainers.
+THREADS=$(( $(nproc) / 2 )); (( THREADS > 0 )) || THREADS=1
+env -u OMP_NUM_THREADS SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$OUT" BUDGETS="10 20" SEEDS="0 1" \
   VARIANTS="random:fixmatch:none typiclust:flexmatch:simclr" PARALLEL=2 SCHEDULE=100% \
   SWEEP_SECONDS=600 \
   TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=10 --pretrain_steps=4 --pretrain_batch=16 --label_free_dims=16 --feature_quality=false --log_every=5" \
@@ -52,6 +55,8 @@ done
 grep -q "^OK: .* rows verified" "$OUT/verify.txt" || { cat "$OUT/verify.txt"; fail "audit log not verified"; }
 grep -q '^`oraclectl verify`: OK: .* rows verified' "$OUT/table.md" ||
   { cat "$OUT/table.md"; fail "verify missing from the table's footer"; }
+grep -q "^\[bench +[0-9]*s\] device cpu .* parallel 2, $THREADS CPU threads each\$" "$TMP/log" ||
+  { cat "$TMP/log"; fail "no line saying $THREADS CPU threads per trainer"; }
 grep -q "^\[bench +[0-9]*s\] start b10-typiclust-flexmatch-simclr-s0 (" "$TMP/log" ||
   { cat "$TMP/log"; fail "no progress line"; }
 # The deadline is shared. The queue starts with the two runs that pretrain
@@ -64,9 +69,9 @@ owner=$(limit b10-typiclust-flexmatch-simclr-s0) share=$(limit "$third")
 (( owner > 450 && owner <= 555 && share > 120 && share <= 185 )) ||
   fail "--max_train_seconds $owner (pretraining run) and $share (third run) are not all and a third of 555 s"
 
-"$PY" - "$OUT" <<'PY' || { cat "$TMP/log"; cat "$OUT/table.md"; fail "table or runs wrong"; }
+"$PY" - "$OUT" "$THREADS" <<'PY' || { cat "$TMP/log"; cat "$OUT/table.md"; fail "table or runs wrong"; }
 import csv, glob, json, os, sys
-out = sys.argv[1]
+out, threads = sys.argv[1], sys.argv[2]
 def check(cond, what):
   if not cond:
     print("check failed:", what); sys.exit(1)
@@ -91,6 +96,9 @@ for r in runs:
   check(r["rc"] == "0", "run %s exit %s" % (r["run"], r["rc"]))
   check(r["labels_spent_oracle"] == r["budget"] == r["budget_oracle"],
         "oracle counted the budget for %s: %s" % (r["run"], r))
+  config = json.load(open(os.path.join(out, r["run"], "report.json")))["config"]
+  check(config["cpu threads"] == threads,
+        "run %s: %s CPU threads, expected %s" % (r["run"], config["cpu threads"], threads))
 
 # The oracle's own summary, parsed here independently of bench_table.py.
 spent = {}

@@ -3,7 +3,9 @@
 # build): a failing build returns non-zero and shows the compiler's error on
 # stderr, though the stand-in prints it on stdout as Ninja does; a build
 # that succeeds returns zero, keeps the tool's chatter in BUILD_DIR/build.log
-# and prints only its own line.
+# and prints only its own line; the build type is passed only when
+# CMAKE_BUILD_TYPE is set (else the folder keeps its own, as scripts/test.sh
+# does on the same folder).
 #   build_lib_test.sh <source_dir>
 set -euo pipefail
 SRC=${1:?usage: build_lib_test.sh <source_dir>}
@@ -29,7 +31,8 @@ STUB
 chmod +x "$TMP/bin/cmake"
 
 run_build() {  # run_build BUILD_DIR: fewlabels_build with the stand-in
-  env PATH="$TMP/bin:$PATH" STUB_FAIL="${STUB_FAIL:-}" bash -c '
+  env -u CMAKE_BUILD_TYPE PATH="$TMP/bin:$PATH" STUB_FAIL="${STUB_FAIL:-}" \
+    ${BUILD_TYPE:+CMAKE_BUILD_TYPE=$BUILD_TYPE} bash -c '
     source "$1/scripts/build_lib.sh"
     fewlabels_env() { FEWLABELS_CMAKE_ARGS=(); }   # no toolchain look-up, no apt
     fewlabels_build "$2"' _ "$SRC" "$1"
@@ -50,4 +53,13 @@ run_build "$TMP/b2" >"$TMP/out2" 2>"$TMP/err2" || { cat "$TMP/out2" "$TMP/err2";
 [[ $(cat "$TMP/out2") == "== building into $TMP/b2 (log: $TMP/b2/build.log)" ]] ||
   { cat "$TMP/out2"; fail "unexpected output"; }
 grep -q -- "--build $TMP/b2" "$TMP/b2/build.log" || { cat "$TMP/b2/build.log"; fail "build step not logged"; }
+configure_line() { grep -- "-- configuring -S" "$1/build.log"; }
+if configure_line "$TMP/b2" | grep -q CMAKE_BUILD_TYPE; then
+  configure_line "$TMP/b2"; fail "a build type was forced without CMAKE_BUILD_TYPE"
+fi
+
+# 3. CMAKE_BUILD_TYPE set: passed on.
+BUILD_TYPE=Debug run_build "$TMP/b3" >/dev/null 2>&1 || fail "build with a type failed"
+configure_line "$TMP/b3" | grep -q -- "-DCMAKE_BUILD_TYPE=Debug" ||
+  { configure_line "$TMP/b3"; fail "CMAKE_BUILD_TYPE=Debug not passed to cmake"; }
 echo "PASS"

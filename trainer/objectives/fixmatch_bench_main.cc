@@ -26,6 +26,7 @@
 #include "common/idx_file.h"
 #include "common/status_macros.h"
 #include "trainer/learn/augment.h"
+#include "trainer/learn/cpu_threads.h"
 #include "trainer/learn/dataset.h"
 #include "trainer/learn/learner.h"
 #include "trainer/learn/model.h"
@@ -44,6 +45,9 @@ ABSL_FLAG(bool, channels_last, true, "channels_last on CUDA.");
 ABSL_FLAG(std::string, weak_forward, "joint",
           "Weak views' forward: joint, separate (no-grad) or ema.");
 ABSL_FLAG(bool, cuda_graph, false, "Capture and replay steps as CUDA graphs.");
+ABSL_FLAG(int, cpu_threads, 0,
+          "Threads for LibTorch's CPU work; 0: OMP_NUM_THREADS if set, else "
+          "every CPU this process may run on.");
 ABSL_FLAG(bool, cudnn_benchmark, true,
           "Let cuDNN pick the fastest algorithms (process-wide setting).");
 ABSL_FLAG(uint64_t, seed, 0, "Trainer and labelled-subset seed.");
@@ -135,6 +139,11 @@ int Run() {
   const torch::Device device =
       use_cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   at::globalContext().setBenchmarkCuDNN(absl::GetFlag(FLAGS_cudnn_benchmark));
+  auto threads = trainer::SetCpuThreads(absl::GetFlag(FLAGS_cpu_threads));
+  if (!threads.ok()) {
+    std::fprintf(stderr, "%s\n", threads.status().ToString().c_str());
+    return 2;
+  }
 
   trainer::ModelOptions model_options;
   model_options.arch = absl::GetFlag(FLAGS_arch);
@@ -163,13 +172,13 @@ int Run() {
   if (!learner.ok()) return Fail(learner.status());
   std::printf(
       "device=%s arch=%s width=%d batch=%d mu=%d bf16=%d channels_last=%d "
-      "weak_forward=%s cuda_graph=%d\n",
+      "weak_forward=%s cuda_graph=%d cpu_threads=%d\n",
       device.str().c_str(), model_options.arch.c_str(), model_options.width,
       fixmatch.batch.batch_size, fixmatch.batch.mu,
       options.mixed_precision && use_cuda ? 1 : 0,
       options.channels_last && use_cuda ? 1 : 0,
       trainer::WeakViewForwardName(fixmatch.batch.weak_forward).c_str(),
-      options.cuda_graph && use_cuda ? 1 : 0);
+      options.cuda_graph && use_cuda ? 1 : 0, threads->threads);
 
   Data data;
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);

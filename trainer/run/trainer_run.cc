@@ -1,5 +1,6 @@
 #include "trainer/run/trainer_run.h"
 
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -1228,6 +1229,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
+      {"cpu threads", absl::StrCat(at::get_num_threads())},
       {"seed", absl::StrCat(options_.seed)},
       {"out_dir", options_.out_dir},
   };
