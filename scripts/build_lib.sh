@@ -18,7 +18,7 @@
 # project's default (RelWithDebInfo, CMakeLists.txt) and an existing one
 # keeps its own. scripts/test.sh does the same on the same folder, so the
 # README's two commands never switch each other's flags (a switch
-# recompiles everything: about 10 minutes on 2 cores).
+# recompiles everything: minutes on 2 cores).
 # Exports what the binaries need at run time (LD_LIBRARY_PATH, DATA_DIR from
 # the bundle) into the calling shell. Returns non-zero on failure.
 
