@@ -8,7 +8,9 @@
 #  3. a run killed with SIGKILL in its second round resumes from its last
 #     checkpoint, finishes, buys nothing twice (one purchase per round, same
 #     ids as before the kill) and reports every round;
-#  4. a journaled intent without a purchase is replayed with the same ids.
+#  4. a journaled intent without a purchase is replayed with the same ids;
+#  5. a bad --cpu_threads or OMP_NUM_THREADS stops the trainer (exit 2) before
+#     it joins the oracle; a run says how many CPU threads it used.
 set -euo pipefail
 BUILD=${1:?usage: trainer_e2e_test.sh <build_dir>}
 PY=/usr/bin/python3
@@ -28,6 +30,9 @@ for _ in $(seq 200); do [[ -s "$TMP/port" ]] && break; sleep 0.05; done
 [[ -s "$TMP/port" ]] || { cat "$TMP/oracle.log"; fail "oracle did not start"; }
 TARGET=127.0.0.1:$(cat "$TMP/port")
 
+# The thread count the runs should report: OMP_NUM_THREADS when the suite
+# sets it (scripts/test.sh), else some count (the CPUs it may use).
+OMP_NUM_THREADS_EXPECTED=${OMP_NUM_THREADS:-[1-9][0-9]*}
 TINY=(--oracle=$TARGET --device=cpu --train_limit=600 --width=4 --batch=8 --mu=1
       --budget=12 --schedule=6,6 --eval_every=0 --log_every=2 --checkpoint_every=0
       --label_free_dims=16)
@@ -68,6 +73,8 @@ strace -f -qq -e trace=open,openat -o "$TMP/strace.txt" \
   --out_dir="$TMP/run1" > "$TMP/run1.out" 2> "$TMP/run1.err" ||
   { cat "$TMP/run1.err"; fail "trainer exited non-zero"; }
 grep -q "labels spent 12 of 12" "$TMP/run1.out" || fail "summary line: $(cat "$TMP/run1.out")"
+grep -q "^trainer: $OMP_NUM_THREADS_EXPECTED CPU threads\? (" "$TMP/run1.err" ||
+  { head -3 "$TMP/run1.err"; fail "no line with the CPU thread count"; }
 [[ "$(spent e2e)" == 12 ]] || fail "oracle says spent $(spent e2e), expected 12"
 diff <(journal_bought "$TMP/run1/purchases.log" | cut -d: -f1) <(audit_revealed e2e) ||
   fail "journal and audit log disagree"
@@ -130,4 +137,21 @@ grep -q "^bought 0 5:.*,7:.*,11:.*,13:.*,17:.*,19:" "$TMP/run3/purchases.log" ||
   fail "intent not replayed: $(cat "$TMP/run3/purchases.log")"
 [[ "$(spent replay)" == 12 ]] || fail "oracle says spent $(spent replay) for replay"
 
-echo "4 passed, 0 failed"
+echo "== 5: bad thread counts stop the trainer before it joins the oracle"
+for bad in "--cpu_threads=-1" "OMP_NUM_THREADS=two"; do
+  rc=0
+  if [[ $bad == --* ]]; then
+    "$BUILD/trainer/trainer" "${TINY[@]}" --experiment=threads --steps=2 "$bad" \
+      --out_dir="$TMP/run4" > /dev/null 2> "$TMP/run4.err" || rc=$?
+  else
+    env "$bad" "$BUILD/trainer/trainer" "${TINY[@]}" --experiment=threads --steps=2 \
+      --out_dir="$TMP/run4" > /dev/null 2> "$TMP/run4.err" || rc=$?
+  fi
+  [[ $rc == 2 ]] || { cat "$TMP/run4.err"; fail "$bad: exit $rc, expected 2"; }
+  name=${bad%%=*}
+  grep -q "INVALID_ARGUMENT: ${name#--} must be" "$TMP/run4.err" ||
+    { cat "$TMP/run4.err"; fail "$bad: no clear error"; }
+done
+[[ -z "$(spent threads)" ]] || fail "a trainer with a bad thread count joined the oracle"
+
+echo "5 passed, 0 failed"
