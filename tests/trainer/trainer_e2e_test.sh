@@ -139,14 +139,11 @@ grep -q "^bought 0 5:.*,7:.*,11:.*,13:.*,17:.*,19:" "$TMP/run3/purchases.log" ||
 
 echo "== 5: bad thread counts stop the trainer before it joins the oracle"
 for bad in "--cpu_threads=-1" "OMP_NUM_THREADS=two"; do
+  flags=() envs=()  # a flag goes on the command line, a variable into env
+  if [[ $bad == --* ]]; then flags=("$bad"); else envs=("$bad"); fi
   rc=0
-  if [[ $bad == --* ]]; then
-    "$BUILD/trainer/trainer" "${TINY[@]}" --experiment=threads --steps=2 "$bad" \
-      --out_dir="$TMP/run4" > /dev/null 2> "$TMP/run4.err" || rc=$?
-  else
-    env "$bad" "$BUILD/trainer/trainer" "${TINY[@]}" --experiment=threads --steps=2 \
-      --out_dir="$TMP/run4" > /dev/null 2> "$TMP/run4.err" || rc=$?
-  fi
+  env "${envs[@]}" "$BUILD/trainer/trainer" "${TINY[@]}" --experiment=threads --steps=2 \
+    "${flags[@]}" --out_dir="$TMP/run4" > /dev/null 2> "$TMP/run4.err" || rc=$?
   [[ $rc == 2 ]] || { cat "$TMP/run4.err"; fail "$bad: exit $rc, expected 2"; }
   name=${bad%%=*}
   grep -q "INVALID_ARGUMENT: ${name#--} must be" "$TMP/run4.err" ||
