@@ -100,6 +100,9 @@ TEST(SetCpuThreadsTest, SetsLibTorchsThreadCount) {
   EXPECT_EQ(set->threads, AvailableCpus());
   EXPECT_EQ(at::get_num_threads(), set->threads);
 
+  // A count no machine's default gives by chance.
+  ASSERT_TRUE(SetCpuThreads(3).ok());
+  EXPECT_EQ(at::get_num_threads(), 3);
   ASSERT_TRUE(SetCpuThreads(1).ok());
   EXPECT_EQ(at::get_num_threads(), 1);
 
