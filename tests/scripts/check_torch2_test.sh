@@ -4,7 +4,7 @@
 # newer headers searched first and -fsyntax-only instead of an object; a
 # unit that fails makes it exit 1 and shows the compiler's error; all
 # passing exits 0 with the count; the build's precompiled torch header is
-# left out; WITH_CUDA=1 adds the CUDA switch and
+# left out; UNITS picks units by their source path; WITH_CUDA=1 adds the CUDA switch and
 # headers; LIBSTDCXX=13 checks every unit with those C++ library headers;
 # header paths with a space stay one argument; a folder that is no build
 # exits 2.
@@ -92,6 +92,20 @@ run_check > "$TMP/out2b" 2> "$TMP/err2b" || { cat "$TMP/out2b" "$TMP/err2b"; fai
 [[ $(wc -l < "$TMP/calls") -eq 1 ]] || { cat "$TMP/calls"; fail "pch: expected only good1.cc replayed"; }
 grep -q "cmake_pch\|invalid-pch" "$TMP/calls" && { cat "$TMP/calls"; fail "pch: replayed with the header"; }
 grep -q "^1 of 1 LibTorch translation units" "$TMP/out2b" || { cat "$TMP/out2b"; fail "pch: wrong count"; }
+
+# 2c. UNITS=REGEX: only the units whose source matches are replayed and
+#     counted; a pattern that matches none exits 2 with the reason.
+write_commands good1.cc good2.cc bad.cc
+UNITS='good2|nomatch' run_check > "$TMP/out2c" 2> "$TMP/err2c" ||
+  { cat "$TMP/out2c" "$TMP/err2c"; fail "UNITS: non-zero exit"; }
+[[ $(wc -l < "$TMP/calls") -eq 1 ]] && grep -q "/src/good2.cc" "$TMP/calls" ||
+  { cat "$TMP/calls"; fail "UNITS: expected only good2.cc replayed"; }
+grep -q "^1 of 1 LibTorch translation units matching 'good2|nomatch' compile" "$TMP/out2c" ||
+  { cat "$TMP/out2c"; fail "UNITS: summary"; }
+rc=0; UNITS='nothing_here' run_check > "$TMP/out2d" 2> "$TMP/err2d" || rc=$?
+[[ $rc -eq 2 ]] || { cat "$TMP/out2d" "$TMP/err2d"; fail "UNITS without a match: exit $rc, want 2"; }
+grep -q "no LibTorch translation units matching 'nothing_here'" "$TMP/err2d" ||
+  { cat "$TMP/err2d"; fail "UNITS without a match: no reason"; }
 
 # 3. WITH_CUDA=1 with CUDA headers laid before: the CUDA-only code is switched
 #    on, its headers and the stand-in generated header are searched.
