@@ -162,6 +162,11 @@ ABSL_FLAG(int32_t, pseudo_label_views, 1,
           "weak views whose class probabilities each pseudo-label averages "
           "(MixMatch's K; 1-8): the extra ones are fresh weak augmentations "
           "forwarded without gradient");
+ABSL_FLAG(double, mixup_alpha, 0.0,
+          "mixup of the labelled batch: each labelled image's weak view is "
+          "also mixed with a random partner's, lambda = max(l, 1 - l), "
+          "l ~ Beta(alpha, alpha), and trains towards both targets by "
+          "lambda; 0 is off (MixMatch used 0.75)");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr "
           "| byol");
@@ -347,6 +352,7 @@ int main(int argc, char** argv) {
   batch.soft_targets = absl::GetFlag(FLAGS_soft_targets);
   batch.strong_labelled = absl::GetFlag(FLAGS_strong_labelled);
   batch.pseudo_label_views = absl::GetFlag(FLAGS_pseudo_label_views);
+  batch.mixup_alpha = absl::GetFlag(FLAGS_mixup_alpha);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

@@ -10,6 +10,7 @@
 #include "common/status_matchers.h"
 #include "tests/trainer/toy_step.h"
 #include "trainer/objectives/fixmatch.h"
+#include "trainer/objectives/semi_supervised.h"
 
 namespace trainer {
 namespace {
@@ -178,6 +179,35 @@ TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {
       loss.total.item<double>(),
       loss.scalars[0].item<double>() + 0.5 * loss.scalars[1].item<double>(),
       1e-5);
+}
+
+TEST(FixMatchObjectiveTest, MixupReplacesTheSupervisedTermWithTheMixedOne) {
+  FixMatchOptions options;
+  options.batch.batch_size = 4;
+  options.batch.mu = 2;
+  options.batch.lambda_u = 0.5;
+  options.batch.mixup_alpha = 0.75;
+  options.threshold = 0.0;
+  // The same weights and draws for the objective and the forward by hand.
+  torch::manual_seed(3);
+  ToyContext toy = MakeToyContext();
+  auto objective = FixMatchObjective::Create(options);
+  ASSERT_THAT(objective, IsOk());
+  ObjectiveLoss loss = (*objective)->Loss(toy.context(), ToyStepData());
+  torch::manual_seed(3);
+  ToyContext again = MakeToyContext();
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(again.context(), ToyStepData(), options.batch);
+  ASSERT_TRUE(logits.logits_x_mixed.defined());
+  const double supervised = SupervisedLoss(logits).item<double>();
+  EXPECT_NEAR(loss.scalars[0].item<double>(), supervised, 1e-5);
+  EXPECT_GT(std::abs(supervised - at::cross_entropy_loss(logits.logits_x,
+                                                         logits.targets_x)
+                                      .item<double>()),
+            1e-4);
+  EXPECT_NEAR(loss.total.item<double>(),
+              supervised + 0.5 * loss.scalars[1].item<double>(), 1e-5);
+  EXPECT_TRUE(loss.total.requires_grad());
 }
 
 TEST(FixMatchObjectiveTest, GraphContrastAddsItsWeightedTermAndHead) {

@@ -352,6 +352,112 @@ TEST(SemiSupervisedForwardTest, PseudoLabelViewsAreOneToEight) {
   }
 }
 
+TEST(SemiSupervisedForwardTest, MixupAddsMixedLabelledRowsAndLeavesTheRest) {
+  // On running statistics (eval mode) every row's logits are its own image's:
+  // with mixup on, the labelled, weak and strong rows must be those of the
+  // same step without it (the mixing is drawn after them), in every forward.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    options.weak_forward = forward;
+    auto run = [&](double alpha) {
+      torch::manual_seed(3);
+      ToyContext toy = MakeToyContext();
+      toy.model->eval();
+      options.mixup_alpha = alpha;
+      return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    };
+    SemiSupervisedLogits plain = run(0.0);
+    SemiSupervisedLogits mixed = run(0.75);
+    const std::string name = WeakViewForwardName(forward);
+    EXPECT_FALSE(plain.logits_x_mixed.defined()) << name;
+    ASSERT_TRUE(mixed.logits_x_mixed.defined()) << name;
+    EXPECT_EQ(mixed.logits_x_mixed.sizes(), (at::IntArrayRef{4, 3}));
+    auto alike = [](const at::Tensor& a, const at::Tensor& b) {
+      return at::allclose(a, b, 1e-4, 1e-5);
+    };
+    EXPECT_TRUE(alike(plain.logits_x, mixed.logits_x)) << name;
+    EXPECT_TRUE(alike(plain.logits_u_weak, mixed.logits_u_weak)) << name;
+    EXPECT_TRUE(alike(plain.logits_u_strong, mixed.logits_u_strong)) << name;
+    EXPECT_TRUE(alike(plain.embedding_x, mixed.embedding_x)) << name;
+    EXPECT_TRUE(alike(plain.embedding_u_weak, mixed.embedding_u_weak)) << name;
+    // A mixed image is neither its own nor its partner's view.
+    EXPECT_FALSE(alike(mixed.logits_x_mixed, mixed.logits_x)) << name;
+    EXPECT_TRUE(at::equal(mixed.targets_x_partner, mixed.targets_x.roll(1, 0)));
+    EXPECT_TRUE((mixed.mix_own_share >= 0.5).all().item<bool>()) << name;
+    EXPECT_TRUE((mixed.mix_own_share <= 1.0).all().item<bool>()) << name;
+  }
+  // In training mode the mixed rows are in the graph.
+  ToyContext toy = MakeToyContext();
+  options.weak_forward = WeakViewForward::kJoint;
+  options.mixup_alpha = 0.75;
+  SemiSupervisedLogits train =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  EXPECT_TRUE(train.logits_x_mixed.requires_grad());
+}
+
+TEST(SemiSupervisedForwardTest, MixupSharesFollowTheBetaDistribution) {
+  // alpha 1: l is uniform on [0, 1], so max(l, 1 - l) is uniform on
+  // [0.5, 1] (mean 0.75, sd 0.144; over 400 draws the mean's sd is 0.007).
+  ToyContext toy = MakeToyContext();
+  SemiSupervisedOptions options;
+  options.batch_size = 400;
+  options.mu = 1;
+  options.mixup_alpha = 1.0;
+  at::Tensor share =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options)
+          .mix_own_share;
+  ASSERT_EQ(share.size(0), 400);
+  EXPECT_NEAR(share.mean().item<double>(), 0.75, 0.03);
+  // Its outer quarters hold a quarter each (sd of a fraction 0.022).
+  EXPECT_NEAR((share > 0.875).to(at::kFloat).mean().item<double>(), 0.25, 0.08);
+  EXPECT_NEAR((share < 0.625).to(at::kFloat).mean().item<double>(), 0.25, 0.08);
+  EXPECT_GE(share.min().item<double>(), 0.5);
+  // A large alpha concentrates l at 1/2.
+  options.mixup_alpha = 1000.0;
+  share = SemiSupervisedForward(toy.context(), ToyStepData(), options)
+              .mix_own_share;
+  EXPECT_LT(share.max().item<double>(), 0.6);
+}
+
+TEST(SemiSupervisedForwardTest, MixedRowsLossWeighsBothTargetsByTheirShare) {
+  // By hand: 2 labelled rows and 2 mixed rows over 3 classes.
+  SemiSupervisedLogits logits;
+  logits.logits_x = at::tensor({2.0f, 0.0f, -1.0f, 0.5f, 1.5f, 0.0f}).view({2, 3});
+  logits.targets_x = at::tensor({0L, 2L});
+  logits.logits_x_mixed =
+      at::tensor({1.0f, 1.0f, 0.0f, -1.0f, 0.0f, 2.0f}).view({2, 3});
+  logits.targets_x_partner = at::tensor({2L, 0L});
+  logits.mix_own_share = at::tensor({0.75f, 0.5f});
+  auto ce = [](const at::Tensor& row, int64_t target) {
+    return -at::log_softmax(row, 0)[target].item<double>();
+  };
+  const at::Tensor& x = logits.logits_x;
+  const at::Tensor& m = logits.logits_x_mixed;
+  const double expected =
+      (ce(x[0], 0) + ce(x[1], 2) + 0.75 * ce(m[0], 0) + 0.25 * ce(m[0], 2) +
+       0.5 * ce(m[1], 2) + 0.5 * ce(m[1], 0)) /
+      4.0;
+  EXPECT_NEAR(SupervisedLoss(logits).item<double>(), expected, 1e-5);
+}
+
+TEST(SemiSupervisedForwardTest, MixupAlphaMustBeFiniteAndNonNegative) {
+  SemiSupervisedOptions options;
+  for (double alpha : {0.0, 0.2, 4.0}) {
+    options.mixup_alpha = alpha;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk()) << alpha;
+  }
+  for (double alpha : {-0.5, std::nan(""), HUGE_VAL}) {
+    options.mixup_alpha = alpha;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << alpha;
+  }
+}
+
 TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
   for (WeakViewForward forward :
        {WeakViewForward::kJoint, WeakViewForward::kSeparate,

@@ -71,6 +71,13 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
       labelled.logits, labelled.targets, labels.probs,
       pseudo_labelling_->StrongLogits(logits), options_.threshold,
       options_.batch.lambda_u, options_.batch.soft_targets);
+  if (logits.logits_x_mixed.defined()) {
+    // The mixed labelled images' terms (SupervisedLoss) in place of the
+    // plain cross-entropy over the labelled rows alone.
+    Tensor supervised = SupervisedLoss(logits);
+    loss.total = loss.total - loss.supervised + supervised;
+    loss.supervised = supervised;
+  }
   ObjectiveLoss out{loss.total,
                     {loss.supervised, loss.unsupervised, loss.mask_rate}};
   pseudo_labelling_->AddTerms(labels, out);

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,10 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   if (o.pseudo_label_views < 1 || o.pseudo_label_views > 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pseudo_label_views must be in [1, 8], got ", o.pseudo_label_views));
+  }
+  if (!(std::isfinite(o.mixup_alpha) && o.mixup_alpha >= 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mixup_alpha must be finite and non-negative, got ", o.mixup_alpha));
   }
   RETURN_IF_ERROR(ValidateGraphContrastOptions(o.contrast));
   const int64_t step_images =
@@ -107,19 +112,44 @@ SemiSupervisedLogits SemiSupervisedForward(
   Tensor strong = StrongAugment(weak.narrow(0, b + ub, ls + us),
                                 context.generator, options.strong);
   weak = weak.narrow(0, 0, b + ub);
+  // Mixed labelled images: each with the next one's (a random partner, the
+  // batch being drawn at random), own share lambda = max(l, 1 - l) with
+  // l ~ Beta(alpha, alpha) from two Gamma(alpha) draws.
+  const int64_t m = options.mixup_alpha > 0.0 ? b : 0;
+  Tensor mixed, own_share;
+  if (m > 0) {
+    Tensor alpha = at::full({b}, options.mixup_alpha,
+                            weak.options().dtype(at::kFloat));
+    Tensor g1 = at::_standard_gamma(alpha, context.generator);
+    Tensor g2 = at::_standard_gamma(alpha, context.generator);
+    Tensor l = g1 / (g1 + g2).clamp_min(1e-12);
+    own_share = at::maximum(l, 1.0 - l);
+    Tensor own = weak.narrow(0, 0, b);
+    Tensor share = own_share.to(own.scalar_type()).view({b, 1, 1, 1});
+    mixed = share * own + (1.0 - share) * own.roll(1, 0);
+  }
   const bool joint = options.weak_forward == WeakViewForward::kJoint;
   // The model that gives the pseudo-labels when the weak views have a
   // forward of their own (kSeparate, kEma, and every extra view).
   Classifier& teacher = options.weak_forward == WeakViewForward::kEma
                             ? context.ema
                             : context.model;
-  Tensor inputs =
-      joint ? at::cat({weak, strong}) : at::cat({weak.narrow(0, 0, b), strong});
-  ModelOutput output = context.Forward(context.model, inputs);
+  // Rows: labelled weak views, [mixed], [unlabelled weak views (joint)],
+  // strong views (see below).
+  std::vector<Tensor> rows = {weak.narrow(0, 0, b)};
+  if (m > 0) rows.push_back(mixed);
+  if (joint) rows.push_back(weak.narrow(0, b, ub));
+  rows.push_back(strong);
+  ModelOutput output = context.Forward(context.model, at::cat(rows));
   const Tensor& logits = output.logits;
   SemiSupervisedLogits out;
   out.logits_x = logits.narrow(0, 0, b);
   out.targets_x = targets;
+  if (m > 0) {
+    out.logits_x_mixed = logits.narrow(0, b, m);
+    out.targets_x_partner = targets.roll(1, 0);
+    out.mix_own_share = own_share;
+  }
   if (options.strong_labelled) {
     out.logits_x_strong = logits.narrow(0, logits.size(0) - us - ls, ls);
   }
@@ -136,8 +166,8 @@ SemiSupervisedLogits SemiSupervisedForward(
         output.embedding.narrow(0, output.embedding.size(0) - ub, ub);
   }
   if (joint) {
-    out.logits_u_weak = logits.narrow(0, b, ub).detach();
-    out.embedding_u_weak = output.embedding.narrow(0, b, ub);
+    out.logits_u_weak = logits.narrow(0, b + m, ub).detach();
+    out.embedding_u_weak = output.embedding.narrow(0, b + m, ub);
   } else {
     torch::NoGradGuard no_grad;
     ModelOutput weak_output = context.Forward(teacher, weak.narrow(0, b, ub));
@@ -169,7 +199,18 @@ SupervisedRows LabelledRows(const SemiSupervisedLogits& logits) {
 
 Tensor SupervisedLoss(const SemiSupervisedLogits& logits) {
   SupervisedRows rows = LabelledRows(logits);
-  return at::cross_entropy_loss(rows.logits.to(at::kFloat), rows.targets);
+  if (!logits.logits_x_mixed.defined()) {
+    return at::cross_entropy_loss(rows.logits.to(at::kFloat), rows.targets);
+  }
+  auto per_row = [](const Tensor& z, const Tensor& targets) {
+    return at::cross_entropy_loss(z.to(at::kFloat), targets, /*weight=*/{},
+                                  at::Reduction::None);
+  };
+  const Tensor& share = logits.mix_own_share;
+  Tensor mixed = share * per_row(logits.logits_x_mixed, logits.targets_x) +
+                 (1.0 - share) * per_row(logits.logits_x_mixed,
+                                         logits.targets_x_partner);
+  return at::cat({per_row(rows.logits, rows.targets), mixed}).mean();
 }
 
 Tensor PseudoLabelCrossEntropy(const Tensor& logits_strong, const Tensor& probs,

@@ -102,6 +102,16 @@ struct SemiSupervisedOptions {
   // 1 is one view, as before; each extra view costs mu * batch_size
   // forward-only images per step. In [1, 8].
   int pseudo_label_views = 1;
+  // Mixup of the labelled batch (Zhang et al. 2018; MixMatch's variant):
+  // with alpha > 0 each labelled image's weak view is also mixed with the
+  // next one's in the batch (the batch is drawn at random, so that is a
+  // random partner), lambda * own + (1 - lambda) * partner with lambda =
+  // max(l, 1 - l), l ~ Beta(alpha, alpha) per image, and those batch_size
+  // mixed images join the forward; the supervised loss adds their
+  // lambda-weighted cross-entropy towards both targets. The labelled rows
+  // themselves (and what the contrast sees of them) stay unmixed. 0 is off,
+  // as before; on costs batch_size more images per forward. Finite, >= 0.
+  double mixup_alpha = 0.0;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
@@ -109,8 +119,8 @@ struct SemiSupervisedOptions {
 // [0, 1], the strong augmentation's
 // ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the
 // contrast's options are (ValidateGraphContrastOptions) and its memory, when
-// on, holds one step's (mu + 1) * batch_size images, and pseudo_label_views
-// is in [1, 8].
+// on, holds one step's (mu + 1) * batch_size images, pseudo_label_views
+// is in [1, 8] and mixup_alpha is finite and non-negative.
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 
 // Logits of one semi-supervised step: the labelled batch, and the weak and
@@ -121,6 +131,12 @@ struct SemiSupervisedLogits {
   // The labelled images' strong views [B, C] (same rows as logits_x) with
   // strong_labelled on; undefined otherwise.
   torch::Tensor logits_x_strong;
+  // With mixup on, the mixed labelled images' logits [B, C], each image's
+  // partner's target [B] int64 (its own is targets_x) and its own share
+  // lambda [B] float32 in [0.5, 1]; undefined otherwise.
+  torch::Tensor logits_x_mixed;
+  torch::Tensor targets_x_partner;
+  torch::Tensor mix_own_share;
   torch::Tensor logits_u_weak;     // [U, C], detached
   torch::Tensor logits_u_strong;   // [U, C]
   torch::Tensor unlabelled_index;  // [U] int64: rows of the unlabelled pool
@@ -145,12 +161,14 @@ struct SemiSupervisedLogits {
 // kSeparate / kEma one over the labelled and strong images and a no-grad one
 // of the model / EMA model over the weak views. With pseudo_label_views > 1
 // logits_u_weak is the log of the mean softmax over that many weak views
-// (the first is the one above). With the contrast's two_strong_views (and
-// its weight > 0) a second strong view of each unlabelled image, drawn from
-// its own weak base, goes through the same forward and gives
-// embedding_u_strong_second. With strong_labelled off, one pseudo-label
-// view and one strong view the draws are those of earlier versions. Throws
-// c10::Error.
+// (the first is the one above). With mixup_alpha > 0 the mixed labelled
+// images (SemiSupervisedOptions::mixup_alpha) join the forward, their mixing
+// drawn after every other draw of the step but the extra pseudo-label
+// views. With the contrast's two_strong_views (and its weight > 0) a second
+// strong view of each unlabelled image, drawn from its own weak base, goes
+// through the same forward and gives embedding_u_strong_second. With
+// strong_labelled off, one pseudo-label view, one strong view and no mixup
+// the draws are those of earlier versions. Throws c10::Error.
 SemiSupervisedLogits SemiSupervisedForward(
     const StepContext& context, const StepData& data,
     const SemiSupervisedOptions& options);
@@ -165,6 +183,8 @@ SupervisedRows LabelledRows(const SemiSupervisedLogits& logits);
 
 // The mean cross-entropy (0-d, float32) over LabelledRows(logits): with
 // strong labelled views, the mean of the weak and the strong views' losses.
+// With mixed labelled images the mean runs over those rows too, each mixed
+// row's loss being lambda * CE(own target) + (1 - lambda) * CE(partner's).
 torch::Tensor SupervisedLoss(const SemiSupervisedLogits& logits);
 
 // Per-image cross-entropy [U] (float32) of the strong views' logits [U, C]

@@ -1226,6 +1226,10 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
        batch.pseudo_label_views == 1
            ? std::string("1")
            : absl::StrCat(batch.pseudo_label_views, " weak views averaged")},
+      {"labelled mixup",
+       batch.mixup_alpha > 0.0
+           ? absl::StrCat("Beta(", batch.mixup_alpha, ") mixed views added")
+           : std::string("no")},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
