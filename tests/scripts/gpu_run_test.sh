@@ -15,7 +15,7 @@
 #     the tarball holds the reports, logs and oracle database and no
 #     checkpoint.
 #  5. PLAN=headline plans the best recipe x 3 seeds at 100 labels,
-#     PLAN=ablation plans the 13 variants x 2 seeds at 100 labels (a dry run),
+#     PLAN=ablation plans the 14 variants x 2 seeds at 100 labels (a dry run),
 #     PLAN=capacity the default combination with three models x 2 seeds,
 #     each pretraining its own checkpoint, PLAN=order a shuffled sweep, and
 #     an unknown PLAN is refused.
@@ -91,7 +91,7 @@ plan_has() {
     done
   done
 }
-plan_has ablation 26 "" \
+plan_has ablation 28 "" \
   typiclust-freematch-simclr typiclust-freematch-none random-freematch-simclr \
   typiclust-fixmatch-simclr typiclust-freematch-simclr-restart_rounds \
   typiclust_balanced-freematch-simclr typiclust-freematch-simclr-weak_forward_separate \
@@ -99,9 +99,9 @@ plan_has ablation 26 "" \
   typiclust-freematch-simclr-lambda_c_1 \
   typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560 \
   typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-steps_30-distill_steps_30 \
-  typiclust-freematch-simclr-pseudo_label_views_2
-plan_has headline 3 "" typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560
-grep -q "^plan: b100-typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-s2 " \
+  typiclust-freematch-simclr-pseudo_label_views_2 typiclust-freematch-simclr-mixup_alpha_0.75
+plan_has headline 3 "" typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-mixup_alpha_0.75
+grep -q "^plan: b100-typiclust-freematch-simclr-lambda_c_1-contrast_memory_2560-mixup_alpha_0.75-s2 " \
   "$TMP/headline.log" || { cat "$TMP/headline.log"; fail "headline: no seed 2"; }
 # Each model pretrains its own checkpoint.
 plan_has capacity 6 ".* checkpoint own$" typiclust-freematch-simclr \
