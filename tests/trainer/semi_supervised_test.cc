@@ -426,7 +426,8 @@ TEST(SemiSupervisedForwardTest, MixupSharesFollowTheBetaDistribution) {
 TEST(SemiSupervisedForwardTest, MixedRowsLossWeighsBothTargetsByTheirShare) {
   // By hand: 2 labelled rows and 2 mixed rows over 3 classes.
   SemiSupervisedLogits logits;
-  logits.logits_x = at::tensor({2.0f, 0.0f, -1.0f, 0.5f, 1.5f, 0.0f}).view({2, 3});
+  logits.logits_x =
+      at::tensor({2.0f, 0.0f, -1.0f, 0.5f, 1.5f, 0.0f}).view({2, 3});
   logits.targets_x = at::tensor({0L, 2L});
   logits.logits_x_mixed =
       at::tensor({1.0f, 1.0f, 0.0f, -1.0f, 0.0f, 2.0f}).view({2, 3});

@@ -72,11 +72,10 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
       pseudo_labelling_->StrongLogits(logits), options_.threshold,
       options_.batch.lambda_u, options_.batch.soft_targets);
   if (logits.logits_x_mixed.defined()) {
-    // The mixed labelled images' terms (SupervisedLoss) in place of the
-    // plain cross-entropy over the labelled rows alone.
-    Tensor supervised = SupervisedLoss(logits);
-    loss.total = loss.total - loss.supervised + supervised;
-    loss.supervised = supervised;
+    // With mixed labelled images the supervised term is SupervisedLoss's
+    // (the labelled rows and the mixed ones), not the labelled rows' alone.
+    loss.supervised = SupervisedLoss(logits);
+    loss.total = loss.supervised + options_.batch.lambda_u * loss.unsupervised;
   }
   ObjectiveLoss out{loss.total,
                     {loss.supervised, loss.unsupervised, loss.mask_rate}};
