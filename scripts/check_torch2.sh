@@ -24,7 +24,7 @@
 # and 13 stopped including some headers, <cstdint> for one, through others)
 # and then checks every unit of the tree, not only the LibTorch ones.
 # UNITS=REGEX checks only the units whose source path matches REGEX
-# (grep -E), for a quick look at what a change touched, e.g.
+# (an extended regular expression), for a quick look at what a change touched, e.g.
 # UNITS='cpu_threads' (the full check takes about 16 minutes on 2 cores).
 # JOBS compilers at once (default 2). Prints one line per failing unit with
 # its first errors, the deprecation warnings seen, and a summary line;
@@ -114,9 +114,9 @@ only=" -isystem $SYSTEM_TORCH_API "
 ninja -C "$BUILD_DIR" -t commands | grep -F -- " -c " | grep -v '\.pb\.cc$' |
   grep -vF -- " -x c++-header " | grep -F -- "$only" | sort -u > "$work/commands" || true
 if [[ -n ${UNITS:-} ]]; then
-  # The source is a command's last word.
-  awk '{print $NF}' "$work/commands" | grep -nE -- "$UNITS" | cut -d: -f1 > "$work/keep" || true
-  awk 'NR == FNR { keep[$1]; next } FNR in keep' "$work/keep" "$work/commands" > "$work/kept"
+  # The source is a command's last word (ENVIRON keeps the pattern's
+  # backslashes as written).
+  UNITS=$UNITS awk '$NF ~ ENVIRON["UNITS"]' "$work/commands" > "$work/kept"
   mv "$work/kept" "$work/commands"
   units="$units matching '$UNITS'"
 fi
