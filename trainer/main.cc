@@ -167,6 +167,11 @@ ABSL_FLAG(double, mixup_alpha, 0.0,
           "also mixed with a random partner's, lambda = max(l, 1 - l), "
           "l ~ Beta(alpha, alpha), and trains towards both targets by "
           "lambda; 0 is off (MixMatch used 0.75)");
+ABSL_FLAG(bool, mixup_unlabelled, false,
+          "mixup of the pseudo-labelled batch too (needs --mixup_alpha > 0): "
+          "each unlabelled image's weak view is also mixed with another's "
+          "and trains towards both pseudo-labels by its share, each under "
+          "its image's mask");
 ABSL_FLAG(std::string, pretrain, "none",
           "self-supervised pretraining on the unlabelled pool: none | simclr "
           "| byol");
@@ -353,6 +358,7 @@ int main(int argc, char** argv) {
   batch.strong_labelled = absl::GetFlag(FLAGS_strong_labelled);
   batch.pseudo_label_views = absl::GetFlag(FLAGS_pseudo_label_views);
   batch.mixup_alpha = absl::GetFlag(FLAGS_mixup_alpha);
+  batch.mixup_unlabelled = absl::GetFlag(FLAGS_mixup_unlabelled);
   options.objective.name = absl::GetFlag(FLAGS_objective);
   options.objective.fixmatch.batch = batch;
   options.objective.fixmatch.threshold = absl::GetFlag(FLAGS_threshold);

@@ -210,6 +210,46 @@ TEST(FixMatchObjectiveTest, MixupReplacesTheSupervisedTermWithTheMixedOne) {
   EXPECT_TRUE(loss.total.requires_grad());
 }
 
+TEST(FixMatchObjectiveTest, UnlabelledMixupAddsTheMixedRowsToTheUnlabelledTerm) {
+  // Threshold 0: every image passes, so the unlabelled term is
+  // PseudoLabelLoss under a mask of ones on the same forward by hand.
+  FixMatchOptions options;
+  options.batch.batch_size = 4;
+  options.batch.mu = 2;
+  options.batch.lambda_u = 0.5;
+  options.batch.mixup_alpha = 0.75;
+  options.batch.mixup_unlabelled = true;
+  options.threshold = 0.0;
+  torch::manual_seed(3);
+  ToyContext toy = MakeToyContext();
+  auto objective = FixMatchObjective::Create(options);
+  ASSERT_THAT(objective, IsOk());
+  ObjectiveLoss loss = (*objective)->Loss(toy.context(), ToyStepData());
+  torch::manual_seed(3);
+  ToyContext again = MakeToyContext();
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(again.context(), ToyStepData(), options.batch);
+  ASSERT_TRUE(logits.logits_u_mixed.defined());
+  at::Tensor probs = at::softmax(logits.logits_u_weak.to(at::kFloat), 1);
+  at::Tensor ones = at::ones({8});
+  const double unsupervised =
+      PseudoLabelLoss(logits, logits.logits_u_strong, probs, ones, false)
+          .item<double>();
+  EXPECT_NEAR(loss.scalars[1].item<double>(), unsupervised, 1e-5);
+  // Not the strong views' term alone.
+  EXPECT_GT(std::abs(unsupervised -
+                     PseudoLabelCrossEntropy(logits.logits_u_strong, probs,
+                                             false)
+                         .mean()
+                         .item<double>()),
+            1e-4);
+  EXPECT_NEAR(loss.scalars[0].item<double>(),
+              SupervisedLoss(logits).item<double>(), 1e-5);
+  EXPECT_NEAR(loss.total.item<double>(),
+              loss.scalars[0].item<double>() + 0.5 * unsupervised, 1e-5);
+  EXPECT_TRUE(loss.total.requires_grad());
+}
+
 TEST(FixMatchObjectiveTest, GraphContrastAddsItsWeightedTermAndHead) {
   ToyContext toy = MakeToyContext();
   FixMatchOptions options;

@@ -133,6 +133,47 @@ TEST(FlexMatchObjectiveTest, StepsRecordConfidentPredictionsOfThePool) {
           .item<bool>());
 }
 
+TEST(FlexMatchObjectiveTest, UnlabelledMixupAddsTheMixedRowsToTheUnlabelledTerm) {
+  // Before any class is learnt every threshold is 0 and every image passes,
+  // so the first step's unlabelled term is PseudoLabelLoss under a mask of
+  // ones on the same forward by hand (same weights, draws and data).
+  FlexMatchOptions options = ToyFlexMatch();
+  options.batch.mixup_alpha = 0.75;
+  options.batch.mixup_unlabelled = true;
+  struct FixedStep {
+    Classifier model{nullptr};
+    Classifier ema{nullptr};
+    at::Generator generator = *MakeGenerator(at::kCPU, 5);
+    FixedStep() {
+      ModelOptions model_options = ToyModel();
+      model_options.init_seed = 4;
+      model = *MakeModel(model_options);
+      ema = *MakeModel(model_options);
+      model->train();
+      ema->eval();
+    }
+    StepContext context() {
+      return StepContext{model, ema, generator, /*channels_last=*/false};
+    }
+  };
+  FixedStep step;
+  auto objective = FlexMatchObjective::Create(options, kPool, at::kCPU);
+  ASSERT_THAT(objective, IsOk());
+  ObjectiveLoss loss = (*objective)->Loss(step.context(), ToyPool());
+  EXPECT_FLOAT_EQ(loss.scalars[2].item<float>(), 1.0f);  // mask rate
+  FixedStep again;
+  SemiSupervisedLogits logits =
+      SemiSupervisedForward(again.context(), ToyPool(), options.batch);
+  ASSERT_TRUE(logits.logits_u_mixed.defined());
+  at::Tensor probs = at::softmax(logits.logits_u_weak.to(at::kFloat), 1);
+  at::Tensor ones = at::ones({probs.size(0)});
+  EXPECT_NEAR(loss.scalars[1].item<double>(),
+              PseudoLabelLoss(logits, logits.logits_u_strong, probs, ones,
+                              false)
+                  .item<double>(),
+              1e-5);
+}
+
 TEST(FlexMatchObjectiveTest, RefusesAPoolOfAnotherSize) {
   StepData data = ToyPool();
   data.unlabelled_images = data.unlabelled_images.narrow(0, 0, kPool - 1);

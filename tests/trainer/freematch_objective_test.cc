@@ -153,18 +153,22 @@ TEST(FreeMatchObjectiveTest, GraphContrastTrainsItsHeadThroughALearner) {
 }
 
 // The classifier's gradient of one FreeMatch step on fixed weights, draws
-// and data; one of the first convolution's; the step's unlabelled loss.
+// and data; one of the first convolution's; the step's labelled and
+// unlabelled losses. The model in training mode, or with `train` false in
+// eval mode (each row's logits its own image's).
 struct StepGradients {
   at::Tensor classifier;
   at::Tensor conv;
+  double loss_x = 0.0;
   double loss_u = 0.0;
 };
-StepGradients OneStepGradients(const FreeMatchOptions& options) {
+StepGradients OneStepGradients(const FreeMatchOptions& options,
+                               bool train = true) {
   ModelOptions model_options = ToyModel();
   model_options.init_seed = 4;
   Classifier model = *MakeModel(model_options);
   Classifier ema = *MakeModel(model_options);
-  model->train();
+  model->train(train);
   ema->eval();
   at::Generator generator = *MakeGenerator(at::kCPU, 5);
   StepContext context{model, ema, generator, /*channels_last=*/false};
@@ -175,6 +179,7 @@ StepGradients OneStepGradients(const FreeMatchOptions& options) {
   ObjectiveLoss loss = (*objective)->Loss(context, ToyPool());
   loss.total.backward();
   StepGradients out;
+  out.loss_x = loss.scalars[0].item<double>();
   out.loss_u = loss.scalars[1].item<double>();
   for (const auto& named : model->named_parameters()) {
     if (named.key() == "classifier.weight") {
@@ -220,6 +225,27 @@ TEST(FreeMatchObjectiveTest, SoftTargetsTrainTowardsTheDistribution) {
   EXPECT_GT(hard, 0.0);
   EXPECT_GT(soft, 0.0);
   EXPECT_GT(std::abs(hard - soft), 1e-6);
+}
+
+TEST(FreeMatchObjectiveTest, UnlabelledMixupReachesTheUnlabelledTerm) {
+  // The same step in eval mode with labelled mixup alone and with the
+  // unlabelled batch mixed too: every other row is the same, and so are the
+  // pseudo-labels, the masks and the labelled term; the unlabelled term
+  // changes only because its mean now runs over the mixed rows as well: the
+  // objective uses PseudoLabelLoss.
+  FreeMatchOptions options = ToyFreeMatch();
+  options.batch.mixup_alpha = 0.75;
+  const StepGradients labelled_only = OneStepGradients(options, false);
+  options.batch.mixup_unlabelled = true;
+  const StepGradients both = OneStepGradients(options, false);
+  EXPECT_NEAR(labelled_only.loss_x, both.loss_x, 1e-6);
+  EXPECT_GT(labelled_only.loss_u, 0.0);
+  EXPECT_GT(both.loss_u, 0.0);
+  EXPECT_GT(std::abs(labelled_only.loss_u - both.loss_u), 1e-6);
+  // Without mixup_alpha there is nothing to draw the shares from.
+  options.batch.mixup_alpha = 0.0;
+  EXPECT_THAT(FreeMatchObjective::Create(options, at::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(FreeMatchObjectiveTest, SaveLoadKeepsThresholds) {

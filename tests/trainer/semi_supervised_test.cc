@@ -459,6 +459,113 @@ TEST(SemiSupervisedForwardTest, MixupAlphaMustBeFiniteAndNonNegative) {
   }
 }
 
+TEST(SemiSupervisedForwardTest, UnlabelledMixupAddsMixedRowsAndLeavesTheRest) {
+  // Eval mode, as above: with unlabelled mixup on, every other row is that
+  // of the same step with labelled mixup alone (its draws come last), in
+  // every forward; without a weak shift or flip the weak views are the
+  // images themselves, so each mixed row must be the model's logits of
+  // share * image_i + (1 - share) * image_{i-1}.
+  SemiSupervisedOptions options;
+  options.batch_size = 4;
+  options.mu = 3;
+  options.mixup_alpha = 0.75;
+  options.weak.flip_probability = 0.0;
+  options.weak.max_translate = 0.0;
+  auto alike = [](const at::Tensor& a, const at::Tensor& b) {
+    return at::allclose(a, b, 1e-4, 1e-5);
+  };
+  for (WeakViewForward forward :
+       {WeakViewForward::kJoint, WeakViewForward::kSeparate,
+        WeakViewForward::kEma}) {
+    options.weak_forward = forward;
+    ToyContext toy;
+    auto run = [&](bool unlabelled) {
+      torch::manual_seed(3);
+      toy = MakeToyContext();
+      toy.model->eval();
+      options.mixup_unlabelled = unlabelled;
+      return SemiSupervisedForward(toy.context(), ToyStepData(), options);
+    };
+    SemiSupervisedLogits plain = run(false);
+    SemiSupervisedLogits mixed = run(true);
+    const std::string name = WeakViewForwardName(forward);
+    EXPECT_FALSE(plain.logits_u_mixed.defined()) << name;
+    ASSERT_TRUE(mixed.logits_u_mixed.defined()) << name;
+    EXPECT_EQ(mixed.logits_u_mixed.sizes(), (at::IntArrayRef{12, 3}));
+    EXPECT_TRUE(alike(plain.logits_x, mixed.logits_x)) << name;
+    EXPECT_TRUE(alike(plain.logits_x_mixed, mixed.logits_x_mixed)) << name;
+    EXPECT_TRUE(at::equal(plain.mix_own_share, mixed.mix_own_share)) << name;
+    EXPECT_TRUE(alike(plain.logits_u_weak, mixed.logits_u_weak)) << name;
+    EXPECT_TRUE(alike(plain.logits_u_strong, mixed.logits_u_strong)) << name;
+    EXPECT_TRUE(alike(plain.embedding_u_strong, mixed.embedding_u_strong))
+        << name;
+    const at::Tensor& share = mixed.mix_u_own_share;
+    ASSERT_EQ(share.size(0), 12);
+    EXPECT_TRUE((share >= 0.5).all().item<bool>()) << name;
+    EXPECT_TRUE((share <= 1.0).all().item<bool>()) << name;
+    at::Tensor images =
+        ToyStepData().unlabelled_images.index_select(0, mixed.unlabelled_index);
+    at::Tensor s = share.view({12, 1, 1, 1});
+    at::Tensor by_hand = s * images + (1.0 - s) * images.roll(1, 0);
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(alike(toy.model->forward(by_hand).logits,
+                      mixed.logits_u_mixed))
+        << name;
+  }
+  // In training mode the mixed unlabelled rows are in the graph.
+  ToyContext toy = MakeToyContext();
+  options.weak_forward = WeakViewForward::kJoint;
+  options.mixup_unlabelled = true;
+  SemiSupervisedLogits train =
+      SemiSupervisedForward(toy.context(), ToyStepData(), options);
+  EXPECT_TRUE(train.logits_u_mixed.requires_grad());
+}
+
+TEST(SemiSupervisedForwardTest, PseudoLabelLossWeighsMixedRowsByShareAndMask) {
+  // By hand: 2 strong views and 2 mixed unlabelled rows over 3 classes,
+  // hard pseudo-labels 1 and 0, the second image masked out.
+  SemiSupervisedLogits logits;
+  at::Tensor strong =
+      at::tensor({2.0f, 0.0f, -1.0f, 0.5f, 1.5f, 0.0f}).view({2, 3});
+  at::Tensor probs = at::tensor({0.2f, 0.7f, 0.1f, 0.6f, 0.3f, 0.1f}).view({2, 3});
+  at::Tensor mask = at::tensor({1.0f, 0.0f});
+  auto ce = [](const at::Tensor& row, int64_t target) {
+    return -at::log_softmax(row, 0)[target].item<double>();
+  };
+  // Without mixed rows: the masked mean over the strong views.
+  EXPECT_NEAR(PseudoLabelLoss(logits, strong, probs, mask, false).item<double>(),
+              ce(strong[0], 1) / 2.0, 1e-5);
+  logits.logits_u_mixed =
+      at::tensor({1.0f, 1.0f, 0.0f, -1.0f, 0.0f, 2.0f}).view({2, 3});
+  logits.mix_u_own_share = at::tensor({0.75f, 0.6f});
+  const at::Tensor& m = logits.logits_u_mixed;
+  // Row 0's partner is image 1 (masked), row 1's is image 0.
+  const double expected =
+      (ce(strong[0], 1) + 0.75 * ce(m[0], 1) + 0.4 * ce(m[1], 1)) / 4.0;
+  EXPECT_NEAR(PseudoLabelLoss(logits, strong, probs, mask, false).item<double>(),
+              expected, 1e-5);
+  // Soft targets: the cross-entropy against each distribution.
+  auto soft = [&](const at::Tensor& row, int64_t image) {
+    return -(probs[image] * at::log_softmax(row, 0)).sum().item<double>();
+  };
+  const double expected_soft =
+      (soft(strong[0], 0) + 0.75 * soft(m[0], 0) + 0.4 * soft(m[1], 0)) / 4.0;
+  EXPECT_NEAR(PseudoLabelLoss(logits, strong, probs, mask, true).item<double>(),
+              expected_soft, 1e-5);
+}
+
+TEST(SemiSupervisedForwardTest, UnlabelledMixupNeedsAlphaAndNoPseudoHead) {
+  SemiSupervisedOptions options;
+  options.mixup_unlabelled = true;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.mixup_alpha = 0.75;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  options.pseudo_head = true;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
   for (WeakViewForward forward :
        {WeakViewForward::kJoint, WeakViewForward::kSeparate,

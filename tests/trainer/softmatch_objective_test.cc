@@ -42,13 +42,14 @@ std::unique_ptr<Learner> MakeLearner(const SoftMatchOptions& soft,
   return MakeToyLearner(SoftMatchObjective::Create(soft, at::kCPU), seed, raw);
 }
 
-// One step's loss from a fixed model, generator and data.
-ObjectiveLoss OneStep(const SoftMatchOptions& options) {
+// One step's loss from a fixed model (in training mode, or with `train`
+// false in eval mode), generator and data.
+ObjectiveLoss OneStep(const SoftMatchOptions& options, bool train = true) {
   ModelOptions model_options = ToyModel();
   model_options.init_seed = 4;
   Classifier model = *MakeModel(model_options);
   Classifier ema = *MakeModel(model_options);
-  model->train();
+  model->train(train);
   ema->eval();
   at::Generator generator = *MakeGenerator(at::kCPU, 5);
   StepContext context{model, ema, generator, /*channels_last=*/false};
@@ -159,6 +160,26 @@ TEST(SoftMatchObjectiveTest, UniformAlignmentChangesTheWeightsNotTheTargets) {
       << "alignment changed the pseudo-labels";
   EXPECT_FALSE(at::allclose(a.scalars[3], p.scalars[3]))
       << "the weights' mean confidence ignores the alignment";
+}
+
+TEST(SoftMatchObjectiveTest, UnlabelledMixupReachesTheUnlabelledTerm) {
+  // The same step in eval mode with labelled mixup alone and with the
+  // unlabelled batch mixed too: every other row and so the weights and the
+  // labelled term are the same, and the weighted unlabelled term changes
+  // only because its mean runs over the mixed rows as well: the objective
+  // uses PseudoLabelLoss.
+  SoftMatchOptions options = ToySoftMatch();
+  options.batch.mixup_alpha = 0.75;
+  const ObjectiveLoss first = OneStep(options, false);
+  options.batch.mixup_unlabelled = true;
+  const ObjectiveLoss second = OneStep(options, false);
+  EXPECT_NEAR(first.scalars[0].item<double>(), second.scalars[0].item<double>(),
+              1e-6);
+  const double labelled_only = first.scalars[1].item<double>();
+  const double both = second.scalars[1].item<double>();
+  EXPECT_GT(labelled_only, 0.0);
+  EXPECT_GT(both, 0.0);
+  EXPECT_GT(std::abs(labelled_only - both), 1e-6);
 }
 
 TEST(SoftMatchObjectiveTest, SaveLoadKeepsTheWeightsState) {

@@ -73,8 +73,18 @@ ObjectiveLoss FixMatchObjective::Loss(const StepContext& context,
       options_.batch.lambda_u, options_.batch.soft_targets);
   if (logits.logits_x_mixed.defined()) {
     // With mixed labelled images the supervised term is SupervisedLoss's
-    // (the labelled rows and the mixed ones), not the labelled rows' alone.
+    // (the labelled rows and the mixed ones), not the labelled rows' alone;
+    // with mixed unlabelled images the pseudo-label term is PseudoLabelLoss's
+    // under the same mask.
     loss.supervised = SupervisedLoss(logits);
+    if (logits.logits_u_mixed.defined()) {
+      Tensor mask =
+          (std::get<0>(labels.probs.max(1)) >= options_.threshold)
+              .to(at::kFloat);
+      loss.unsupervised = PseudoLabelLoss(
+          logits, pseudo_labelling_->StrongLogits(logits), labels.probs, mask,
+          options_.batch.soft_targets);
+    }
     loss.total = loss.supervised + options_.batch.lambda_u * loss.unsupervised;
   }
   ObjectiveLoss out{loss.total,

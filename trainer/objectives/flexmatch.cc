@@ -66,10 +66,9 @@ ObjectiveLoss FlexMatchObjective::Loss(const StepContext& context,
   PseudoLabels labels = pseudo_labelling_->Label(logits);
   const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(logits.unlabelled_index, probs);
-  Tensor per_image =
-      PseudoLabelCrossEntropy(pseudo_labelling_->StrongLogits(logits), probs,
-                              options_.batch.soft_targets);
-  Tensor unsupervised = (per_image * mask).mean();
+  Tensor unsupervised =
+      PseudoLabelLoss(logits, pseudo_labelling_->StrongLogits(logits), probs,
+                      mask, options_.batch.soft_targets);
   Tensor total = supervised + options_.batch.lambda_u * unsupervised;
   ObjectiveLoss out{total,
                     {supervised, unsupervised, mask.mean(),

@@ -57,9 +57,8 @@ ObjectiveLoss FreeMatchObjective::Loss(const StepContext& context,
   const Tensor& probs = labels.probs;
   Tensor mask = thresholds_.Step(probs);
   Tensor strong = pseudo_labelling_->StrongLogits(logits).to(at::kFloat);
-  Tensor per_image =
-      PseudoLabelCrossEntropy(strong, probs, options_.batch.soft_targets);
-  Tensor unsupervised = (per_image * mask).mean();
+  Tensor unsupervised =
+      PseudoLabelLoss(logits, strong, probs, mask, options_.batch.soft_targets);
   Tensor fairness = thresholds_.FairnessLoss(strong, mask);
   Tensor total = supervised + options_.batch.lambda_u * unsupervised +
                  options_.lambda_f * fairness;

@@ -15,6 +15,33 @@ namespace trainer {
 
 using torch::Tensor;
 
+namespace {
+
+// `images` [N, ...] each mixed with the one before it (row 0 with the last):
+// share * own + (1 - share) * previous, share = max(l, 1 - l) with
+// l ~ Beta(alpha, alpha) per image from two Gamma(alpha) draws on `gen`.
+struct MixedImages {
+  Tensor images;
+  Tensor own_share;  // [N] float32 in [0.5, 1]
+};
+MixedImages MixWithPrevious(const Tensor& images, double alpha,
+                            at::Generator& gen) {
+  const int64_t n = images.size(0);
+  Tensor a = at::full({n}, alpha, images.options().dtype(at::kFloat));
+  Tensor g1 = at::_standard_gamma(a, gen);
+  Tensor g2 = at::_standard_gamma(a, gen);
+  Tensor l = g1 / (g1 + g2).clamp_min(1e-12);
+  MixedImages out;
+  out.own_share = at::maximum(l, 1.0 - l);
+  std::vector<int64_t> shape(images.dim(), 1);
+  shape[0] = n;
+  Tensor share = out.own_share.to(images.scalar_type()).view(shape);
+  out.images = share * images + (1.0 - share) * images.roll(1, 0);
+  return out;
+}
+
+}  // namespace
+
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   if (o.batch_size <= 0 || o.mu <= 0) {
     return absl::InvalidArgumentError("batch_size and mu must be positive");
@@ -46,6 +73,15 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   if (!(std::isfinite(o.mixup_alpha) && o.mixup_alpha >= 0.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "mixup_alpha must be finite and non-negative, got ", o.mixup_alpha));
+  }
+  if (o.mixup_unlabelled && !(o.mixup_alpha > 0.0)) {
+    return absl::InvalidArgumentError(
+        "mixup_unlabelled needs mixup_alpha > 0 (the shares' Beta)");
+  }
+  if (o.mixup_unlabelled && o.pseudo_head) {
+    return absl::InvalidArgumentError(
+        "mixup_unlabelled does not work with the pseudo head (its mixed rows "
+        "would need the head's logits)");
   }
   RETURN_IF_ERROR(ValidateGraphContrastOptions(o.contrast));
   const int64_t step_images =
@@ -112,21 +148,19 @@ SemiSupervisedLogits SemiSupervisedForward(
   Tensor strong = StrongAugment(weak.narrow(0, b + ub, ls + us),
                                 context.generator, options.strong);
   weak = weak.narrow(0, 0, b + ub);
-  // Mixed labelled images: each with the next one's (a random partner, the
-  // batch being drawn at random), own share lambda = max(l, 1 - l) with
-  // l ~ Beta(alpha, alpha) from two Gamma(alpha) draws.
+  // Mixed labelled images: each with the one before it (a random partner,
+  // the batch being drawn at random); then, with mixup_unlabelled, the
+  // unlabelled weak views the same way.
   const int64_t m = options.mixup_alpha > 0.0 ? b : 0;
-  Tensor mixed, own_share;
+  const int64_t mu_rows = options.mixup_unlabelled ? ub : 0;
+  MixedImages mixed_x, mixed_u;
   if (m > 0) {
-    Tensor alpha = at::full({b}, options.mixup_alpha,
-                            weak.options().dtype(at::kFloat));
-    Tensor g1 = at::_standard_gamma(alpha, context.generator);
-    Tensor g2 = at::_standard_gamma(alpha, context.generator);
-    Tensor l = g1 / (g1 + g2).clamp_min(1e-12);
-    own_share = at::maximum(l, 1.0 - l);
-    Tensor own = weak.narrow(0, 0, b);
-    Tensor share = own_share.to(own.scalar_type()).view({b, 1, 1, 1});
-    mixed = share * own + (1.0 - share) * own.roll(1, 0);
+    mixed_x = MixWithPrevious(weak.narrow(0, 0, b), options.mixup_alpha,
+                              context.generator);
+  }
+  if (mu_rows > 0) {
+    mixed_u = MixWithPrevious(weak.narrow(0, b, ub), options.mixup_alpha,
+                              context.generator);
   }
   const bool joint = options.weak_forward == WeakViewForward::kJoint;
   // The model that gives the pseudo-labels when the weak views have a
@@ -134,11 +168,12 @@ SemiSupervisedLogits SemiSupervisedForward(
   Classifier& teacher = options.weak_forward == WeakViewForward::kEma
                             ? context.ema
                             : context.model;
-  // Rows: labelled weak views, [mixed], [unlabelled weak views (joint)],
-  // strong views (see below).
+  // Rows: labelled weak views, [mixed labelled], [unlabelled weak views
+  // (joint)], [mixed unlabelled], strong views (see below).
   std::vector<Tensor> rows = {weak.narrow(0, 0, b)};
-  if (m > 0) rows.push_back(mixed);
+  if (m > 0) rows.push_back(mixed_x.images);
   if (joint) rows.push_back(weak.narrow(0, b, ub));
+  if (mu_rows > 0) rows.push_back(mixed_u.images);
   rows.push_back(strong);
   ModelOutput output = context.Forward(context.model, at::cat(rows));
   const Tensor& logits = output.logits;
@@ -148,7 +183,11 @@ SemiSupervisedLogits SemiSupervisedForward(
   if (m > 0) {
     out.logits_x_mixed = logits.narrow(0, b, m);
     out.targets_x_partner = targets.roll(1, 0);
-    out.mix_own_share = own_share;
+    out.mix_own_share = mixed_x.own_share;
+  }
+  if (mu_rows > 0) {
+    out.logits_u_mixed = logits.narrow(0, b + m + (joint ? ub : 0), mu_rows);
+    out.mix_u_own_share = mixed_u.own_share;
   }
   if (options.strong_labelled) {
     out.logits_x_strong = logits.narrow(0, logits.size(0) - us - ls, ls);
@@ -223,6 +262,20 @@ Tensor PseudoLabelCrossEntropy(const Tensor& logits_strong, const Tensor& probs,
   if (soft) return -(targets * at::log_softmax(logits, 1)).sum(1);
   return at::cross_entropy_loss(logits, targets.argmax(1), /*weight=*/{},
                                 at::Reduction::None);
+}
+
+Tensor PseudoLabelLoss(const SemiSupervisedLogits& logits,
+                       const Tensor& strong_logits, const Tensor& probs,
+                       const Tensor& weight, bool soft) {
+  Tensor rows = PseudoLabelCrossEntropy(strong_logits, probs, soft) * weight;
+  if (!logits.logits_u_mixed.defined()) return rows.mean();
+  const Tensor& share = logits.mix_u_own_share;
+  const Tensor& z = logits.logits_u_mixed;
+  Tensor mixed =
+      share * weight * PseudoLabelCrossEntropy(z, probs, soft) +
+      (1.0 - share) * weight.roll(1, 0) *
+          PseudoLabelCrossEntropy(z, probs.roll(1, 0), soft);
+  return at::cat({rows, mixed}).mean();
 }
 
 absl::StatusOr<std::unique_ptr<PseudoLabelling>> PseudoLabelling::Create(

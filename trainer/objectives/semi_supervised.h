@@ -112,6 +112,16 @@ struct SemiSupervisedOptions {
   // themselves (and what the contrast sees of them) stay unmixed. 0 is off,
   // as before; on costs batch_size more images per forward. Finite, >= 0.
   double mixup_alpha = 0.0;
+  // Mixup of the pseudo-labelled batch too (MixMatch mixes its guessed
+  // labels, ICT and Arazo et al. 2020 against confirmation bias): each
+  // unlabelled image's weak view is also mixed with the next one's, with
+  // its own share drawn as for the labelled batch (mixup_alpha, fresh
+  // draws after the labelled ones), and those mu * batch_size mixed images
+  // join the forward; the pseudo-label loss (PseudoLabelLoss) adds their
+  // share-weighted loss towards both images' pseudo-labels, each under its
+  // image's mask or weight. Needs mixup_alpha > 0 and the pseudo head off;
+  // costs mu * batch_size more images per forward. Off by default.
+  bool mixup_unlabelled = false;
 };
 
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
@@ -120,7 +130,8 @@ struct SemiSupervisedOptions {
 // ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1]), the
 // contrast's options are (ValidateGraphContrastOptions) and its memory, when
 // on, holds one step's (mu + 1) * batch_size images, pseudo_label_views
-// is in [1, 8] and mixup_alpha is finite and non-negative.
+// is in [1, 8], mixup_alpha is finite and non-negative, and
+// mixup_unlabelled, when on, has mixup_alpha > 0 and no pseudo head.
 absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o);
 
 // Logits of one semi-supervised step: the labelled batch, and the weak and
@@ -138,6 +149,11 @@ struct SemiSupervisedLogits {
   torch::Tensor targets_x_partner;
   torch::Tensor mix_own_share;
   torch::Tensor logits_u_weak;     // [U, C], detached
+  // With mixup_unlabelled on, the mixed unlabelled images' logits [U, C]
+  // (row i mixes weak view i with weak view i - 1, cyclically) and each
+  // one's own share [U] float32 in [0.5, 1]; undefined otherwise.
+  torch::Tensor logits_u_mixed;
+  torch::Tensor mix_u_own_share;
   torch::Tensor logits_u_strong;   // [U, C]
   torch::Tensor unlabelled_index;  // [U] int64: rows of the unlabelled pool
   // The teacher's probabilities of those rows [U, C] when the step's data
@@ -164,7 +180,8 @@ struct SemiSupervisedLogits {
 // (the first is the one above). With mixup_alpha > 0 the mixed labelled
 // images (SemiSupervisedOptions::mixup_alpha) join the forward, their mixing
 // drawn after every other draw of the step but the extra pseudo-label
-// views. With the contrast's two_strong_views (and its weight > 0) a second
+// views; with mixup_unlabelled the mixed unlabelled images too, drawn next.
+// With the contrast's two_strong_views (and its weight > 0) a second
 // strong view of each unlabelled image, drawn from its own weak base, goes
 // through the same forward and gives embedding_u_strong_second. With
 // strong_labelled off, one pseudo-label view, one strong view and no mixup
@@ -193,6 +210,18 @@ torch::Tensor SupervisedLoss(const SemiSupervisedLogits& logits);
 // on mismatched shapes.
 torch::Tensor PseudoLabelCrossEntropy(const torch::Tensor& logits_strong,
                                       const torch::Tensor& probs, bool soft);
+
+// The pseudo-label term (0-d, float32): the mean over the strong views of
+// weight * PseudoLabelCrossEntropy(strong_logits, probs, soft), `weight`
+// [U] being the objective's mask or per-image weight. With mixed unlabelled
+// images (logits.logits_u_mixed defined) the mean runs over those rows too,
+// row i's loss being share_i * weight_i * CE(probs_i) + (1 - share_i) *
+// weight_{i-1} * CE(probs_{i-1}) (its partner's, cyclically), each CE of
+// the mixed row's logits. Throws c10::Error on mismatched shapes.
+torch::Tensor PseudoLabelLoss(const SemiSupervisedLogits& logits,
+                              const torch::Tensor& strong_logits,
+                              const torch::Tensor& probs,
+                              const torch::Tensor& weight, bool soft);
 
 // One step's pseudo-labels (PseudoLabelling::Label).
 struct PseudoLabels {

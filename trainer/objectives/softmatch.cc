@@ -67,9 +67,8 @@ ObjectiveLoss SoftMatchObjective::Loss(const StepContext& context,
   // The weights read the aligned confidence; the targets stay unaligned.
   Tensor weight = weights_.Step(uniform_alignment_.Align(labels.probs));
   Tensor strong = pseudo_labelling_->StrongLogits(logits).to(at::kFloat);
-  Tensor per_image = PseudoLabelCrossEntropy(strong, labels.probs,
-                                             options_.batch.soft_targets);
-  Tensor unsupervised = (per_image * weight).mean();
+  Tensor unsupervised = PseudoLabelLoss(logits, strong, labels.probs, weight,
+                                        options_.batch.soft_targets);
   Tensor total = supervised + options_.batch.lambda_u * unsupervised;
   ObjectiveLoss out{
       total, {supervised, unsupervised, weight.mean(), weights_.mu().clone()}};

@@ -1230,6 +1230,7 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
        batch.mixup_alpha > 0.0
            ? absl::StrCat("Beta(", batch.mixup_alpha, ") mixed views added")
            : std::string("no")},
+      {"unlabelled mixup", batch.mixup_unlabelled ? "yes" : "no"},
       {"bn re-estimation", options_.recalibrate_bn ? "yes" : "no"},
       {"test-time flip", options_.eval_flip ? "yes" : "no"},
       {"pool", absl::StrCat(train_images_.size(0), " images")},
