@@ -104,8 +104,8 @@ struct SemiSupervisedOptions {
   int pseudo_label_views = 1;
   // Mixup of the labelled batch (Zhang et al. 2018; MixMatch's variant):
   // with alpha > 0 each labelled image's weak view is also mixed with the
-  // next one's in the batch (the batch is drawn at random, so that is a
-  // random partner), lambda * own + (1 - lambda) * partner with lambda =
+  // one before it in the batch (the first with the last; the batch is drawn
+  // at random, so that is a random partner), lambda * own + (1 - lambda) * partner with lambda =
   // max(l, 1 - l), l ~ Beta(alpha, alpha) per image, and those batch_size
   // mixed images join the forward; the supervised loss adds their
   // lambda-weighted cross-entropy towards both targets. The labelled rows
@@ -114,7 +114,7 @@ struct SemiSupervisedOptions {
   double mixup_alpha = 0.0;
   // Mixup of the pseudo-labelled batch too (MixMatch mixes its guessed
   // labels, ICT and Arazo et al. 2020 against confirmation bias): each
-  // unlabelled image's weak view is also mixed with the next one's, with
+  // unlabelled image's weak view is also mixed with the one before it, with
   // its own share drawn as for the labelled batch (mixup_alpha, fresh
   // draws after the labelled ones), and those mu * batch_size mixed images
   // join the forward; the pseudo-label loss (PseudoLabelLoss) adds their
