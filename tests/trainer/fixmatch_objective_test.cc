@@ -181,23 +181,43 @@ TEST(FixMatchObjectiveTest, LossCombinesTermsInMetricOrder) {
       1e-5);
 }
 
-TEST(FixMatchObjectiveTest, MixupReplacesTheSupervisedTermWithTheMixedOne) {
+// FixMatch with mixup of the labelled batch (B 4, mu 2, lambda_u 0.5,
+// threshold 0: every image passes), and with `unlabelled` of the unlabelled
+// one too.
+FixMatchOptions MixupOptions(bool unlabelled) {
   FixMatchOptions options;
   options.batch.batch_size = 4;
   options.batch.mu = 2;
   options.batch.lambda_u = 0.5;
   options.batch.mixup_alpha = 0.75;
+  options.batch.mixup_unlabelled = unlabelled;
   options.threshold = 0.0;
-  // The same weights and draws for the objective and the forward by hand.
+  return options;
+}
+
+// One step's objective loss, and the forward of the same step by hand
+// (the same weights and draws).
+struct StepAndForward {
+  ObjectiveLoss loss;
+  SemiSupervisedLogits logits;
+};
+StepAndForward StepAndForwardByHand(const FixMatchOptions& options) {
+  StepAndForward out;
   torch::manual_seed(3);
   ToyContext toy = MakeToyContext();
   auto objective = FixMatchObjective::Create(options);
-  ASSERT_THAT(objective, IsOk());
-  ObjectiveLoss loss = (*objective)->Loss(toy.context(), ToyStepData());
+  EXPECT_THAT(objective, IsOk());
+  if (!objective.ok()) return out;
+  out.loss = (*objective)->Loss(toy.context(), ToyStepData());
   torch::manual_seed(3);
   ToyContext again = MakeToyContext();
-  SemiSupervisedLogits logits =
+  out.logits =
       SemiSupervisedForward(again.context(), ToyStepData(), options.batch);
+  return out;
+}
+
+TEST(FixMatchObjectiveTest, MixupReplacesTheSupervisedTermWithTheMixedOne) {
+  auto [loss, logits] = StepAndForwardByHand(MixupOptions(false));
   ASSERT_TRUE(logits.logits_x_mixed.defined());
   const double supervised = SupervisedLoss(logits).item<double>();
   EXPECT_NEAR(loss.scalars[0].item<double>(), supervised, 1e-5);
@@ -213,22 +233,7 @@ TEST(FixMatchObjectiveTest, MixupReplacesTheSupervisedTermWithTheMixedOne) {
 TEST(FixMatchObjectiveTest, UnlabelledMixupAddsTheMixedRowsToTheUnlabelledTerm) {
   // Threshold 0: every image passes, so the unlabelled term is
   // PseudoLabelLoss under a mask of ones on the same forward by hand.
-  FixMatchOptions options;
-  options.batch.batch_size = 4;
-  options.batch.mu = 2;
-  options.batch.lambda_u = 0.5;
-  options.batch.mixup_alpha = 0.75;
-  options.batch.mixup_unlabelled = true;
-  options.threshold = 0.0;
-  torch::manual_seed(3);
-  ToyContext toy = MakeToyContext();
-  auto objective = FixMatchObjective::Create(options);
-  ASSERT_THAT(objective, IsOk());
-  ObjectiveLoss loss = (*objective)->Loss(toy.context(), ToyStepData());
-  torch::manual_seed(3);
-  ToyContext again = MakeToyContext();
-  SemiSupervisedLogits logits =
-      SemiSupervisedForward(again.context(), ToyStepData(), options.batch);
+  auto [loss, logits] = StepAndForwardByHand(MixupOptions(true));
   ASSERT_TRUE(logits.logits_u_mixed.defined());
   at::Tensor probs = at::softmax(logits.logits_u_weak.to(at::kFloat), 1);
   at::Tensor ones = at::ones({8});
