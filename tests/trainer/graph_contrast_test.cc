@@ -266,9 +266,14 @@ TEST(GraphContrastTest, TwoStrongViewsContrastTheStrongViews) {
       (*two)->Project(weak, strong, labelled, second);
   ContrastProjections reference = (*one)->Project(second, strong, labelled);
   ASSERT_TRUE(projections.strong_second.defined());
-  EXPECT_TRUE(at::allclose(projections.strong_second, reference.weak));
-  EXPECT_TRUE(at::allclose(projections.strong, reference.strong));
-  EXPECT_TRUE(at::allclose(projections.labelled, reference.labelled));
+  // The two heads see the rows in different batches, so the matrix
+  // products may round differently: compare to float precision, not exactly.
+  auto alike = [](const at::Tensor& a, const at::Tensor& b) {
+    return at::allclose(a, b, 1e-4, 1e-5);
+  };
+  EXPECT_TRUE(alike(projections.strong_second, reference.weak));
+  EXPECT_TRUE(alike(projections.strong, reference.strong));
+  EXPECT_TRUE(alike(projections.labelled, reference.labelled));
   // The one-view term ignores a second strong view.
   EXPECT_FALSE(
       (*one)->Project(weak, strong, labelled, second).strong_second.defined());
