@@ -2,7 +2,8 @@
 # After run_8k_5678.sh: both arms at 16,000 steps on seeds 3 and 4 (the
 # same cached SimCLR checkpoints as their 8,000-step runs), beside the
 # 16,000-step comparison of seeds 5 and 6 made on the earlier VM
-# (../cpu-2026-12-06-mixup-more/).
+# (../cpu-2026-12-06-mixup-more/). Seed 3's pair was stopped unfinished
+# (the session's time ran out); only seed 4's runs are kept.
 set -u
 while pgrep -f run_8k_5678.sh > /dev/null; do sleep 20; done
 BUILD=${BUILD:-/tmp/ci/build}
