@@ -3,39 +3,22 @@
 # this file, seed 4's pair of ../cpu-2026-12-06-mixup-8k/ (same VM kind and
 # cache), the 8,000-step runs of the same seeds there, and the earlier VM's
 # 16,000-step pairs of seeds 5 and 6 (other SimCLR checkpoints).
-import glob, json, os, re, statistics as st
+import importlib.util, os, statistics as st
 HERE = os.path.dirname(os.path.abspath(__file__))
-RES = os.path.dirname(HERE)
+# runs, report, acc, first_round_ids and stats: the 8,000-step folder's helpers.
+_spec = importlib.util.spec_from_file_location(
+    'mixup_8k_tables', os.path.join(os.path.dirname(HERE), 'cpu-2026-12-06-mixup-8k', 'tables.py'))
+_t8 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_t8)
+report, acc, first_round_ids, stats = _t8.report, _t8.acc, _t8.first_round_ids, _t8.stats
 
 
 def runs(*patterns):
     # seed -> run folder, for the finished runs under the given sweep folders.
     out = {}
     for pattern in patterns:
-        for d in glob.glob(os.path.join(RES, pattern, 'b100*')):
-            if os.path.exists(os.path.join(d, 'report.json')):
-                out[int(re.search(r'-s(\d+)$', d).group(1))] = d
+        out.update(_t8.runs(pattern))
     return out
-
-
-def report(d):
-    return json.load(open(os.path.join(d, 'report.json')))
-
-
-def acc(d):
-    return 100 * report(d)['accuracy']
-
-
-def first_round_ids(d):
-    # The ids of the first grant in the purchase journal (round 0's 40).
-    return open(os.path.join(d, 'purchases.log')).read().split('intent 0 ')[1].split('\n')[0]
-
-
-def stats(xs):
-    if len(xs) < 2:
-        return f'{st.mean(xs):+.2f} (n 1)'
-    return (f'{st.mean(xs):+.2f} (sd {st.stdev(xs):.2f}, se {st.stdev(xs) / len(xs) ** 0.5:.2f}, '
-            f'n {len(xs)}, {sum(x > 0 for x in xs)} gain)')
 
 
 def class_means(arm, seeds):
