@@ -191,6 +191,17 @@ read -ra FIRST_FLAGS <<<"${FIRST_EXTRA:-}"
 stamp "device $DEVICE ($GPU_NAME); budgets [$BUDGETS] seeds [$SEEDS] parallel $PARALLEL, $OMP_NUM_THREADS CPU threads each"
 stamp "flags of every run: ${DEFAULT_FLAGS[*]} ${USER_FLAGS[*]}"
 
+# The oracle takes experiment names of at most 128 characters, and a run's
+# experiment is "bench-<run>" ("bench-<run>-eager" for its retry), with
+# <run> = b<budget>-<variant id>-s<seed>. A variant id too long to fit
+# beside the longest budget and seed keeps its first characters and ends in
+# 8 hex digits of a hash of the whole id (the same for all its runs,
+# different for different ids); runs.tsv and command.txt keep the flags.
+longest() { local m=0 w; for w in "$@"; do (( ${#w} > m )) && m=${#w}; done; echo "$m"; }
+# 128 less "bench-", "-eager" and the 4 characters of "b", "-" and "-s":
+MAX_VID=$(( 128 - 6 - 6 - 4 - $(longest $BUDGETS) - $(longest $SEEDS) ))
+(( MAX_VID >= 32 )) || die "budgets or seeds too long for the oracle's 128-character experiment names"
+
 # The plan. Per run: budget, seed, strategy, objective, pretrain, extra flags.
 declare -A R_BUDGET=() R_SEED=() R_STRATEGY=() R_OBJECTIVE=() R_PRETRAIN=() R_EXTRA=() R_KEY=()
 declare -A KEY_OWNER=() FINISHED_RUN=() PID_RUN=() RETRY_OF=()
@@ -207,6 +218,9 @@ for budget in $BUDGETS; do
     vid=$strategy-$objective-$pretrain
     for flag in $extra; do vid+=-${flag##*(-)}; done
     vid=$(sed -e 's/[^A-Za-z0-9._-]\+/_/g' <<<"$vid")
+    if (( ${#vid} > MAX_VID )); then
+      vid=${vid:0:MAX_VID-9}-$(printf '%s' "$vid" | sha1sum | cut -c1-8)
+    fi
     for seed in $SEEDS; do
       run=b$budget-$vid-s$seed
       [[ -n "${R_BUDGET[$run]:-}" ]] && die "run $run twice in the plan"

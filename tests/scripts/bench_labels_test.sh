@@ -19,7 +19,8 @@
 # so, only the prefix (the trainer's pool) is permuted, and every label the
 # trainer bought is the shuffled file's label of that id (the oracle and the
 # trainer read the same shuffled copy). A sweep whose SWEEP_SECONDS leave no
-# time for some runs skips them and exits non-zero.
+# time for some runs skips them and exits non-zero. Variants too long for
+# the oracle's experiment names run under shortened, distinct names.
 set -euo pipefail
 SRC=${1:?usage: bench_labels_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: bench_labels_test.sh <source_dir> <build_dir>}
@@ -175,6 +176,35 @@ env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$TMP/late" BUDGETS=10 SEEDS="0 1 
   { cat "$TMP/late.log"; fail "no skipped.txt or table.md after skipped runs"; }
 grep -q "runs skipped at the deadline" "$TMP/late.log" ||
   { cat "$TMP/late.log"; fail "the skipped runs are not reported"; }
+# Variants whose flags spell names past the oracle's 128 characters: each
+# run's name is shortened (its start kept, a hash of the whole appended),
+# the two stay apart, every run (and a retry's name) fits, and the runs
+# buy their labels under those names with the full flags recorded.
+LONG=random:fixmatch:none:--threshold=0.95:--weight_decay=0.0005:--strong_ops=2:--cutout=0.5
+LONG+=:--contrast_temperature=0.2:--alignment_momentum=0.999
+env SKIP_BUILD=1 BUILD_DIR="$BUILD" BENCH_OUT="$TMP/long" BUDGETS=10 SEEDS=0 \
+  VARIANTS="$LONG:--lr=0.03 $LONG:--lr=0.02" PARALLEL=1 SCHEDULE=100% \
+  TRAINER_FLAGS="--train_limit=500 --width=4 --batch=8 --mu=1 --steps=5 --label_free_dims=16 --feature_quality=false --log_every=5" \
+  bash "$SRC/scripts/bench_labels.sh" > "$TMP/long.log" 2>&1 ||
+  { cat "$TMP/long.log"; fail "the sweep with long variant names exited non-zero"; }
+"$PY" - "$TMP/long" <<'PY' || { cat "$TMP/long.log"; fail "long variant names"; }
+import csv, os, sys
+out = sys.argv[1]
+rows = list(csv.DictReader(open(os.path.join(out, "runs.tsv")), delimiter="\t"))
+assert len(rows) == 2, rows
+assert rows[0]["run"] != rows[1]["run"], rows
+for r, lr in zip(rows, ("0.03", "0.02")):
+  assert r["experiment"] == "bench-" + r["run"], r
+  assert len(r["experiment"] + "-eager") <= 128, r["experiment"]
+  assert r["run"].startswith("b10-random-fixmatch-none-threshold_0.95-") and r["run"].endswith("-s0"), r
+  assert r["extra"].endswith("--alignment_momentum=0.999 --lr=" + lr), r
+  assert open(os.path.join(out, r["run"], "rc")).read().strip() == "0", r
+summary = open(os.path.join(out, "summary.txt")).read().split("\n")
+for r in rows:
+  line = [l.split() for l in summary if l.split()[:1] == [r["experiment"]]]
+  assert line and line[0][1:3] == ["10", "10"], (r["experiment"], summary)
+print("long variant names OK")
+PY
 DEFAULT_DATA=/usr/share/datasets/fashion-mnist
 if [[ ! -f $DEFAULT_DATA/train-labels-idx1-ubyte.gz ]]; then
   echo "PASS (shuffled sweep skipped: $DEFAULT_DATA not installed)"
