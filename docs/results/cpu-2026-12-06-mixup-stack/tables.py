@@ -1,5 +1,6 @@
-# The tables of docs/BENCHMARKS.md "Two small gains stacked on labelled
-# mixup" (python3 tables.py > tables.txt): the 8,000-step arms beside this
+# The tables of docs/BENCHMARKS.md "Two weak views, distribution alignment
+# and a stronger mixup on top of labelled mixup" (python3 tables.py >
+# tables.txt): the 8,000-step arms beside this
 # file against the same seeds' reference and mixup runs of
 # ../cpu-2026-12-06-mixup-8k/ (same VM kind, the same SimCLR checkpoints).
 import importlib.util, os, statistics as st
@@ -23,7 +24,8 @@ def main():
     arms = [('reference', runs('cpu-2026-12-06-mixup-8k/ref8k_*')),
             ('mixup', runs('cpu-2026-12-06-mixup-8k/mix8k_*')),
             ('mixup + two views', runs(f'{FOLDER}/mixv2_8k_s*')),
-            ('mixup + alignment', runs(f'{FOLDER}/mixda_8k_s*'))]
+            ('mixup + alignment', runs(f'{FOLDER}/mixda_8k_s*')),
+            ('mixup, alpha 2', runs(f'{FOLDER}/mixa2_8k_s*'))]
     arms = [(name, arm) for name, arm in arms if arm]
     seeds = sorted(set.intersection(*(set(arm) for _, arm in arms)))
     for s in seeds:
