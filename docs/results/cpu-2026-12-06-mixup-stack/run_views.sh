@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Labelled mixup with pseudo-labels averaged over two weak views, at 8,000
-# steps on seeds 3-8, two chains of three seeds, on the cached SimCLR
-# checkpoints of ../cpu-2026-12-06-mixup-8k/ (same VM kind, same cache
+# One arm (ARM, default labelled mixup with pseudo-labels averaged over
+# two weak views; NAME names its sweep folders) at 8,000 steps on seeds
+# 3-8, two chains of three seeds, on the cached SimCLR checkpoints of ../cpu-2026-12-06-mixup-8k/ (same VM kind, same cache
 # folder), so each run shares its checkpoint and first 40 labels with that
 # folder's reference and mixup runs of the seed.
 set -u
