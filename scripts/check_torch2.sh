@@ -103,7 +103,21 @@ if [[ -n ${LIBSTDCXX:-} ]]; then
   std_flags="-nostdinc++ -isystem $(q "$std_inc/c++/$LIBSTDCXX") -isystem $(q "$std_inc/x86_64-linux-gnu/c++/$LIBSTDCXX") "
   std_note=", libstdc++ $LIBSTDCXX"
 fi
-version=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH) /{printf "%s%s", sep, $3; sep="."}' "$VERSION_H")
+# Newer LibTorch (2.14 in Debian sid) defines the version in
+# torch/headeronly/version.h, which torch/version.h includes.
+version_files=("$VERSION_H")
+headeronly=$TORCH2_ROOT/usr/include/torch/headeronly/version.h
+[[ -f $headeronly ]] && version_files+=("$headeronly")
+version=$(cat "${version_files[@]}" |
+  awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH) /{printf "%s%s", sep, $3; sep="."}')
+[[ -n $version ]] || version="(version unknown)"
+# LibTorch 2.14 and later need C++20, and the project's CMakeLists.txt then
+# builds every target so: the units are replayed with C++20 in place of 17.
+cxx20=0
+IFS=. read -r major minor _ <<<"$version"
+if [[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ ]] && (( major > 2 || (major == 2 && minor >= 14) )); then
+  cxx20=1
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -135,12 +149,15 @@ while IFS= read -r line; do
   line=$(sed -E -e 's/ -MD -MT [^ ]+ -MF [^ ]+//' -e 's/ -o [^ ]+ -c / @FLAGS@ /' \
                 -e 's/ -Winvalid-pch//' -e 's/ -include [^ ]*cmake_pch\.hxx//' <<< "$line")
   line=${line//" @FLAGS@ "/" ${std_flags}${cuda_flags}-fsyntax-only "}
+  if (( cxx20 )); then line=${line//-std=gnu++17/-std=gnu++20}; line=${line//-std=c++17/-std=c++20}; fi
   printf '%s\n' "$line" > "$work/unit_$i.sh"
 done < "$work/commands"
 
 with=""
 [[ -z $cuda_flags ]] || with=" and CUDA"
-echo "== $count $units against LibTorch $version$with$std_note headers ($JOBS at a time)"
+as=""
+(( cxx20 )) && as=" as C++20"
+echo "== $count $units against LibTorch $version$with$std_note headers$as ($JOBS at a time)"
 ( cd "$BUILD_DIR" &&
   ls "$work"/unit_*.sh | xargs -P "$JOBS" -I{} sh -c 'bash "$1" > "$1.log" 2>&1 || touch "$1.failed"' _ {} )
 
@@ -153,5 +170,5 @@ for unit in "$work"/unit_*.sh; do
 done
 deprecated=$(cat "$work"/unit_*.sh.log | grep -oE "'[^']+' is deprecated" | sort | uniq -c || true)
 [[ -z $deprecated ]] || { echo "deprecated in $version (compiles, may go later):"; echo "$deprecated"; }
-echo "$((count - failed)) of $count $units compile against LibTorch $version$with$std_note headers"
+echo "$((count - failed)) of $count $units compile against LibTorch $version$with$std_note headers$as"
 (( failed == 0 )) || exit 1

@@ -6,7 +6,9 @@
 # passing exits 0 with the count; the build's precompiled torch header is
 # left out; UNITS picks units by their source path; WITH_CUDA=1 adds the CUDA switch and
 # headers; LIBSTDCXX=13 checks every unit with those C++ library headers;
-# header paths with a space stay one argument; a folder that is no build
+# header paths with a space stay one argument; the version is read from
+# newer LibTorch's torch/headeronly/version.h too, and from 2.14 on the
+# units are replayed as C++20; a folder that is no build
 # exits 2.
 #   check_torch2_test.sh <source_dir>
 set -euo pipefail
@@ -149,6 +151,29 @@ for dir in "$T2S$TORCH" "$T2S/usr/include" "$T2S/cuda-shim" "$T2S/cuda/usr/inclu
            "$T2S/stdlib/usr/include/c++/13" "$T2S/stdlib/usr/include/x86_64-linux-gnu/c++/13"; do
   grep -qxF -- "$dir" "$TMP/args" || { cat "$TMP/args"; fail "path with a space split: $dir"; }
 done
+
+# 5b. Newer LibTorch's layout: torch/version.h only includes
+#     torch/headeronly/version.h, which holds the numbers; the summary
+#     still names the version, and from 2.14 on the units are C++20.
+T2H=$TMP/torch2h
+mkdir -p "$T2H/usr/include/torch/csrc/api/include/torch" "$T2H/usr/include/torch/headeronly"
+printf '#include <torch/headeronly/version.h>\n' > "$T2H/usr/include/torch/csrc/api/include/torch/version.h"
+printf '#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 14\n#define TORCH_VERSION_PATCH 1\n' \
+  > "$T2H/usr/include/torch/headeronly/version.h"
+printf '#!/usr/bin/env bash\necho "$*" >> "%s"\n' "$TMP/calls" > "$TMP/bin/cxx"
+write_commands good1.cc
+: > "$TMP/calls"
+env PATH="$TMP/bin:$PATH" TORCH2_ROOT="$T2H" JOBS=1 bash "$SRC/scripts/check_torch2.sh" "$TMP/build" \
+  > "$TMP/out5b" 2>&1 || { cat "$TMP/out5b"; fail "headeronly layout: non-zero exit"; }
+grep -q "^1 of 1 LibTorch translation units compile against LibTorch 2.14.1 headers as C++20$" "$TMP/out5b" ||
+  { cat "$TMP/out5b"; fail "headeronly layout: version not read"; }
+# 2.14 needs C++20 (the project's CMake switches to it): replayed so; 2.6 as C++17.
+grep -q -- "-std=gnu++20 .*-fsyntax-only /src/good1.cc" "$TMP/calls" || { cat "$TMP/calls"; fail "2.14: not C++20"; }
+grep -q -- "gnu++17" "$TMP/calls" && { cat "$TMP/calls"; fail "2.14: C++17 left"; }
+: > "$TMP/calls"
+env PATH="$TMP/bin:$PATH" TORCH2_ROOT="$T2" JOBS=1 bash "$SRC/scripts/check_torch2.sh" "$TMP/build" \
+  > "$TMP/out5d" 2>&1 || { cat "$TMP/out5d"; fail "2.6 again: non-zero exit"; }
+grep -q -- "-std=gnu++17 .*-fsyntax-only /src/good1.cc" "$TMP/calls" || { cat "$TMP/calls"; fail "2.6: not C++17"; }
 
 # 6. Not a build folder: exit 2 with the reason.
 rc=0; env TORCH2_ROOT="$T2" bash "$SRC/scripts/check_torch2.sh" "$TMP/nowhere" 2> "$TMP/err5" || rc=$?

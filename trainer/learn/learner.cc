@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,26 @@ using torch::Tensor;
 
 #if TRAINER_CUDA_GRAPHS
 constexpr int kCudaGraphWarmupSteps = 3;
+
+// Whether Graph::register_generator_state takes an at::Generator: LibTorch
+// 2.4 to at least 2.6 need the step's own generator registered before the
+// capture; 2.14 has only an overload for its private state and registers
+// every generator a capture uses at its first use ("lazy registration").
+template <typename Graph, typename = void>
+struct RegistersGenerator : std::false_type {};
+template <typename Graph>
+struct RegistersGenerator<
+    Graph, std::void_t<decltype(std::declval<Graph&>().register_generator_state(
+               std::declval<const at::Generator&>()))>> : std::true_type {};
+
+// Makes `generator`'s draws inside the capture that follows advance with
+// each replay, on either kind of LibTorch.
+template <typename Graph>
+void RegisterGeneratorForCapture(Graph& graph, const at::Generator& generator) {
+  if constexpr (RegistersGenerator<Graph>::value) {
+    graph.register_generator_state(generator);
+  }
+}
 #endif
 
 constexpr char kCheckpointFormat[] = "fewlabels-learner-v2";
@@ -591,7 +612,7 @@ absl::StatusOr<LearnerStepStats> Learner::GraphStep(const StepData& data) {
       c10::cuda::CUDAStreamGuard guard(g.stream);
       const bool cache_was_enabled = at::autocast::is_autocast_cache_enabled();
       at::autocast::set_autocast_cache_enabled(false);
-      g.graph.register_generator_state(generator_);
+      RegisterGeneratorForCapture(g.graph, generator_);
       g.graph.capture_begin();
       try {
         ObjectiveLoss loss = RunStep(FromArray(g.inputs), /*lr=*/0.0, g.neg_lr);
