@@ -11,9 +11,11 @@
 # include folder. Their commands are replayed with the newer headers' folders
 # searched first and -fsyntax-only in place of the object file.
 # The headers come from Debian's libtorch-dev of a later release
-# (TORCH2_SUITE, default trixie: LibTorch 2.6), downloaded through the
-# machine's own Debian mirror into a private apt state and unpacked, never
-# installed, under TORCH2_ROOT (default build-torch2/, reused next time).
+# (TORCH2_SUITE, default trixie: LibTorch 2.6; sid had 2.14.1 on
+# 2026-12-06), downloaded through the machine's own Debian mirror into a
+# private apt state and unpacked, never installed, under TORCH2_ROOT
+# (default build-torch2/, reused next time). Headers of LibTorch 2.14 or
+# later are compiled as C++20, as the project's CMakeLists.txt then builds.
 # WITH_CUDA=1 also compiles the CUDA-only code (FEWLABELS_WITH_CUDA: CUDA
 # graphs, generators, streams) against the CUDA headers of the same suite's
 # nvidia-cuda-dev (non-free; a 900 MB download of which only include/ is
