@@ -49,6 +49,25 @@ def main():
     for name, arm in arms[2:]:
         rates = [report(arm[s])['steps_per_s'] for s in seeds]
         print(f'{name}: {min(rates):.1f}-{max(rates):.1f} steps/s')
+    partial(dict(arms), 'mixup, alpha 0.4', runs(f'{FOLDER}/mixa04_8k_s*'))
+
+
+def partial(full, name, arm):
+    """An arm run on fewer seeds, against the full arms on its own seeds."""
+    if not arm:
+        return
+    seeds = sorted(arm)
+    for s in seeds:
+        ids = {first_round_ids(a[s]) for a in (arm, full['mixup'], full['reference'])}
+        assert len(ids) == 1, f'seed {s}: {name} bought other first 40 labels'
+    print()
+    print(f'## {name}: seeds {seeds} only (the same first 40 labels per seed)')
+    print('| arm | ' + ' | '.join(f's{s}' for s in seeds) + ' | mean |')
+    print('| --- |' + ' ---: |' * (len(seeds) + 1))
+    for n, a in (('reference', full['reference']), ('mixup', full['mixup']), (name, arm)):
+        x = [acc(a[s]) for s in seeds]
+        print(f'| {n} | ' + ' | '.join(f'{v:.2f}' for v in x) + f' | {st.mean(x):.2f} |')
+    print(f'{name} - mixup:', stats([acc(arm[s]) - acc(full['mixup'][s]) for s in seeds]))
 
 
 if __name__ == '__main__':
