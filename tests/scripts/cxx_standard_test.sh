@@ -37,13 +37,13 @@ standard_of() {
 }
 
 check() {  # check VERSION WANT
-  local dir=$TMP/torch-$1 build=$TMP/build-$1 unit
+  local dir=$TMP/torch-$1 build=$TMP/build-$1 unit got
   stand_in_torch "$dir" "$1"
   cmake -S "$SRC" -B "$build" -G Ninja -DTorch_DIR="$dir" -DFEWLABELS_BUILD_TESTS=OFF \
     > "$build.log" 2>&1 || { tail -n 20 "$build.log"; fail "configure with Torch $1 failed"; }
   for unit in oracle_server/label_oracle.cc trainer/learn/learner.cc; do
-    [[ $(standard_of "$build" "$unit") == "-std=$2" ]] ||
-      fail "Torch $1: $unit compiles with $(standard_of "$build" "$unit"), want -std=$2"
+    got=$(standard_of "$build" "$unit")
+    [[ $got == "-std=$2" ]] || fail "Torch $1: $unit compiles with $got, want -std=$2"
   done
 }
 
