@@ -25,8 +25,12 @@ def main():
             ('mixup', runs('cpu-2026-12-06-mixup-8k/mix8k_*')),
             ('mixup + two views', runs(f'{FOLDER}/mixv2_8k_s*')),
             ('mixup + alignment', runs(f'{FOLDER}/mixda_8k_s*')),
-            ('mixup, alpha 2', runs(f'{FOLDER}/mixa2_8k_s*'))]
-    arms = [(name, arm) for name, arm in arms if arm]
+            ('mixup, alpha 2', runs(f'{FOLDER}/mixa2_8k_s*')),
+            ('mixup, alpha 0.4', runs(f'{FOLDER}/mixa04_8k_s*')),
+            ('mixup + lambda_f 0.01', runs(f'{FOLDER}/mixlf01_8k_s*'))]
+    full_seeds = set(arms[0][1])
+    short = [(name, arm) for name, arm in arms if arm and set(arm) != full_seeds]
+    arms = [(name, arm) for name, arm in arms if arm and set(arm) == full_seeds]
     seeds = sorted(set.intersection(*(set(arm) for _, arm in arms)))
     for s in seeds:
         ids = {first_round_ids(arm[s]) for _, arm in arms}
@@ -49,7 +53,8 @@ def main():
     for name, arm in arms[2:]:
         rates = [report(arm[s])['steps_per_s'] for s in seeds]
         print(f'{name}: {min(rates):.1f}-{max(rates):.1f} steps/s')
-    partial(dict(arms), 'mixup, alpha 0.4', runs(f'{FOLDER}/mixa04_8k_s*'))
+    for name, arm in short:
+        partial(dict(arms), name, arm)
 
 
 def partial(full, name, arm):
