@@ -33,7 +33,8 @@
 # receives calibration.md, calibration.csv, calibrate.log and
 # calibrate.tar.gz (the whole folder without checkpoints); the work folder
 # is CAL_OUT (default a fresh /tmp/fewlabels-calibrate-<pid>).
-# Exit status 0 when every run reported an accuracy.
+# Exit status 0 when every run reported an accuracy. A reference that exits
+# non-zero gets "failed (exit N: <its log's last line>)" in the table.
 set -uo pipefail
 shopt -s extglob
 cd "$(dirname "$0")/.." || exit 1
@@ -195,6 +196,23 @@ def ids_of(path):
       ids += [int(v) for v in p[2].split(",")]
   return ids
 
+def ref_failure(d, e):
+  """Why a reference left no result: its exit status and the last line of
+  its log where it exited non-zero (fit for a table cell), else the error
+  reading its evals.jsonl."""
+  try:
+    rc = open(os.path.join(d, "rc")).read().strip()
+  except OSError:
+    rc = ""
+  if rc and rc != "0":
+    try:
+      lines = [l.strip() for l in open(os.path.join(d, "ref.log"), errors="replace") if l.strip()]
+    except OSError:
+      lines = []
+    last = lines[-1].replace("|", "/")[:120] if lines else "no log"
+    return "exit %s: %s" % (rc, last)
+  return type(e).__name__
+
 for seed in seeds:
   ref_ids = None
   f = os.path.join(out, "ids-s%s.txt" % seed)
@@ -228,7 +246,7 @@ for seed in seeds:
         r["same_ids"] = "NO"
     except (OSError, KeyError, ValueError, IndexError) as e:
       ok = False
-      r["accuracy_pct"] = "failed (%s)" % type(e).__name__
+      r["accuracy_pct"] = "failed (%s)" % ref_failure(d, e)
     rows.append(r)
 
 cols = ["side", "variant", "flags", "seed", "accuracy_pct", "steps", "steps_per_s", "same_ids"]

@@ -10,7 +10,8 @@
 # flags, the shared steps and a --seconds deadline; the table has one row per
 # C++ and reference variant; OUT holds the table, the log and the tarball.
 # First, cheaply, with a stand-in for bench_labels.sh that buys and exits
-# within one of the script's 1 s polls: the references still start.
+# within one of the script's 1 s polls: the references still start; and a
+# reference that fails is named with its exit status and last log line.
 set -euo pipefail
 SRC=${1:?usage: calibrate_fixmatch_test.sh <source_dir> <build_dir>}
 BUILD=${2:?usage: calibrate_fixmatch_test.sh <source_dir> <build_dir>}
@@ -56,6 +57,21 @@ for name in as-is cpp-recipe; do
   [[ -s $TMP/quick/ref-$name-s1/evals.jsonl ]] || { cat "$TMP/quick.log"; fail "reference $name did not run"; }
 done
 [[ $(tr '\n' , < "$TMP/quick/ids-s1.txt") == 3,1,4, ]] || fail "quick ids file wrong"
+
+# A reference that exits non-zero: the script fails, and the table's cell
+# gives the exit status and the last line of the reference's log (here
+# argparse's complaint about a flag the stand-in does not take).
+if env SKIP_BUILD=1 BUILD_DIR="$BUILD" OUT="$TMP/broken-out" CAL_OUT="$TMP/broken" \
+  REF="$TMP/ref.py" REF_PYTHON=/usr/bin/python3 SEEDS=1 BUDGET=3 STEPS=6 \
+  CPP_VARIANTS="defaults=" REF_VARIANTS="as-is= broken=--bogus,1" \
+  bash "$FAKE/scripts/calibrate_fixmatch.sh" > "$TMP/broken.log" 2>&1; then
+  cat "$TMP/broken.log"; fail "a failed reference left the exit status 0"
+fi
+grep -q '| reference | broken | --bogus 1 | 1 | failed (exit 2: .*unrecognized arguments: --bogus 1) |' \
+  "$TMP/broken-out/calibration.md" ||
+  { cat "$TMP/broken-out/calibration.md"; fail "the failed reference's row does not say why"; }
+grep -q '| reference | as-is | - | 1 | 50.00 % |' "$TMP/broken-out/calibration.md" ||
+  { cat "$TMP/broken-out/calibration.md"; fail "the other reference's row is wrong"; }
 
 env SKIP_BUILD=1 BUILD_DIR="$BUILD" OUT="$TMP/out" CAL_OUT="$TMP/work" \
   REF="$TMP/ref.py" REF_PYTHON=/usr/bin/python3 SEEDS=1 BUDGET=12 STEPS=6 SWEEP_SECONDS=300 \
