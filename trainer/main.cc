@@ -184,6 +184,13 @@ ABSL_FLAG(double, pretrain_lr, 0.06, "pretraining peak learning rate");
 ABSL_FLAG(double, pretrain_crop_scale, 0.2,
           "smallest area fraction a SimCLR or BYOL view's random resized crop "
           "keeps (0 < s <= 1)");
+ABSL_FLAG(int32_t, pretrain_local_crops, 0,
+          "simclr: SwAV's multi-crop, this many extra low-resolution views of "
+          "each image besides the two full-size ones (0: off)");
+ABSL_FLAG(int64_t, pretrain_local_crop_size, 16,
+          "simclr: side in pixels of a local crop's view");
+ABSL_FLAG(double, pretrain_local_crop_scale, 0.1,
+          "simclr: smallest area fraction a local crop keeps (largest 0.4)");
 ABSL_FLAG(std::string, pretrain_colour, "pixel_ops",
           "how a SimCLR or BYOL view's pixels are distorted after the crop: "
           "pixel_ops (two of identity, autocontrast, equalize, solarize, "
@@ -388,6 +395,17 @@ int main(int argc, char** argv) {
   options.pretrain.learner.lr = absl::GetFlag(FLAGS_pretrain_lr);
   options.pretrain.objective.simclr.augment.crop.scale_min =
       absl::GetFlag(FLAGS_pretrain_crop_scale);
+  if (absl::GetFlag(FLAGS_pretrain_local_crops) != 0 &&
+      absl::GetFlag(FLAGS_pretrain) != "simclr") {
+    std::cerr << "trainer: --pretrain_local_crops needs --pretrain=simclr\n";
+    return 2;
+  }
+  options.pretrain.objective.simclr.local_crops =
+      absl::GetFlag(FLAGS_pretrain_local_crops);
+  options.pretrain.objective.simclr.local_crop_size =
+      absl::GetFlag(FLAGS_pretrain_local_crop_size);
+  options.pretrain.objective.simclr.local_crop_scale_min =
+      absl::GetFlag(FLAGS_pretrain_local_crop_scale);
   options.pretrain.objective.byol.batch_size =
       absl::GetFlag(FLAGS_pretrain_batch);
   options.pretrain.objective.byol.target_decay =

@@ -519,6 +519,40 @@ TEST(ContrastiveAugmentTest, DefaultsUsePixelOpsOnlyWithoutCutout) {
   EXPECT_LT(spread.max().item<float>(), 1e-6f);
 }
 
+TEST(ContrastiveAugmentTest, OutputSizeMakesSmallerViews) {
+  const at::Tensor images = at::rand({5, 1, 28, 28}, Gen(3));
+  for (ContrastiveColour colour :
+       {ContrastiveColour::kPixelOps, ContrastiveColour::kJitter}) {
+    ContrastiveAugmentOptions options;
+    options.colour = colour;
+    options.output_size = 16;
+    at::Generator gen = Gen(11);
+    const at::Tensor view = ContrastiveAugment(images, gen, options);
+    EXPECT_EQ(view.sizes(), (std::vector<int64_t>{5, 1, 16, 16}));
+    EXPECT_TRUE(view.is_contiguous());
+    EXPECT_GE(view.min().item<float>(), 0.0f);
+    EXPECT_LE(view.max().item<float>(), 1.0f);
+  }
+  // The whole image, no flip, no ops: a 28 -> 14 bilinear resize, which
+  // averages each 2 x 2 block.
+  ContrastiveAugmentOptions plain;
+  plain.crop = FixedCrop(1.0, 1.0);
+  plain.flip_probability = 0.0;
+  plain.strong.num_ops = 0;
+  plain.output_size = 14;
+  at::Generator gen = Gen(12);
+  const at::Tensor half = ContrastiveAugment(images, gen, plain);
+  const at::Tensor expected = at::avg_pool2d(images, {2, 2});
+  EXPECT_TRUE(at::allclose(half, expected, 1e-5, 1e-5))
+      << (half - expected).abs().max().item<float>();
+  ContrastiveAugmentOptions bad;
+  bad.output_size = 3;
+  EXPECT_THROW(ContrastiveAugment(images, gen, bad), c10::Error);
+  EXPECT_FALSE(ValidateContrastiveAugment(bad, "simclr").ok());
+  bad.output_size = 0;
+  EXPECT_TRUE(ValidateContrastiveAugment(bad, "simclr").ok());
+}
+
 TEST(ContrastiveAugmentTest, ParsesColourNames) {
   auto pixel_ops = ParseContrastiveColour("pixel_ops");
   auto jitter = ParseContrastiveColour("jitter");

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 namespace trainer {
 namespace {
@@ -185,6 +187,102 @@ TEST(NtXentTest, BadShapesAndTemperatureThrow) {
   EXPECT_THROW(ComputeNtXentLoss(z, z, 0.0), c10::Error);
   EXPECT_THROW(ComputeNtXentLoss(z.to(torch::kLong), z.to(torch::kLong), 0.5),
                c10::Error);
+}
+
+// The multi-view loss and positive accuracy by plain loops over doubles.
+std::pair<double, double> MultiViewByLoops(
+    const std::vector<torch::Tensor>& views, double t) {
+  std::vector<std::vector<double>> rows;
+  std::vector<int64_t> image;
+  for (const torch::Tensor& v : views) {
+    for (int64_t i = 0; i < v.size(0); ++i) {
+      std::vector<double> row;
+      double norm = 0;
+      for (int64_t d = 0; d < v.size(1); ++d) {
+        row.push_back(v[i][d].item<double>());
+        norm += row.back() * row.back();
+      }
+      for (double& x : row) x /= std::sqrt(norm);
+      rows.push_back(row);
+      image.push_back(i);
+    }
+  }
+  double loss = 0, hits = 0;
+  for (size_t a = 0; a < rows.size(); ++a) {
+    double positives = 0, all = 0, best = -1e300;
+    bool best_positive = false;
+    for (size_t b = 0; b < rows.size(); ++b) {
+      if (a == b) continue;
+      double cosine = 0;
+      for (size_t d = 0; d < rows[a].size(); ++d)
+        cosine += rows[a][d] * rows[b][d];
+      const double e = std::exp(cosine / t);
+      all += e;
+      if (image[a] == image[b]) positives += e;
+      if (cosine > best) {
+        best = cosine;
+        best_positive = image[a] == image[b];
+      }
+    }
+    loss += -std::log(positives / all);
+    hits += best_positive ? 1 : 0;
+  }
+  return {loss / rows.size(), hits / rows.size()};
+}
+
+TEST(NtXentTest, MultiViewIdenticalViewsByHand) {
+  // Three identical views of e1, e2: each row has two positives of cosine 1
+  // and three negatives of cosine 0: log(1 + 1.5 exp(-1 / t)).
+  torch::Tensor z = torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}});
+  for (double t : {0.2, 1.0}) {
+    NtXentLoss result = ComputeMultiViewNtXentLoss({z, z, z}, t);
+    EXPECT_EQ(result.loss.dim(), 0);
+    EXPECT_NEAR(result.loss.item<double>(),
+                std::log(1.0 + 1.5 * std::exp(-1.0 / t)), 1e-6)
+        << t;
+    EXPECT_EQ(result.positive_accuracy.item<float>(), 1.0f);
+  }
+}
+
+TEST(NtXentTest, MultiViewMatchesLoopsAndTwoViewsMatchNtXent) {
+  for (int views : {2, 3, 6}) {
+    std::vector<torch::Tensor> z;
+    for (int v = 0; v < views; ++v) z.push_back(Random(5, 4, 20 + v));
+    NtXentLoss result = ComputeMultiViewNtXentLoss(z, 0.3);
+    const auto [loss, accuracy] = MultiViewByLoops(z, 0.3);
+    EXPECT_NEAR(result.loss.item<double>(), loss, 1e-5) << views;
+    EXPECT_NEAR(result.positive_accuracy.item<double>(), accuracy, 1e-6)
+        << views;
+  }
+  // A view swapped between the images: some rows' nearest is a negative.
+  torch::Tensor z = torch::tensor({{1.0f, 0.1f}, {0.1f, 1.0f}});
+  std::vector<torch::Tensor> swapped = {z, z, z.flip(0)};
+  const auto [loss, accuracy] = MultiViewByLoops(swapped, 0.5);
+  NtXentLoss result = ComputeMultiViewNtXentLoss(swapped, 0.5);
+  EXPECT_NEAR(result.loss.item<double>(), loss, 1e-5);
+  EXPECT_NEAR(result.positive_accuracy.item<double>(), accuracy, 1e-6);
+  EXPECT_LT(accuracy, 1.0);
+  // Two views: the same as SimCLR's pairwise loss.
+  torch::Tensor z1 = Random(6, 5, 30), z2 = Random(6, 5, 31);
+  EXPECT_NEAR(ComputeMultiViewNtXentLoss({z1, z2}, 0.2).loss.item<double>(),
+              ComputeNtXentLoss(z1, z2, 0.2).loss.item<double>(), 1e-6);
+}
+
+TEST(NtXentTest, MultiViewGradientsAndBadInputs) {
+  std::vector<torch::Tensor> z;
+  for (int v = 0; v < 4; ++v)
+    z.push_back(Random(6, 5, 40 + v).requires_grad_());
+  ComputeMultiViewNtXentLoss(z, 0.2).loss.backward();
+  for (const torch::Tensor& view : z) {
+    ASSERT_TRUE(view.grad().defined());
+    EXPECT_TRUE(torch::isfinite(view.grad()).all().item<bool>());
+    EXPECT_GT(view.grad().abs().sum().item<float>(), 0.0f);
+  }
+  torch::Tensor a = torch::randn({4, 8});
+  EXPECT_THROW(ComputeMultiViewNtXentLoss({a}, 0.5), c10::Error);
+  EXPECT_THROW(ComputeMultiViewNtXentLoss({a, a, torch::randn({3, 8})}, 0.5),
+               c10::Error);
+  EXPECT_THROW(ComputeMultiViewNtXentLoss({a, a, a}, 0.0), c10::Error);
 }
 
 TEST(NtXentTest, CudaMatchesCpu) {

@@ -128,6 +128,28 @@ TEST(PretrainStageTest, KeyChangesWithPoolModelSettingsAndSeed) {
   EXPECT_NE(*base, *jitter_key);
   jittered.objective.simclr.augment.jitter_strength = 0.8;
   EXPECT_NE(*jitter_key, *PretrainCacheKey(pool, TinyModel(), jittered, 1));
+  // Multi-crop: each local setting counts once local crops are on; without
+  // them the local settings do not (earlier keys stay valid).
+  PretrainOptions local_size_only = options;
+  local_size_only.objective.simclr.local_crop_size = 12;
+  EXPECT_EQ(*base, *PretrainCacheKey(pool, TinyModel(), local_size_only, 1));
+  PretrainOptions local = options;
+  local.objective.simclr.local_crops = 2;
+  auto local_key = PretrainCacheKey(pool, TinyModel(), local, 1);
+  ASSERT_THAT(local_key, IsOk());
+  EXPECT_NE(*base, *local_key);
+  PretrainOptions more = local;
+  more.objective.simclr.local_crops = 4;
+  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), more, 1));
+  PretrainOptions smaller = local;
+  smaller.objective.simclr.local_crop_size = 12;
+  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), smaller, 1));
+  PretrainOptions tighter = local;
+  tighter.objective.simclr.local_crop_scale_min = 0.2;
+  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), tighter, 1));
+  PretrainOptions wider_local = local;
+  wider_local.objective.simclr.local_crop_scale_max = 0.5;
+  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), wider_local, 1));
 }
 
 TEST(PretrainStageTest, ChangedSettingDoesNotReuse) {

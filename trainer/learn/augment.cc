@@ -219,11 +219,13 @@ Tensor Cutout(const Tensor& x, const Tensor& u, double max_fraction,
 constexpr int kCropAttempts = 10;
 
 // Bilinear resampling of x at the boxes of theta ([N, 2, 3]), which lie
-// inside the image: samples in the half-pixel rim outside the outermost
-// pixel centres read the edge pixel, like a resize of the cropped box.
-Tensor ResampleBoxes(const Tensor& x, const Tensor& theta) {
-  Tensor grid =
-      at::affine_grid_generator(theta, x.sizes(), /*align_corners=*/false);
+// inside the image, to `size` x `size` pixels (0: x's own H x W): samples in
+// the half-pixel rim outside the outermost pixel centres read the edge
+// pixel, like a resize of the cropped box.
+Tensor ResampleBoxes(const Tensor& x, const Tensor& theta, int64_t size = 0) {
+  std::vector<int64_t> out(x.sizes().begin(), x.sizes().end());
+  if (size > 0) out[2] = out[3] = size;
+  Tensor grid = at::affine_grid_generator(theta, out, /*align_corners=*/false);
   return at::grid_sampler(x, grid, /*interpolation_mode=*/0,
                           /*padding_mode=*/1, /*align_corners=*/false);
 }
@@ -476,7 +478,12 @@ at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
   Tensor flip = u.select(1, 2 * kCropAttempts + 2) < options.flip_probability;
   Tensor theta =
       CropTheta(u, images.size(2), images.size(3), options.crop, flip);
-  Tensor cropped = ResampleBoxes(images.contiguous(), theta).clamp(0, 1);
+  TORCH_CHECK(options.output_size == 0 || options.output_size >= 4,
+              "contrastive view size must be 0 or at least 4, got ",
+              options.output_size);
+  Tensor cropped =
+      ResampleBoxes(images.contiguous(), theta, options.output_size)
+          .clamp(0, 1);
   if (options.colour == ContrastiveColour::kJitter) {
     return ColourJitter(cropped, gen, options.jitter_probability,
                         options.jitter_strength)
@@ -508,6 +515,11 @@ absl::Status ValidateContrastiveAugment(
     return absl::InvalidArgumentError(absl::StrCat(
         owner, " colour jitter needs probability and strength in [0, 1], got ",
         options.jitter_probability, " and ", options.jitter_strength));
+  }
+  if (options.output_size != 0 && options.output_size < 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(owner, " view size must be 0 or at least 4 pixels, got ",
+                     options.output_size));
   }
   return absl::OkStatus();
 }

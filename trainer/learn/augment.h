@@ -196,19 +196,24 @@ struct ContrastiveAugmentOptions {
   // kJitter: SimCLR's p = 0.8, and 0.8 * s for its CIFAR-10 strength s = 0.5.
   double jitter_probability = 0.8;
   double jitter_strength = 0.4;
+  // Side of the square view in pixels; 0 keeps the input's H x W. A smaller
+  // side makes SwAV's low-resolution "local" crops (multi-crop).
+  int64_t output_size = 0;
 };
 
 // One contrastive view of each of `images` ([N, C, H, W] float32 in
 // [0, 1]): random resized crop and horizontal flip in a single bilinear
 // grid_sample, then the colour distortion of options.colour. Call twice (the
 // generator advances) for SimCLR's two views. Returns a contiguous tensor
-// of the same shape with values in [0, 1]. Throws c10::Error for options
-// outside their ranges.
+// of the same shape (H x W replaced by output_size x output_size when that
+// is set) with values in [0, 1]. Throws c10::Error for options outside
+// their ranges.
 at::Tensor ContrastiveAugment(const at::Tensor& images, at::Generator& gen,
                               const ContrastiveAugmentOptions& options = {});
 
-// ValidateCrop of options.crop, and jitter_probability and jitter_strength
-// in [0, 1]; INVALID_ARGUMENT naming `owner` otherwise.
+// ValidateCrop of options.crop, jitter_probability and jitter_strength in
+// [0, 1] and output_size 0 or at least 4; INVALID_ARGUMENT naming `owner`
+// otherwise.
 absl::Status ValidateContrastiveAugment(
     const ContrastiveAugmentOptions& options, const std::string& owner);
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "trainer/objectives/nt_xent.h"
@@ -10,6 +12,14 @@
 namespace trainer {
 
 using torch::Tensor;
+
+ContrastiveAugmentOptions LocalCropAugment(const SimClrOptions& options) {
+  ContrastiveAugmentOptions local = options.augment;
+  local.crop.scale_min = options.local_crop_scale_min;
+  local.crop.scale_max = options.local_crop_scale_max;
+  local.output_size = options.local_crop_size;
+  return local;
+}
 
 absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
     const SimClrOptions& options, int64_t embedding_dim, torch::Device device,
@@ -21,6 +31,19 @@ absl::StatusOr<std::unique_ptr<SimClrObjective>> SimClrObjective::Create(
     return absl::InvalidArgumentError("simclr temperature must be positive");
   }
   RETURN_IF_ERROR(ValidateContrastiveAugment(options.augment, "simclr"));
+  if (options.local_crops < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "simclr local crops must be 0 or more, got ", options.local_crops));
+  }
+  if (options.local_crops > 0) {
+    if (options.local_crop_size < 4) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("simclr local crop size must be at least 4 pixels, got ",
+                       options.local_crop_size));
+    }
+    RETURN_IF_ERROR(
+        ValidateContrastiveAugment(LocalCropAugment(options), "simclr local"));
+  }
   if (embedding_dim <= 0 || options.projection_dim <= 0 ||
       options.projection_hidden_dim < 0) {
     return absl::InvalidArgumentError(
@@ -55,11 +78,24 @@ ObjectiveLoss SimClrObjective::Loss(const StepContext& context,
       at::cat({ContrastiveAugment(images, context.generator, options_.augment),
                ContrastiveAugment(images, context.generator, options_.augment)});
   Tensor embedding = context.Forward(context.model, views).embedding;
-  Tensor projection = head_->forward(embedding);
   const int64_t n = options_.batch_size;
-  NtXentLoss loss = ComputeNtXentLoss(projection.narrow(0, 0, n),
-                                      projection.narrow(0, n, n),
-                                      options_.temperature);
+  if (options_.local_crops > 0) {
+    const ContrastiveAugmentOptions local = LocalCropAugment(options_);
+    std::vector<Tensor> local_views;
+    for (int i = 0; i < options_.local_crops; ++i) {
+      local_views.push_back(
+          ContrastiveAugment(images, context.generator, local));
+    }
+    embedding = at::cat(
+        {embedding,
+         context.Forward(context.model, at::cat(local_views)).embedding});
+  }
+  Tensor projection = head_->forward(embedding);
+  std::vector<Tensor> per_view;
+  for (int64_t v = 0; v < 2 + options_.local_crops; ++v) {
+    per_view.push_back(projection.narrow(0, v * n, n));
+  }
+  NtXentLoss loss = ComputeMultiViewNtXentLoss(per_view, options_.temperature);
   return {loss.loss, {loss.positive_accuracy}};
 }
 

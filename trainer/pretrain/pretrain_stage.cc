@@ -34,6 +34,11 @@ std::string Describe(const ModelOptions& m, const PretrainOptions& o,
     const SimClrOptions& s = o.objective.simclr;
     method = absl::StrCat(";simclr:", s.batch_size, ",", s.temperature, ",",
                           s.projection_hidden_dim, ",", s.projection_dim);
+    // Only with local crops, so earlier keys stay valid.
+    if (s.local_crops > 0) {
+      absl::StrAppend(&method, ",local:", s.local_crops, ",", s.local_crop_size,
+                      ",", s.local_crop_scale_min, ",", s.local_crop_scale_max);
+    }
     a = &s.augment;
   }
   return absl::StrCat(
