@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "common/status_matchers.h"
@@ -130,26 +131,27 @@ TEST(PretrainStageTest, KeyChangesWithPoolModelSettingsAndSeed) {
   EXPECT_NE(*jitter_key, *PretrainCacheKey(pool, TinyModel(), jittered, 1));
   // Multi-crop: each local setting counts once local crops are on; without
   // them the local settings do not (earlier keys stay valid).
-  PretrainOptions local_size_only = options;
-  local_size_only.objective.simclr.local_crop_size = 12;
-  EXPECT_EQ(*base, *PretrainCacheKey(pool, TinyModel(), local_size_only, 1));
+  auto key_with = [&](const PretrainOptions& from, auto change) {
+    PretrainOptions changed_options = from;
+    change(changed_options.objective.simclr);
+    return *PretrainCacheKey(pool, TinyModel(), changed_options, 1);
+  };
+  EXPECT_EQ(*base, key_with(options,
+                            [](SimClrOptions& s) { s.local_crop_size = 12; }));
   PretrainOptions local = options;
   local.objective.simclr.local_crops = 2;
-  auto local_key = PretrainCacheKey(pool, TinyModel(), local, 1);
-  ASSERT_THAT(local_key, IsOk());
-  EXPECT_NE(*base, *local_key);
-  PretrainOptions more = local;
-  more.objective.simclr.local_crops = 4;
-  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), more, 1));
-  PretrainOptions smaller = local;
-  smaller.objective.simclr.local_crop_size = 12;
-  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), smaller, 1));
-  PretrainOptions tighter = local;
-  tighter.objective.simclr.local_crop_scale_min = 0.2;
-  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), tighter, 1));
-  PretrainOptions wider_local = local;
-  wider_local.objective.simclr.local_crop_scale_max = 0.5;
-  EXPECT_NE(*local_key, *PretrainCacheKey(pool, TinyModel(), wider_local, 1));
+  const std::string local_key = *PretrainCacheKey(pool, TinyModel(), local, 1);
+  EXPECT_NE(*base, local_key);
+  EXPECT_NE(local_key,
+            key_with(local, [](SimClrOptions& s) { s.local_crops = 4; }));
+  EXPECT_NE(local_key,
+            key_with(local, [](SimClrOptions& s) { s.local_crop_size = 12; }));
+  EXPECT_NE(local_key, key_with(local, [](SimClrOptions& s) {
+              s.local_crop_scale_min = 0.2;
+            }));
+  EXPECT_NE(local_key, key_with(local, [](SimClrOptions& s) {
+              s.local_crop_scale_max = 0.5;
+            }));
 }
 
 TEST(PretrainStageTest, ChangedSettingDoesNotReuse) {
