@@ -45,7 +45,7 @@ struct SimClrOptions {
 ContrastiveAugmentOptions LocalCropAugment(const SimClrOptions& options);
 
 // Metrics: positive_accuracy (fraction of views whose most similar other
-// view is their pair).
+// view shows the same image: their pair, or with local crops any view of it).
 class SimClrObjective : public TrainingObjective {
  public:
   // `embedding_dim` is the model's embedding size. INVALID_ARGUMENT for
