@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "trainer/learn/augment.h"
 #include "trainer/learn/cpu_threads.h"
+#include "trainer/learn/host_memory.h"
 #include "trainer/rpc/oracle_client.h"
 #include "trainer/run/trainer_run.h"
 
@@ -73,6 +74,12 @@ ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda[:N]");
 ABSL_FLAG(int, cpu_threads, 0,
           "threads for LibTorch's CPU work; 0: OMP_NUM_THREADS if set, else "
           "every CPU this process may run on (affinity and cgroup quota)");
+ABSL_FLAG(bool, retain_freed_memory, true,
+          "keep host memory that LibTorch frees in the process for reuse "
+          "(glibc malloc's mmap and trim thresholds raised to 1 GiB) instead "
+          "of returning it to the kernel and faulting it in again; "
+          "MALLOC_*_ variables or GLIBC_TUNABLES malloc settings take "
+          "precedence");
 ABSL_FLAG(uint64_t, seed, 0,
           "seed of initialisation, batches, augmentation, selection");
 ABSL_FLAG(std::string, client, "trainer", "client name recorded by the oracle");
@@ -283,6 +290,11 @@ int main(int argc, char** argv) {
   std::cerr << "trainer: " << threads->threads << " CPU thread"
             << (threads->threads == 1 ? "" : "s") << " (" << threads->source
             << ")\n";
+  if (absl::GetFlag(FLAGS_retain_freed_memory)) {
+    absl::StatusOr<std::string> memory = trainer::RetainFreedHostMemory();
+    std::cerr << "trainer: host memory: "
+              << (memory.ok() ? *memory : memory.status().ToString()) << "\n";
+  }
 
   trainer::TrainerOptions options;
   options.strategy = absl::GetFlag(FLAGS_strategy);
