@@ -15,7 +15,6 @@
 #ifndef TRAINER_LEARN_HOST_MEMORY_H_
 #define TRAINER_LEARN_HOST_MEMORY_H_
 
-#include <cstddef>
 #include <string>
 
 #include "absl/functional/function_ref.h"
