@@ -35,6 +35,9 @@
 #              "typiclust:freematch:simclr:--restart_rounds:--lambda_f=0.01"
 #   PARALLEL   trainers at once, a positive integer (default 1; on a GPU
 #              several share it)
+#   GOMP_SPINCOUNT  on the CPU, how often an idle OpenMP thread spins before
+#              it sleeps (default 1000 there, unless OMP_WAIT_POLICY is set;
+#              libgomp's own default, 300,000, ran the CPU recipe 1.4x slower)
 #   OMP_NUM_THREADS  threads each trainer gives LibTorch's CPU work (default:
 #              the CPUs (nproc) divided among the PARALLEL trainers, at least
 #              1, so that they do not oversubscribe the cores)
@@ -158,6 +161,11 @@ if [[ "$DEVICE" == cuda* ]]; then
 else
   STEPS=${STEPS:-60}
   PRETRAIN_STEPS=${PRETRAIN_STEPS:-20}
+  # Idle OpenMP threads spin far less than libgomp's default 300,000 times
+  # (docs/BENCHMARKS.md, "Idle OpenMP threads"), unless the caller chose.
+  if [[ -z ${GOMP_SPINCOUNT:-}${OMP_WAIT_POLICY:-} ]]; then
+    export GOMP_SPINCOUNT=1000
+  fi
   DEFAULT_FLAGS=(--train_limit=2000 --width=8 --batch=8 --mu=2 --steps="$STEPS"
                  --pretrain_steps="$PRETRAIN_STEPS" --pretrain_batch=32
                  --eval_every=0 --log_every=10)

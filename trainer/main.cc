@@ -289,7 +289,11 @@ int main(int argc, char** argv) {
   }
   std::cerr << "trainer: " << threads->threads << " CPU thread"
             << (threads->threads == 1 ? "" : "s") << " (" << threads->source
-            << ")\n";
+            << ")";
+  if (threads->threads > 1) {
+    std::cerr << "; " << trainer::DescribeOpenMpWaiting();
+  }
+  std::cerr << "\n";
   if (absl::GetFlag(FLAGS_retain_freed_memory)) {
     absl::StatusOr<std::string> memory = trainer::RetainFreedHostMemory();
     std::cerr << "trainer: host memory: "

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "common/status_matchers.h"
@@ -91,6 +92,33 @@ TEST(ChooseCpuThreadsTest, RejectsBadValues) {
   }
   // A flag wins over a bad environment value, as it is never read then.
   EXPECT_TRUE(ChooseCpuThreads(2, "two", 2).ok());
+}
+
+// An environment of the given variables, for DescribeOpenMpWaiting.
+struct FakeEnvironment {
+  std::map<std::string, std::string> variables;
+  const char* operator()(const char* name) const {
+    auto it = variables.find(name);
+    return it == variables.end() ? nullptr : it->second.c_str();
+  }
+};
+
+TEST(DescribeOpenMpWaitingTest, SpinCountThenPolicyThenDefault) {
+  EXPECT_EQ(DescribeOpenMpWaiting(FakeEnvironment{
+                {{"GOMP_SPINCOUNT", "1000"}, {"OMP_WAIT_POLICY", "ACTIVE"}}}),
+            "idle OpenMP threads spin GOMP_SPINCOUNT=1000 times, then sleep");
+  EXPECT_EQ(DescribeOpenMpWaiting(
+                FakeEnvironment{{{"OMP_WAIT_POLICY", "PASSIVE"}}}),
+            "idle OpenMP threads wait as OMP_WAIT_POLICY=PASSIVE says");
+  std::string unset = DescribeOpenMpWaiting(FakeEnvironment{});
+  EXPECT_THAT(unset, HasSubstr("spin 300,000 times"));
+  EXPECT_THAT(unset, HasSubstr("GOMP_SPINCOUNT=1000"));
+}
+
+TEST(DescribeOpenMpWaitingTest, ReadsThisProcesssEnvironment) {
+  setenv("GOMP_SPINCOUNT", "77", /*overwrite=*/1);
+  EXPECT_THAT(DescribeOpenMpWaiting(), HasSubstr("GOMP_SPINCOUNT=77 times"));
+  unsetenv("GOMP_SPINCOUNT");
 }
 
 TEST(SetCpuThreadsTest, SetsLibTorchsThreadCount) {

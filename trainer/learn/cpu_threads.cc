@@ -67,6 +67,27 @@ absl::StatusOr<CpuThreads> ChooseCpuThreads(int requested,
   return CpuThreads{available < 1 ? 1 : available, "available CPUs"};
 }
 
+std::string DescribeOpenMpWaiting(
+    absl::FunctionRef<const char*(const char*)> getenv) {
+  // GOMP_SPINCOUNT, when set, gives the spin count whatever the policy.
+  if (const char* spins = getenv("GOMP_SPINCOUNT"); spins != nullptr) {
+    return absl::StrCat("idle OpenMP threads spin GOMP_SPINCOUNT=", spins,
+                        " times, then sleep");
+  }
+  if (const char* policy = getenv("OMP_WAIT_POLICY"); policy != nullptr) {
+    return absl::StrCat("idle OpenMP threads wait as OMP_WAIT_POLICY=",
+                        policy, " says");
+  }
+  return "idle OpenMP threads spin 300,000 times before they sleep "
+         "(libgomp's default; GOMP_SPINCOUNT=1000 trained 1.4x as fast on a "
+         "2-core VM: docs/BENCHMARKS.md, \"Idle OpenMP threads\")";
+}
+
+std::string DescribeOpenMpWaiting() {
+  return DescribeOpenMpWaiting(
+      [](const char* name) -> const char* { return std::getenv(name); });
+}
+
 absl::StatusOr<CpuThreads> SetCpuThreads(int requested) {
   absl::StatusOr<CpuThreads> choice = ChooseCpuThreads(
       requested, std::getenv("OMP_NUM_THREADS"), AvailableCpus());

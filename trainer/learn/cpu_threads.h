@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -41,6 +42,20 @@ struct CpuThreads {
 absl::StatusOr<CpuThreads> ChooseCpuThreads(int requested,
                                             const char* omp_num_threads,
                                             int available);
+
+// How idle OpenMP threads wait between LibTorch's parallel regions, for the
+// log: libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when the
+// process starts, so only whoever starts the trainer can change it. Unset,
+// an idle thread spins 300,000 times before it sleeps; on the project's
+// 2-core VM (2026-12-07) GOMP_SPINCOUNT=1000 trained the CPU recipe about
+// 1.4 times as fast, and scripts/run.sh and scripts/bench_labels.sh set it
+// for CPU runs (docs/BENCHMARKS.md, "Idle OpenMP threads"). `getenv` looks a
+// variable up (null when unset).
+std::string DescribeOpenMpWaiting(
+    absl::FunctionRef<const char*(const char*)> getenv);
+
+// The same with this process's environment (std::getenv).
+std::string DescribeOpenMpWaiting();
 
 // ChooseCpuThreads with this process's environment and AvailableCpus(),
 // then at::set_num_threads with the result. Call once, before any other
