@@ -37,7 +37,7 @@
 #              several share it)
 #   GOMP_SPINCOUNT  on the CPU, how often an idle OpenMP thread spins before
 #              it sleeps (default 1000 there, unless OMP_WAIT_POLICY is set;
-#              libgomp's own default, 300,000, ran the CPU recipe 1.4x slower)
+#              libgomp's own default, 300,000, ran the CPU recipe 1.3x slower)
 #   OMP_NUM_THREADS  threads each trainer gives LibTorch's CPU work (default:
 #              the CPUs (nproc) divided among the PARALLEL trainers, at least
 #              1, so that they do not oversubscribe the cores)

@@ -93,7 +93,7 @@ else
           --pretrain=simclr --pretrain_steps=2000 --pretrain_batch=128 --objective=freematch
           --lambda_c=1 --contrast_memory=240 --mixup_alpha=0.75)
   # Idle OpenMP threads sleep after 1,000 spins instead of libgomp's
-  # 300,000: 1.4x the training speed on the 2-core VM (docs/BENCHMARKS.md,
+  # 300,000: 1.3x the speed on the 2-core VM (docs/BENCHMARKS.md,
   # "Idle OpenMP threads"). A caller's own setting stands.
   if [[ -z ${GOMP_SPINCOUNT:-}${OMP_WAIT_POLICY:-} ]]; then
     export GOMP_SPINCOUNT=1000

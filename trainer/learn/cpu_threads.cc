@@ -79,7 +79,7 @@ std::string DescribeOpenMpWaiting(
                         policy, " says");
   }
   return "idle OpenMP threads spin 300,000 times before they sleep "
-         "(libgomp's default; GOMP_SPINCOUNT=1000 trained 1.4x as fast on a "
+         "(libgomp's default; GOMP_SPINCOUNT=1000 ran 1.3x as fast on a "
          "2-core VM: docs/BENCHMARKS.md, \"Idle OpenMP threads\")";
 }
 

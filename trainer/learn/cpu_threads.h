@@ -47,8 +47,8 @@ absl::StatusOr<CpuThreads> ChooseCpuThreads(int requested,
 // log: libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when the
 // process starts, so only whoever starts the trainer can change it. Unset,
 // an idle thread spins 300,000 times before it sleeps; on the project's
-// 2-core VM (2026-12-07) GOMP_SPINCOUNT=1000 trained the CPU recipe about
-// 1.4 times as fast, and scripts/run.sh and scripts/bench_labels.sh set it
+// 2-core VM (2026-12-07) GOMP_SPINCOUNT=1000 ran the CPU recipe about
+// 1.3 times as fast, and scripts/run.sh and scripts/bench_labels.sh set it
 // for CPU runs (docs/BENCHMARKS.md, "Idle OpenMP threads"). `getenv` looks a
 // variable up (null when unset).
 std::string DescribeOpenMpWaiting(

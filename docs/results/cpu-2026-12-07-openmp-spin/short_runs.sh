@@ -5,11 +5,12 @@
 # Run from the repository root, one run at a time, e.g.:
 #   bash docs/results/cpu-2026-12-07-openmp-spin/short_runs.sh /tmp/omp base
 #   bash docs/results/cpu-2026-12-07-openmp-spin/short_runs.sh /tmp/omp spin1k GOMP_SPINCOUNT=1000
-# short_runs.tsv lists the 30 runs of 2026-12-07 in the order they ran
+# short_runs.tsv lists the 34 runs of 2026-12-07 in the order they ran
 # (rows 1-12 exploring, 13-24 three alternating rounds of four settings,
-# 25-30 two rounds with OPENBLAS_NUM_THREADS=1). Those ran before
-# scripts/run.sh set GOMP_SPINCOUNT itself; with today's run.sh give
-# GOMP_SPINCOUNT=300000 for libgomp's default.
+# 25-30 two rounds with OPENBLAS_NUM_THREADS=1, 31-34 two pairs of
+# GOMP_SPINCOUNT=1000 with freed host memory kept and with malloc's
+# defaults). Rows 1-30 ran before scripts/run.sh set GOMP_SPINCOUNT itself;
+# with today's run.sh give GOMP_SPINCOUNT=300000 for libgomp's default.
 set -euo pipefail
 out=${1:?out dir}; name=${2:?run name}; shift 2
 mkdir -p "$out"; rm -rf "${out:?}/$name"
