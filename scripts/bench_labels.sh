@@ -161,11 +161,7 @@ if [[ "$DEVICE" == cuda* ]]; then
 else
   STEPS=${STEPS:-60}
   PRETRAIN_STEPS=${PRETRAIN_STEPS:-20}
-  # Idle OpenMP threads spin far less than libgomp's default 300,000 times
-  # (docs/BENCHMARKS.md, "Idle OpenMP threads"), unless the caller chose.
-  if [[ -z ${GOMP_SPINCOUNT:-}${OMP_WAIT_POLICY:-} ]]; then
-    export GOMP_SPINCOUNT=1000
-  fi
+  fewlabels_cpu_thread_waiting  # GOMP_SPINCOUNT=1000 unless set (build_lib.sh)
   DEFAULT_FLAGS=(--train_limit=2000 --width=8 --batch=8 --mu=2 --steps="$STEPS"
                  --pretrain_steps="$PRETRAIN_STEPS" --pretrain_batch=32
                  --eval_every=0 --log_every=10)

@@ -5,6 +5,7 @@
 #
 #   fewlabels_build BUILD_DIR [TARGET...]   # environment, configure, build
 #   fewlabels_env --no_install              # environment only (built before)
+#   fewlabels_cpu_thread_waiting            # before CPU runs
 #
 # Which toolchain:
 #  - LibTorch: TORCH_DIR (a folder with TorchConfig.cmake) when set; else the
@@ -30,6 +31,16 @@ fewlabels_cuda_python_torch() {
   python3 -c 'import sys, torch
 if not torch.cuda.is_available(): sys.exit(1)
 print(torch.utils.cmake_prefix_path)' 2>/dev/null
+}
+
+# For CPU runs: idle OpenMP threads sleep after 1,000 spins instead of
+# libgomp's 300,000 (docs/BENCHMARKS.md, "Idle OpenMP threads"), unless
+# GOMP_SPINCOUNT or OMP_WAIT_POLICY is already set. Exports into the calling
+# shell; libgomp reads it when each trainer starts.
+fewlabels_cpu_thread_waiting() {
+  if [[ -z ${GOMP_SPINCOUNT:-}${OMP_WAIT_POLICY:-} ]]; then
+    export GOMP_SPINCOUNT=1000
+  fi
 }
 
 # fewlabels_env --install|--no_install: picks the toolchain as above and sets

@@ -92,12 +92,7 @@ else
           --ema=0.99 --log_every=50 --checkpoint_every=500
           --pretrain=simclr --pretrain_steps=2000 --pretrain_batch=128 --objective=freematch
           --lambda_c=1 --contrast_memory=240 --mixup_alpha=0.75)
-  # Idle OpenMP threads sleep after 1,000 spins instead of libgomp's
-  # 300,000: 1.3x the speed on the 2-core VM (docs/BENCHMARKS.md,
-  # "Idle OpenMP threads"). A caller's own setting stands.
-  if [[ -z ${GOMP_SPINCOUNT:-}${OMP_WAIT_POLICY:-} ]]; then
-    export GOMP_SPINCOUNT=1000
-  fi
+  fewlabels_cpu_thread_waiting  # GOMP_SPINCOUNT=1000 unless set (build_lib.sh)
 fi
 "$BUILD_DIR/trainer/trainer" --oracle=127.0.0.1:$PORT --budget="$BUDGET" \
   --experiment="$EXPERIMENT" --token_file="$RUN_DIR/experiment.token" \
