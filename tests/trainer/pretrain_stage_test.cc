@@ -6,10 +6,13 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/status_matchers.h"
+#include "trainer/learn/augment.h"
 #include "trainer/learn/learner.h"
 #include "trainer/objectives/byol.h"
 
@@ -152,6 +155,49 @@ TEST(PretrainStageTest, KeyChangesWithPoolModelSettingsAndSeed) {
   EXPECT_NE(local_key, key_with(local, [](SimClrOptions& s) {
               s.local_crop_scale_max = 0.5;
             }));
+}
+
+// Every setting of the contrastive views' pixel ops and their side counts,
+// not only num_ops: a cache must not hand back a checkpoint trained with
+// other views. The defaults add nothing (earlier keys stay valid).
+TEST(PretrainStageTest, KeyChangesWithEveryPixelOpSetting) {
+  torch::Tensor pool = ToyPool();
+  PretrainOptions options = TinyOptions(TempDir("pixel-keys"));
+  const std::string base = *PretrainCacheKey(pool, TinyModel(), options, 1);
+  auto key_with = [&](auto change) {
+    PretrainOptions changed = options;
+    change(changed.objective.simclr.augment);
+    return *PretrainCacheKey(pool, TinyModel(), changed, 1);
+  };
+  EXPECT_EQ(base, key_with([](ContrastiveAugmentOptions& a) {
+              a.strong = ContrastivePixelOptions();
+            }));
+  const std::vector<std::function<void(ContrastiveAugmentOptions&)>> changes = {
+      [](ContrastiveAugmentOptions& a) {
+        a.strong.ops = {StrongOp::kIdentity, StrongOp::kSolarize};
+      },
+      [](ContrastiveAugmentOptions& a) { a.strong.ops.clear(); },
+      [](ContrastiveAugmentOptions& a) { a.strong.max_rotate_degrees = 10; },
+      [](ContrastiveAugmentOptions& a) { a.strong.max_shear = 0.1; },
+      [](ContrastiveAugmentOptions& a) { a.strong.max_translate = 0.1; },
+      [](ContrastiveAugmentOptions& a) { a.strong.min_posterize_bits = 6; },
+      [](ContrastiveAugmentOptions& a) { a.strong.min_enhance = 0.05; },
+      [](ContrastiveAugmentOptions& a) { a.strong.max_enhance = 1.0; },
+      [](ContrastiveAugmentOptions& a) { a.strong.cutout_max_fraction = 0.5; },
+      [](ContrastiveAugmentOptions& a) { a.strong.cutout_fill = 0.0f; },
+      [](ContrastiveAugmentOptions& a) { a.strong.geometric_fill = 0.5f; },
+      [](ContrastiveAugmentOptions& a) { a.output_size = 16; }};
+  std::set<std::string> keys = {base};
+  for (size_t i = 0; i < changes.size(); ++i) {
+    EXPECT_TRUE(keys.insert(key_with(changes[i])).second)
+        << "change " << i << " left the key as an earlier one";
+  }
+  // BYOL's views count the same way.
+  PretrainOptions byol = options;
+  byol.method = "byol";
+  const std::string byol_key = *PretrainCacheKey(pool, TinyModel(), byol, 1);
+  byol.objective.byol.augment.strong.max_enhance = 1.0;
+  EXPECT_NE(byol_key, *PretrainCacheKey(pool, TinyModel(), byol, 1));
 }
 
 TEST(PretrainStageTest, ChangedSettingDoesNotReuse) {

@@ -4,15 +4,42 @@
 
 #include <chrono>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "trainer/learn/augment.h"
 #include "trainer/learn/torch_status.h"
 
 namespace trainer {
 namespace {
+
+// The pixel ops' settings beyond num_ops, as text: empty while they are
+// ContrastivePixelOptions()'s (so keys made before they were hashed stay
+// valid), every field otherwise.
+std::string DescribePixelOps(const ContrastiveAugmentOptions& a) {
+  const StrongAugmentOptions& s = a.strong;
+  const StrongAugmentOptions d = ContrastivePixelOptions();
+  std::string text;
+  if (s.ops != d.ops || s.max_rotate_degrees != d.max_rotate_degrees ||
+      s.max_shear != d.max_shear || s.max_translate != d.max_translate ||
+      s.min_posterize_bits != d.min_posterize_bits ||
+      s.min_enhance != d.min_enhance || s.max_enhance != d.max_enhance ||
+      s.cutout_max_fraction != d.cutout_max_fraction ||
+      s.cutout_fill != d.cutout_fill || s.geometric_fill != d.geometric_fill) {
+    std::vector<int> ops;
+    for (StrongOp op : s.ops) ops.push_back(static_cast<int>(op));
+    absl::StrAppend(
+        &text, ",pixel:", absl::StrJoin(ops, "."), ",", s.max_rotate_degrees,
+        ",", s.max_shear, ",", s.max_translate, ",", s.min_posterize_bits, ",",
+        s.min_enhance, ",", s.max_enhance, ",", s.cutout_max_fraction, ",",
+        s.cutout_fill, ",", s.geometric_fill);
+  }
+  if (a.output_size != 0) absl::StrAppend(&text, ",side:", a.output_size);
+  return text;
+}
 
 // Every option that changes the stage's result, as text. The SimCLR text is
 // the one earlier versions hashed, so their cached checkpoints stay valid.
@@ -44,14 +71,16 @@ std::string Describe(const ModelOptions& m, const PretrainOptions& o,
   return absl::StrCat(
       model, method, ";crop:", a->crop.scale_min, ",", a->crop.scale_max, ",",
       a->crop.ratio_min, ",", a->crop.ratio_max, ",flip:", a->flip_probability,
-      ",ops:", a->strong.num_ops,
+      ",ops:", a->strong.num_ops, DescribePixelOps(*a),
       // Only when not the default, so earlier keys stay valid.
       a->colour == ContrastiveColour::kPixelOps
           ? std::string()
           : absl::StrCat(",colour:", ContrastiveColourName(a->colour), ",",
                          a->jitter_probability, ",", a->jitter_strength),
       ";learner:", l.lr, ",", l.cosine_span, ",", l.momentum, ",", l.nesterov,
-      ",", l.weight_decay, ",", l.mixed_precision, ";seed:", seed);
+      ",", l.weight_decay, ",", l.mixed_precision, ";seed:", seed,
+      kPretrainRevision == 1 ? std::string()
+                             : absl::StrCat(";revision:", kPretrainRevision));
 }
 
 }  // namespace

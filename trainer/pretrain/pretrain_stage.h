@@ -55,10 +55,19 @@ struct PretrainResult {
   std::vector<std::pair<int64_t, double>> loss_curve;
 };
 
+// The revision of the stage's code. Raise it in the change that makes the
+// same options train something else (the augmentations' or the loss's
+// code, the optimiser's, the projection head's fixed settings): cached
+// checkpoints of earlier revisions are then no longer reused. 1 adds
+// nothing to the key, so the keys made before it existed stay valid.
+inline constexpr int kPretrainRevision = 1;
+
 // The cache key: SHA-256 over the pool's pixels (as bytes), the model's
-// options, the stage's options and the seed. Equal inputs give equal keys;
-// a changed pixel, option or seed gives another. `pool` is [N, C, H, W]
-// float32 in [0, 1] on any device.
+// options, the stage's options (all of them: crop, flip, colour
+// distortion, every pixel-op setting, view side, objective, optimiser),
+// the seed and kPretrainRevision. Equal inputs give equal keys; a changed
+// pixel, option or seed gives another. `pool` is [N, C, H, W] float32 in
+// [0, 1] on any device.
 absl::StatusOr<std::string> PretrainCacheKey(const torch::Tensor& pool,
                                              const ModelOptions& model,
                                              const PretrainOptions& options,
