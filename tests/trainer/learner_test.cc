@@ -257,6 +257,47 @@ TEST(LearnerTest, StepChangesWeightsAndAveragesEma) {
                         (*learner)->ema_model()->parameters()));
 }
 
+// USB's and FixMatch's practice: weight decay on the convolution and
+// linear weights only, none on batch norm's scale and shift or on biases.
+// Two learners with the same seed see the same draws and gradients in
+// their first step, so their weights differ by the decay alone: with
+// momentum 0.9, Nesterov and an empty momentum buffer the step is
+// -lr * 1.9 * (g + wd * w), a difference of -lr * 1.9 * wd * w.
+TEST(LearnerTest, WeightDecayOnlyOnWeightMatrices) {
+  ToyData data = MakeToyData();
+  LearnerOptions options = ToyLearner(3);
+  options.weight_decay = 0.1;
+  LearnerOptions no_decay = options;
+  no_decay.weight_decay = 0.0;
+  auto decayed = MakeFixMatchLearner(options);
+  auto plain = MakeFixMatchLearner(no_decay);
+  ASSERT_THAT(decayed, IsOk());
+  ASSERT_THAT(plain, IsOk());
+  const std::vector<at::Tensor> initial =
+      Clone((*decayed)->model()->parameters());
+  ASSERT_THAT((*decayed)->Step(data.step_data()), IsOk());
+  ASSERT_THAT((*plain)->Step(data.step_data()), IsOk());
+  const auto with = (*decayed)->model()->parameters();
+  const auto without = (*plain)->model()->parameters();
+  ASSERT_EQ(with.size(), initial.size());
+  int matrices = 0, vectors = 0;
+  for (size_t i = 0; i < initial.size(); ++i) {
+    if (initial[i].dim() > 1) {
+      ++matrices;
+      EXPECT_TRUE(at::allclose(with[i] - without[i],
+                               -options.lr * 1.9 * 0.1 * initial[i], 1e-4,
+                               1e-6))
+          << "parameter " << i << " of shape " << initial[i].sizes();
+    } else {
+      ++vectors;
+      EXPECT_TRUE(at::equal(with[i], without[i]))
+          << "parameter " << i << " of shape " << initial[i].sizes();
+    }
+  }
+  EXPECT_GT(matrices, 0);
+  EXPECT_GT(vectors, 0);
+}
+
 TEST(LearnerTest, TrainingReducesSupervisedLoss) {
   ToyData data = MakeToyData();
   auto learner = MakeFixMatchLearner(ToyLearner(7));

@@ -737,6 +737,11 @@ TEST(PseudoLabellingTest, MemorySmoothsFromTheSecondStepOn) {
   EXPECT_FALSE(at::allclose(second_labels.probs, own));
   EXPECT_TRUE(at::allclose(second_labels.probs.sum(1), at::ones({8})));
   EXPECT_EQ(memory->valid().sum().item<int64_t>(), 24);
+  // As in CoMatch, the memory keeps each weak view's own distribution, not
+  // the smoothed one (smoothing of smoothed labels would compound).
+  EXPECT_TRUE(at::allclose(memory->key_probs().narrow(0, 12, 8), own));
+  EXPECT_FALSE(
+      at::allclose(memory->key_probs().narrow(0, 12, 8), second_labels.probs));
 
   // The term uses the smoothed labels' graph and trains the head.
   ObjectiveLoss loss{at::zeros({}), {}};
