@@ -215,6 +215,58 @@ TEST(FreeMatchThresholdsTest, FairnessLossMatchesReferenceMaths) {
   EXPECT_GT(logits.grad().abs().sum().item<double>(), 0.0);
 }
 
+// The gradient the fairness term sends into the strong logits, against
+// USB's entropy_loss written out with autograd in float64 on the selected
+// rows (reciprocals of the histograms detached, 1/0 taken as 0, the mean
+// over the selected rows only). Once with every class predicted among the
+// selected rows, once with class 2 predicted by none of them.
+TEST(FreeMatchThresholdsTest, FairnessLossGradientMatchesReference) {
+  FreeMatchThresholds thresholds = MakeFreeMatch(4, 0.0);
+  thresholds.Update(Matrix({0.6, 0.2, 0.1, 0.1,  //
+                            0.1, 0.5, 0.3, 0.1,  //
+                            0.2, 0.2, 0.2, 0.4},
+                           4));
+  torch::manual_seed(7);
+  const torch::Tensor noise = torch::randn({6, 4});
+  // Row r leans to class lean[r] by 3 logits.
+  const std::vector<int64_t> lean = {0, 1, 2, 3, 0, 1};
+  torch::Tensor base = noise.clone();
+  for (int64_t r = 0; r < 6; ++r) base[r][lean[r]] += 3.0;
+  const std::vector<std::vector<float>> masks = {{1, 1, 1, 1, 0, 1},
+                                                 {1, 1, 0, 1, 1, 1}};
+  for (const auto& mask_values : masks) {
+    const torch::Tensor mask = torch::tensor(mask_values);
+    torch::Tensor logits = base.clone().requires_grad_(true);
+    thresholds.FairnessLoss(logits, mask).backward();
+
+    torch::Tensor reference_logits =
+        base.to(torch::kDouble).clone().requires_grad_(true);
+    const torch::Tensor rows = mask.nonzero().view({-1});
+    const torch::Tensor prob_s =
+        reference_logits.index_select(0, rows).softmax(1);
+    torch::Tensor hist_s =
+        torch::bincount(prob_s.argmax(1), /*weights=*/{}, 4).to(torch::kDouble);
+    hist_s = hist_s / hist_s.sum();
+    auto reciprocal = [](const torch::Tensor& t) {
+      torch::Tensor r = 1.0 / t;
+      return torch::where(torch::isinf(r), torch::zeros_like(r), r).detach();
+    };
+    torch::Tensor p = thresholds.p_model().to(torch::kDouble) *
+                      reciprocal(thresholds.label_hist().to(torch::kDouble));
+    p = p / p.sum();
+    torch::Tensor q = prob_s.mean(0) * reciprocal(hist_s);
+    q = q / q.sum();
+    (p * torch::log(q + 1e-12)).sum().backward();
+
+    EXPECT_TRUE(torch::allclose(logits.grad().to(torch::kDouble),
+                                reference_logits.grad(), 1e-5, 1e-6))
+        << "mask " << mask << "\nours\n"
+        << logits.grad() << "\nreference\n"
+        << reference_logits.grad();
+    EXPECT_GT(logits.grad().abs().sum().item<double>(), 1e-4);
+  }
+}
+
 TEST(FreeMatchThresholdsTest, FairnessLossWithEveryClassPredicted) {
   FreeMatchThresholds thresholds = MakeFreeMatch(3, 0.5);
   thresholds.Update(Matrix({0.6, 0.3, 0.1,  //
