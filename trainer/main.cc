@@ -117,6 +117,13 @@ ABSL_FLAG(std::string, weak_fill, "reflect",
           "reflect | zeros");
 ABSL_FLAG(int32_t, strong_ops, 2,
           "RandAugment ops per strong view (0 to 13)");
+ABSL_FLAG(double, strong_enhance_min, 0.1,
+          "smallest enhance factor of the strong views' contrast, brightness "
+          "and sharpness ops (1 is identity; AutoAugment's PIL range is "
+          "0.1-1.9, the FixMatch paper's 0.05-0.95)");
+ABSL_FLAG(double, strong_enhance_max, 1.9,
+          "largest enhance factor of the strong views' contrast, brightness "
+          "and sharpness ops (see --strong_enhance_min)");
 ABSL_FLAG(double, cutout, 0.5,
           "largest Cutout square of a strong view, as a fraction of the side "
           "(0: none)");
@@ -369,6 +376,8 @@ int main(int argc, char** argv) {
   batch.weak_forward = *weak_forward;
   batch.strong.num_ops = absl::GetFlag(FLAGS_strong_ops);
   batch.strong.cutout_max_fraction = absl::GetFlag(FLAGS_cutout);
+  batch.strong.min_enhance = absl::GetFlag(FLAGS_strong_enhance_min);
+  batch.strong.max_enhance = absl::GetFlag(FLAGS_strong_enhance_max);
   batch.contrast.weight = absl::GetFlag(FLAGS_lambda_c);
   batch.contrast.temperature = absl::GetFlag(FLAGS_contrast_temperature);
   batch.contrast.graph_threshold = absl::GetFlag(FLAGS_contrast_threshold);

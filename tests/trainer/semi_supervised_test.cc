@@ -10,6 +10,8 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status_matchers.h"
 #include "tests/trainer/toy_step.h"
@@ -20,6 +22,7 @@ namespace {
 using ::common::IsOk;
 using ::common::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 TEST(SemiSupervisedForwardTest, BatchShapesAndGradients) {
   ToyContext toy = MakeToyContext();
@@ -564,6 +567,24 @@ TEST(SemiSupervisedForwardTest, UnlabelledMixupNeedsAlphaAndNoPseudoHead) {
   options.pseudo_head = true;
   EXPECT_THAT(ValidateSemiSupervisedOptions(options),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SemiSupervisedForwardTest, EnhanceFactorsMustBeAnOrderedFiniteRange) {
+  SemiSupervisedOptions options;
+  options.strong.min_enhance = 0.05;
+  options.strong.max_enhance = 0.95;  // the FixMatch paper's range
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  options.strong.min_enhance = options.strong.max_enhance = 1.0;  // identity
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  for (const auto& [low, high] : std::vector<std::pair<double, double>>{
+           {1.2, 0.8}, {-0.1, 1.0}, {0.1, INFINITY}, {NAN, 1.0}, {0.1, NAN}}) {
+    options.strong.min_enhance = low;
+    options.strong.max_enhance = high;
+    EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("enhance factors")))
+        << low << " " << high;
+  }
 }
 
 TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {

@@ -66,6 +66,12 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
     return absl::InvalidArgumentError(
         "strong.cutout_max_fraction must be in [0, 1]");
   }
+  if (!(std::isfinite(o.strong.max_enhance) && o.strong.min_enhance >= 0.0 &&
+        o.strong.min_enhance <= o.strong.max_enhance)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strong enhance factors must satisfy 0 <= min <= max < inf, got ",
+        o.strong.min_enhance, " and ", o.strong.max_enhance));
+  }
   if (o.pseudo_label_views < 1 || o.pseudo_label_views > 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pseudo_label_views must be in [1, 8], got ", o.pseudo_label_views));

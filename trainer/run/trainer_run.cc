@@ -1193,7 +1193,9 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
                         ? std::string("off")
                         : absl::StrCat("up to ",
                                        batch.strong.cutout_max_fraction,
-                                       " of the side"))},
+                                       " of the side"),
+                    ", enhance factors ", batch.strong.min_enhance, "-",
+                    batch.strong.max_enhance)},
       {"threshold", ThresholdDescription(options_.objective)},
       {"lr / wd", absl::StrCat(learner.lr, " / ", learner.weight_decay)},
       {"ema decay", absl::StrCat(learner.ema_decay)},
