@@ -117,11 +117,13 @@ ABSL_FLAG(std::string, weak_fill, "reflect",
           "reflect | zeros");
 ABSL_FLAG(int32_t, strong_ops, 2,
           "RandAugment ops per strong view (0 to 13)");
-ABSL_FLAG(double, strong_enhance_min, 0.1,
+ABSL_FLAG(double, strong_enhance_min, 0.05,
           "smallest enhance factor of the strong views' contrast, brightness "
-          "and sharpness ops (1 is identity; AutoAugment's PIL range is "
-          "0.1-1.9, the FixMatch paper's 0.05-0.95)");
-ABSL_FLAG(double, strong_enhance_max, 1.9,
+          "and sharpness ops (1 is identity): the FixMatch paper's and USB's "
+          "0.05-0.95 by default (+0.70 points over six CPU seeds against "
+          "AutoAugment's 0.1-1.9, used before 2026-12-07: "
+          "docs/BENCHMARKS.md, \"RandAugment's enhance range\")");
+ABSL_FLAG(double, strong_enhance_max, 0.95,
           "largest enhance factor of the strong views' contrast, brightness "
           "and sharpness ops (see --strong_enhance_min)");
 ABSL_FLAG(double, cutout, 0.5,
