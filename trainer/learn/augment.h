@@ -70,6 +70,8 @@ inline constexpr int kNumStrongOps = 13;
 // pixels >= (1 - m) * 256 / 255 (m = 0: none); posterize keeps
 // 8 - floor(m * (9 - min_posterize_bits)) bits; autocontrast and equalize
 // (PIL's, on the 8-bit histogram) ignore m.
+// A new field must also go into the pretraining cache key
+// (PixelOpSettings in trainer/pretrain/pretrain_stage.cc).
 struct StrongAugmentOptions {
   // Distinct ops per image, 0..(number of ops to choose among).
   int num_ops = 2;
@@ -86,6 +88,9 @@ struct StrongAugmentOptions {
   int min_posterize_bits = 4;
   // Contrast, brightness and sharpness use the PIL enhance factor
   // min_enhance + m * (max_enhance - min_enhance) (1 is identity).
+  // AutoAugment's range here; the trainer's semi-supervised strong views
+  // take the FixMatch paper's 0.05-0.95 from its flags
+  // (--strong_enhance_min/max), SimCLR's pixel ops keep this one.
   double min_enhance = 0.1;
   double max_enhance = 1.9;
   // Cutout: after the ops, a square of side uniform in [1, cutout_max_fraction

@@ -16,26 +16,25 @@
 namespace trainer {
 namespace {
 
-// The pixel ops' settings beyond num_ops, as text: empty while they are
-// ContrastivePixelOptions()'s (so keys made before they were hashed stay
-// valid), every field otherwise.
+// Every setting of the pixel ops beyond num_ops, as text.
+std::string PixelOpSettings(const StrongAugmentOptions& s) {
+  std::vector<int> ops;
+  for (StrongOp op : s.ops) ops.push_back(static_cast<int>(op));
+  return absl::StrCat(absl::StrJoin(ops, "."), ",", s.max_rotate_degrees, ",",
+                      s.max_shear, ",", s.max_translate, ",",
+                      s.min_posterize_bits, ",", s.min_enhance, ",",
+                      s.max_enhance, ",", s.cutout_max_fraction, ",",
+                      s.cutout_fill, ",", s.geometric_fill);
+}
+
+// The views' pixel-op settings and side for the key: empty while they are
+// ContrastivePixelOptions()'s and the input's side (so keys made before they
+// were hashed stay valid), their text otherwise.
 std::string DescribePixelOps(const ContrastiveAugmentOptions& a) {
-  const StrongAugmentOptions& s = a.strong;
-  const StrongAugmentOptions d = ContrastivePixelOptions();
+  const std::string settings = PixelOpSettings(a.strong);
   std::string text;
-  if (s.ops != d.ops || s.max_rotate_degrees != d.max_rotate_degrees ||
-      s.max_shear != d.max_shear || s.max_translate != d.max_translate ||
-      s.min_posterize_bits != d.min_posterize_bits ||
-      s.min_enhance != d.min_enhance || s.max_enhance != d.max_enhance ||
-      s.cutout_max_fraction != d.cutout_max_fraction ||
-      s.cutout_fill != d.cutout_fill || s.geometric_fill != d.geometric_fill) {
-    std::vector<int> ops;
-    for (StrongOp op : s.ops) ops.push_back(static_cast<int>(op));
-    absl::StrAppend(
-        &text, ",pixel:", absl::StrJoin(ops, "."), ",", s.max_rotate_degrees,
-        ",", s.max_shear, ",", s.max_translate, ",", s.min_posterize_bits, ",",
-        s.min_enhance, ",", s.max_enhance, ",", s.cutout_max_fraction, ",",
-        s.cutout_fill, ",", s.geometric_fill);
+  if (settings != PixelOpSettings(ContrastivePixelOptions())) {
+    absl::StrAppend(&text, ",pixel:", settings);
   }
   if (a.output_size != 0) absl::StrAppend(&text, ",side:", a.output_size);
   return text;
