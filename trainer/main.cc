@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -116,7 +117,15 @@ ABSL_FLAG(std::string, weak_fill, "reflect",
           "what the weak augmentation's shift fills the border with: "
           "reflect | zeros");
 ABSL_FLAG(int32_t, strong_ops, 2,
-          "RandAugment ops per strong view (0 to 13)");
+          "RandAugment ops per strong view (0 to the number of ops "
+          "--strong_op_list allows: 13 for all)");
+ABSL_FLAG(std::string, strong_op_list, "all",
+          "RandAugment ops the strong views choose --strong_ops among: all "
+          "(default) or names separated by commas from identity, "
+          "autocontrast, equalize, solarize, posterize, contrast, brightness, "
+          "sharpness, rotate, shear_x, shear_y, translate_x, translate_y "
+          "(USB's RandAugment without colour ops, used for MedMNIST, leaves "
+          "out autocontrast, contrast, posterize and solarize)");
 ABSL_FLAG(double, strong_enhance_min, 0.05,
           "smallest enhance factor of the strong views' contrast, brightness "
           "and sharpness ops (1 is identity): the FixMatch paper's and USB's "
@@ -377,6 +386,14 @@ int main(int argc, char** argv) {
   }
   batch.weak_forward = *weak_forward;
   batch.strong.num_ops = absl::GetFlag(FLAGS_strong_ops);
+  auto strong_op_list =
+      trainer::ParseStrongOpList(absl::GetFlag(FLAGS_strong_op_list));
+  if (!strong_op_list.ok()) {
+    std::cerr << "trainer: --strong_op_list: "
+              << strong_op_list.status().message() << "\n";
+    return 2;
+  }
+  batch.strong.ops = *std::move(strong_op_list);
   batch.strong.cutout_max_fraction = absl::GetFlag(FLAGS_cutout);
   batch.strong.min_enhance = absl::GetFlag(FLAGS_strong_enhance_min);
   batch.strong.max_enhance = absl::GetFlag(FLAGS_strong_enhance_max);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "common/status_matchers.h"
 
@@ -257,6 +258,54 @@ TEST(StrongAugmentTest, BadOpsListThrows) {
   EXPECT_THROW(StrongAugment(x, gen, options), c10::Error);
   options.ops = {StrongOp::kContrast, static_cast<StrongOp>(kNumStrongOps)};
   EXPECT_THROW(StrongAugment(x, gen, options), c10::Error);
+}
+
+TEST(StrongOpListTest, NamesMapToTheirOps) {
+  // Every name, in StrongOp order: the list is the ops 0..12.
+  auto ops = ParseStrongOpList(
+      "identity,autocontrast,equalize,solarize,posterize,contrast,brightness,"
+      "sharpness,rotate,shear_x,shear_y,translate_x,translate_y");
+  ASSERT_THAT(ops, IsOk());
+  ASSERT_EQ(ops->size(), static_cast<size_t>(kNumStrongOps));
+  for (int i = 0; i < kNumStrongOps; ++i) {
+    EXPECT_EQ(static_cast<int>((*ops)[i]), i);
+    EXPECT_EQ(StrongOpName((*ops)[i]),
+              StrongOpListText({static_cast<StrongOp>(i)}));
+  }
+  // Any order is kept as written (StrongAugment applies them in StrongOp
+  // order whatever the list's).
+  auto usb = ParseStrongOpList("translate_y,brightness,identity");
+  ASSERT_THAT(usb, IsOk());
+  EXPECT_EQ(*usb,
+            (std::vector<StrongOp>{StrongOp::kTranslateY, StrongOp::kBrightness,
+                                   StrongOp::kIdentity}));
+  EXPECT_EQ(StrongOpListText(*usb), "translate_y,brightness,identity");
+}
+
+TEST(StrongOpListTest, AllIsTheEmptyList) {
+  auto all = ParseStrongOpList("all");
+  ASSERT_THAT(all, IsOk());
+  EXPECT_TRUE(all->empty());
+  EXPECT_EQ(StrongOpListText({}), "all");
+}
+
+TEST(StrongOpListTest, RejectsUnknownEmptyAndRepeatedNames) {
+  EXPECT_THAT(ParseStrongOpList("rotate,shearx"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown RandAugment op 'shearx'")));
+  EXPECT_THAT(ParseStrongOpList("rotate,shearx"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("names from identity,autocontrast,")));
+  EXPECT_THAT(ParseStrongOpList("rotate,,equalize"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown RandAugment op ''")));
+  EXPECT_THAT(ParseStrongOpList(""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseStrongOpList("All"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseStrongOpList("rotate,equalize,rotate"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'rotate' listed twice")));
 }
 
 TEST(ApplyStrongOpTest, Identity) {

@@ -587,6 +587,34 @@ TEST(SemiSupervisedForwardTest, EnhanceFactorsMustBeAnOrderedFiniteRange) {
   }
 }
 
+TEST(SemiSupervisedForwardTest, NumOpsMustFitTheOpsListed) {
+  SemiSupervisedOptions options;
+  options.strong.num_ops = 2;
+  options.strong.ops = {StrongOp::kRotate, StrongOp::kEqualize};
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  options.strong.num_ops = 3;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must be in [0, 2] (the ops it chooses "
+                                 "among: rotate,equalize)")));
+  options.strong.ops.clear();  // all 13
+  options.strong.num_ops = kNumStrongOps;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options), IsOk());
+  options.strong.num_ops = kNumStrongOps + 1;
+  EXPECT_THAT(ValidateSemiSupervisedOptions(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must be in [0, 13]")));
+  options.strong.num_ops = 1;
+  options.strong.ops = {StrongOp::kRotate, StrongOp::kRotate};
+  EXPECT_THAT(
+      ValidateSemiSupervisedOptions(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most once")));
+  options.strong.ops = {static_cast<StrongOp>(kNumStrongOps)};
+  EXPECT_THAT(
+      ValidateSemiSupervisedOptions(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("known ops")));
+}
+
 TEST(SemiSupervisedForwardTest, ParsesWeakViewForwardNames) {
   for (WeakViewForward forward :
        {WeakViewForward::kJoint, WeakViewForward::kSeparate,

@@ -9,10 +9,13 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace trainer {
 namespace {
@@ -421,6 +424,49 @@ StrongAugmentOptions ContrastivePixelOptions() {
                  StrongOp::kBrightness, StrongOp::kSharpness};
   options.cutout_max_fraction = 0.0;
   return options;
+}
+
+std::string StrongOpName(StrongOp op) {
+  static constexpr std::array<const char*, kNumStrongOps> kNames = {
+      "identity", "autocontrast", "equalize",   "solarize", "posterize",
+      "contrast", "brightness",   "sharpness",  "rotate",   "shear_x",
+      "shear_y",  "translate_x",  "translate_y"};
+  const int index = static_cast<int>(op);
+  if (index < 0 || index >= kNumStrongOps) return absl::StrCat("op", index);
+  return kNames[index];
+}
+
+absl::StatusOr<std::vector<StrongOp>> ParseStrongOpList(
+    absl::string_view text) {
+  std::vector<StrongOp> ops;
+  if (text == "all") return ops;
+  std::vector<std::string> known;
+  for (int i = 0; i < kNumStrongOps; ++i) {
+    known.push_back(StrongOpName(static_cast<StrongOp>(i)));
+  }
+  const std::string takes =
+      absl::StrCat("; takes all or names from ", absl::StrJoin(known, ","));
+  for (absl::string_view name : absl::StrSplit(text, ',')) {
+    const auto it = std::find(known.begin(), known.end(), name);
+    if (it == known.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown RandAugment op '", name, "' in '", text, "'", takes));
+    }
+    const auto op = static_cast<StrongOp>(it - known.begin());
+    if (std::find(ops.begin(), ops.end(), op) != ops.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "RandAugment op '", name, "' listed twice in '", text, "'"));
+    }
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+std::string StrongOpListText(const std::vector<StrongOp>& ops) {
+  if (ops.empty()) return "all";
+  std::vector<std::string> names;
+  for (StrongOp op : ops) names.push_back(StrongOpName(op));
+  return absl::StrJoin(names, ",");
 }
 
 absl::StatusOr<ContrastiveColour> ParseContrastiveColour(

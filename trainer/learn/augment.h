@@ -64,6 +64,21 @@ enum class StrongOp : int {
 };
 inline constexpr int kNumStrongOps = 13;
 
+// The op's name in lower case, as ParseStrongOpList reads it: identity,
+// autocontrast, equalize, solarize, posterize, contrast, brightness,
+// sharpness, rotate, shear_x, shear_y, translate_x, translate_y.
+std::string StrongOpName(StrongOp op);
+
+// A list of ops for StrongAugmentOptions::ops from text: "all" (the empty
+// list: every op) or op names separated by commas, each at most once.
+// INVALID_ARGUMENT naming the first unknown, empty or repeated entry and the
+// names it takes.
+absl::StatusOr<std::vector<StrongOp>> ParseStrongOpList(absl::string_view text);
+
+// The text ParseStrongOpList reads back: "all" for the empty list, the names
+// joined by commas otherwise.
+std::string StrongOpListText(const std::vector<StrongOp>& ops);
+
 // RandAugment ranges as in FixMatch's RandAugment (AutoAugment's PIL ops);
 // each chosen op gets a magnitude m drawn uniformly from [0, 1] per image.
 // Geometric ops use the signed amount (2m - 1) * max. Solarize inverts

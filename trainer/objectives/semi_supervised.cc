@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 #include <vector>
@@ -55,11 +56,26 @@ absl::Status ValidateSemiSupervisedOptions(const SemiSupervisedOptions& o) {
   if (!(o.teacher_weight >= 0.0 && o.teacher_weight <= 1.0)) {
     return absl::InvalidArgumentError("teacher_weight must be in [0, 1]");
   }
-  if (o.strong.num_ops < 0 || o.strong.num_ops > kNumStrongOps ||
+  std::vector<StrongOp> listed;
+  for (StrongOp op : o.strong.ops) {
+    if (static_cast<int>(op) < 0 || static_cast<int>(op) >= kNumStrongOps ||
+        std::find(listed.begin(), listed.end(), op) != listed.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("strong.ops must list known ops at most once each, got ",
+                       StrongOpListText(o.strong.ops)));
+    }
+    listed.push_back(op);
+  }
+  const int num_allowed = o.strong.ops.empty()
+                              ? kNumStrongOps
+                              : static_cast<int>(o.strong.ops.size());
+  if (o.strong.num_ops < 0 || o.strong.num_ops > num_allowed ||
       o.strong.min_posterize_bits < 0 || o.strong.min_posterize_bits > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("strong.num_ops must be in [0, ", kNumStrongOps,
-                     "] and strong.min_posterize_bits in [0, 8]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strong.num_ops must be in [0, ", num_allowed,
+        "] (the ops it chooses among: ", StrongOpListText(o.strong.ops),
+        ") and strong.min_posterize_bits in [0, 8], got ", o.strong.num_ops,
+        " and ", o.strong.min_posterize_bits));
   }
   if (!(o.strong.cutout_max_fraction >= 0.0 &&
         o.strong.cutout_max_fraction <= 1.0)) {

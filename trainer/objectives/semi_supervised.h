@@ -127,7 +127,8 @@ struct SemiSupervisedOptions {
 // INVALID_ARGUMENT unless batch_size and mu are positive, lambda_u is
 // non-negative, alignment_momentum and teacher_weight are in [0, 1) and
 // [0, 1], the strong augmentation's
-// ranges are valid (num_ops, posterize bits, cutout fraction in [0, 1],
+// ranges are valid (known ops, each listed once; num_ops at most the number
+// it chooses among; posterize bits, cutout fraction in [0, 1],
 // finite enhance factors with 0 <= min <= max), the
 // contrast's options are (ValidateGraphContrastOptions) and its memory, when
 // on, holds one step's (mu + 1) * batch_size images, pseudo_label_views

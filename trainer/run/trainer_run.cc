@@ -22,6 +22,7 @@
 #include "common/atomic_file.h"
 #include "common/idx_file.h"
 #include "common/status_macros.h"
+#include "trainer/learn/augment.h"
 #include "trainer/learn/dataset.h"
 #include "trainer/learn/prototype_head.h"
 #include "trainer/learn/torch_status.h"
@@ -1188,7 +1189,8 @@ absl::StatusOr<RunSummary> Run::Finish(const Evaluation& evaluation) {
        batch.weak.fill == WeakFill::kZeros ? "zeros" : "reflect"},
       {"batch / mu", absl::StrCat(batch.batch_size, " / ", batch.mu)},
       {"strong augmentation",
-       absl::StrCat(batch.strong.num_ops, " RandAugment ops, cutout ",
+       absl::StrCat(batch.strong.num_ops, " RandAugment ops of ",
+                    StrongOpListText(batch.strong.ops), ", cutout ",
                     batch.strong.cutout_max_fraction == 0.0
                         ? std::string("off")
                         : absl::StrCat("up to ",
