@@ -274,12 +274,12 @@ TEST(StrongOpListTest, NamesMapToTheirOps) {
   }
   // Any order is kept as written (StrongAugment applies them in StrongOp
   // order whatever the list's).
-  auto usb = ParseStrongOpList("translate_y,brightness,identity");
-  ASSERT_THAT(usb, IsOk());
-  EXPECT_EQ(*usb,
+  auto written = ParseStrongOpList("translate_y,brightness,identity");
+  ASSERT_THAT(written, IsOk());
+  EXPECT_EQ(*written,
             (std::vector<StrongOp>{StrongOp::kTranslateY, StrongOp::kBrightness,
                                    StrongOp::kIdentity}));
-  EXPECT_EQ(StrongOpListText(*usb), "translate_y,brightness,identity");
+  EXPECT_EQ(StrongOpListText(*written), "translate_y,brightness,identity");
 }
 
 TEST(StrongOpListTest, AllIsTheEmptyList) {
